@@ -1,0 +1,411 @@
+"""Member organisation configuration: ``members/<org>.yaml``, validated on load.
+
+One small YAML file per member says which connector to use, where its data is, how consent
+is recorded and how the member's own labels map onto the shared taxonomy. Every mistake is
+reported with the file, the key and the fix, all at once, so a member fixes a file in one pass.
+Credentials never appear inline: only as references to environment variables or key files.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from connectors.errors import MemberConfigError
+from connectors.taxonomy import Taxonomy, load_taxonomy
+
+ORG_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+
+# Canonical fields a spreadsheet column can be mapped to, per canonical entity.
+# ``required`` fields must be mapped; the rest are optional.
+ENTITY_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "person": {
+        "required": ("source_id",),
+        "optional": (
+            "given_name",
+            "family_name",
+            "birth_date",
+            "email",
+            "phone",
+            "postcode",
+            "consent_to_share",
+            "updated_at",
+        ),
+    },
+    "engagement": {
+        "required": ("person_source_id", "programme", "status", "start_date"),
+        "optional": ("source_id", "end_date", "updated_at"),
+    },
+    "service_delivery": {
+        "required": ("person_source_id", "programme", "delivered_on"),
+        "optional": ("source_id", "service_name", "quantity", "unit", "updated_at"),
+    },
+    "outcome": {
+        "required": ("person_source_id", "outcome", "status", "measured_on"),
+        "optional": ("source_id", "programme", "value", "updated_at"),
+    },
+}
+
+CONNECTOR_KINDS = ("spreadsheet", "salesforce_npsp", "civicrm")
+AVAILABLE_CONNECTOR_KINDS = ("spreadsheet",)
+
+DEFAULT_CONSENT_YES = ("yes", "y", "true", "t", "1", "x", "consented", "agreed")
+DEFAULT_CONSENT_NO = ("no", "n", "false", "f", "0", "declined", "withdrawn", "refused")
+
+
+def normalise_label(label: str) -> str:
+    """Case- and space-insensitive form of a label or column header."""
+    return " ".join(str(label).split()).casefold()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Strict):
+    """A reference to a secret: an environment variable or a key file, never the value."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env: VARIABLE_NAME' or 'file: /path/to/key'")
+        return self
+
+    def resolve(self) -> str:
+        """Read the secret at run time (never at import or definition load)."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if not value:
+                raise MemberConfigError(
+                    "environment", [f"environment variable {self.env} is not set; export it"]
+                )
+            return value
+        assert self.file is not None
+        return self.file.read_text(encoding="utf-8").strip()
+
+
+class SpreadsheetTable(_Strict):
+    """One spreadsheet (or one sheet of a workbook) holding one canonical entity."""
+
+    file: Path = Field(description="CSV or XLSX path, relative to the member's YAML file")
+    sheet: str | None = Field(default=None, description="XLSX sheet name; default: first sheet")
+    header_row: int | None = Field(
+        default=None, ge=1, description="1-based header row; default: found by the mapped headers"
+    )
+    encoding: str | None = Field(default=None, description="CSV encoding; default: detected")
+    delimiter: str | None = Field(default=None, description="CSV delimiter; default: sniffed")
+    columns: dict[str, str] = Field(description="canonical field -> header in the file")
+
+
+class SpreadsheetConnector(_Strict):
+    """Settings for members who send CSV or XLSX files."""
+
+    kind: Literal["spreadsheet"]
+    date_order: Literal["day_first", "month_first"] | None = Field(
+        default=None,
+        description="how to read dates like 03/04/2025; ISO dates and Excel date cells "
+        "never need it, and an ambiguous date without it is quarantined, never guessed",
+    )
+    phone_region: str = Field(default="GB", description="region for numbers without +country")
+    tables: dict[str, SpreadsheetTable]
+
+
+ConnectorSettings = Annotated[SpreadsheetConnector, Field(discriminator="kind")]
+
+
+class Sharing(_Strict):
+    """The member's sharing policy."""
+
+    consent: Literal["per_record", "all", "none"] = Field(
+        default="per_record",
+        description="per_record: read each person's consent column (missing means no); "
+        "all: the member holds consent to share for everyone; none: never share",
+    )
+    consent_yes: tuple[str, ...] = DEFAULT_CONSENT_YES
+    consent_no: tuple[str, ...] = DEFAULT_CONSENT_NO
+
+
+class Mappings(_Strict):
+    """The member's local labels -> shared taxonomy values (matched case/space-insensitively)."""
+
+    programmes: dict[str, str] = Field(
+        default_factory=dict, description="programme name -> outcome area"
+    )
+    engagement_status: dict[str, str] = Field(default_factory=dict)
+    outcomes: dict[str, str] = Field(default_factory=dict, description="label -> outcome code")
+    outcome_status: dict[str, str] = Field(default_factory=dict)
+
+
+class Member(_Strict):
+    """A member organisation, as its YAML file describes it."""
+
+    org_id: str
+    name: str
+    connector: ConnectorSettings
+    sharing: Sharing = Sharing()
+    mappings: Mappings = Mappings()
+    config_path: Path
+
+    @field_validator("org_id")
+    @classmethod
+    def _org_id(cls, value: str) -> str:
+        if not ORG_ID_PATTERN.match(value):
+            raise ValueError(
+                f"'{value}' is not a valid organisation id: use 2-40 lower-case letters, digits "
+                "or underscores, starting with a letter "
+                "(rename the file, e.g. members/acme_trust.yaml)"
+            )
+        return value
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative file paths in the config are resolved against."""
+        return self.config_path.parent
+
+    def resolve(self, path: Path) -> Path:
+        """Absolute path of a file named in the config."""
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def raw_dataset(self) -> str:
+        """Warehouse schema holding this member's raw loads."""
+        return f"raw_{self.org_id}"
+
+
+def _loc(parts: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in parts if not str(p).startswith("function-after"))
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+_KNOWN_KEYS = {
+    "": ("name", "connector", "sharing", "mappings", "org_id"),
+    "connector": ("kind", "date_order", "phone_region", "tables"),
+    "sharing": ("consent", "consent_yes", "consent_no"),
+    "mappings": ("programmes", "engagement_status", "outcomes", "outcome_status"),
+    "table": ("file", "sheet", "header_row", "encoding", "delimiter", "columns"),
+}
+
+
+def _explain(err: dict[str, Any]) -> str:
+    loc = [p for p in err["loc"] if not str(p).startswith(("function-", "spreadsheet"))]
+    key = _loc(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = "table" if len(loc) == 4 and loc[0] == "connector" and loc[1] == "tables" else (
+            str(loc[0]) if len(loc) > 1 else ""
+        )
+        hint = _suggest(loc[-1], _KNOWN_KEYS.get(parent, ()))
+        return f"key '{key}': unknown key{hint}; remove it or fix its spelling"
+    if kind == "missing":
+        return f"key '{key}': required but missing; add it"
+    if kind == "union_tag_invalid" or (kind == "literal_error" and loc and loc[-1] == "kind"):
+        return (
+            f"key '{key or 'connector.kind'}': unknown connector kind; use one of "
+            f"{', '.join(CONNECTOR_KINDS)}"
+        )
+    if kind == "union_tag_not_found":
+        return f"key '{key}.kind': required but missing; use one of {', '.join(CONNECTOR_KINDS)}"
+    return f"key '{key}': {err['msg']}"
+
+
+def _check_semantics(member: Member, taxonomy: Taxonomy) -> list[str]:
+    """Cross-field checks pydantic cannot express: fields, taxonomy values, secrets."""
+    problems: list[str] = []
+    conn = member.connector
+    if isinstance(conn, SpreadsheetConnector):
+        if "person" not in conn.tables:
+            problems.append(
+                "key 'connector.tables': no 'person' table; every member needs one "
+                "(add connector.tables.person with file and columns)"
+            )
+        for entity, table in conn.tables.items():
+            if entity not in ENTITY_FIELDS:
+                problems.append(
+                    f"key 'connector.tables.{entity}': unknown table"
+                    f"{_suggest(entity, ENTITY_FIELDS)};"
+                    f" use one of {', '.join(ENTITY_FIELDS)}"
+                )
+                continue
+            allowed = ENTITY_FIELDS[entity]["required"] + ENTITY_FIELDS[entity]["optional"]
+            for field in table.columns:
+                if field not in allowed:
+                    problems.append(
+                        f"key 'connector.tables.{entity}.columns.{field}': not a field of "
+                        f"{entity}{_suggest(field, allowed)}; fields are {', '.join(allowed)}"
+                    )
+            for field in ENTITY_FIELDS[entity]["required"]:
+                if field not in table.columns:
+                    problems.append(
+                        f"key 'connector.tables.{entity}.columns': '{field}' is required; "
+                        f"add '{field}: <header in your file>'"
+                    )
+            suffix = table.file.suffix.lower()
+            if suffix not in {".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".xls", ".ods"}:
+                problems.append(
+                    f"key 'connector.tables.{entity}.file': '{table.file}' is not a CSV or "
+                    "Excel file; export the sheet as .csv or .xlsx"
+                )
+            if table.sheet and suffix in {".csv", ".txt", ".tsv"}:
+                problems.append(
+                    f"key 'connector.tables.{entity}.sheet': a CSV file has no sheets; remove it"
+                )
+        if member.sharing.consent == "per_record" and "person" in conn.tables and (
+            "consent_to_share" not in conn.tables["person"].columns
+        ):
+            problems.append(
+                "key 'sharing.consent': per_record needs a consent column; map "
+                "connector.tables.person.columns.consent_to_share, "
+                "or set consent to 'all' or 'none'"
+            )
+    areas = taxonomy.areas
+    for label, area in member.mappings.programmes.items():
+        if area not in areas:
+            problems.append(
+                f"key 'mappings.programmes.{label}': '{area}' is not an outcome area"
+                f"{_suggest(area, areas)}; use one of {', '.join(areas)}"
+            )
+    for label, status in member.mappings.engagement_status.items():
+        if status not in taxonomy.engagement_statuses:
+            problems.append(
+                f"key 'mappings.engagement_status.{label}': '{status}' is not an engagement status"
+                f"; use one of {', '.join(taxonomy.engagement_statuses)}"
+            )
+    for label, code in member.mappings.outcomes.items():
+        if code not in taxonomy.outcomes:
+            problems.append(
+                f"key 'mappings.outcomes.{label}': '{code}' is not an outcome code"
+                f"{_suggest(code, taxonomy.outcomes)}; see connectors/taxonomy.yaml"
+            )
+    for label, status in member.mappings.outcome_status.items():
+        if status not in taxonomy.outcome_statuses:
+            problems.append(
+                f"key 'mappings.outcome_status.{label}': '{status}' is not an outcome status"
+                f"; use one of {', '.join(taxonomy.outcome_statuses)}"
+            )
+    for name, mapping in member.mappings.model_dump().items():
+        seen: dict[str, str] = {}
+        for label in mapping:
+            norm = normalise_label(label)
+            if norm in seen:
+                problems.append(
+                    f"key 'mappings.{name}': '{label}' and '{seen[norm]}' are the same label "
+                    "once case and spaces are ignored; keep one"
+                )
+            seen[norm] = label
+    return problems
+
+
+_SECRET_WORDS = re.compile(r"(password|secret|token|api_?key|private_?key|client_?secret)", re.I)
+
+
+def _inline_secrets(data: Any, path: str = "") -> list[str]:
+    """Find secret-looking keys whose value is written inline instead of referenced."""
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            here = f"{path}.{key}" if path else str(key)
+            if _SECRET_WORDS.search(str(key)) and isinstance(value, str | int):
+                found.append(
+                    f"key '{here}': secrets must not be written in the file; use "
+                    f"'{key}: {{env: SOME_VARIABLE}}' and export SOME_VARIABLE"
+                )
+            else:
+                found.extend(_inline_secrets(value, here))
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            found.extend(_inline_secrets(item, f"{path}[{i}]"))
+    return found
+
+
+def load_member(path: Path, taxonomy: Taxonomy | None = None) -> Member:
+    """Read and validate one member file; raise MemberConfigError listing every problem."""
+    taxonomy = taxonomy or load_taxonomy()
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as err:
+        raise MemberConfigError(shown, ["file not found; create it or check the path"]) from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise MemberConfigError(shown, [f"cannot read the file ({err}); save it as UTF-8"]) from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise MemberConfigError(shown, [f"not valid YAML{where}: {err}"]) from err
+    if not isinstance(data, dict):
+        raise MemberConfigError(shown, ["the file must be a YAML mapping (key: value lines)"])
+    problems = _inline_secrets(data)
+    data = {**data, "org_id": data.get("org_id", path.stem), "config_path": path.resolve()}
+    if data["org_id"] != path.stem:
+        problems.append(
+            f"key 'org_id': '{data['org_id']}' differs from the file name '{path.stem}'; "
+            "remove org_id or rename the file to match it"
+        )
+    try:
+        member = Member.model_validate(data)
+    except ValidationError as err:
+        raise MemberConfigError(shown, problems + [_explain(e) for e in err.errors()]) from err
+    problems += _check_semantics(member, taxonomy)
+    if problems:
+        raise MemberConfigError(shown, problems)
+    return member
+
+
+@dataclass(frozen=True)
+class MemberRegistry:
+    """Every member file in a folder: the valid members and, apart, the broken files."""
+
+    members: dict[str, Member]
+    errors: dict[str, MemberConfigError]
+
+    def get(self, org_id: str) -> Member:
+        """Return one member, or explain why it is not available."""
+        if org_id in self.members:
+            return self.members[org_id]
+        if org_id in self.errors:
+            raise self.errors[org_id]
+        raise MemberConfigError(
+            org_id,
+            [f"no member '{org_id}'{_suggest(org_id, self.members)}; members are "
+             f"{', '.join(sorted(self.members)) or 'none'}"],
+        )
+
+
+def load_members(directory: Path, taxonomy: Taxonomy | None = None) -> MemberRegistry:
+    """Load every ``*.yaml`` in ``directory``; a broken file never hides the others."""
+    taxonomy = taxonomy or load_taxonomy()
+    members: dict[str, Member] = {}
+    errors: dict[str, MemberConfigError] = {}
+    if not directory.is_dir():
+        return MemberRegistry(members, errors)
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        if path.name.startswith(("_", ".")):
+            continue
+        try:
+            members[path.stem] = load_member(path, taxonomy)
+        except MemberConfigError as err:
+            errors[path.stem] = err
+    return MemberRegistry(members, errors)

@@ -1,0 +1,113 @@
+"""Canonical build, linkage and published counts on a real DuckDB file, checked by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.transforms import scenario
+from transforms.canonical import build_member
+from transforms.linkage import link_people
+from transforms.publish import compute_counts
+from transforms.warehouse import DuckDBWarehouse
+
+
+@pytest.fixture()
+def built(tmp_path: Path) -> DuckDBWarehouse:
+    db, members = scenario.build(tmp_path)
+    warehouse = DuckDBWarehouse(db)
+    for member in members.values():
+        build_member(warehouse, member)
+    link_people(warehouse)
+    return warehouse
+
+
+def _rows(warehouse: DuckDBWarehouse, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(warehouse.path))
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_canonical_rows_and_mapped_labels(built: DuckDBWarehouse) -> None:
+    counts = dict(_rows(built, "SELECT org_id, COUNT(*) FROM canonical.engagement GROUP BY 1"))
+    assert counts == {"alpha": 7, "beta": 6}  # alpha's "On hold" row is quarantined
+    statuses = _rows(built, "SELECT DISTINCT org_id, status FROM canonical.engagement ORDER BY 1")
+    assert statuses == [("alpha", "active"), ("beta", "completed")]
+    programmes = _rows(built, "SELECT DISTINCT programme_source_id FROM canonical.engagement "
+                              "WHERE org_id = 'alpha'")
+    assert programmes == [("Tenancy Support",)]  # "tenancy  support" matched the mapping
+    codes = _rows(built, "SELECT outcome_code, status, COUNT(*) FROM canonical.outcome "
+                         "GROUP BY ALL ORDER BY ALL")
+    assert codes == [("debt_reduced", "achieved", 5), ("debt_reduced", "not_achieved", 1),
+                     ("tenancy_sustained", "achieved", 5), ("tenancy_sustained", "progressing", 1)]
+
+
+def test_quarantine_names_row_column_and_fix(built: DuckDBWarehouse) -> None:
+    rows = _rows(built, "SELECT org_id, entity, source_id, column_name, raw_value, reason, "
+                        "severity, stage FROM quarantine.rejected_rows ORDER BY org_id, entity")
+    assert len(rows) == 3
+    on_hold, loaded, orphan = rows
+    assert loaded[:5] == ("alpha", "person", "A8", "DOB", "31/02/1990") and loaded[7] == "load"
+    assert on_hold[:5] == ("alpha", "engagement", "EX", "status", "On hold")
+    assert "mappings.engagement_status in members/alpha.yaml" in on_hold[5]
+    assert orphan[:4] == ("beta", "service_delivery", "SX", "person_source_id")
+    assert "'B99' is not in the people file" in orphan[5]
+
+
+def test_linkage_respects_consent(built: DuckDBWarehouse) -> None:
+    keys = dict(_rows(built, "SELECT org_id || ':' || source_id, person_key FROM hub.person_link"))
+    assert keys["alpha:A1"] == keys["beta:B1"]  # case differs
+    assert keys["alpha:A2"] == keys["beta:B2"]  # spacing differs
+    assert keys["alpha:A3"] == keys["beta:B3"]
+    assert keys["alpha:A7"] != keys["beta:B4"]  # A7 did not consent to share
+    assert len(set(keys.values())) == 10
+    assert all(k.startswith("p_") and "ada" not in k.lower() for k in keys.values())
+
+
+def test_person_keys_survive_a_rebuild(built: DuckDBWarehouse, tmp_path: Path) -> None:
+    before = dict(_rows(built, "SELECT source_id, person_key FROM hub.person_link"))
+    link_people(built)
+    after = dict(_rows(built, "SELECT source_id, person_key FROM hub.person_link"))
+    assert before == after
+
+
+def test_rebuilding_one_member_leaves_the_other(built: DuckDBWarehouse, tmp_path: Path) -> None:
+    _, members = scenario.build(tmp_path / "again")
+    before = _rows(built, "SELECT * FROM canonical.engagement WHERE org_id = 'beta' ORDER BY ALL")
+    build_member(built, members["alpha"])
+    after = _rows(built, "SELECT * FROM canonical.engagement WHERE org_id = 'beta' ORDER BY ALL")
+    assert before == after
+
+
+def test_counts_match_hand_computation(built: DuckDBWarehouse) -> None:
+    counts = compute_counts(built)
+    assert counts.periods == ["2025-Q1"]
+    summary = {
+        (r["area"], r["outcome_area"], r["outcome_code"]): (
+            r["organisations"], r["people_engaged"], r["people_achieving"], r["engagements"],
+            r["deliveries"])
+        for r in counts.outcomes_summary.to_pylist()
+    }
+    assert summary == {
+        ("M14", "housing", "all"): (1, 7, 5, 7, 0),
+        ("M14", "housing", "tenancy_sustained"): (1, 6, 5, None, None),
+        ("all", "housing", "all"): (1, 7, 5, 7, 0),
+        ("all", "housing", "tenancy_sustained"): (1, 6, 5, None, None),
+        ("M14", "financial_inclusion", "all"): (1, 4, 4, 4, 4),
+        ("M14", "financial_inclusion", "debt_reduced"): (1, 4, 4, None, None),
+        ("M15", "financial_inclusion", "all"): (1, 2, 1, 2, 1),
+        ("M15", "financial_inclusion", "debt_reduced"): (1, 2, 1, None, None),
+        ("all", "financial_inclusion", "all"): (1, 6, 5, 6, 5),
+        ("all", "financial_inclusion", "debt_reduced"): (1, 6, 5, None, None),
+    }
+    reach = {r["area"]: (r["people"], r["served_by_1"], r["served_by_2"], r["served_by_3_plus"])
+             for r in counts.cross_org_reach.to_pylist()}
+    assert reach == {"M14": (8, 5, 3, 0), "M15": (2, 2, 0, 0), "all": (10, 7, 3, 0)}
+    orgs = {r["org_id"]: (r["records_loaded"], r["records_quarantined"])
+            for r in counts.organisation_summary.to_pylist()}
+    # alpha: 7 people + 1 programme + 7 engagements + 6 outcomes; beta: 6 + 1 + 6 + 5 + 6
+    assert orgs == {"alpha": (21, 2), "beta": (24, 1)}

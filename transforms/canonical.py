@@ -1,0 +1,159 @@
+"""Build one member's slice of the canonical model and its quarantine from its raw load.
+
+Each connector kind has its SQL models (``transforms/sql/canonical/<kind>_<table>.sql``,
+``transforms/sql/quarantine/<kind>_*.sql``). A member's rows are replaced as a whole inside
+one transaction, so a member's canonical slice always matches one consistent raw load and a
+rebuild for one member never touches another's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from connectors.members import Member, normalise_label
+from transforms import sql
+from transforms.warehouse import DuckDBSession, Warehouse
+
+CANONICAL_TABLES = ("person", "programme", "engagement", "service_delivery", "outcome")
+SPREADSHEET_ENTITIES = ("person", "engagement", "service_delivery", "outcome")
+
+
+@dataclass(frozen=True)
+class Model:
+    """One SQL model inserted into one target table for one member."""
+
+    target: str
+    name: str
+    tables: dict[str, str] = field(default_factory=dict)
+
+
+def _spreadsheet_models() -> list[Model]:
+    models = [Model(f"canonical.{t}", f"canonical/spreadsheet_{t}") for t in CANONICAL_TABLES]
+    models += [
+        Model(
+            "quarantine.rejected_rows",
+            "quarantine/spreadsheet_loaded",
+            {"raw.spreadsheet__entity_quarantine": f"raw.spreadsheet__{entity}_quarantine"},
+        )
+        for entity in SPREADSHEET_ENTITIES
+    ]
+    models += [
+        Model("quarantine.rejected_rows", f"quarantine/spreadsheet_{entity}")
+        for entity in ("engagement", "service_delivery", "outcome")
+    ]
+    return models
+
+
+MODELS_BY_CONNECTOR: dict[str, list[Model]] = {"spreadsheet": _spreadsheet_models()}
+
+
+@dataclass(frozen=True)
+class MemberBuild:
+    """What one member's canonical build wrote, for asset metadata and the demo summary."""
+
+    org_id: str
+    rows: dict[str, int]
+    quarantined: dict[str, int]
+    skipped_models: list[str]
+
+
+def ensure_schema(session: DuckDBSession, dialect: str) -> None:
+    """Create the hub's schemas and tables if they are not there yet."""
+    for statement in sql.render_script("ddl/warehouse", dialect=dialect):
+        session.execute(statement)
+
+
+def label_map_rows(member: Member) -> list[tuple[str, str, str, str]]:
+    """(org_id, mapping, normalised label, value) rows from a member's mappings."""
+    m = member.mappings
+    rows = [(member.org_id, "programme", normalise_label(k), k) for k in m.programmes]
+    rows += [(member.org_id, "engagement_status", normalise_label(k), v)
+             for k, v in m.engagement_status.items()]
+    rows += [(member.org_id, "outcome", normalise_label(k), v) for k, v in m.outcomes.items()]
+    rows += [(member.org_id, "outcome_status", normalise_label(k), v)
+             for k, v in m.outcome_status.items()]
+    return rows
+
+
+def _missing_inputs(session: DuckDBSession, model: Model, raw_schema: str) -> list[str]:
+    missing = []
+    for schema, table in sql.upstream_tables(model.name, model.tables):
+        schema = raw_schema if schema == "raw" else schema
+        if not session.table_exists(schema, table):
+            missing.append(f"{schema}.{table}")
+    return missing
+
+
+def _insert(session: DuckDBSession, warehouse: Warehouse, member: Member, model: Model) -> int:
+    statement = sql.render(
+        model.name,
+        dialect=warehouse.dialect,
+        params={"org_id": member.org_id, "config_file": f"members/{member.config_path.name}"},
+        raw_schema=member.raw_dataset,
+        tables=model.tables,
+    )
+    schema, table = model.target.split(".")
+    columns = [c for c in session.columns(schema, table)]
+    produced = sql.output_columns(model.name)
+    if set(produced) != set(columns):
+        raise ValueError(
+            f"{model.name}.sql produces {sorted(produced)} but {model.target} has {sorted(columns)}"
+        )
+    before = session.fetchall(f"SELECT COUNT(*) FROM {model.target}")[0][0]
+    session.execute(f"INSERT INTO {model.target} ({', '.join(produced)}) {statement}")
+    return session.fetchall(f"SELECT COUNT(*) FROM {model.target}")[0][0] - before
+
+
+def build_member(warehouse: Warehouse, member: Member) -> MemberBuild:
+    """Replace ``member``'s rows in canonical.* and quarantine.rejected_rows from its raw data."""
+    kind = member.connector.kind
+    models = MODELS_BY_CONNECTOR[kind]
+    rows: dict[str, int] = dict.fromkeys(CANONICAL_TABLES, 0)
+    quarantined: dict[str, int] = {}
+    skipped: list[str] = []
+    with warehouse.connect() as session:
+        ensure_schema(session, warehouse.dialect)
+        session.execute("DELETE FROM hub.label_map WHERE org_id = ?", [member.org_id])
+        for row in label_map_rows(member):
+            session.execute("INSERT INTO hub.label_map VALUES (?, ?, ?, ?)", list(row))
+        session.execute("DELETE FROM hub.member WHERE org_id = ?", [member.org_id])
+        session.execute(
+            "INSERT INTO hub.member VALUES (?, ?, ?, ?)",
+            [member.org_id, member.name, kind, datetime.now(UTC).replace(tzinfo=None)],
+        )
+        for target in {m.target for m in models}:
+            session.execute(f"DELETE FROM {target} WHERE org_id = ?", [member.org_id])
+        for model in models:
+            if _missing_inputs(session, model, member.raw_dataset):
+                skipped.append(model.name)
+                continue
+            added = _insert(session, warehouse, member, model)
+            if model.target.startswith("canonical."):
+                rows[model.target.split(".")[1]] += added
+        for severity, count in session.fetchall(
+            "SELECT severity, COUNT(*) FROM quarantine.rejected_rows WHERE org_id = ? "
+            "GROUP BY severity",
+            [member.org_id],
+        ):
+            quarantined[severity] = count
+    return MemberBuild(member.org_id, rows, quarantined, skipped)
+
+
+def remove_members_not_in(warehouse: Warehouse, org_ids: Iterable[str]) -> list[str]:
+    """Drop canonical rows of organisations no longer configured; return their ids.
+
+    A member that leaves the network must leave the published figures too.
+    """
+    keep = set(org_ids)
+    removed: list[str] = []
+    with warehouse.connect() as session:
+        ensure_schema(session, warehouse.dialect)
+        present = {r[0] for r in session.fetchall("SELECT org_id FROM hub.member")}
+        for org_id in sorted(present - keep):
+            for table in [*(f"canonical.{t}" for t in CANONICAL_TABLES),
+                          "quarantine.rejected_rows", "hub.label_map", "hub.member"]:
+                session.execute(f"DELETE FROM {table} WHERE org_id = ?", [org_id])
+            removed.append(org_id)
+    return removed

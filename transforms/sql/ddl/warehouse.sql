@@ -1,0 +1,138 @@
+-- The hub's own tables: canonical model, quarantine, linkage and published dataset.
+-- Written in DuckDB SQL and transpiled by sqlglot; keep to portable types.
+CREATE SCHEMA IF NOT EXISTS canonical;
+CREATE SCHEMA IF NOT EXISTS quarantine;
+CREATE SCHEMA IF NOT EXISTS hub;
+CREATE SCHEMA IF NOT EXISTS published;
+
+CREATE TABLE IF NOT EXISTS canonical.person (
+    org_id TEXT NOT NULL,
+    source_system TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    source_updated_at TIMESTAMP,
+    is_deleted BOOLEAN NOT NULL,
+    _load_id TEXT,
+    given_name TEXT,
+    family_name TEXT,
+    birth_date DATE,
+    email TEXT,
+    phone TEXT,
+    postcode TEXT,
+    consent_to_share BOOLEAN NOT NULL,
+    PRIMARY KEY (org_id, source_id)
+);
+
+CREATE TABLE IF NOT EXISTS canonical.programme (
+    org_id TEXT NOT NULL,
+    source_system TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    source_updated_at TIMESTAMP,
+    is_deleted BOOLEAN NOT NULL,
+    _load_id TEXT,
+    name TEXT NOT NULL,
+    outcome_area TEXT NOT NULL,
+    PRIMARY KEY (org_id, source_id)
+);
+
+CREATE TABLE IF NOT EXISTS canonical.engagement (
+    org_id TEXT NOT NULL,
+    source_system TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    source_updated_at TIMESTAMP,
+    is_deleted BOOLEAN NOT NULL,
+    _load_id TEXT,
+    person_source_id TEXT NOT NULL,
+    programme_source_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    start_date DATE NOT NULL,
+    end_date DATE,
+    PRIMARY KEY (org_id, source_id)
+);
+
+CREATE TABLE IF NOT EXISTS canonical.service_delivery (
+    org_id TEXT NOT NULL,
+    source_system TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    source_updated_at TIMESTAMP,
+    is_deleted BOOLEAN NOT NULL,
+    _load_id TEXT,
+    person_source_id TEXT NOT NULL,
+    programme_source_id TEXT NOT NULL,
+    service_name TEXT,
+    delivered_on DATE NOT NULL,
+    quantity DOUBLE PRECISION,
+    unit TEXT,
+    PRIMARY KEY (org_id, source_id)
+);
+
+CREATE TABLE IF NOT EXISTS canonical.outcome (
+    org_id TEXT NOT NULL,
+    source_system TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    source_updated_at TIMESTAMP,
+    is_deleted BOOLEAN NOT NULL,
+    _load_id TEXT,
+    person_source_id TEXT NOT NULL,
+    programme_source_id TEXT,
+    outcome_code TEXT NOT NULL,
+    status TEXT NOT NULL,
+    measured_on DATE NOT NULL,
+    value DOUBLE PRECISION,
+    PRIMARY KEY (org_id, source_id)
+);
+
+-- Every row the hub did not take as it came: rejected (error), value dropped (warning) or
+-- not a data row (skipped), with where it was and what to do about it.
+CREATE TABLE IF NOT EXISTS quarantine.rejected_rows (
+    org_id TEXT NOT NULL,
+    source_system TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    source_file TEXT,
+    source_row BIGINT,
+    source_id TEXT,
+    column_name TEXT,
+    raw_value TEXT,
+    reason TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    _load_id TEXT
+);
+
+-- Member labels mapped onto the shared taxonomy (from members/<org>.yaml); labels are
+-- stored normalised (lower case, single spaces) and matched the same way.
+CREATE TABLE IF NOT EXISTS hub.label_map (
+    org_id TEXT NOT NULL,
+    mapping TEXT NOT NULL,
+    label TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (org_id, mapping, label)
+);
+
+CREATE TABLE IF NOT EXISTS hub.outcome_taxonomy (
+    outcome_code TEXT PRIMARY KEY,
+    outcome_area TEXT NOT NULL,
+    label TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS hub.member (
+    org_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    connector TEXT NOT NULL,
+    last_refreshed TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS hub.person_link (
+    org_id TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    person_key TEXT NOT NULL,
+    match_probability DOUBLE PRECISION NOT NULL,
+    method TEXT NOT NULL,
+    PRIMARY KEY (org_id, source_id)
+);
+
+-- Calendar quarters covered by a publication run.
+CREATE TABLE IF NOT EXISTS hub.period (
+    period TEXT PRIMARY KEY,
+    start_date DATE NOT NULL,
+    end_date DATE NOT NULL
+);
