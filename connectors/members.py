@@ -195,7 +195,14 @@ def _loc(parts: Iterable[Any]) -> str:
 
 
 def _suggest(word: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    """A 'did you mean' hint: the closest spelling, else the longest shared beginning."""
+    options = [str(o) for o in options]
+    close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
+    if not close and options:
+        lower = str(word).lower()
+        shared = {o: len(os.path.commonprefix([lower, o.lower()])) for o in options}
+        best = max(shared, key=lambda o: shared[o])
+        close = [best] if shared[best] >= 4 else []
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

@@ -1,0 +1,32 @@
+"""Deduplication: every canonical person record mapped to a hub person key."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.lib.automation import downstream_of_any_update
+from pipelines.lib.hub import HubResource
+
+
+@dg.asset(
+    key=["hub", "person_link"],
+    group_name="linkage",
+    kinds={"sql", "duckdb"},
+    deps=[dg.AssetKey(["canonical", "person"])],
+    automation_condition=downstream_of_any_update(),
+    pool="warehouse",
+)
+def person_link(context: dg.AssetExecutionContext, hub: HubResource) -> dg.MaterializeResult:
+    """One hub person key per canonical person record; keys are stable across runs."""
+    from transforms.linkage import link_people
+
+    result = link_people(hub.warehouse())
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.records,
+            "records": result.records,
+            "people": result.people,
+            "cross_member_people": result.cross_member_people,
+            "method": "deterministic (exact normalised name + birth date, consent-aware)",
+        }
+    )

@@ -1,0 +1,1 @@
+"""Helpers for the Dagster definitions; not autoloaded as definitions."""
