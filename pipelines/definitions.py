@@ -10,4 +10,4 @@ import dagster as dg
 @dg.definitions
 def defs() -> dg.Definitions:
     """Assets, checks, sensors and resources found in pipelines/defs/; none listed by hand."""
-    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent / "defs")
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

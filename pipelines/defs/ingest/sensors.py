@@ -1,6 +1,5 @@
 """Event-driven loads: a member's spreadsheet changing on disk starts that member's load."""
 
-from __future__ import annotations
 
 import json
 
@@ -43,10 +42,19 @@ def spreadsheet_changed(context: dg.SensorEvaluationContext, hub: HubResource) -
     known: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     current = _file_stamps(hub)
     partitions = set(spreadsheet_raw.partitions_def.get_partition_keys())  # type: ignore[union-attr]
+    changed = [org for org, stamp in sorted(current.items()) if known.get(org) != stamp]
+    new = [org for org in changed if org not in partitions]
+    if new:
+        context.log.warning(
+            f"member file(s) added since the code location loaded: {new}; reload the code "
+            "location (Deployment → Reload) so they get partitions"
+        )
     requests = [
-        dg.RunRequest(run_key=f"{org}:{stamp}", partition_key=org, tags={"hub/trigger": "file"})
-        for org, stamp in sorted(current.items())
-        if known.get(org) != stamp and org in partitions
+        dg.RunRequest(
+            run_key=f"{org}:{current[org]}", partition_key=org, tags={"hub/trigger": "file"}
+        )
+        for org in changed
+        if org in partitions
     ]
     if not requests:
         return dg.SensorResult(skip_reason="no member spreadsheet changed", cursor=json.dumps(current))

@@ -1,6 +1,5 @@
 """Raw loads for members who send spreadsheets, one partition per member."""
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any

@@ -1,6 +1,5 @@
 """Deduplication: every canonical person record mapped to a hub person key."""
 
-from __future__ import annotations
 
 import dagster as dg
 

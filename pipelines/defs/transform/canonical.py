@@ -1,6 +1,5 @@
 """The canonical model and quarantine, rebuilt one member (partition) at a time."""
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 
