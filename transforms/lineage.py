@@ -36,7 +36,7 @@ def _loads(session: DuckDBSession) -> dict[str, dict[str, list[str]]]:
 
 
 def build_lineage(
-    session: DuckDBSession, *, run_id: str, code_version: str, dialect: str = "duckdb"
+    session: DuckDBSession, *, run_id: str, code_version: str
 ) -> dict[str, Any]:
     """Lineage for the current published tables, read from the warehouse they came from."""
     from transforms.column_lineage import column_lineage
@@ -52,12 +52,12 @@ def build_lineage(
         tables[name] = {
             "sql_models": [f"transforms/sql/{m}.sql" for m in models],
             "inputs": sorted(set(inputs)),
-            "column_lineage": {m: column_lineage(sql.sql_text(m), dialect=dialect) for m in models},
+            # Models are written in DuckDB SQL whatever the warehouse; read them as such.
+            "column_lineage": {m: column_lineage(sql.sql_text(m)) for m in models},
             "disclosure_control": name != "organisation_summary",
         }
-    refreshed = {
-        org: str(ts) for org, ts in session.fetchall("SELECT org_id, last_refreshed FROM hub.member")
-    }
+    rows = session.fetchall("SELECT org_id, last_refreshed FROM hub.member ORDER BY org_id")
+    refreshed = {org: str(ts) for org, ts in rows}
     return {
         "run_id": run_id,
         "code_version": code_version,

@@ -1,6 +1,128 @@
 """Published dataset: disclosure-controlled tables and a versioned release folder."""
 
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 
-PUBLISH_KEYS: list[dg.AssetKey] = []
+from pipelines.lib.automation import downstream_of_any_update
+from pipelines.lib.hub import HubResource
+from transforms.publish import PUBLISHED_TABLES
+
+TABLE_KEYS = [dg.AssetKey(["published", name]) for name in PUBLISHED_TABLES]
+RELEASE_KEY = dg.AssetKey(["published", "release"])
+PUBLISH_KEYS = [*TABLE_KEYS, RELEASE_KEY]
+
+DESCRIPTIONS = {
+    "outcomes_summary": "People engaged and achieving outcomes per quarter, district and "
+    "outcome; counts below the threshold suppressed.",
+    "cross_org_reach": "People served per quarter and district, by how many members served them.",
+    "organisation_summary": "Records each member contributed and had quarantined.",
+}
+INPUTS = [
+    dg.AssetKey(["hub", "person_link"]),
+    *(dg.AssetKey(["canonical", t])
+      for t in ("person", "programme", "engagement", "service_delivery", "outcome")),
+    dg.AssetKey(["quarantine", "rejected_rows"]),
+]
+
+
+@dg.multi_asset(
+    name="published_tables",
+    specs=[
+        dg.AssetSpec(
+            key,
+            description=DESCRIPTIONS[key.path[-1]],
+            group_name="publish",
+            kinds={"sql", "duckdb"},
+            deps=INPUTS,
+            automation_condition=downstream_of_any_update(),
+        )
+        for key in TABLE_KEYS
+    ],
+    pool="warehouse",
+)
+def published_tables(context: dg.AssetExecutionContext, hub: HubResource):
+    """Count people per quarter and district, then apply disclosure control."""
+    from transforms.disclosure import apply_disclosure_control
+    from transforms.publish import compute_counts, write_published
+
+    threshold = hub.settings().disclosure_threshold
+    warehouse = hub.warehouse()
+    counts = compute_counts(warehouse)
+    tables = {}
+    for name in PUBLISHED_TABLES:
+        raw = getattr(counts, name)
+        tables[name] = (
+            apply_disclosure_control(name, raw, threshold=threshold)
+            if name != "organisation_summary"
+            else raw
+        )
+    write_published(warehouse, tables)
+    for name, table in tables.items():
+        flags = [c for c in table.column_names if c.endswith("_suppressed")]
+        suppressed = sum(
+            sum(1 for v in table.column(c).to_pylist() if v) for c in flags
+        )
+        yield dg.MaterializeResult(
+            asset_key=["published", name],
+            metadata={
+                "dagster/row_count": table.num_rows,
+                "suppressed_cells": suppressed,
+                "threshold": threshold,
+                "periods": ", ".join(counts.periods),
+            },
+        )
+
+
+def _code_version() -> str:
+    """The git commit the code runs from, or the package version outside a checkout."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        return f"{sha}{'-dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import version
+
+        return f"outcomes-hub {version('outcomes-hub')}"
+
+
+@dg.asset(
+    key=RELEASE_KEY,
+    group_name="publish",
+    kinds={"parquet", "csv"},
+    deps=TABLE_KEYS,
+    automation_condition=downstream_of_any_update(),
+    pool="warehouse",
+)
+def release(context: dg.AssetExecutionContext, hub: HubResource) -> dg.MaterializeResult:
+    """A versioned release folder: CSV, Parquet, datapackage.json, lineage.json, index.html."""
+    from transforms.lineage import build_lineage
+    from transforms.release import write_release
+
+    settings = hub.settings()
+    with hub.warehouse().connect() as session:
+        tables = {name: session.arrow(f"SELECT * FROM published.{name}")
+                  for name in PUBLISHED_TABLES}
+        lineage = build_lineage(session, run_id=context.run_id, code_version=_code_version())
+    version = datetime.now(UTC).strftime("%Y.%m.%d-%H%M%S")
+    folder = write_release(
+        settings.releases_dir, version, tables, lineage,
+        disclosure_threshold=settings.disclosure_threshold,
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "version": version,
+            "path": dg.MetadataValue.path(str(folder)),
+            "page": dg.MetadataValue.path(str(folder / "index.html")),
+            **{f"rows_{name}": t.num_rows for name, t in tables.items()},
+        }
+    )

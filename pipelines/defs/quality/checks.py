@@ -37,3 +37,31 @@ def linked_people_are_well_formed(hub: HubResource) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"failed": outcome.failed, **outcome.details},
     )
+
+
+def _disclosure_check(name: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(["published", name]),
+        name=f"{name}_hides_small_counts",
+        blocking=True,
+        description=f"No count in published.{name} below the threshold is visible, and no "
+        "hidden cell can be recovered from a total.",
+    )
+    def _check(hub: HubResource) -> dg.AssetCheckResult:
+        from transforms.disclosure import SPECS, relation_violations
+        from transforms.publish import compute_counts
+
+        threshold = hub.settings().disclosure_threshold
+        with hub.warehouse().connect() as session:
+            published = session.arrow(f"SELECT * FROM published.{name}")
+        original = getattr(compute_counts(hub.warehouse()), name)
+        problems = relation_violations(published, SPECS[name], original, threshold=threshold)
+        return dg.AssetCheckResult(
+            passed=not problems, metadata={"problems": problems[:20], "threshold": threshold}
+        )
+
+    return _check
+
+
+outcomes_summary_hides_small_counts = _disclosure_check("outcomes_summary")
+cross_org_reach_hides_small_counts = _disclosure_check("cross_org_reach")

@@ -11,7 +11,7 @@ person_area AS (
     FROM (
         SELECT
             l.person_key,
-            COALESCE(NULLIF(SPLIT_PART(p.postcode, ' ', 1), ''), 'unknown') AS area,
+            COALESCE(NULLIF(UPPER(SPLIT_PART(TRIM(p.postcode), ' ', 1)), ''), 'unknown') AS area,
             ROW_NUMBER() OVER (
                 PARTITION BY l.person_key
                 ORDER BY

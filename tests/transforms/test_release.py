@@ -1,0 +1,245 @@
+"""The release writer: files, Frictionless validity, guards, the HTML page and LATEST."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import frictionless
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from transforms import release as release_module
+from transforms.disclosure import apply_disclosure_control
+from transforms.published_schema import PUBLISHED_SCHEMAS, SchemaError
+from transforms.release import (
+    ReleaseError,
+    ReleaseExistsError,
+    latest_release,
+    write_release,
+)
+
+LINEAGE = {"run_id": "run-1", "code_version": "abc123", "tables": {"cross_org_reach": {}}}
+
+
+def _tables() -> dict[str, pa.Table]:
+    reach = pa.Table.from_pylist(
+        [
+            {
+                "period": "2025-Q1",
+                "area": "all",
+                "people": 10,
+                "served_by_1": 7,
+                "served_by_2": 3,
+                "served_by_3_plus": 0,
+            },
+            {
+                "period": "2025-Q1",
+                "area": "M14",
+                "people": 8,
+                "served_by_1": 5,
+                "served_by_2": 3,
+                "served_by_3_plus": 0,
+            },
+            {
+                "period": "2025-Q1",
+                "area": "M15",
+                "people": 2,
+                "served_by_1": 2,
+                "served_by_2": 0,
+                "served_by_3_plus": 0,
+            },
+        ]
+    )
+    outcomes = pa.Table.from_pylist(
+        [
+            {
+                "period": "2025-Q1",
+                "area": area,
+                "outcome_area": "housing",
+                "outcome_code": code,
+                "organisations": 1,
+                "people_engaged": n,
+                "people_achieving": a,
+                "engagements": n if code == "all" else None,
+                "deliveries": 0 if code == "all" else None,
+            }
+            for area, n, a in (("all", 17, 12), ("M14", 9, 7), ("unknown", 8, 5))
+            for code in ("all", "tenancy_sustained")
+        ]
+    )
+    orgs = pa.table(
+        {
+            "org_id": ["alpha", "beta"],
+            "name": ["Alpha Housing", "Beta <Money> & Advice"],
+            "records_loaded": [120, 80],
+            "records_quarantined": [2, 0],
+            "last_refreshed": pa.array(
+                [datetime(2025, 3, 31, 12, 30, tzinfo=UTC), None], pa.timestamp("us", tz="UTC")
+            ),
+        }
+    )
+    return {
+        "outcomes_summary": apply_disclosure_control("outcomes_summary", outcomes),
+        "cross_org_reach": apply_disclosure_control("cross_org_reach", reach),
+        "organisation_summary": orgs,
+    }
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> Path:
+    return write_release(tmp_path / "releases", "2025.04.01-1", _tables(), LINEAGE)
+
+
+def test_release_has_every_file_and_latest(release: Path) -> None:
+    names = {p.name for p in release.iterdir()}
+    for table in PUBLISHED_SCHEMAS:
+        assert {f"{table}.csv", f"{table}.parquet"} <= names
+    assert {"datapackage.json", "lineage.json", "index.html"} <= names
+    root = release.parent
+    assert (root / "LATEST").read_text(encoding="utf-8").strip() == "2025.04.01-1"
+    assert latest_release(root) == release
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no staging left
+    lineage = json.loads((release / "lineage.json").read_text(encoding="utf-8"))
+    assert lineage == {**LINEAGE, "version": "2025.04.01-1"}
+
+
+def test_datapackage_is_valid_and_documented(release: Path) -> None:
+    report = frictionless.validate(str(release / "datapackage.json"))
+    assert report.valid, report.to_summary()
+    package = json.loads((release / "datapackage.json").read_text(encoding="utf-8"))
+    assert package["version"] == "2025.04.01-1" and package["created"]
+    assert package["licenses"][0]["name"] == "CC-BY-4.0"
+    assert "disclosure" in package["description"].lower()
+    reach = next(r for r in package["resources"] if r["name"] == "cross_org_reach")
+    assert reach["path"] == "cross_org_reach.csv"
+    assert reach["schema"]["primaryKey"] == ["period", "area"]
+    assert reach["schema"]["missingValues"] == [""]
+    types = {f["name"]: f["type"] for f in reach["schema"]["fields"]}
+    assert types["people"] == "integer" and types["people_suppressed"] == "boolean"
+    assert all(f["description"] for r in package["resources"] for f in r["schema"]["fields"])
+
+
+def test_frictionless_cli_accepts_the_package(release: Path) -> None:
+    cli = Path(sys.executable).parent / "frictionless"
+    if not cli.exists():
+        cli_path = shutil.which("frictionless")
+        if cli_path is None:
+            pytest.skip("frictionless CLI is not installed")
+        cli = Path(cli_path)
+    done = subprocess.run(
+        [str(cli), "validate", "datapackage.json"],
+        cwd=release,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_suppressed_cells_are_empty_in_csv_and_null_in_parquet(release: Path) -> None:
+    with (release / "cross_org_reach.csv").open(encoding="utf-8", newline="") as fh:
+        rows = {row["area"]: row for row in csv.DictReader(fh)}
+    assert rows["all"]["people"] == "10" and rows["all"]["people_suppressed"] == "false"
+    assert rows["all"]["served_by_1"] == "" and rows["all"]["served_by_1_suppressed"] == "true"
+    assert rows["M15"]["people"] == "" and rows["M15"]["people_suppressed"] == "true"
+
+    parquet = pq.read_table(release / "cross_org_reach.parquet")
+    assert parquet.schema == PUBLISHED_SCHEMAS["cross_org_reach"].arrow_schema()
+    by_area = {r["area"]: r for r in parquet.to_pylist()}
+    assert by_area["all"]["served_by_1"] is None and by_area["all"]["served_by_1_suppressed"]
+    assert by_area["M14"]["people"] is None and by_area["all"]["people"] == 10
+
+    outcomes = pq.read_table(release / "outcomes_summary.parquet").to_pylist()
+    code_row = next(r for r in outcomes if r["outcome_code"] != "all")
+    assert code_row["engagements"] is None and code_row["engagements_suppressed"] is False
+    orgs = (release / "organisation_summary.csv").read_text(encoding="utf-8")
+    assert "2025-03-31T12:30:00Z" in orgs
+
+
+def test_refuses_to_overwrite_a_version(release: Path) -> None:
+    before = (release / "datapackage.json").read_bytes()
+    with pytest.raises(ReleaseExistsError, match="already exists"):
+        write_release(release.parent, release.name, _tables(), LINEAGE)
+    assert (release / "datapackage.json").read_bytes() == before
+
+
+def test_latest_moves_to_the_newest_release(release: Path) -> None:
+    newer = write_release(release.parent, "2025.04.02-1", _tables(), LINEAGE)
+    assert latest_release(release.parent) == newer
+    assert not (release.parent / "LATEST").is_symlink()
+
+
+def test_unknown_column_is_refused_by_name(tmp_path: Path) -> None:
+    tables = _tables()
+    reach = tables["cross_org_reach"]
+    tables["cross_org_reach"] = reach.append_column("given_name", pa.array(["x"] * reach.num_rows))
+    with pytest.raises(SchemaError, match="given_name"):
+        write_release(tmp_path, "v1", tables, LINEAGE)
+    assert not (tmp_path / "v1").exists() and not (tmp_path / "LATEST").exists()
+
+
+def test_unknown_table_and_uncontrolled_counts_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SchemaError, match="person"):
+        write_release(tmp_path, "v1", {"person": pa.table({"x": [1]})}, LINEAGE)
+    raw = pa.table(
+        {
+            "period": ["2025-Q1"],
+            "area": ["all"],
+            "people": [3],
+            "served_by_1": [3],
+            "served_by_2": [0],
+            "served_by_3_plus": [0],
+            "people_suppressed": [False],
+            "served_by_1_suppressed": [False],
+            "served_by_2_suppressed": [False],
+            "served_by_3_plus_suppressed": [False],
+        }
+    )
+    with pytest.raises(ReleaseError, match="below the disclosure threshold"):
+        write_release(tmp_path, "v1", {"cross_org_reach": raw}, LINEAGE)
+
+
+def test_bad_version_name_is_refused(tmp_path: Path) -> None:
+    for version in ("../escape", "", ".hidden", "a/b", "LATEST"):
+        with pytest.raises(ReleaseError, match="not a safe folder name"):
+            write_release(tmp_path, version, _tables(), LINEAGE)
+
+
+def test_invalid_package_is_not_published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = release_module._write_csv
+
+    def corrupt(path: Path, table: pa.Table) -> None:
+        real(path, table)
+        if path.name == "cross_org_reach.csv":
+            text = path.read_text(encoding="utf-8").replace("2025-Q1,all,10", "2025-Q1,all,ten")
+            path.write_text(text, encoding="utf-8")
+
+    monkeypatch.setattr(release_module, "_write_csv", corrupt)
+    with pytest.raises(ReleaseError, match="not a valid data package") as err:
+        write_release(tmp_path, "v1", _tables(), LINEAGE)
+    assert "cross_org_reach" in str(err.value)
+    assert not (tmp_path / "v1").exists() and not (tmp_path / "LATEST").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".v1")]
+
+
+def test_html_page_is_self_contained_and_shows_the_tables(release: Path) -> None:
+    page = (release / "index.html").read_text(encoding="utf-8")
+    assert "Outcomes Hub shared outcomes dataset" in page and "2025.04.01-1" in page
+    for table, schema in PUBLISHED_SCHEMAS.items():
+        assert f'id="{table}"' in page
+        assert f'href="{table}.csv"' in page and f'href="{table}.parquet"' in page
+        for field in schema.fields:
+            assert field.name in page
+    assert ">suppressed</td>" in page
+    assert '<td class="num">10</td>' in page  # a shown count
+    assert "Beta &lt;Money&gt; &amp; Advice" in page  # escaped
+    assert not re.search(r"(https?:)?//", page.replace("<!DOCTYPE html>", ""))
+    assert "<script" not in page and "<link" not in page
