@@ -194,13 +194,23 @@ def _loc(parts: Iterable[Any]) -> str:
     return ".".join(str(p) for p in parts if not str(p).startswith("function-after"))
 
 
+def _shared_start(a: str, b: str) -> int:
+    """How many leading characters two words share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _suggest(word: str, options: Iterable[str]) -> str:
     """A 'did you mean' hint: the closest spelling, else the longest shared beginning."""
     options = [str(o) for o in options]
     close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
     if not close and options:
         lower = str(word).lower()
-        shared = {o: len(os.path.commonprefix([lower, o.lower()])) for o in options}
+        shared = {o: _shared_start(lower, o.lower()) for o in options}
         best = max(shared, key=lambda o: shared[o])
         close = [best] if shared[best] >= 4 else []
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -220,8 +230,10 @@ def _explain(err: dict[str, Any]) -> str:
     key = _loc(loc)
     kind = err["type"]
     if kind == "extra_forbidden":
-        parent = "table" if len(loc) == 4 and loc[0] == "connector" and loc[1] == "tables" else (
-            str(loc[0]) if len(loc) > 1 else ""
+        parent = (
+            "table"
+            if len(loc) == 4 and loc[0] == "connector" and loc[1] == "tables"
+            else (str(loc[0]) if len(loc) > 1 else "")
         )
         hint = _suggest(loc[-1], _KNOWN_KEYS.get(parent, ()))
         return f"key '{key}': unknown key{hint}; remove it or fix its spelling"
@@ -278,8 +290,10 @@ def _check_semantics(member: Member, taxonomy: Taxonomy) -> list[str]:
                 problems.append(
                     f"key 'connector.tables.{entity}.sheet': a CSV file has no sheets; remove it"
                 )
-        if member.sharing.consent == "per_record" and "person" in conn.tables and (
-            "consent_to_share" not in conn.tables["person"].columns
+        if (
+            member.sharing.consent == "per_record"
+            and "person" in conn.tables
+            and ("consent_to_share" not in conn.tables["person"].columns)
         ):
             problems.append(
                 "key 'sharing.consent': per_record needs a consent column; map "
@@ -396,8 +410,10 @@ class MemberRegistry:
             raise self.errors[org_id]
         raise MemberConfigError(
             org_id,
-            [f"no member '{org_id}'{_suggest(org_id, self.members)}; members are "
-             f"{', '.join(sorted(self.members)) or 'none'}"],
+            [
+                f"no member '{org_id}'{_suggest(org_id, self.members)}; members are "
+                f"{', '.join(sorted(self.members)) or 'none'}"
+            ],
         )
 
 

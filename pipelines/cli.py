@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,11 +20,17 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from pipelines.lib.runner import StageResult
+    from pipelines.settings import HubSettings
+
 console = Console()
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _settings():  # noqa: ANN202 - imported lazily
+def _settings() -> HubSettings:
     from pipelines.settings import HubSettings
 
     return HubSettings.from_env()
@@ -42,14 +48,17 @@ def members() -> None:
         table.add_column(column)
     for org_id, member in sorted(registry.members.items()):
         tables = getattr(member.connector, "tables", {})
-        table.add_row(org_id, member.name, member.connector.kind, ", ".join(tables),
-                      member.sharing.consent)
+        table.add_row(
+            org_id, member.name, member.connector.kind, ", ".join(tables), member.sharing.consent
+        )
     console.print(table)
     for org_id, err in sorted(registry.errors.items()):
         console.print(f"[bold red]{org_id}: not loaded[/]\n{err}")
     if not registry.members and not registry.errors:
-        console.print(f"No member files (*.yaml) in {settings.members_dir}. "
-                      "Set HUB_MEMBERS_DIR or copy one from members/.")
+        console.print(
+            f"No member files (*.yaml) in {settings.members_dir}. "
+            "Set HUB_MEMBERS_DIR or copy one from members/."
+        )
     if registry.errors:
         raise typer.Exit(1)
 
@@ -66,8 +75,10 @@ def check(org_id: Annotated[str, typer.Argument(help="the member's id (its file 
     except MemberConfigError as err:
         console.print(f"[bold red]✗[/] {err}")
         raise typer.Exit(1) from err
-    console.print(f"[green]✓[/] members/{member.config_path.name} is valid "
-                  f"({member.connector.kind} connector)")
+    console.print(
+        f"[green]✓[/] members/{member.config_path.name} is valid "
+        f"({member.connector.kind} connector)"
+    )
     if member.connector.kind == "spreadsheet":
         from connectors.spreadsheets import check_member
 
@@ -77,13 +88,13 @@ def check(org_id: Annotated[str, typer.Argument(help="the member's id (its file 
             raise typer.Exit(1)
 
 
-def _print_results(results, settings) -> None:  # noqa: ANN001
+def _print_results(results: list[StageResult], settings: HubSettings) -> None:
     from pipelines.lib.summary import render_summary
 
     console.print(render_summary(results, settings))
 
 
-def _instance(home: Path):  # noqa: ANN202
+def _instance(home: Path) -> dg.DagsterInstance:
     import dagster as dg
 
     from pipelines.lib.instance import prepare_dagster_home
@@ -101,7 +112,7 @@ def run(
     _run(settings, org)
 
 
-def _run(settings, orgs: list[str] | None) -> None:  # noqa: ANN001
+def _run(settings: HubSettings, orgs: list[str] | None) -> None:
     from pipelines.lib.members import registry
     from pipelines.lib.runner import refresh
 
@@ -111,24 +122,28 @@ def _run(settings, orgs: list[str] | None) -> None:  # noqa: ANN001
     wanted = orgs or sorted(reg.members)
     unknown = [o for o in wanted if o not in reg.members]
     if unknown:
-        console.print(f"[red]Unknown member(s): {', '.join(unknown)}. "
-                      f"Members: {', '.join(sorted(reg.members))}[/]")
+        console.print(
+            f"[red]Unknown member(s): {', '.join(unknown)}. "
+            f"Members: {', '.join(sorted(reg.members))}[/]"
+        )
         raise typer.Exit(2)
     home = Path(os.environ.get("DAGSTER_HOME") or settings.home / "dagster")
     instance = _instance(home)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console) as progress:
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as progress:
         task = progress.add_task("starting", total=2 * len(wanted) + 2)
 
         def started(name: str) -> None:
             progress.update(task, description=name)
 
-        def done(result) -> None:  # noqa: ANN001
+        def done(result: StageResult) -> None:
             mark = "[green]✓[/]" if result.success else "[red]✗[/]"
-            progress.console.print(f"{mark} {result.name}"
-                                   + ("" if result.success else f": {result.error}"))
+            progress.console.print(
+                f"{mark} {result.name}" + ("" if result.success else f": {result.error}")
+            )
             progress.advance(task)
 
         results = refresh(settings, wanted, instance, on_stage=started, on_done=done)
@@ -152,8 +167,10 @@ def demo(
     for var in ("HUB_WAREHOUSE", "HUB_DLT_DIR", "HUB_RELEASES_DIR"):
         os.environ.pop(var, None)
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
-    console.print(f"[bold]Outcomes Hub demo[/] — members from {os.environ['HUB_MEMBERS_DIR']}, "
-                  f"warehouse and release under {home}")
+    console.print(
+        f"[bold]Outcomes Hub demo[/] — members from {os.environ['HUB_MEMBERS_DIR']}, "
+        f"warehouse and release under {home}"
+    )
     _run(_settings(), None)
 
 

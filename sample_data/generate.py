@@ -45,24 +45,143 @@ INWARD_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"  # letters used in real inward codes
 # accents), and all of them exist in cp1252 so Eastgate's export can hold them.
 ACCENTED_GIVEN = ("Zoë", "Siân", "José", "Chloé")
 GIVEN_NAMES = (
-    *ACCENTED_GIVEN, "Renée", "Tomás", "Olivia", "Amelia", "Isla", "Ava", "Mia", "Grace",
-    "Sophia", "Lily", "Freya", "Emily", "Ella", "Poppy", "Evie", "Aisha", "Fatima", "Maryam",
-    "Mary Ann", "Anne Marie", "Noah", "Oliver", "George", "Leo", "Arthur", "Muhammad",
-    "Harry", "Oscar", "Jack", "Charlie", "Jacob", "Thomas", "Alfie", "Joshua", "James",
-    "Daniel", "Samuel", "Adam", "Ryan", "Kai", "Omar", "Yusuf", "Dafydd", "Rhys", "Liam",
-    "Ethan", "Priya", "Hannah", "Ruth", "Joan", "Peter", "David", "Susan", "Margaret", "Ian",
-    "Karen", "Bronwen", "Kwame", "Ama", "Tariq", "Wiktoria", "Piotr",
+    *ACCENTED_GIVEN,
+    "Renée",
+    "Tomás",
+    "Olivia",
+    "Amelia",
+    "Isla",
+    "Ava",
+    "Mia",
+    "Grace",
+    "Sophia",
+    "Lily",
+    "Freya",
+    "Emily",
+    "Ella",
+    "Poppy",
+    "Evie",
+    "Aisha",
+    "Fatima",
+    "Maryam",
+    "Mary Ann",
+    "Anne Marie",
+    "Noah",
+    "Oliver",
+    "George",
+    "Leo",
+    "Arthur",
+    "Muhammad",
+    "Harry",
+    "Oscar",
+    "Jack",
+    "Charlie",
+    "Jacob",
+    "Thomas",
+    "Alfie",
+    "Joshua",
+    "James",
+    "Daniel",
+    "Samuel",
+    "Adam",
+    "Ryan",
+    "Kai",
+    "Omar",
+    "Yusuf",
+    "Dafydd",
+    "Rhys",
+    "Liam",
+    "Ethan",
+    "Priya",
+    "Hannah",
+    "Ruth",
+    "Joan",
+    "Peter",
+    "David",
+    "Susan",
+    "Margaret",
+    "Ian",
+    "Karen",
+    "Bronwen",
+    "Kwame",
+    "Ama",
+    "Tariq",
+    "Wiktoria",
+    "Piotr",
 )
 FAMILY_NAMES = (
-    "Smith", "Jones", "Williams", "Taylor", "Brown", "Davies", "Evans", "Wilson", "Thomas",
-    "Johnson", "Roberts", "Robinson", "Thompson", "Wright", "Walker", "White", "Edwards",
-    "Hughes", "Green", "Hall", "Lewis", "Harris", "Clarke", "Patel", "Jackson", "Wood",
-    "Turner", "Martin", "Cooper", "Hill", "Ward", "Morris", "Moore", "Clark", "Lee", "King",
-    "Baker", "Harrison", "Morgan", "Allen", "Scott", "Phillips", "Watson", "Parker", "Price",
-    "Bennett", "Young", "Griffiths", "Mitchell", "Kelly", "Cook", "Carter", "Bailey",
-    "Collins", "Bell", "Shaw", "Murphy", "Khan", "Ahmed", "Hussain", "Begum", "Nowak",
-    "Kowalski", "Okafor", "Mensah", "O'Brien", "Núñez", "Smith-Jones", "De Souza", "Van Dijk",
-    "Müller", "Ní Bhriain",
+    "Smith",
+    "Jones",
+    "Williams",
+    "Taylor",
+    "Brown",
+    "Davies",
+    "Evans",
+    "Wilson",
+    "Thomas",
+    "Johnson",
+    "Roberts",
+    "Robinson",
+    "Thompson",
+    "Wright",
+    "Walker",
+    "White",
+    "Edwards",
+    "Hughes",
+    "Green",
+    "Hall",
+    "Lewis",
+    "Harris",
+    "Clarke",
+    "Patel",
+    "Jackson",
+    "Wood",
+    "Turner",
+    "Martin",
+    "Cooper",
+    "Hill",
+    "Ward",
+    "Morris",
+    "Moore",
+    "Clark",
+    "Lee",
+    "King",
+    "Baker",
+    "Harrison",
+    "Morgan",
+    "Allen",
+    "Scott",
+    "Phillips",
+    "Watson",
+    "Parker",
+    "Price",
+    "Bennett",
+    "Young",
+    "Griffiths",
+    "Mitchell",
+    "Kelly",
+    "Cook",
+    "Carter",
+    "Bailey",
+    "Collins",
+    "Bell",
+    "Shaw",
+    "Murphy",
+    "Khan",
+    "Ahmed",
+    "Hussain",
+    "Begum",
+    "Nowak",
+    "Kowalski",
+    "Okafor",
+    "Mensah",
+    "O'Brien",
+    "Núñez",
+    "Smith-Jones",
+    "De Souza",
+    "Van Dijk",
+    "Müller",
+    "Ní Bhriain",
 )
 ORG_IDS = ("northside_housing", "riverside_food", "eastgate_skills")
 
@@ -99,42 +218,77 @@ SPECS: dict[str, MemberSpec] = {
         org_id="northside_housing",
         name="Northside Housing Trust",
         programmes={
-            "Tenancy Sustainment": ("housing", 55, [
-                ("Tenancy sustained 6 months", "tenancy_sustained"),
-                ("Homelessness prevented", "homelessness_prevented"),
-                ("Moved to settled home", "settled_accommodation"),
-            ], (1, 5)),
-            "Money Advice": ("financial_inclusion", 45, [
-                ("Debt reduced", "debt_reduced"),
-                ("Income maximised", "income_increased"),
-                ("Bank account opened", "bank_account_opened"),
-            ], (1, 4)),
+            "Tenancy Sustainment": (
+                "housing",
+                55,
+                [
+                    ("Tenancy sustained 6 months", "tenancy_sustained"),
+                    ("Homelessness prevented", "homelessness_prevented"),
+                    ("Moved to settled home", "settled_accommodation"),
+                ],
+                (1, 5),
+            ),
+            "Money Advice": (
+                "financial_inclusion",
+                45,
+                [
+                    ("Debt reduced", "debt_reduced"),
+                    ("Income maximised", "income_increased"),
+                    ("Bank account opened", "bank_account_opened"),
+                ],
+                (1, 4),
+            ),
         },
-        experience=[("Felt listened to", "felt_listened_to"),
-                    ("Satisfied with support", "satisfied_with_help")],
-        engagement_status={"active": "Open", "completed": "Closed - completed",
-                           "withdrawn": "Withdrawn", "applied": "Referred"},
-        outcome_status={"achieved": "Achieved", "progressing": "In progress",
-                        "not_achieved": "Not achieved"},
+        experience=[
+            ("Felt listened to", "felt_listened_to"),
+            ("Satisfied with support", "satisfied_with_help"),
+        ],
+        engagement_status={
+            "active": "Open",
+            "completed": "Closed - completed",
+            "withdrawn": "Withdrawn",
+            "applied": "Referred",
+        },
+        outcome_status={
+            "achieved": "Achieved",
+            "progressing": "In progress",
+            "not_achieved": "Not achieved",
+        },
         consent=("Yes", "No"),
     ),
     "riverside_food": MemberSpec(
         org_id="riverside_food",
         name="Riverside Food Network",
         programmes={
-            "Emergency Food": ("food_security", 70, [
-                ("Crisis resolved", "food_crisis_resolved"),
-                ("Regular food access", "regular_food_access"),
-            ], (1, 8)),
-            "Community Kitchen": ("social_connection", 30, [
-                ("Less isolated", "isolation_reduced"),
-                ("Joined a group", "joined_community_group"),
-            ], (2, 9)),
+            "Emergency Food": (
+                "food_security",
+                70,
+                [
+                    ("Crisis resolved", "food_crisis_resolved"),
+                    ("Regular food access", "regular_food_access"),
+                ],
+                (1, 8),
+            ),
+            "Community Kitchen": (
+                "social_connection",
+                30,
+                [
+                    ("Less isolated", "isolation_reduced"),
+                    ("Joined a group", "joined_community_group"),
+                ],
+                (2, 9),
+            ),
         },
-        experience=[("Would recommend us", "would_recommend"),
-                    ("Felt listened to", "felt_listened_to")],
-        engagement_status={"active": "Active", "completed": "Closed",
-                           "withdrawn": "Stopped", "applied": "Referred"},
+        experience=[
+            ("Would recommend us", "would_recommend"),
+            ("Felt listened to", "felt_listened_to"),
+        ],
+        engagement_status={
+            "active": "Active",
+            "completed": "Closed",
+            "withdrawn": "Stopped",
+            "applied": "Referred",
+        },
         outcome_status={"achieved": "Yes", "progressing": "Partly", "not_achieved": "No"},
         consent=("Y", "N"),
         outcomes_have_programme=False,
@@ -143,28 +297,52 @@ SPECS: dict[str, MemberSpec] = {
         org_id="eastgate_skills",
         name="Eastgate Skills & Wellbeing",
         programmes={
-            "Digital Skills": ("education_skills", 40, [
-                ("Course completed", "course_completed"),
-                ("Qualification gained", "qualification_gained"),
-                ("Digital skills improved", "basic_skills_improved"),
-            ], (2, 8)),
-            "Job Club": ("employment", 35, [
-                ("Started job", "job_started"),
-                ("Job sustained 6m", "job_sustained"),
-                ("Started volunteering", "volunteering_started"),
-            ], (1, 6)),
-            "Wellbeing Cafe": ("health_wellbeing", 25, [
-                ("WEMWBS improved", "wellbeing_improved"),
-                ("Registered with GP", "registered_with_gp"),
-            ], (1, 6)),
+            "Digital Skills": (
+                "education_skills",
+                40,
+                [
+                    ("Course completed", "course_completed"),
+                    ("Qualification gained", "qualification_gained"),
+                    ("Digital skills improved", "basic_skills_improved"),
+                ],
+                (2, 8),
+            ),
+            "Job Club": (
+                "employment",
+                35,
+                [
+                    ("Started job", "job_started"),
+                    ("Job sustained 6m", "job_sustained"),
+                    ("Started volunteering", "volunteering_started"),
+                ],
+                (1, 6),
+            ),
+            "Wellbeing Cafe": (
+                "health_wellbeing",
+                25,
+                [
+                    ("WEMWBS improved", "wellbeing_improved"),
+                    ("Registered with GP", "registered_with_gp"),
+                ],
+                (1, 6),
+            ),
         },
-        experience=[("Satisfied with help", "satisfied_with_help"),
-                    ("Felt listened to", "felt_listened_to"),
-                    ("Would recommend", "would_recommend")],
-        engagement_status={"active": "Enrolled", "completed": "Finished",
-                           "withdrawn": "Dropped out", "applied": "Waiting list"},
-        outcome_status={"achieved": "Achieved", "progressing": "Partial",
-                        "not_achieved": "Not achieved"},
+        experience=[
+            ("Satisfied with help", "satisfied_with_help"),
+            ("Felt listened to", "felt_listened_to"),
+            ("Would recommend", "would_recommend"),
+        ],
+        engagement_status={
+            "active": "Enrolled",
+            "completed": "Finished",
+            "withdrawn": "Dropped out",
+            "applied": "Waiting list",
+        },
+        outcome_status={
+            "achieved": "Achieved",
+            "progressing": "Partial",
+            "not_achieved": "Not achieved",
+        },
         consent=("Yes", "No"),
     ),
 }
@@ -311,15 +489,24 @@ class People:
         """The hub's linkage key: names lower-cased with whitespace collapsed, birth date."""
         return (" ".join(given.split()).lower(), " ".join(family.split()).lower(), born)
 
-    def make(self, given: str | None = None, family: str | None = None,
-             born: date | None = None, postcode: str | None = None,
-             no_birth_date: bool = False, no_postcode: bool = False) -> Identity:
+    def make(
+        self,
+        given: str | None = None,
+        family: str | None = None,
+        born: date | None = None,
+        postcode: str | None = None,
+        no_birth_date: bool = False,
+        no_postcode: bool = False,
+    ) -> Identity:
         rng = self.rng
         while True:
             g = given or rng.choice(GIVEN_NAMES)
             f = family or rng.choice(FAMILY_NAMES)
-            b = None if no_birth_date else born or _rand_date(
-                rng, date(1946, 1, 1), date(2006, 12, 31))
+            b = (
+                None
+                if no_birth_date
+                else born or _rand_date(rng, date(1946, 1, 1), date(2006, 12, 31))
+            )
             if self.key(g, f, b) not in self.keys:
                 break
             given = None  # twins: only the given name may change
@@ -382,8 +569,12 @@ def build_people(rng: Random) -> dict[str, list[Record]]:
             add(first, ident, consent=not both)
             add(second, ident, consent=not (both or i == 9), vary=True)
     # Twins: same family name, birth date and postcode, different given names.
-    for org_a, org_b in ((ORG_IDS[0], ORG_IDS[0]), (ORG_IDS[0], ORG_IDS[0]),
-                         (ORG_IDS[2], ORG_IDS[2]), (ORG_IDS[1], ORG_IDS[2])):
+    for org_a, org_b in (
+        (ORG_IDS[0], ORG_IDS[0]),
+        (ORG_IDS[0], ORG_IDS[0]),
+        (ORG_IDS[2], ORG_IDS[2]),
+        (ORG_IDS[1], ORG_IDS[2]),
+    ):
         first = people.make()
         second = people.make(family=first.family, born=first.birth_date, postcode=first.postcode)
         add(org_a, first, consent=True)
@@ -434,8 +625,9 @@ def plan_activity(rng: Random, data: MemberData, rec: Record) -> None:
         return  # registered, nothing recorded yet
     for prog in chosen:
         _area, _, codes, (lo, hi) = spec.programmes[prog]
-        status = _weighted(rng, (("applied", 7), ("active", 38), ("completed", 42),
-                                 ("withdrawn", 13)))
+        status = _weighted(
+            rng, (("applied", 7), ("active", 38), ("completed", 42), ("withdrawn", 13))
+        )
         start = _rand_date(rng, date(2025, 1, 2), date(2025, 11, 20))
         end = None
         if status in ("completed", "withdrawn"):
@@ -447,14 +639,22 @@ def plan_activity(rng: Random, data: MemberData, rec: Record) -> None:
         last = end or YEAR_END
         for _ in range(rng.randint(lo, hi)):
             data.deliveries.append(
-                Delivery(rec, prog, _rand_date(rng, start, last), rng.randint(1, 6) * 15
-                         if spec.org_id == "northside_housing" else rng.randint(1, 4)))
+                Delivery(
+                    rec,
+                    prog,
+                    _rand_date(rng, start, last),
+                    rng.randint(1, 6) * 15
+                    if spec.org_id == "northside_housing"
+                    else rng.randint(1, 4),
+                )
+            )
         for label, code in rng.sample(codes, k=1 if rng.random() < 0.6 else 2):
             if status == "withdrawn":
                 result = _weighted(rng, (("not_achieved", 6), ("progressing", 4)))
             else:
-                result = _weighted(rng, (("achieved", 60), ("progressing", 28),
-                                         ("not_achieved", 12)))
+                result = _weighted(
+                    rng, (("achieved", 60), ("progressing", 28), ("not_achieved", 12))
+                )
             on = _rand_date(rng, min(start + timedelta(days=21), last), last)
             if result == "achieved" and (on - start).days > 90 and rng.random() < 0.4:
                 earlier = _rand_date(rng, start, on - timedelta(days=45))
@@ -508,8 +708,9 @@ def add_messy_rows(rng: Random, people: People, data: MemberData) -> None:
         victim.issue = Issue("phone", victim.phone, "warning", "invalid_phone")
         # An engagement status the member has not mapped.
         who = valid[61]
-        e = Engagement(who, "Tenancy Sustainment", "active", date(2025, 6, 2), None,
-                       label="On hold")
+        e = Engagement(
+            who, "Tenancy Sustainment", "active", date(2025, 6, 2), None, label="On hold"
+        )
         e.issue = Issue("status", "On hold", "error", "unmapped_status")
         e.source_id = f"ENG-{len(data.engagements) + 1:04d}"
         _insert_at(rng, data.engagements, e)
@@ -531,8 +732,9 @@ def add_messy_rows(rng: Random, people: People, data: MemberData) -> None:
         data.records.append(rec)
         # An e-mail address without an @: dropped, the row still loads.
         victim = valid[45]
-        victim.email = f"{_ascii(victim.identity.given)}.{_ascii(victim.identity.family)}" \
-            " at example.org"
+        victim.email = (
+            f"{_ascii(victim.identity.given)}.{_ascii(victim.identity.family)} at example.org"
+        )
         victim.issue = Issue("email", victim.email, "warning", "invalid_email")
         # A visit for a client id that is not in the Clients sheet.
         used = {r.source_id for r in data.records}
@@ -565,8 +767,11 @@ def add_messy_rows(rng: Random, people: People, data: MemberData) -> None:
         victim.email = f"{_ascii(victim.identity.given)}@example"
         victim.issue = Issue("email", victim.email, "warning", "invalid_email")
         # An outcome label the member has not mapped.
-        who = next(e.person for e in data.engagements[40:]
-                   if e.status == "active" and e.issue is None and e.person.loads)
+        who = next(
+            e.person
+            for e in data.engagements[40:]
+            if e.status == "active" and e.issue is None and e.person.loads
+        )
         o = Outcome(who, "Wellbeing Cafe", "Confidence up", None, "achieved", date(2025, 9, 18))
         o.issue = Issue("outcome", "Confidence up", "error", "unmapped_outcome")
         o.source_id = f"OC-{len(data.outcomes) + 1:04d}"
@@ -616,13 +821,21 @@ class Quarantine:
     def add(self, entity: str, row: int, source_id: str | None, issue: Issue | None) -> None:
         if issue is None:
             return
-        self.data.quarantine.append({
-            "org_id": self.data.spec.org_id, "entity": entity, "file": self.file,
-            "sheet": self.sheet, "row": row, "source_id": source_id or None,
-            "column": column_of(self.data.spec.org_id, entity, issue.field),
-            "field": issue.field, "raw_value": issue.raw_value,
-            "severity": issue.severity, "reason": issue.reason,
-        })
+        self.data.quarantine.append(
+            {
+                "org_id": self.data.spec.org_id,
+                "entity": entity,
+                "file": self.file,
+                "sheet": self.sheet,
+                "row": row,
+                "source_id": source_id or None,
+                "column": column_of(self.data.spec.org_id, entity, issue.field),
+                "field": issue.field,
+                "raw_value": issue.raw_value,
+                "severity": issue.severity,
+                "reason": issue.reason,
+            }
+        )
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[list[str]], style: CsvStyle) -> None:
@@ -638,54 +851,120 @@ def _write_csv(path: Path, columns: list[str], rows: list[list[str]], style: Csv
 # in column order. The member YAMLs map exactly these headers (a test checks it).
 HEADERS: dict[str, dict[str, list[tuple[str | None, str]]]] = {
     "northside_housing": {
-        "person": [("source_id", "Client Ref"), ("given_name", "First Name"),
-                   ("family_name", "Surname"), ("birth_date", "Date of Birth"),
-                   ("postcode", "Postcode"), ("phone", "Phone"), ("email", "Email"),
-                   ("consent_to_share", "Consent to share")],
-        "engagement": [("source_id", "Engagement ID"), ("person_source_id", "Client Ref"),
-                       ("programme", "Programme"), ("status", "Status"),
-                       ("start_date", "Start Date"), ("end_date", "End Date")],
-        "service_delivery": [("source_id", "Session ID"), ("person_source_id", "Client Ref"),
-                             ("programme", "Programme"), ("service_name", "Session Type"),
-                             ("delivered_on", "Session Date"), ("quantity", "Duration (mins)")],
-        "outcome": [("source_id", "Outcome ID"), ("person_source_id", "Client Ref"),
-                    ("programme", "Programme"), ("outcome", "Outcome"),
-                    ("status", "Outcome Status"), ("measured_on", "Date Recorded")],
+        "person": [
+            ("source_id", "Client Ref"),
+            ("given_name", "First Name"),
+            ("family_name", "Surname"),
+            ("birth_date", "Date of Birth"),
+            ("postcode", "Postcode"),
+            ("phone", "Phone"),
+            ("email", "Email"),
+            ("consent_to_share", "Consent to share"),
+        ],
+        "engagement": [
+            ("source_id", "Engagement ID"),
+            ("person_source_id", "Client Ref"),
+            ("programme", "Programme"),
+            ("status", "Status"),
+            ("start_date", "Start Date"),
+            ("end_date", "End Date"),
+        ],
+        "service_delivery": [
+            ("source_id", "Session ID"),
+            ("person_source_id", "Client Ref"),
+            ("programme", "Programme"),
+            ("service_name", "Session Type"),
+            ("delivered_on", "Session Date"),
+            ("quantity", "Duration (mins)"),
+        ],
+        "outcome": [
+            ("source_id", "Outcome ID"),
+            ("person_source_id", "Client Ref"),
+            ("programme", "Programme"),
+            ("outcome", "Outcome"),
+            ("status", "Outcome Status"),
+            ("measured_on", "Date Recorded"),
+        ],
     },
     "riverside_food": {
-        "person": [("source_id", "Client ID"), ("given_name", "First Name"),
-                   ("family_name", "Last Name"), ("birth_date", "Date of Birth"),
-                   ("postcode", "Postcode"), ("phone", "Phone"), ("email", "Email"),
-                   ("consent_to_share", "Consent (Y/N)"), (None, "Household size")],
-        "engagement": [("source_id", "Referral ID"), ("person_source_id", "Client ID"),
-                       ("programme", "Programme"), ("status", "Status"),
-                       ("start_date", "Referred on"), ("end_date", "Closed on")],
-        "service_delivery": [("source_id", "Visit No"), ("person_source_id", "Client ID"),
-                             ("programme", "Service"), ("delivered_on", "Visit date"),
-                             ("quantity", "Items")],
-        "outcome": [("source_id", "Ref"), ("person_source_id", "Client ID"),
-                    ("outcome", "Outcome"), ("status", "Result"),
-                    ("measured_on", "Date recorded")],
+        "person": [
+            ("source_id", "Client ID"),
+            ("given_name", "First Name"),
+            ("family_name", "Last Name"),
+            ("birth_date", "Date of Birth"),
+            ("postcode", "Postcode"),
+            ("phone", "Phone"),
+            ("email", "Email"),
+            ("consent_to_share", "Consent (Y/N)"),
+            (None, "Household size"),
+        ],
+        "engagement": [
+            ("source_id", "Referral ID"),
+            ("person_source_id", "Client ID"),
+            ("programme", "Programme"),
+            ("status", "Status"),
+            ("start_date", "Referred on"),
+            ("end_date", "Closed on"),
+        ],
+        "service_delivery": [
+            ("source_id", "Visit No"),
+            ("person_source_id", "Client ID"),
+            ("programme", "Service"),
+            ("delivered_on", "Visit date"),
+            ("quantity", "Items"),
+        ],
+        "outcome": [
+            ("source_id", "Ref"),
+            ("person_source_id", "Client ID"),
+            ("outcome", "Outcome"),
+            ("status", "Result"),
+            ("measured_on", "Date recorded"),
+        ],
     },
     "eastgate_skills": {
-        "person": [("source_id", "  client ID "), ("given_name", "First name"),
-                   ("family_name", "SURNAME"), ("birth_date", "DATE OF BIRTH"),
-                   ("postcode", "post code"), ("phone", "Tel"), ("email", "e-mail"),
-                   ("consent_to_share", "Consent?")],
-        "engagement": [("source_id", "Enrolment Ref"), ("person_source_id", "client id"),
-                       ("programme", "PROGRAMME"), ("status", "status"),
-                       ("start_date", "Start date"), ("end_date", "END DATE")],
-        "service_delivery": [("source_id", "Session Ref"), ("person_source_id", " Client ID"),
-                             ("programme", "Programme"), ("service_name", "Activity"),
-                             ("delivered_on", "Date"), ("quantity", "Hours")],
-        "outcome": [("source_id", "Outcome Ref"), ("person_source_id", "client  id"),
-                    ("programme", "Programme"), ("outcome", "Outcome"), ("status", "Result"),
-                    ("measured_on", "Date")],
+        "person": [
+            ("source_id", "  client ID "),
+            ("given_name", "First name"),
+            ("family_name", "SURNAME"),
+            ("birth_date", "DATE OF BIRTH"),
+            ("postcode", "post code"),
+            ("phone", "Tel"),
+            ("email", "e-mail"),
+            ("consent_to_share", "Consent?"),
+        ],
+        "engagement": [
+            ("source_id", "Enrolment Ref"),
+            ("person_source_id", "client id"),
+            ("programme", "PROGRAMME"),
+            ("status", "status"),
+            ("start_date", "Start date"),
+            ("end_date", "END DATE"),
+        ],
+        "service_delivery": [
+            ("source_id", "Session Ref"),
+            ("person_source_id", " Client ID"),
+            ("programme", "Programme"),
+            ("service_name", "Activity"),
+            ("delivered_on", "Date"),
+            ("quantity", "Hours"),
+        ],
+        "outcome": [
+            ("source_id", "Outcome Ref"),
+            ("person_source_id", "client  id"),
+            ("programme", "Programme"),
+            ("outcome", "Outcome"),
+            ("status", "Result"),
+            ("measured_on", "Date"),
+        ],
     },
 }
 RIVERSIDE_WORKBOOK = "riverside_food/riverside_food_network.xlsx"
-SHEETS = {"person": "Clients", "engagement": "Referrals", "service_delivery": "Visits",
-          "outcome": "Outcomes"}
+SHEETS = {
+    "person": "Clients",
+    "engagement": "Referrals",
+    "service_delivery": "Visits",
+    "outcome": "Outcomes",
+}
 
 
 def header(org: str, entity: str) -> list[str]:
@@ -735,38 +1014,69 @@ def write_csv_member(rng: Random, data: MemberData, folder: Path) -> dict[str, s
     style = CSV_STYLES[org]
     spec = data.spec
     enrolments = "engagements" if org == "northside_housing" else "enrolments"
-    files = {"person": f"{org}/people.csv", "engagement": f"{org}/{enrolments}.csv",
-             "service_delivery": f"{org}/sessions.csv", "outcome": f"{org}/outcomes.csv"}
+    files = {
+        "person": f"{org}/people.csv",
+        "engagement": f"{org}/{enrolments}.csv",
+        "service_delivery": f"{org}/sessions.csv",
+        "outcome": f"{org}/outcomes.csv",
+    }
     q = Quarantine(data, files["person"])
     rows = []
     for n, rec in enumerate(data.records, start=2):
         postcode = rec.identity.postcode or ""
         if org == "eastgate_skills" and postcode and rng.random() < 0.15:
             postcode = postcode.lower()
-        born = (rec.issue.raw_value if rec.issue and rec.issue.reason == "invalid_date"
-                else style.date(rec.identity.birth_date) if rec.identity.birth_date else "")
-        rows.append([rec.source_id, rec.given, rec.family, born, postcode,
-                     _phone_written(org, rec.phone, rng), rec.email or "",
-                     spec.consent[0] if rec.consent else spec.consent[1]])
+        born = (
+            rec.issue.raw_value
+            if rec.issue and rec.issue.reason == "invalid_date"
+            else style.date(rec.identity.birth_date)
+            if rec.identity.birth_date
+            else ""
+        )
+        rows.append(
+            [
+                rec.source_id,
+                rec.given,
+                rec.family,
+                born,
+                postcode,
+                _phone_written(org, rec.phone, rng),
+                rec.email or "",
+                spec.consent[0] if rec.consent else spec.consent[1],
+            ]
+        )
         q.add("person", n, rec.source_id, rec.issue)
     _write_csv(folder / files["person"], header(org, "person"), rows, style)
 
     q = Quarantine(data, files["engagement"])
     rows = []
     for n, e in enumerate(data.engagements, start=2):
-        rows.append([e.source_id, e.person.source_id, _programme_written(org, e.programme, rng),
-                     e.label or spec.engagement_status[e.status], style.date(e.start),
-                     style.date(e.end) if e.end else ""])
+        rows.append(
+            [
+                e.source_id,
+                e.person.source_id,
+                _programme_written(org, e.programme, rng),
+                e.label or spec.engagement_status[e.status],
+                style.date(e.start),
+                style.date(e.end) if e.end else "",
+            ]
+        )
         q.add("engagement", n, e.source_id, e.issue)
     _write_csv(folder / files["engagement"], header(org, "engagement"), rows, style)
 
     q = Quarantine(data, files["service_delivery"])
     rows = []
     for n, d in enumerate(data.deliveries, start=2):
-        rows.append([d.source_id, d.person.source_id,
-                     _programme_written(org, d.programme, rng),
-                     rng.choice(SESSION_TYPES[d.programme]), d.raw_date or style.date(d.on),
-                     str(d.quantity)])
+        rows.append(
+            [
+                d.source_id,
+                d.person.source_id,
+                _programme_written(org, d.programme, rng),
+                rng.choice(SESSION_TYPES[d.programme]),
+                d.raw_date or style.date(d.on),
+                str(d.quantity),
+            ]
+        )
         q.add("service_delivery", n, d.source_id, d.issue)
     _write_csv(folder / files["service_delivery"], header(org, "service_delivery"), rows, style)
 
@@ -776,8 +1086,16 @@ def write_csv_member(rng: Random, data: MemberData, folder: Path) -> dict[str, s
         status = spec.outcome_status[o.status]
         if org == "eastgate_skills":
             status = status.upper()
-        rows.append([o.source_id, o.person.source_id, _programme_written(org, o.programme, rng),
-                     o.label, status, style.date(o.on)])
+        rows.append(
+            [
+                o.source_id,
+                o.person.source_id,
+                _programme_written(org, o.programme, rng),
+                o.label,
+                status,
+                style.date(o.on),
+            ]
+        )
         q.add("outcome", n, o.source_id, o.issue)
     _write_csv(folder / files["outcome"], header(org, "outcome"), rows, style)
     return files
@@ -800,10 +1118,19 @@ def write_riverside(rng: Random, data: MemberData, folder: Path) -> dict[str, st
     clients.append(columns)
     q = Quarantine(data, RIVERSIDE_WORKBOOK, sheet)
     for rec in data.records:
-        clients.append([rec.source_id, rec.given, rec.family, rec.identity.birth_date,
-                        rec.identity.postcode or None, _phone_written(spec.org_id, rec.phone, rng)
-                        or None, rec.email or None,
-                        spec.consent[0] if rec.consent else spec.consent[1], rng.randint(1, 6)])
+        clients.append(
+            [
+                rec.source_id,
+                rec.given,
+                rec.family,
+                rec.identity.birth_date,
+                rec.identity.postcode or None,
+                _phone_written(spec.org_id, rec.phone, rng) or None,
+                rec.email or None,
+                spec.consent[0] if rec.consent else spec.consent[1],
+                rng.randint(1, 6),
+            ]
+        )
         row = clients.max_row
         q.add("person", row, rec.source_id, rec.issue)
         for col in ("A", "F"):
@@ -820,8 +1147,16 @@ def write_riverside(rng: Random, data: MemberData, folder: Path) -> dict[str, st
     ws.append(columns)
     q = Quarantine(data, RIVERSIDE_WORKBOOK, sheet)
     for e in data.engagements:
-        ws.append([e.source_id, e.person.source_id, e.programme,
-                   e.label or spec.engagement_status[e.status], e.start, e.end])
+        ws.append(
+            [
+                e.source_id,
+                e.person.source_id,
+                e.programme,
+                e.label or spec.engagement_status[e.status],
+                e.start,
+                e.end,
+            ]
+        )
         row = ws.max_row
         ws[f"B{row}"].number_format = "@"
         ws[f"E{row}"].number_format = ws[f"F{row}"].number_format = "dd/mm/yyyy"
@@ -844,8 +1179,9 @@ def write_riverside(rng: Random, data: MemberData, folder: Path) -> dict[str, st
     q = Quarantine(data, RIVERSIDE_WORKBOOK, sheet)
     for o in data.outcomes:
         # "Date recorded" is typed in as text, unlike the real date cells elsewhere.
-        ws.append([o.source_id, o.person.source_id, o.label, spec.outcome_status[o.status],
-                   _dmy(o.on)])
+        ws.append(
+            [o.source_id, o.person.source_id, o.label, spec.outcome_status[o.status], _dmy(o.on)]
+        )
         row = ws.max_row
         ws[f"B{row}"].number_format = ws[f"E{row}"].number_format = "@"
         q.add("outcome", row, o.source_id, o.issue)
@@ -896,29 +1232,52 @@ def member_truth(data: MemberData, files: dict[str, str]) -> dict[str, Any]:
         if not r.loads:
             continue
         dropped = r.issue.reason if r.issue else None
-        people.append({
-            "org_id": org, "source_id": r.source_id, "given_name": r.given,
-            "family_name": r.family, "birth_date": _iso(r.identity.birth_date),
-            "postcode": r.identity.postcode, "consent": r.consent,
-            "email": None if dropped == "invalid_email" else r.email,
-            "phone": None if dropped == "invalid_phone" else _e164(r.phone),
-        })
+        people.append(
+            {
+                "org_id": org,
+                "source_id": r.source_id,
+                "given_name": r.given,
+                "family_name": r.family,
+                "birth_date": _iso(r.identity.birth_date),
+                "postcode": r.identity.postcode,
+                "consent": r.consent,
+                "email": None if dropped == "invalid_email" else r.email,
+                "phone": None if dropped == "invalid_phone" else _e164(r.phone),
+            }
+        )
     engagements = [
-        {"source_id": e.source_id, "person_source_id": e.person.source_id,
-         "programme": e.programme, "status": e.status, "start_date": _iso(e.start),
-         "end_date": _iso(e.end)}
-        for e in data.engagements if e.issue is None and e.person.source_id in loaded
+        {
+            "source_id": e.source_id,
+            "person_source_id": e.person.source_id,
+            "programme": e.programme,
+            "status": e.status,
+            "start_date": _iso(e.start),
+            "end_date": _iso(e.end),
+        }
+        for e in data.engagements
+        if e.issue is None and e.person.source_id in loaded
     ]
     deliveries = [
-        {"source_id": d.source_id, "person_source_id": d.person.source_id,
-         "programme": d.programme, "delivered_on": _iso(d.on)}
-        for d in data.deliveries if d.issue is None and d.person.source_id in loaded
+        {
+            "source_id": d.source_id,
+            "person_source_id": d.person.source_id,
+            "programme": d.programme,
+            "delivered_on": _iso(d.on),
+        }
+        for d in data.deliveries
+        if d.issue is None and d.person.source_id in loaded
     ]
     outcomes = [
-        {"source_id": o.source_id, "person_source_id": o.person.source_id,
-         "programme": o.programme if spec.outcomes_have_programme else None,
-         "outcome_code": o.code, "status": o.status, "measured_on": _iso(o.on)}
-        for o in data.outcomes if o.issue is None and o.person.source_id in loaded
+        {
+            "source_id": o.source_id,
+            "person_source_id": o.person.source_id,
+            "programme": o.programme if spec.outcomes_have_programme else None,
+            "outcome_code": o.code,
+            "status": o.status,
+            "measured_on": _iso(o.on),
+        }
+        for o in data.outcomes
+        if o.issue is None and o.person.source_id in loaded
     ]
     by_key = {"person": 0, "engagement": 1, "service_delivery": 2, "outcome": 3}
     quarantine = sorted(data.quarantine, key=lambda q: (by_key[q["entity"]], q["row"]))
@@ -952,6 +1311,7 @@ TRUTH_NOTES = [
 
 def _dump_truth(truth: dict[str, Any]) -> str:
     """JSON with one record per line: readable, diffable, and still plain JSON."""
+
     def row(obj: Any) -> str:
         return json.dumps(obj, ensure_ascii=False)
 
@@ -960,8 +1320,11 @@ def _dump_truth(truth: dict[str, Any]) -> str:
     for i, (key, value) in enumerate(top):
         comma = "," if i < len(top) - 1 else ""
         if key != "members":
-            out.append(f" {row(key)}: {json.dumps(value, ensure_ascii=False, indent=1)}{comma}"
-                       .replace("\n", "\n "))
+            out.append(
+                f" {row(key)}: {json.dumps(value, ensure_ascii=False, indent=1)}{comma}".replace(
+                    "\n", "\n "
+                )
+            )
             continue
         out.append(' "members": {')
         members = list(value.items())
@@ -973,8 +1336,11 @@ def _dump_truth(truth: dict[str, Any]) -> str:
                 if isinstance(content, list):
                     lines = [f"    {row(item)}" for item in content]
                     inner = ",\n".join(lines)
-                    out.append(f"   {row(name)}: [\n{inner}\n   ]{c2}" if lines
-                               else f"   {row(name)}: []{c2}")
+                    out.append(
+                        f"   {row(name)}: [\n{inner}\n   ]{c2}"
+                        if lines
+                        else f"   {row(name)}: []{c2}"
+                    )
                 else:
                     out.append(f"   {row(name)}: {row(content)}{c2}")
             out.append("  }" + ("," if j < len(members) - 1 else ""))
@@ -1004,8 +1370,9 @@ def generate(out: Path) -> dict[str, Any]:
     extra_people = People(people_maker_rng)
     for records in by_org.values():
         for rec in records:
-            extra_people.keys.add(People.key(rec.identity.given, rec.identity.family,
-                                                    rec.identity.birth_date))
+            extra_people.keys.add(
+                People.key(rec.identity.given, rec.identity.family, rec.identity.birth_date)
+            )
     members: dict[str, Any] = {}
     for org in ORG_IDS:
         data = MemberData(SPECS[org], records=by_org[org])
@@ -1038,9 +1405,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     truth = generate(args.out)
     for org, body in truth["members"].items():
-        print(f"{org}: {len(body['people'])} people, {len(body['engagements'])} engagements, "
-              f"{len(body['deliveries'])} deliveries, {len(body['outcomes'])} outcomes, "
-              f"{len(body['quarantine'])} rows set aside")
+        print(
+            f"{org}: {len(body['people'])} people, {len(body['engagements'])} engagements, "
+            f"{len(body['deliveries'])} deliveries, {len(body['outcomes'])} outcomes, "
+            f"{len(body['quarantine'])} rows set aside"
+        )
 
 
 if __name__ == "__main__":

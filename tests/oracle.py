@@ -59,8 +59,9 @@ def _quarter_span(year: int, quarter: int) -> tuple[date, date]:
     return start, following - timedelta(days=1)
 
 
-def expected_person_clusters(truth: Truth | Path | str | None = None) -> dict[tuple[str, str],
-                                                                                PersonId]:
+def expected_person_clusters(
+    truth: Truth | Path | str | None = None,
+) -> dict[tuple[str, str], PersonId]:
     """(org_id, source_id) -> the person (cluster) the record belongs to."""
     truth = load_truth(truth)
     clusters: dict[tuple[str, str], PersonId] = {}
@@ -164,16 +165,41 @@ def _events(truth: Truth) -> tuple[list[_Event], dict[PersonId, str]]:
             person = clusters[(org, e["person_source_id"])]
             for label, q_start, q_end in periods:
                 if start <= q_end and (end is None or end >= q_start):
-                    events.append(_Event(label, "engagement", org, person,
-                                         programme_area[e["programme"]], None, None))
+                    events.append(
+                        _Event(
+                            label,
+                            "engagement",
+                            org,
+                            person,
+                            programme_area[e["programme"]],
+                            None,
+                            None,
+                        )
+                    )
         for d in member["deliveries"]:
-            events.append(_Event(period_of(_day(d["delivered_on"])), "delivery", org,
-                                 clusters[(org, d["person_source_id"])],
-                                 programme_area[d["programme"]], None, None))
+            events.append(
+                _Event(
+                    period_of(_day(d["delivered_on"])),
+                    "delivery",
+                    org,
+                    clusters[(org, d["person_source_id"])],
+                    programme_area[d["programme"]],
+                    None,
+                    None,
+                )
+            )
         for o in member["outcomes"]:
-            events.append(_Event(period_of(_day(o["measured_on"])), "outcome", org,
-                                 clusters[(org, o["person_source_id"])],
-                                 taxonomy[o["outcome_code"]], o["outcome_code"], o["status"]))
+            events.append(
+                _Event(
+                    period_of(_day(o["measured_on"])),
+                    "outcome",
+                    org,
+                    clusters[(org, o["person_source_id"])],
+                    taxonomy[o["outcome_code"]],
+                    o["outcome_code"],
+                    o["status"],
+                )
+            )
     return events, areas
 
 
@@ -192,8 +218,9 @@ def expected_outcomes_summary(truth: Truth | Path | str | None = None) -> dict[t
     rows: dict[tuple, dict] = {}
     for key in sorted(groups):
         group = groups[key]
-        achieving = len({ev.person for ev in group
-                         if ev.kind == "outcome" and ev.status == "achieved"})
+        achieving = len(
+            {ev.person for ev in group if ev.kind == "outcome" and ev.status == "achieved"}
+        )
         row = {
             "organisations": len({ev.org for ev in group}),
             "people_engaged": len({ev.person for ev in group}),
@@ -217,10 +244,15 @@ def expected_cross_org_reach(truth: Truth | Path | str | None = None) -> dict[tu
     rows: dict[tuple, dict] = {}
     for (period, person), orgs in sorted(members.items(), key=lambda kv: repr(kv[0])):
         for area in (areas[person], "all"):
-            row = rows.setdefault((period, area), {
-                "people": 0, "served_by_1": 0, "served_by_2": 0, "served_by_3_plus": 0})
+            row = rows.setdefault(
+                (period, area),
+                {"people": 0, "served_by_1": 0, "served_by_2": 0, "served_by_3_plus": 0},
+            )
             row["people"] += 1
-            bucket = "served_by_1" if len(orgs) == 1 else (
-                "served_by_2" if len(orgs) == 2 else "served_by_3_plus")
+            bucket = (
+                "served_by_1"
+                if len(orgs) == 1
+                else ("served_by_2" if len(orgs) == 2 else "served_by_3_plus")
+            )
             row[bucket] += 1
     return dict(sorted(rows.items()))

@@ -47,23 +47,53 @@ def _generator() -> ModuleType:
 
 
 def _people(org: str, rows: list[tuple]) -> list[dict[str, Any]]:
-    return [{"org_id": org, "source_id": i, "given_name": g, "family_name": f,
-             "birth_date": b, "postcode": pc, "consent": c} for i, g, f, b, pc, c in rows]
+    return [
+        {
+            "org_id": org,
+            "source_id": i,
+            "given_name": g,
+            "family_name": f,
+            "birth_date": b,
+            "postcode": pc,
+            "consent": c,
+        }
+        for i, g, f, b, pc, c in rows
+    ]
 
 
 def _eng(rows: list[tuple]) -> list[dict[str, Any]]:
-    return [{"source_id": i, "person_source_id": p, "programme": prog, "status": s,
-             "start_date": a, "end_date": b} for i, p, prog, s, a, b in rows]
+    return [
+        {
+            "source_id": i,
+            "person_source_id": p,
+            "programme": prog,
+            "status": s,
+            "start_date": a,
+            "end_date": b,
+        }
+        for i, p, prog, s, a, b in rows
+    ]
 
 
 def _del(rows: list[tuple]) -> list[dict[str, Any]]:
-    return [{"source_id": i, "person_source_id": p, "programme": prog, "delivered_on": on}
-            for i, p, prog, on in rows]
+    return [
+        {"source_id": i, "person_source_id": p, "programme": prog, "delivered_on": on}
+        for i, p, prog, on in rows
+    ]
 
 
 def _out(rows: list[tuple]) -> list[dict[str, Any]]:
-    return [{"source_id": i, "person_source_id": p, "programme": prog, "outcome_code": code,
-             "status": s, "measured_on": on} for i, p, prog, code, s, on in rows]
+    return [
+        {
+            "source_id": i,
+            "person_source_id": p,
+            "programme": prog,
+            "outcome_code": code,
+            "status": s,
+            "measured_on": on,
+        }
+        for i, p, prog, code, s, on in rows
+    ]
 
 
 # People: P1 = A1+B1+C1 (consenting, names differ only in case and spacing); P2 = A2+A6
@@ -71,62 +101,93 @@ def _out(rows: list[tuple]) -> list[dict[str, Any]]:
 # P4, P5 = A4, A5 (twins); P6 = B2 (A2's namesake, but A2 did not consent); P8 = B4 (no
 # postcode -> unknown). A2's only engagement is 'applied', so it never counts.
 TINY: dict[str, Any] = {
-    "taxonomy": {"tenancy_sustained": "housing", "debt_reduced": "financial_inclusion",
-                 "felt_listened_to": "experience"},
+    "taxonomy": {
+        "tenancy_sustained": "housing",
+        "debt_reduced": "financial_inclusion",
+        "felt_listened_to": "experience",
+    },
     "members": {
         "a": {
             "programmes": {"Tenancy": "housing"},
-            "people": _people("a", [
-                ("A1", "Ada", "Okafor", "1980-01-01", "M14 4AA", True),
-                ("A2", "Ben", "Silva", "1981-02-02", "M14 4AB", False),
-                ("A3", "Cy", "Nowak", None, "M15 5BB", True),
-                ("A4", "Di", "Twin", "1990-05-05", "M14 4AA", True),
-                ("A5", "Ed", "Twin", "1990-05-05", "M14 4AA", True),
-                ("A6", " BEN", "Silva", "1981-02-02", "m14 4ab", False),
-            ]),
-            "engagements": _eng([
-                ("EA1", "A1", "Tenancy", "active", "2025-01-10", None),
-                ("EA2", "A2", "Tenancy", "applied", "2025-02-01", None),
-                ("EA3", "A3", "Tenancy", "completed", "2025-01-05", "2025-02-20"),
-                ("EA4", "A4", "Tenancy", "withdrawn", "2025-03-01", "2025-04-15"),
-            ]),
-            "deliveries": _del([
-                ("DA1", "A1", "Tenancy", "2025-02-01"),
-                ("DA2", "A1", "Tenancy", "2025-02-15"),
-                ("DA3", "A5", "Tenancy", "2025-05-01"),
-                ("DA4", "A6", "Tenancy", "2025-05-05"),
-            ]),
-            "outcomes": _out([
-                ("OA1", "A1", "Tenancy", "tenancy_sustained", "achieved", "2025-03-01"),
-                ("OA2", "A3", "Tenancy", "tenancy_sustained", "progressing", "2025-02-20"),
-                ("OA3", "A1", "Tenancy", "felt_listened_to", "achieved", "2025-04-02"),
-            ]),
-            "quarantine": [{"entity": "service_delivery", "file": "a/sessions.csv",
-                            "sheet": None, "row": 7, "source_id": "DX",
-                            "column": "Client", "field": "person_source_id",
-                            "raw_value": "A99", "severity": "error", "reason": "orphan"}],
+            "people": _people(
+                "a",
+                [
+                    ("A1", "Ada", "Okafor", "1980-01-01", "M14 4AA", True),
+                    ("A2", "Ben", "Silva", "1981-02-02", "M14 4AB", False),
+                    ("A3", "Cy", "Nowak", None, "M15 5BB", True),
+                    ("A4", "Di", "Twin", "1990-05-05", "M14 4AA", True),
+                    ("A5", "Ed", "Twin", "1990-05-05", "M14 4AA", True),
+                    ("A6", " BEN", "Silva", "1981-02-02", "m14 4ab", False),
+                ],
+            ),
+            "engagements": _eng(
+                [
+                    ("EA1", "A1", "Tenancy", "active", "2025-01-10", None),
+                    ("EA2", "A2", "Tenancy", "applied", "2025-02-01", None),
+                    ("EA3", "A3", "Tenancy", "completed", "2025-01-05", "2025-02-20"),
+                    ("EA4", "A4", "Tenancy", "withdrawn", "2025-03-01", "2025-04-15"),
+                ]
+            ),
+            "deliveries": _del(
+                [
+                    ("DA1", "A1", "Tenancy", "2025-02-01"),
+                    ("DA2", "A1", "Tenancy", "2025-02-15"),
+                    ("DA3", "A5", "Tenancy", "2025-05-01"),
+                    ("DA4", "A6", "Tenancy", "2025-05-05"),
+                ]
+            ),
+            "outcomes": _out(
+                [
+                    ("OA1", "A1", "Tenancy", "tenancy_sustained", "achieved", "2025-03-01"),
+                    ("OA2", "A3", "Tenancy", "tenancy_sustained", "progressing", "2025-02-20"),
+                    ("OA3", "A1", "Tenancy", "felt_listened_to", "achieved", "2025-04-02"),
+                ]
+            ),
+            "quarantine": [
+                {
+                    "entity": "service_delivery",
+                    "file": "a/sessions.csv",
+                    "sheet": None,
+                    "row": 7,
+                    "source_id": "DX",
+                    "column": "Client",
+                    "field": "person_source_id",
+                    "raw_value": "A99",
+                    "severity": "error",
+                    "reason": "orphan",
+                }
+            ],
         },
         "b": {
             "programmes": {"Money": "financial_inclusion"},
-            "people": _people("b", [
-                ("B1", " ADA ", "okafor", "1980-01-01", "M14 4AA", True),
-                ("B2", "Ben", "SILVA", "1981-02-02", "M14 4AB", True),
-                ("B3", "Cy", "Nowak", None, "M15 5BB", True),
-                ("B4", "Fay", "Lee", "1970-01-01", None, False),
-            ]),
-            "engagements": _eng([
-                ("EB1", "B1", "Money", "completed", "2025-02-01", "2025-03-31"),
-                ("EB2", "B2", "Money", "active", "2025-04-01", None),
-            ]),
-            "deliveries": _del([
-                ("DB1", "B4", "Money", "2025-06-30"),
-                ("DB2", "B1", "Money", "2025-04-20"),
-            ]),
-            "outcomes": _out([
-                ("OB1", "B1", None, "debt_reduced", "achieved", "2025-03-15"),
-                ("OB2", "B2", None, "debt_reduced", "not_achieved", "2025-05-01"),
-                ("OB3", "B1", None, "felt_listened_to", "achieved", "2025-03-31"),
-            ]),
+            "people": _people(
+                "b",
+                [
+                    ("B1", " ADA ", "okafor", "1980-01-01", "M14 4AA", True),
+                    ("B2", "Ben", "SILVA", "1981-02-02", "M14 4AB", True),
+                    ("B3", "Cy", "Nowak", None, "M15 5BB", True),
+                    ("B4", "Fay", "Lee", "1970-01-01", None, False),
+                ],
+            ),
+            "engagements": _eng(
+                [
+                    ("EB1", "B1", "Money", "completed", "2025-02-01", "2025-03-31"),
+                    ("EB2", "B2", "Money", "active", "2025-04-01", None),
+                ]
+            ),
+            "deliveries": _del(
+                [
+                    ("DB1", "B4", "Money", "2025-06-30"),
+                    ("DB2", "B1", "Money", "2025-04-20"),
+                ]
+            ),
+            "outcomes": _out(
+                [
+                    ("OB1", "B1", None, "debt_reduced", "achieved", "2025-03-15"),
+                    ("OB2", "B2", None, "debt_reduced", "not_achieved", "2025-05-01"),
+                    ("OB3", "B1", None, "felt_listened_to", "achieved", "2025-03-31"),
+                ]
+            ),
             "quarantine": [],
         },
         "c": {
@@ -134,24 +195,37 @@ TINY: dict[str, Any] = {
             "people": _people("c", [("C1", "ada", "OKAFOR", "1980-01-01", "M14 4AA", True)]),
             "engagements": [],
             "deliveries": _del([("DC1", "C1", "Kitchen", "2025-03-03")]),
-            "outcomes": _out([
-                ("OC1", "C1", "Kitchen", "felt_listened_to", "achieved", "2025-03-20"),
-            ]),
+            "outcomes": _out(
+                [
+                    ("OC1", "C1", "Kitchen", "felt_listened_to", "achieved", "2025-03-20"),
+                ]
+            ),
             "quarantine": [],
         },
     },
 }
 
 
-def _area_row(orgs: int, engaged: int, achieving: int, engagements: int,
-              deliveries: int) -> dict[str, Any]:
-    return {"organisations": orgs, "people_engaged": engaged, "people_achieving": achieving,
-            "engagements": engagements, "deliveries": deliveries}
+def _area_row(
+    orgs: int, engaged: int, achieving: int, engagements: int, deliveries: int
+) -> dict[str, Any]:
+    return {
+        "organisations": orgs,
+        "people_engaged": engaged,
+        "people_achieving": achieving,
+        "engagements": engagements,
+        "deliveries": deliveries,
+    }
 
 
 def _code_row(orgs: int, engaged: int, achieving: int) -> dict[str, Any]:
-    return {"organisations": orgs, "people_engaged": engaged, "people_achieving": achieving,
-            "engagements": None, "deliveries": None}
+    return {
+        "organisations": orgs,
+        "people_engaged": engaged,
+        "people_achieving": achieving,
+        "engagements": None,
+        "deliveries": None,
+    }
 
 
 def _reach(people: int, by1: int, by2: int, by3: int) -> dict[str, int]:
@@ -223,15 +297,26 @@ def test_oracle_quarantine_carries_the_member() -> None:
 
 def test_oracle_periods_run_from_first_to_last_date() -> None:
     """An open engagement counts in every quarter up to the last dated activity."""
-    tiny = {"taxonomy": {}, "members": {"a": {
-        "programmes": {"P": "housing"},
-        "people": _people("a", [("A1", "Ada", "Okafor", "1980-01-01", "M14 4AA", True)]),
-        "engagements": _eng([("E1", "A1", "P", "active", "2024-12-30", None)]),
-        "deliveries": _del([("D1", "A1", "P", "2025-07-01")]),
-        "outcomes": [], "quarantine": []}}}
+    tiny = {
+        "taxonomy": {},
+        "members": {
+            "a": {
+                "programmes": {"P": "housing"},
+                "people": _people("a", [("A1", "Ada", "Okafor", "1980-01-01", "M14 4AA", True)]),
+                "engagements": _eng([("E1", "A1", "P", "active", "2024-12-30", None)]),
+                "deliveries": _del([("D1", "A1", "P", "2025-07-01")]),
+                "outcomes": [],
+                "quarantine": [],
+            }
+        },
+    }
     reach = oracle.expected_cross_org_reach(tiny)
     assert sorted(k[0] for k in reach if k[1] == "all") == [
-        "2024-Q4", "2025-Q1", "2025-Q2", "2025-Q3"]
+        "2024-Q4",
+        "2025-Q1",
+        "2025-Q2",
+        "2025-Q3",
+    ]
 
 
 # ------------------------------------------------------------------------------------------
@@ -240,13 +325,17 @@ def test_oracle_periods_run_from_first_to_last_date() -> None:
 
 
 def _run_generator(out: Path) -> None:
-    subprocess.run([sys.executable, str(SAMPLE / "generate.py"), "--out", str(out)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(SAMPLE / "generate.py"), "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def test_generator_is_deterministic_and_matches_committed_files(tmp_path: Path) -> None:
@@ -277,7 +366,11 @@ def test_member_yamls_load_and_point_at_the_files(members: dict[str, Member]) ->
         assert member.connector.phone_region == "GB"
         assert member.sharing.consent == "per_record"
         assert set(member.connector.tables) == {
-            "person", "engagement", "service_delivery", "outcome"}
+            "person",
+            "engagement",
+            "service_delivery",
+            "outcome",
+        }
         for table in member.connector.tables.values():
             assert member.resolve(table.file).is_file()
     assert members["northside_housing"].connector.date_order == "day_first"
@@ -300,11 +393,14 @@ def test_member_yamls_map_every_header_and_label_the_files_use(
         m = member.mappings
         assert m.programmes == truth["members"][org]["programmes"]
         assert {normalise_label(k): v for k, v in m.outcomes.items()} == {
-            normalise_label(k): v for k, v in spec.outcome_labels().items()}
+            normalise_label(k): v for k, v in spec.outcome_labels().items()
+        }
         assert {normalise_label(k): v for k, v in m.engagement_status.items()} == {
-            normalise_label(v): k for k, v in spec.engagement_status.items()}
+            normalise_label(v): k for k, v in spec.engagement_status.items()
+        }
         assert {normalise_label(k): v for k, v in m.outcome_status.items()} == {
-            normalise_label(v): k for k, v in spec.outcome_status.items()}
+            normalise_label(v): k for k, v in spec.outcome_status.items()
+        }
         # The deliberately unmapped labels really are unmapped.
         labels = {normalise_label(k) for k in [*m.outcomes, *m.engagement_status]}
         for q in truth["members"][org]["quarantine"]:
@@ -327,8 +423,11 @@ def test_truth_uses_only_taxonomy_values(truth: dict[str, Any]) -> None:
 
 
 def _key(p: dict[str, Any]) -> tuple[str, str, str]:
-    return (" ".join(p["given_name"].split()).lower(), " ".join(p["family_name"].split()).lower(),
-            p["birth_date"])
+    return (
+        " ".join(p["given_name"].split()).lower(),
+        " ".join(p["family_name"].split()).lower(),
+        p["birth_date"],
+    )
 
 
 def test_demo_volumes_and_linkage_cases(truth: dict[str, Any]) -> None:
@@ -356,8 +455,11 @@ def test_demo_volumes_and_linkage_cases(truth: dict[str, Any]) -> None:
     by_household = defaultdict(list)
     for p in people:
         by_household[(p["family_name"].strip().lower(), p["birth_date"], p["postcode"])].append(p)
-    twins = [ps for ps in by_household.values()
-             if len({" ".join(p["given_name"].split()).lower() for p in ps}) > 1]
+    twins = [
+        ps
+        for ps in by_household.values()
+        if len({" ".join(p["given_name"].split()).lower() for p in ps}) > 1
+    ]
     assert len(twins) >= 3
     for ps in twins:
         assert len({clusters[(p["org_id"], p["source_id"])] for p in ps}) > 1
@@ -372,9 +474,17 @@ def test_demo_messy_rows_are_few_and_named(truth: dict[str, Any]) -> None:
     per_member = Counter(r["org_id"] for r in rows)
     assert all(2 <= per_member[org] <= 5 for org in ORGS)
     reasons = {r["reason"] for r in rows}
-    assert reasons == {"missing_id", "duplicate_id", "invalid_date", "invalid_phone",
-                       "invalid_email", "unmapped_status", "unmapped_outcome", "orphan",
-                       "totals_row"}
+    assert reasons == {
+        "missing_id",
+        "duplicate_id",
+        "invalid_date",
+        "invalid_phone",
+        "invalid_email",
+        "unmapped_status",
+        "unmapped_outcome",
+        "orphan",
+        "totals_row",
+    }
     for r in rows:
         assert r["severity"] in {"error", "warning", "skipped"}
         assert r["file"] and r["row"] >= 2 and r["column"]
@@ -446,7 +556,7 @@ def test_riverside_workbook_layout() -> None:
     last = clients.max_row
     assert str(clients.cell(last, 1).value).lower().startswith("total")
     assert all(c.value is None for c in clients[last - 1])
-    assert {c.value for c in clients["H"][4:last - 2]} == {"Y", "N"}
+    assert {c.value for c in clients["H"][4 : last - 2]} == {"Y", "N"}
     visits = wb["Visits"]
     assert isinstance(visits.cell(2, 4).value, datetime)
     recorded = wb["Outcomes"].cell(2, 5).value
@@ -464,9 +574,16 @@ def _file_rows(truth: dict[str, Any], org: str, entity: str) -> dict[int, dict[s
         first = 5 if entity == "person" else 2
         for n, row in enumerate(ws.iter_rows(min_row=first, values_only=True), start=first):
             if any(v is not None for v in row):
-                out[n] = {f or "": ("" if v is None else v.date().isoformat()
-                                    if isinstance(v, datetime) else str(v))
-                          for f, v in zip(fields, row, strict=False)}
+                out[n] = {
+                    f or "": (
+                        ""
+                        if v is None
+                        else v.date().isoformat()
+                        if isinstance(v, datetime)
+                        else str(v)
+                    )
+                    for f, v in zip(fields, row, strict=False)
+                }
         return out
     encoding, delimiter = ("utf-8-sig", ",") if org == "northside_housing" else ("cp1252", ";")
     for n, row in enumerate(_read_csv(path, encoding, delimiter)[1:], start=2):
@@ -477,8 +594,12 @@ def _file_rows(truth: dict[str, Any], org: str, entity: str) -> dict[int, dict[s
 @pytest.mark.parametrize("org", ORGS)
 def test_truth_agrees_with_the_files_row_by_row(truth: dict[str, Any], org: str) -> None:
     member = truth["members"][org]
-    lists = {"person": "people", "engagement": "engagements",
-             "service_delivery": "deliveries", "outcome": "outcomes"}
+    lists = {
+        "person": "people",
+        "engagement": "engagements",
+        "service_delivery": "deliveries",
+        "outcome": "outcomes",
+    }
     for entity, name in lists.items():
         rows = _file_rows(truth, org, entity)
         problems = [q for q in member["quarantine"] if q["entity"] == entity]

@@ -69,11 +69,15 @@ def label_map_rows(member: Member) -> list[tuple[str, str, str, str]]:
     """(org_id, mapping, normalised label, value) rows from a member's mappings."""
     m = member.mappings
     rows = [(member.org_id, "programme", normalise_label(k), k) for k in m.programmes]
-    rows += [(member.org_id, "engagement_status", normalise_label(k), v)
-             for k, v in m.engagement_status.items()]
+    rows += [
+        (member.org_id, "engagement_status", normalise_label(k), v)
+        for k, v in m.engagement_status.items()
+    ]
     rows += [(member.org_id, "outcome", normalise_label(k), v) for k, v in m.outcomes.items()]
-    rows += [(member.org_id, "outcome_status", normalise_label(k), v)
-             for k, v in m.outcome_status.items()]
+    rows += [
+        (member.org_id, "outcome_status", normalise_label(k), v)
+        for k, v in m.outcome_status.items()
+    ]
     return rows
 
 
@@ -152,8 +156,12 @@ def remove_members_not_in(warehouse: Warehouse, org_ids: Iterable[str]) -> list[
         ensure_schema(session, warehouse.dialect)
         present = {r[0] for r in session.fetchall("SELECT org_id FROM hub.member")}
         for org_id in sorted(present - keep):
-            for table in [*(f"canonical.{t}" for t in CANONICAL_TABLES),
-                          "quarantine.rejected_rows", "hub.label_map", "hub.member"]:
+            for table in [
+                *(f"canonical.{t}" for t in CANONICAL_TABLES),
+                "quarantine.rejected_rows",
+                "hub.label_map",
+                "hub.member",
+            ]:
                 session.execute(f"DELETE FROM {table} WHERE org_id = ?", [org_id])
             removed.append(org_id)
     return removed

@@ -35,9 +35,7 @@ def _loads(session: DuckDBSession) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-def build_lineage(
-    session: DuckDBSession, *, run_id: str, code_version: str
-) -> dict[str, Any]:
+def build_lineage(session: DuckDBSession, *, run_id: str, code_version: str) -> dict[str, Any]:
     """Lineage for the current published tables, read from the warehouse they came from."""
     from transforms.column_lineage import column_lineage
 

@@ -46,7 +46,11 @@ def render(
 ) -> str:
     """Return model ``name`` with placeholders filled, transpiled to ``dialect``."""
     return render_tree(
-        _parse(name), dialect=dialect, params=params, raw_schema=raw_schema, tables=tables,
+        _parse(name),
+        dialect=dialect,
+        params=params,
+        raw_schema=raw_schema,
+        tables=tables,
         name=name,
     )
 
@@ -88,9 +92,7 @@ def render_tree(
     return tree.copy().transform(fill).sql(dialect=dialect, pretty=True)
 
 
-def upstream_tables(
-    name: str, tables: Mapping[str, str] | None = None
-) -> set[tuple[str, str]]:
+def upstream_tables(name: str, tables: Mapping[str, str] | None = None) -> set[tuple[str, str]]:
     """(schema, table) pairs a model reads, CTE names excluded; ``raw`` stays ``raw``."""
     tree = _parse(name)
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}

@@ -52,30 +52,40 @@ def validate_person_link(frame: Any, canonical_people: int) -> SuiteOutcome:
     """Every canonical person maps to exactly one well-formed, pseudonymous person key."""
     import great_expectations.expectations as gxe
 
-    return _run_suite("person_link", frame, [
-        gxe.ExpectTableRowCountToEqual(value=canonical_people),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["org_id", "source_id"]),
-        gxe.ExpectColumnValuesToNotBeNull(column="person_key"),
-        gxe.ExpectColumnValuesToMatchRegex(column="person_key", regex=r"^p_[0-9a-f]{16}$"),
-        gxe.ExpectColumnValuesToBeInSet(
-            column="method", value_set=["deterministic", "probabilistic", "manual"]
-        ),
-        gxe.ExpectColumnValuesToBeBetween(column="match_probability", min_value=0, max_value=1),
-    ])
+    return _run_suite(
+        "person_link",
+        frame,
+        [
+            gxe.ExpectTableRowCountToEqual(value=canonical_people),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["org_id", "source_id"]),
+            gxe.ExpectColumnValuesToNotBeNull(column="person_key"),
+            gxe.ExpectColumnValuesToMatchRegex(column="person_key", regex=r"^p_[0-9a-f]{16}$"),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="method", value_set=["deterministic", "probabilistic", "manual"]
+            ),
+            gxe.ExpectColumnValuesToBeBetween(column="match_probability", min_value=0, max_value=1),
+        ],
+    )
 
 
 def validate_people(frame: Any) -> SuiteOutcome:
     """Canonical people are well-formed: ids present and unique, values normalised."""
     import great_expectations.expectations as gxe
 
-    return _run_suite("person", frame, [
-        gxe.ExpectColumnValuesToNotBeNull(column="source_id"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["org_id", "source_id"]),
-        gxe.ExpectColumnValuesToMatchRegex(column="phone", regex=r"^\+[1-9][0-9]{6,14}$"),
-        gxe.ExpectColumnValuesToMatchRegex(column="email", regex=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
-        gxe.ExpectColumnValuesToMatchRegex(column="postcode", regex=r"^[A-Z0-9]{2,4} [A-Z0-9]{3}$"),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="birth_date", min_value="1900-01-01", max_value="2100-01-01"
-        ),
-        gxe.ExpectColumnValuesToNotBeNull(column="consent_to_share"),
-    ])
+    return _run_suite(
+        "person",
+        frame,
+        [
+            gxe.ExpectColumnValuesToNotBeNull(column="source_id"),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["org_id", "source_id"]),
+            gxe.ExpectColumnValuesToMatchRegex(column="phone", regex=r"^\+[1-9][0-9]{6,14}$"),
+            gxe.ExpectColumnValuesToMatchRegex(column="email", regex=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+            gxe.ExpectColumnValuesToMatchRegex(
+                column="postcode", regex=r"^[A-Z0-9]{2,4} [A-Z0-9]{3}$"
+            ),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="birth_date", min_value="1900-01-01", max_value="2100-01-01"
+            ),
+            gxe.ExpectColumnValuesToNotBeNull(column="consent_to_share"),
+        ],
+    )

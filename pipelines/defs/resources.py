@@ -1,6 +1,5 @@
 """Resource bindings for the whole code location."""
 
-
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 

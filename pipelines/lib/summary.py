@@ -31,10 +31,20 @@ def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Gro
     parts: list = []
     failed = [r for r in results if not r.success]
     members = Table(title="Members")
-    for col in ("member", "people", "engagements", "deliveries", "outcomes", "rejected rows",
-                "values dropped", "non-data rows"):
+    for col in (
+        "member",
+        "people",
+        "engagements",
+        "deliveries",
+        "outcomes",
+        "rejected rows",
+        "values dropped",
+        "non-data rows",
+    ):
         members.add_column(col, justify="right" if col != "member" else "left")
-    rows = _query(settings, """
+    rows = _query(
+        settings,
+        """
         SELECT m.org_id,
           (SELECT COUNT(*) FROM canonical.person p WHERE p.org_id = m.org_id),
           (SELECT COUNT(*) FROM canonical.engagement e WHERE e.org_id = m.org_id),
@@ -46,21 +56,32 @@ def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Gro
              WHERE q.org_id = m.org_id AND q.severity = 'warning'),
           (SELECT COUNT(*) FROM quarantine.rejected_rows q
              WHERE q.org_id = m.org_id AND q.severity = 'skipped')
-        FROM hub.member m ORDER BY m.org_id""")
+        FROM hub.member m ORDER BY m.org_id""",
+    )
     for row in rows:
         members.add_row(*(str(v) for v in row))
     parts.append(members)
     people = _query(settings, "SELECT COUNT(*), COUNT(DISTINCT person_key) FROM hub.person_link")
-    cross = _query(settings, "SELECT COUNT(*) FROM (SELECT person_key FROM hub.person_link "
-                             "GROUP BY person_key HAVING COUNT(DISTINCT org_id) > 1) s")
+    cross = _query(
+        settings,
+        "SELECT COUNT(*) FROM (SELECT person_key FROM hub.person_link "
+        "GROUP BY person_key HAVING COUNT(DISTINCT org_id) > 1) s",
+    )
     if people:
-        parts.append(Text(f"People: {people[0][0]} records linked into {people[0][1]} people; "
-                          f"{cross[0][0]} are served by more than one member."))
-    reasons = _query(settings, """
+        parts.append(
+            Text(
+                f"People: {people[0][0]} records linked into {people[0][1]} people; "
+                f"{cross[0][0]} are served by more than one member."
+            )
+        )
+    reasons = _query(
+        settings,
+        """
         SELECT org_id, severity, source_file, source_row, column_name, reason
         FROM quarantine.rejected_rows
         ORDER BY org_id, CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
-                 source_file, source_row""")
+                 source_file, source_row""",
+    )
     if reasons:
         table = Table(title="Quarantine (fix these in the member's file or YAML)")
         for col in ("member", "severity", "file", "row", "column", "reason"):
@@ -74,8 +95,13 @@ def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Gro
     if latest.exists():
         version = latest.read_text(encoding="utf-8").strip()
         folder = settings.releases_dir / version
-        parts.append(Text(f"Release {version}: {folder}\n  open {folder / 'index.html'} to "
-                          "browse it; datapackage.json describes every file.", style="bold"))
+        parts.append(
+            Text(
+                f"Release {version}: {folder}\n  open {folder / 'index.html'} to "
+                "browse it; datapackage.json describes every file.",
+                style="bold",
+            )
+        )
     parts.append(Text(f"Warehouse: {settings.warehouse_path}"))
     if failed:
         parts.append(Text("\n".join(f"✗ {r.name}: {r.error}" for r in failed), style="red"))

@@ -38,41 +38,81 @@ def _write_network(root: Path) -> Path:
     data, members = root / "data", root / "members"
     data.mkdir()
     members.mkdir()
-    person_cols = {"source_id": "Client ID", "given_name": "First name", "family_name": "Surname",
-                   "birth_date": "DOB", "postcode": "Postcode", "consent_to_share": "Consent"}
+    person_cols = {
+        "source_id": "Client ID",
+        "given_name": "First name",
+        "family_name": "Surname",
+        "birth_date": "DOB",
+        "postcode": "Postcode",
+        "consent_to_share": "Consent",
+    }
     for org, people in (("alpha", PEOPLE), ("beta", BETA_PEOPLE)):
-        _csv(data / f"{org}_people.csv", list(person_cols.values()),
-             [[i, g, f, _uk(b), pc, "Yes" if c else "No"] for i, g, f, b, pc, c in people])
-    _csv(data / "alpha_engagements.csv", ["Client ID", "Programme", "Status", "Start"],
-         [[p[0], "tenancy  support", "open ", "10/01/2025"] for p in PEOPLE]
-         + [["A1", "Tenancy Support", "On hold", "01/02/2025"]])
-    _csv(data / "alpha_outcomes.csv", ["Client ID", "Outcome", "Status", "Date"],
-         [[p[0], "Tenancy sustained", "Achieved" if p[0] <= "A5" else "In progress",
-           "01/03/2025"] for p in PEOPLE[:6]])
-    _csv(data / "beta_engagements.csv", ["Client ID", "Programme", "Status", "Start", "End"],
-         [[p[0], "Money Help", "Closed", "01/02/2025", "15/03/2025"] for p in BETA_PEOPLE])
-    _csv(data / "beta_outcomes.csv", ["Client ID", "Outcome", "Status", "Date"],
-         [[p[0], "Debt reduced", "No" if p[0] == "B6" else "Yes", "10/03/2025"]
-          for p in BETA_PEOPLE])
-    _csv(data / "beta_sessions.csv", ["Client ID", "Programme", "Date"],
-         [[p[0], "Money Help", "15/02/2025"] for p in BETA_PEOPLE[:5]]
-         + [["B99", "Money Help", "15/02/2025"]])
+        _csv(
+            data / f"{org}_people.csv",
+            list(person_cols.values()),
+            [[i, g, f, _uk(b), pc, "Yes" if c else "No"] for i, g, f, b, pc, c in people],
+        )
+    _csv(
+        data / "alpha_engagements.csv",
+        ["Client ID", "Programme", "Status", "Start"],
+        [[p[0], "tenancy  support", "open ", "10/01/2025"] for p in PEOPLE]
+        + [["A1", "Tenancy Support", "On hold", "01/02/2025"]],
+    )
+    _csv(
+        data / "alpha_outcomes.csv",
+        ["Client ID", "Outcome", "Status", "Date"],
+        [
+            [p[0], "Tenancy sustained", "Achieved" if p[0] <= "A5" else "In progress", "01/03/2025"]
+            for p in PEOPLE[:6]
+        ],
+    )
+    _csv(
+        data / "beta_engagements.csv",
+        ["Client ID", "Programme", "Status", "Start", "End"],
+        [[p[0], "Money Help", "Closed", "01/02/2025", "15/03/2025"] for p in BETA_PEOPLE],
+    )
+    _csv(
+        data / "beta_outcomes.csv",
+        ["Client ID", "Outcome", "Status", "Date"],
+        [
+            [p[0], "Debt reduced", "No" if p[0] == "B6" else "Yes", "10/03/2025"]
+            for p in BETA_PEOPLE
+        ],
+    )
+    _csv(
+        data / "beta_sessions.csv",
+        ["Client ID", "Programme", "Date"],
+        [[p[0], "Money Help", "15/02/2025"] for p in BETA_PEOPLE[:5]]
+        + [["B99", "Money Help", "15/02/2025"]],
+    )
 
     def table(file: str, **columns: str) -> dict:
         return {"file": f"../data/{file}", "columns": columns}
 
-    engagement = {"person_source_id": "Client ID", "programme": "Programme",
-                  "status": "Status", "start_date": "Start"}
-    outcome = {"person_source_id": "Client ID", "outcome": "Outcome", "status": "Status",
-               "measured_on": "Date"}
+    engagement = {
+        "person_source_id": "Client ID",
+        "programme": "Programme",
+        "status": "Status",
+        "start_date": "Start",
+    }
+    outcome = {
+        "person_source_id": "Client ID",
+        "outcome": "Outcome",
+        "status": "Status",
+        "measured_on": "Date",
+    }
     configs = {
         "alpha": {
             "name": "Alpha Housing",
-            "connector": {"kind": "spreadsheet", "date_order": "day_first", "tables": {
-                "person": table("alpha_people.csv", **person_cols),
-                "engagement": table("alpha_engagements.csv", **engagement),
-                "outcome": table("alpha_outcomes.csv", **outcome),
-            }},
+            "connector": {
+                "kind": "spreadsheet",
+                "date_order": "day_first",
+                "tables": {
+                    "person": table("alpha_people.csv", **person_cols),
+                    "engagement": table("alpha_engagements.csv", **engagement),
+                    "outcome": table("alpha_outcomes.csv", **outcome),
+                },
+            },
             "mappings": {
                 "programmes": {"Tenancy Support": "housing"},
                 "engagement_status": {"Open": "active"},
@@ -82,13 +122,21 @@ def _write_network(root: Path) -> Path:
         },
         "beta": {
             "name": "Beta Money Advice",
-            "connector": {"kind": "spreadsheet", "date_order": "day_first", "tables": {
-                "person": table("beta_people.csv", **person_cols),
-                "engagement": table("beta_engagements.csv", **engagement, end_date="End"),
-                "outcome": table("beta_outcomes.csv", **outcome),
-                "service_delivery": table("beta_sessions.csv", person_source_id="Client ID",
-                                          programme="Programme", delivered_on="Date"),
-            }},
+            "connector": {
+                "kind": "spreadsheet",
+                "date_order": "day_first",
+                "tables": {
+                    "person": table("beta_people.csv", **person_cols),
+                    "engagement": table("beta_engagements.csv", **engagement, end_date="End"),
+                    "outcome": table("beta_outcomes.csv", **outcome),
+                    "service_delivery": table(
+                        "beta_sessions.csv",
+                        person_source_id="Client ID",
+                        programme="Programme",
+                        delivered_on="Date",
+                    ),
+                },
+            },
             "mappings": {
                 "programmes": {"Money Help": "financial_inclusion"},
                 "engagement_status": {"Closed": "completed"},
@@ -104,16 +152,25 @@ def _write_network(root: Path) -> Path:
 
 def _hub(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True,
-        text=True, timeout=300, cwd=Path(__file__).resolve().parents[2],
+        [sys.executable, "-m", "pipelines.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
     )
 
 
 def test_hub_run_publishes_hand_counted_figures(tmp_path: Path) -> None:
     members = _write_network(tmp_path)
     home = tmp_path / "hub"
-    env = {**os.environ, "HUB_HOME": str(home), "HUB_MEMBERS_DIR": str(members),
-           "DAGSTER_HOME": str(tmp_path / "dagster"), "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "HUB_HOME": str(home),
+        "HUB_MEMBERS_DIR": str(members),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "COLUMNS": "200",
+    }
     for var in ("HUB_WAREHOUSE", "HUB_DLT_DIR", "HUB_RELEASES_DIR", "HUB_DISCLOSURE_THRESHOLD"):
         env.pop(var, None)
     done = _hub(["run"], env)
@@ -129,9 +186,13 @@ def test_hub_run_publishes_hand_counted_figures(tmp_path: Path) -> None:
                 "WHERE period = '2025-Q1'"
             ).fetchall()
         }
-        reach = {row[0]: row[1:] for row in con.execute(
-            "SELECT area, people, served_by_1, served_by_2, served_by_3_plus "
-            "FROM published.cross_org_reach").fetchall()}
+        reach = {
+            row[0]: row[1:]
+            for row in con.execute(
+                "SELECT area, people, served_by_1, served_by_2, served_by_3_plus "
+                "FROM published.cross_org_reach"
+            ).fetchall()
+        }
     finally:
         con.close()
     # Hand count (scenario.py) with threshold 5: anything below 5 is hidden, and where one

@@ -16,12 +16,19 @@ from pipelines.lib.hub import HubResource
 
 def _member(folder: Path, org: str, file: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{org}.yaml").write_text(yaml.safe_dump({
-        "name": org.title(),
-        "connector": {"kind": "spreadsheet", "tables": {"person": {
-            "file": str(file), "columns": {"source_id": "id"}}}},
-        "sharing": {"consent": "none"},
-    }), encoding="utf-8")
+    (folder / f"{org}.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": org.title(),
+                "connector": {
+                    "kind": "spreadsheet",
+                    "tables": {"person": {"file": str(file), "columns": {"source_id": "id"}}},
+                },
+                "sharing": {"consent": "none"},
+            }
+        ),
+        encoding="utf-8",
+    )
 
 
 def test_sensor_requests_runs_only_for_changed_members(tmp_path: Path) -> None:
@@ -40,8 +47,7 @@ def test_sensor_requests_runs_only_for_changed_members(tmp_path: Path) -> None:
     instance = dg.DagsterInstance.ephemeral()
 
     def tick(cursor: str | None) -> dg.SensorResult:
-        context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                          resources={"hub": hub})
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"hub": hub})
         return spreadsheet_changed(context)
 
     first = tick(None)

@@ -17,29 +17,56 @@ from connectors.members import Member, load_member
 
 RAW_COLUMNS: dict[str, dict[str, str]] = {
     "person": {
-        "source_id": "TEXT", "given_name": "TEXT", "family_name": "TEXT", "birth_date": "DATE",
-        "email": "TEXT", "phone": "TEXT", "postcode": "TEXT", "consent_to_share": "BOOLEAN",
+        "source_id": "TEXT",
+        "given_name": "TEXT",
+        "family_name": "TEXT",
+        "birth_date": "DATE",
+        "email": "TEXT",
+        "phone": "TEXT",
+        "postcode": "TEXT",
+        "consent_to_share": "BOOLEAN",
         "source_updated_at": "TIMESTAMP",
     },
     "engagement": {
-        "source_id": "TEXT", "person_source_id": "TEXT", "programme": "TEXT", "status": "TEXT",
-        "start_date": "DATE", "end_date": "DATE", "source_updated_at": "TIMESTAMP",
+        "source_id": "TEXT",
+        "person_source_id": "TEXT",
+        "programme": "TEXT",
+        "status": "TEXT",
+        "start_date": "DATE",
+        "end_date": "DATE",
+        "source_updated_at": "TIMESTAMP",
     },
     "service_delivery": {
-        "source_id": "TEXT", "person_source_id": "TEXT", "programme": "TEXT",
-        "service_name": "TEXT", "delivered_on": "DATE", "quantity": "DOUBLE", "unit": "TEXT",
+        "source_id": "TEXT",
+        "person_source_id": "TEXT",
+        "programme": "TEXT",
+        "service_name": "TEXT",
+        "delivered_on": "DATE",
+        "quantity": "DOUBLE",
+        "unit": "TEXT",
         "source_updated_at": "TIMESTAMP",
     },
     "outcome": {
-        "source_id": "TEXT", "person_source_id": "TEXT", "programme": "TEXT", "outcome": "TEXT",
-        "status": "TEXT", "measured_on": "DATE", "value": "DOUBLE",
+        "source_id": "TEXT",
+        "person_source_id": "TEXT",
+        "programme": "TEXT",
+        "outcome": "TEXT",
+        "status": "TEXT",
+        "measured_on": "DATE",
+        "value": "DOUBLE",
         "source_updated_at": "TIMESTAMP",
     },
     "programme": {"source_id": "TEXT", "name": "TEXT", "outcome_area": "TEXT"},
 }
 QUARANTINE_COLUMNS = {
-    "entity": "TEXT", "source_file": "TEXT", "source_row": "BIGINT", "source_id": "TEXT",
-    "column_name": "TEXT", "raw_value": "TEXT", "reason": "TEXT", "severity": "TEXT",
+    "entity": "TEXT",
+    "source_file": "TEXT",
+    "source_row": "BIGINT",
+    "source_id": "TEXT",
+    "column_name": "TEXT",
+    "raw_value": "TEXT",
+    "reason": "TEXT",
+    "severity": "TEXT",
 }
 
 
@@ -51,8 +78,14 @@ def write_member_yaml(folder: Path, org_id: str, config: dict[str, Any]) -> Memb
     return load_member(path)
 
 
-def write_raw(db: Path, org_id: str, entity: str, rows: list[dict[str, Any]],
-              table: str | None = None, columns: dict[str, str] | None = None) -> None:
+def write_raw(
+    db: Path,
+    org_id: str,
+    entity: str,
+    rows: list[dict[str, Any]],
+    table: str | None = None,
+    columns: dict[str, str] | None = None,
+) -> None:
     """Create raw_<org>.spreadsheet__<entity> (with dlt's bookkeeping columns) and fill it."""
     columns = columns or RAW_COLUMNS[entity]
     table = table or f"spreadsheet__{entity}"
@@ -64,7 +97,8 @@ def write_raw(db: Path, org_id: str, entity: str, rows: list[dict[str, Any]],
         con.execute(f"DROP TABLE IF EXISTS raw_{org_id}.{table}")
         con.execute(
             f"CREATE TABLE raw_{org_id}.{table} ("
-            + ", ".join(f"{c} {t}" for c, t in cols.items()) + ")"
+            + ", ".join(f"{c} {t}" for c, t in cols.items())
+            + ")"
         )
         for i, row in enumerate(rows, start=1):
             full = {c: row.get(c) for c in columns}

@@ -38,8 +38,14 @@ BETA_PEOPLE = [
 
 def _people(rows: list[tuple]) -> list[dict]:
     return [
-        {"source_id": i, "given_name": g, "family_name": f, "birth_date": d(b),
-         "postcode": pc, "consent_to_share": c}
+        {
+            "source_id": i,
+            "given_name": g,
+            "family_name": f,
+            "birth_date": d(b),
+            "postcode": pc,
+            "consent_to_share": c,
+        }
         for i, g, f, b, pc, c in rows
     ]
 
@@ -49,61 +55,162 @@ def build(tmp: Path) -> tuple[Path, dict[str, Member]]:
     db = tmp / "warehouse.duckdb"
     members_dir = tmp / "members"
     table = {"file": "x.csv", "columns": {"source_id": "id", "consent_to_share": "c"}}
-    alpha = write_member_yaml(members_dir, "alpha", {
-        "name": "Alpha Housing",
-        "connector": {"kind": "spreadsheet", "tables": {"person": table}},
-        "mappings": {
-            "programmes": {"Tenancy Support": "housing"},
-            "engagement_status": {"Open": "active"},
-            "outcomes": {"Tenancy sustained": "tenancy_sustained"},
-            "outcome_status": {"Achieved": "achieved", "In progress": "progressing"},
+    alpha = write_member_yaml(
+        members_dir,
+        "alpha",
+        {
+            "name": "Alpha Housing",
+            "connector": {"kind": "spreadsheet", "tables": {"person": table}},
+            "mappings": {
+                "programmes": {"Tenancy Support": "housing"},
+                "engagement_status": {"Open": "active"},
+                "outcomes": {"Tenancy sustained": "tenancy_sustained"},
+                "outcome_status": {"Achieved": "achieved", "In progress": "progressing"},
+            },
         },
-    })
-    beta = write_member_yaml(members_dir, "beta", {
-        "name": "Beta Money Advice",
-        "connector": {"kind": "spreadsheet", "tables": {"person": table}},
-        "mappings": {
-            "programmes": {"Money Help": "financial_inclusion"},
-            "engagement_status": {"Closed": "completed"},
-            "outcomes": {"Debt reduced": "debt_reduced"},
-            "outcome_status": {"Yes": "achieved", "No": "not_achieved"},
+    )
+    beta = write_member_yaml(
+        members_dir,
+        "beta",
+        {
+            "name": "Beta Money Advice",
+            "connector": {"kind": "spreadsheet", "tables": {"person": table}},
+            "mappings": {
+                "programmes": {"Money Help": "financial_inclusion"},
+                "engagement_status": {"Closed": "completed"},
+                "outcomes": {"Debt reduced": "debt_reduced"},
+                "outcome_status": {"Yes": "achieved", "No": "not_achieved"},
+            },
         },
-    })
+    )
     write_raw(db, "alpha", "person", _people(PEOPLE))
-    write_raw(db, "alpha", "programme", [
-        {"source_id": "Tenancy Support", "name": "Tenancy Support", "outcome_area": "housing"}])
-    write_raw(db, "alpha", "engagement", [
-        {"source_id": f"E{p[0]}", "person_source_id": p[0], "programme": "tenancy  support",
-         "status": "open ", "start_date": d("2025-01-10")} for p in PEOPLE
-    ] + [{"source_id": "EX", "person_source_id": "A1", "programme": "Tenancy Support",
-          "status": "On hold", "start_date": d("2025-02-01")}])
-    write_raw(db, "alpha", "outcome", [
-        {"source_id": f"O{p[0]}", "person_source_id": p[0], "programme": "Tenancy Support",
-         "outcome": "Tenancy sustained", "status": "Achieved" if p[0] <= "A5" else "In progress",
-         "measured_on": d("2025-03-01")} for p in PEOPLE[:6]
-    ])
-    write_raw(db, "alpha", "person_quarantine", [
-        {"entity": "person", "source_file": "people.csv", "source_row": 9, "source_id": "A8",
-         "column_name": "DOB", "raw_value": "31/02/1990", "severity": "error",
-         "reason": "date 31/02/1990 does not exist"},
-    ], table="spreadsheet__person_quarantine", columns=__import__(
-        "tests.transforms.rawdata", fromlist=["QUARANTINE_COLUMNS"]).QUARANTINE_COLUMNS)
+    write_raw(
+        db,
+        "alpha",
+        "programme",
+        [{"source_id": "Tenancy Support", "name": "Tenancy Support", "outcome_area": "housing"}],
+    )
+    write_raw(
+        db,
+        "alpha",
+        "engagement",
+        [
+            {
+                "source_id": f"E{p[0]}",
+                "person_source_id": p[0],
+                "programme": "tenancy  support",
+                "status": "open ",
+                "start_date": d("2025-01-10"),
+            }
+            for p in PEOPLE
+        ]
+        + [
+            {
+                "source_id": "EX",
+                "person_source_id": "A1",
+                "programme": "Tenancy Support",
+                "status": "On hold",
+                "start_date": d("2025-02-01"),
+            }
+        ],
+    )
+    write_raw(
+        db,
+        "alpha",
+        "outcome",
+        [
+            {
+                "source_id": f"O{p[0]}",
+                "person_source_id": p[0],
+                "programme": "Tenancy Support",
+                "outcome": "Tenancy sustained",
+                "status": "Achieved" if p[0] <= "A5" else "In progress",
+                "measured_on": d("2025-03-01"),
+            }
+            for p in PEOPLE[:6]
+        ],
+    )
+    write_raw(
+        db,
+        "alpha",
+        "person_quarantine",
+        [
+            {
+                "entity": "person",
+                "source_file": "people.csv",
+                "source_row": 9,
+                "source_id": "A8",
+                "column_name": "DOB",
+                "raw_value": "31/02/1990",
+                "severity": "error",
+                "reason": "date 31/02/1990 does not exist",
+            },
+        ],
+        table="spreadsheet__person_quarantine",
+        columns=__import__(
+            "tests.transforms.rawdata", fromlist=["QUARANTINE_COLUMNS"]
+        ).QUARANTINE_COLUMNS,
+    )
     write_raw(db, "beta", "person", _people(BETA_PEOPLE))
-    write_raw(db, "beta", "programme", [
-        {"source_id": "Money Help", "name": "Money Help", "outcome_area": "financial_inclusion"}])
-    write_raw(db, "beta", "engagement", [
-        {"source_id": f"E{p[0]}", "person_source_id": p[0], "programme": "Money Help",
-         "status": "Closed", "start_date": d("2025-02-01"), "end_date": d("2025-03-15")}
-        for p in BETA_PEOPLE
-    ])
-    write_raw(db, "beta", "outcome", [
-        {"source_id": f"O{p[0]}", "person_source_id": p[0], "programme": None,
-         "outcome": "Debt reduced", "status": "No" if p[0] == "B6" else "Yes",
-         "measured_on": d("2025-03-10")} for p in BETA_PEOPLE
-    ])
-    write_raw(db, "beta", "service_delivery", [
-        {"source_id": f"S{p[0]}", "person_source_id": p[0], "programme": "Money Help",
-         "delivered_on": d("2025-02-15"), "quantity": 1.0} for p in BETA_PEOPLE[:5]
-    ] + [{"source_id": "SX", "person_source_id": "B99", "programme": "Money Help",
-          "delivered_on": d("2025-02-15")}])
+    write_raw(
+        db,
+        "beta",
+        "programme",
+        [{"source_id": "Money Help", "name": "Money Help", "outcome_area": "financial_inclusion"}],
+    )
+    write_raw(
+        db,
+        "beta",
+        "engagement",
+        [
+            {
+                "source_id": f"E{p[0]}",
+                "person_source_id": p[0],
+                "programme": "Money Help",
+                "status": "Closed",
+                "start_date": d("2025-02-01"),
+                "end_date": d("2025-03-15"),
+            }
+            for p in BETA_PEOPLE
+        ],
+    )
+    write_raw(
+        db,
+        "beta",
+        "outcome",
+        [
+            {
+                "source_id": f"O{p[0]}",
+                "person_source_id": p[0],
+                "programme": None,
+                "outcome": "Debt reduced",
+                "status": "No" if p[0] == "B6" else "Yes",
+                "measured_on": d("2025-03-10"),
+            }
+            for p in BETA_PEOPLE
+        ],
+    )
+    write_raw(
+        db,
+        "beta",
+        "service_delivery",
+        [
+            {
+                "source_id": f"S{p[0]}",
+                "person_source_id": p[0],
+                "programme": "Money Help",
+                "delivered_on": d("2025-02-15"),
+                "quantity": 1.0,
+            }
+            for p in BETA_PEOPLE[:5]
+        ]
+        + [
+            {
+                "source_id": "SX",
+                "person_source_id": "B99",
+                "programme": "Money Help",
+                "delivered_on": d("2025-02-15"),
+            }
+        ],
+    )
     return db, {"alpha": alpha, "beta": beta}

@@ -37,18 +37,29 @@ def test_canonical_rows_and_mapped_labels(built: DuckDBWarehouse) -> None:
     assert counts == {"alpha": 7, "beta": 6}  # alpha's "On hold" row is quarantined
     statuses = _rows(built, "SELECT DISTINCT org_id, status FROM canonical.engagement ORDER BY 1")
     assert statuses == [("alpha", "active"), ("beta", "completed")]
-    programmes = _rows(built, "SELECT DISTINCT programme_source_id FROM canonical.engagement "
-                              "WHERE org_id = 'alpha'")
+    programmes = _rows(
+        built,
+        "SELECT DISTINCT programme_source_id FROM canonical.engagement WHERE org_id = 'alpha'",
+    )
     assert programmes == [("Tenancy Support",)]  # "tenancy  support" matched the mapping
-    codes = _rows(built, "SELECT outcome_code, status, COUNT(*) FROM canonical.outcome "
-                         "GROUP BY ALL ORDER BY ALL")
-    assert codes == [("debt_reduced", "achieved", 5), ("debt_reduced", "not_achieved", 1),
-                     ("tenancy_sustained", "achieved", 5), ("tenancy_sustained", "progressing", 1)]
+    codes = _rows(
+        built,
+        "SELECT outcome_code, status, COUNT(*) FROM canonical.outcome GROUP BY ALL ORDER BY ALL",
+    )
+    assert codes == [
+        ("debt_reduced", "achieved", 5),
+        ("debt_reduced", "not_achieved", 1),
+        ("tenancy_sustained", "achieved", 5),
+        ("tenancy_sustained", "progressing", 1),
+    ]
 
 
 def test_quarantine_names_row_column_and_fix(built: DuckDBWarehouse) -> None:
-    rows = _rows(built, "SELECT org_id, entity, source_id, column_name, raw_value, reason, "
-                        "severity, stage FROM quarantine.rejected_rows ORDER BY org_id, entity")
+    rows = _rows(
+        built,
+        "SELECT org_id, entity, source_id, column_name, raw_value, reason, "
+        "severity, stage FROM quarantine.rejected_rows ORDER BY org_id, entity",
+    )
     assert len(rows) == 3
     on_hold, loaded, orphan = rows
     assert loaded[:5] == ("alpha", "person", "A8", "DOB", "31/02/1990") and loaded[7] == "load"
@@ -88,8 +99,12 @@ def test_counts_match_hand_computation(built: DuckDBWarehouse) -> None:
     assert counts.periods == ["2025-Q1"]
     summary = {
         (r["area"], r["outcome_area"], r["outcome_code"]): (
-            r["organisations"], r["people_engaged"], r["people_achieving"], r["engagements"],
-            r["deliveries"])
+            r["organisations"],
+            r["people_engaged"],
+            r["people_achieving"],
+            r["engagements"],
+            r["deliveries"],
+        )
         for r in counts.outcomes_summary.to_pylist()
     }
     assert summary == {
@@ -104,10 +119,14 @@ def test_counts_match_hand_computation(built: DuckDBWarehouse) -> None:
         ("all", "financial_inclusion", "all"): (1, 6, 5, 6, 5),
         ("all", "financial_inclusion", "debt_reduced"): (1, 6, 5, None, None),
     }
-    reach = {r["area"]: (r["people"], r["served_by_1"], r["served_by_2"], r["served_by_3_plus"])
-             for r in counts.cross_org_reach.to_pylist()}
+    reach = {
+        r["area"]: (r["people"], r["served_by_1"], r["served_by_2"], r["served_by_3_plus"])
+        for r in counts.cross_org_reach.to_pylist()
+    }
     assert reach == {"M14": (8, 5, 3, 0), "M15": (2, 2, 0, 0), "all": (10, 7, 3, 0)}
-    orgs = {r["org_id"]: (r["records_loaded"], r["records_quarantined"])
-            for r in counts.organisation_summary.to_pylist()}
+    orgs = {
+        r["org_id"]: (r["records_loaded"], r["records_quarantined"])
+        for r in counts.organisation_summary.to_pylist()
+    }
     # alpha: 7 people + 1 programme + 7 engagements + 6 outcomes; beta: 6 + 1 + 6 + 5 + 6
     assert orgs == {"alpha": (21, 2), "beta": (24, 1)}

@@ -1,6 +1,5 @@
 """Event-driven loads: a member's spreadsheet changing on disk starts that member's load."""
 
-
 import json
 
 import dagster as dg
@@ -57,5 +56,7 @@ def spreadsheet_changed(context: dg.SensorEvaluationContext, hub: HubResource) -
         if org in partitions
     ]
     if not requests:
-        return dg.SensorResult(skip_reason="no member spreadsheet changed", cursor=json.dumps(current))
+        return dg.SensorResult(
+            skip_reason="no member spreadsheet changed", cursor=json.dumps(current)
+        )
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(current))

@@ -1,6 +1,5 @@
 """Raw loads for members who send spreadsheets, one partition per member."""
 
-
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,7 +53,8 @@ def spreadsheet_raw(
         raise dg.Failure(description=str(err), allow_retries=False) from err
     wanted = [t for t in changed if dg.AssetKey(["raw", t]) in context.selected_asset_keys]
     unchanged = sorted(
-        t for t in RAW_TABLES
+        t
+        for t in RAW_TABLES
         if t not in changed and dg.AssetKey(["raw", t]) in context.selected_asset_keys
     )
     if unchanged:

@@ -1,6 +1,5 @@
 """Deduplication: every canonical person record mapped to a hub person key."""
 
-
 import dagster as dg
 
 from pipelines.lib.automation import downstream_of_any_update

@@ -22,8 +22,10 @@ DESCRIPTIONS = {
 }
 INPUTS = [
     dg.AssetKey(["hub", "person_link"]),
-    *(dg.AssetKey(["canonical", t])
-      for t in ("person", "programme", "engagement", "service_delivery", "outcome")),
+    *(
+        dg.AssetKey(["canonical", t])
+        for t in ("person", "programme", "engagement", "service_delivery", "outcome")
+    ),
     dg.AssetKey(["quarantine", "rejected_rows"]),
 ]
 
@@ -62,9 +64,7 @@ def published_tables(context: dg.AssetExecutionContext, hub: HubResource):
     write_published(warehouse, tables)
     for name, table in tables.items():
         flags = [c for c in table.column_names if c.endswith("_suppressed")]
-        suppressed = sum(
-            sum(1 for v in table.column(c).to_pylist() if v) for c in flags
-        )
+        suppressed = sum(sum(1 for v in table.column(c).to_pylist() if v) for c in flags)
         yield dg.MaterializeResult(
             asset_key=["published", name],
             metadata={
@@ -82,11 +82,17 @@ def _code_version() -> str:
     try:
         sha = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         return f"{sha}{'-dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
@@ -110,12 +116,16 @@ def release(context: dg.AssetExecutionContext, hub: HubResource) -> dg.Materiali
 
     settings = hub.settings()
     with hub.warehouse().connect() as session:
-        tables = {name: session.arrow(f"SELECT * FROM published.{name}")
-                  for name in PUBLISHED_TABLES}
+        tables = {
+            name: session.arrow(f"SELECT * FROM published.{name}") for name in PUBLISHED_TABLES
+        }
         lineage = build_lineage(session, run_id=context.run_id, code_version=_code_version())
     version = datetime.now(UTC).strftime("%Y.%m.%d-%H%M%S")
     folder = write_release(
-        settings.releases_dir, version, tables, lineage,
+        settings.releases_dir,
+        version,
+        tables,
+        lineage,
         disclosure_threshold=settings.disclosure_threshold,
     )
     return dg.MaterializeResult(

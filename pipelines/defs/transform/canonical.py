@@ -1,6 +1,5 @@
 """The canonical model and quarantine, rebuilt one member (partition) at a time."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -60,7 +59,9 @@ def _raw_deps(target: str) -> list[dg.AssetDep]:
     partitions_def=MEMBERS,
     pool="warehouse",
 )
-def canonical_model(context: dg.AssetExecutionContext, hub: HubResource) -> Iterator[dg.MaterializeResult]:
+def canonical_model(
+    context: dg.AssetExecutionContext, hub: HubResource
+) -> Iterator[dg.MaterializeResult]:
     """Map the member's raw rows onto the canonical model; set aside what does not map."""
     member = hub.member(context.partition_key)
     build = build_member(hub.warehouse(), member)

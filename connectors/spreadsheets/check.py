@@ -1,0 +1,235 @@
+"""``hub check <org>``: what would happen if this member's files were loaded now.
+
+A member (or the person helping them) runs the check before the first load and after each
+change to their export. It reads every configured file exactly as the load would, but only
+counts: which columns were found, how many rows would load, be rejected or lose a value, why,
+and which programme/status/outcome labels still need a line in the YAML mappings. It never
+raises for a data problem and never prints personal data: counts, headers and labels only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from connectors.errors import SpreadsheetError
+from connectors.members import Member, normalise_label
+from connectors.spreadsheets.reading import (
+    MissingColumnsError,
+    OpenedTable,
+    open_table,
+    table_path,
+)
+from connectors.spreadsheets.records import EntityReader
+
+# Label columns whose values must appear in a mapping: (entity, raw column) -> mapping key.
+LABEL_MAPPINGS: dict[tuple[str, str], str] = {
+    ("engagement", "programme"): "programmes",
+    ("engagement", "status"): "engagement_status",
+    ("service_delivery", "programme"): "programmes",
+    ("outcome", "programme"): "programmes",
+    ("outcome", "outcome"): "outcomes",
+    ("outcome", "status"): "outcome_status",
+}
+TOP_REASONS = 5
+
+
+@dataclass
+class ColumnCheck:
+    """One mapped column: found in the header row, or missing with the closest header."""
+
+    field: str
+    header: str
+    found: bool
+    suggestion: str | None = None
+
+
+@dataclass
+class ReasonCount:
+    """How many rows share one problem (grouped by severity, column and kind of problem)."""
+
+    severity: str
+    column: str | None
+    code: str
+    reason: str  # an example reason; never contains a cell's value
+    rows: int
+
+
+@dataclass
+class UnmappedLabel:
+    """A label used in the file with no entry under ``mappings.<mapping>`` in the YAML."""
+
+    mapping: str
+    column: str
+    label: str
+    rows: int
+
+
+@dataclass
+class TableCheck:
+    """Everything the check found out about one configured table."""
+
+    entity: str
+    file: str
+    readable: bool = False
+    problem: str | None = None
+    fix: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    header_row: int | None = None
+    columns: list[ColumnCheck] = field(default_factory=list)
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    rows_with_warnings: int = 0
+    rows_skipped: int = 0
+    reasons: list[ReasonCount] = field(default_factory=list)
+    unmapped: list[UnmappedLabel] = field(default_factory=list)
+
+
+@dataclass
+class CheckReport:
+    """The check of one member; ``ok`` is False when any file cannot be read at all."""
+
+    org_id: str
+    config_file: str
+    tables: list[TableCheck]
+
+    @property
+    def ok(self) -> bool:
+        """True when every table can be read (rejected rows and unmapped labels are reported
+        but do not stop a load)."""
+        return all(t.readable for t in self.tables)
+
+    def render(self) -> str:
+        """Plain text for the terminal (no markup, so it reads the same in logs)."""
+        lines = [f"Member {self.org_id} ({self.config_file})"]
+        for t in self.tables:
+            lines.append("")
+            mark = "✓" if t.readable else "✗"
+            lines.append(f"{mark} {t.entity}: {t.file}")
+            if t.encoding or t.delimiter:
+                delim = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(
+                    t.delimiter or "", t.delimiter
+                )
+                lines.append(f"    encoding {t.encoding}, delimiter {delim}")
+            if t.sheet:
+                lines.append(f"    sheet '{t.sheet}'")
+            if t.header_row:
+                lines.append(f"    header on row {t.header_row}")
+            for c in t.columns:
+                if c.found:
+                    lines.append(f"    ✓ {c.field} <- '{c.header}'")
+                else:
+                    hint = f" (closest header: '{c.suggestion}')" if c.suggestion else ""
+                    lines.append(f"    ✗ {c.field}: no column '{c.header}'{hint}")
+            if t.problem:
+                lines.append(f"    problem: {t.problem}")
+                lines.append(f"    fix: {t.fix}")
+                continue
+            lines.append(
+                f"    rows: {t.rows_loaded} would load, {t.rows_rejected} rejected, "
+                f"{t.rows_with_warnings} with a value dropped, {t.rows_skipped} skipped"
+            )
+            for r in t.reasons:
+                where = f" '{r.column}'" if r.column else ""
+                lines.append(f"    {r.rows} × {r.severity}{where}: {r.reason}")
+            for u in t.unmapped:
+                lines.append(
+                    f"    unmapped {u.column} '{u.label}' ({u.rows} rows): add it under "
+                    f"mappings.{u.mapping} in {self.config_file}"
+                )
+        lines.append("")
+        lines.append("All files readable." if self.ok else "Some files cannot be read: see above.")
+        return "\n".join(lines)
+
+
+def _check_table(member: Member, entity: str) -> TableCheck:
+    table = member.connector.tables[entity]
+    report = TableCheck(entity=entity, file=str(table.file))
+    try:
+        opened = open_table(member, entity)
+    except MissingColumnsError as err:
+        report.header_row = err.header_row
+        report.columns = [
+            ColumnCheck(f, h, f not in err.missing, err.missing.get(f))
+            for f, h in table.columns.items()
+        ]
+        report.problem, report.fix = err.problem, err.fix
+        return report
+    except SpreadsheetError as err:
+        report.problem, report.fix = err.problem, err.fix
+        return report
+    with opened:
+        report.readable = True
+        report.encoding, report.delimiter = opened.encoding, opened.delimiter
+        report.sheet, report.header_row = opened.sheet, opened.header_row
+        report.columns = [ColumnCheck(f, opened.header_of(f), True) for f in table.columns]
+        _count(member, entity, opened, report)
+    return report
+
+
+def _count(member: Member, entity: str, opened: OpenedTable, report: TableCheck) -> None:
+    reader = EntityReader(member, entity, opened)
+    mapping_keys = {column: key for (ent, column), key in LABEL_MAPPINGS.items() if ent == entity}
+    known = {
+        key: {normalise_label(label) for label in getattr(member.mappings, key)}
+        for key in set(mapping_keys.values())
+    }
+    label_rows: dict[tuple[str, str], Counter[str]] = {}
+    first_spelling: dict[tuple[str, str], str] = {}
+    rejected: set[int] = set()
+    warned: set[int] = set()
+    reasons: Counter[tuple[str, str | None, str]] = Counter()
+    examples: dict[tuple[str, str | None, str], str] = {}
+    try:
+        for batch in reader.batches():
+            report.rows_loaded += batch.row_count
+            for issue in batch.issues:
+                if issue.severity == "error":
+                    rejected.add(issue.source_row)
+                elif issue.severity == "warning":
+                    warned.add(issue.source_row)
+                else:
+                    report.rows_skipped += 1
+                key = (issue.severity, issue.column_name, issue.code)
+                reasons[key] += 1
+                examples.setdefault(key, issue.reason)
+            for column, mapping in mapping_keys.items():
+                counter = label_rows.setdefault((mapping, column), Counter())
+                for label in batch.columns[column]:
+                    if label is None:
+                        continue
+                    norm = normalise_label(label)
+                    if norm not in known[mapping]:
+                        counter[norm] += 1
+                        first_spelling.setdefault((column, norm), label)
+    except SpreadsheetError as err:  # e.g. an encoding error half-way through the file
+        report.readable = False
+        report.problem, report.fix = err.problem, err.fix
+    report.rows_rejected = len(rejected)
+    report.rows_with_warnings = len(warned)
+    report.reasons = [
+        ReasonCount(sev, col, code, examples[(sev, col, code)], n)
+        for (sev, col, code), n in reasons.most_common(TOP_REASONS)
+    ]
+    headers = {f: opened.header_of(f) for f in member.connector.tables[entity].columns}
+    for (mapping, column), counter in label_rows.items():
+        for norm, rows in counter.most_common():
+            report.unmapped.append(
+                UnmappedLabel(
+                    mapping=mapping,
+                    column=headers.get(column, column),
+                    label=first_spelling[(column, norm)],
+                    rows=rows,
+                )
+            )
+
+
+def check_member(member: Member) -> CheckReport:
+    """Check every configured table of a spreadsheet member; never raises for data problems."""
+    tables = [_check_table(member, entity) for entity in member.connector.tables]
+    for t in tables:
+        if not t.readable and t.problem and t.problem.endswith("file not found"):
+            t.file = str(table_path(member, t.entity))
+    return CheckReport(org_id=member.org_id, config_file=member.config_path.name, tables=tables)

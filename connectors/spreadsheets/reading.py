@@ -1,0 +1,548 @@
+"""Open a member's CSV or workbook, find its header row and stream its rows of cells.
+
+Members export from whatever they use: Excel on Windows (cp1252, or UTF-16 "Unicode text"),
+LibreOffice (semicolons), CRMs that write a title block above the table. This module copes
+with all of that and hands on plain rows of cells, one at a time, so a 200,000-row file is
+never held as Python objects at once. Anything that makes the file unreadable as a whole
+raises :class:`SpreadsheetError` naming the member, the file and the fix.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import charset_normalizer
+
+from connectors.errors import SpreadsheetError
+from connectors.members import Member, SpreadsheetTable, normalise_label
+from connectors.spreadsheets.values import cell_text
+
+CSV_SUFFIXES = frozenset({".csv", ".txt", ".tsv"})
+EXCEL_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xls", ".ods", ".xlsb"})
+DELIMITERS = (",", ";", "\t", "|")
+HEADER_SCAN_ROWS = 30  # non-empty rows searched for the header when header_row is not set
+SAMPLE_BYTES = 64 * 1024
+_CHUNK = 1024 * 1024
+
+Row = list[Any]
+
+
+class MissingColumnsError(SpreadsheetError):
+    """Mapped headers absent from the header row; carries what was found, for ``hub check``."""
+
+    def __init__(
+        self,
+        org_id: str,
+        path: str,
+        problem: str,
+        fix: str,
+        *,
+        header_row: int,
+        headers: list[str],
+        missing: dict[str, str | None],
+    ) -> None:
+        super().__init__(org_id, path, problem, fix)
+        self.header_row = header_row
+        self.headers = headers
+        self.missing = missing  # canonical field -> closest header in the file (or None)
+
+
+@dataclass
+class OpenedTable:
+    """A spreadsheet table ready to stream: where its header is and which column is which."""
+
+    member: Member
+    entity: str
+    path: Path
+    kind: str  # "csv" | "excel"
+    header_row: int  # 1-based, as the spreadsheet user sees it
+    headers: list[str]  # header cells as written (trailing empty columns dropped)
+    columns: dict[str, int]  # canonical field -> 0-based column index
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    _rows: Iterator[tuple[int, Row]] = field(default_factory=lambda: iter(()), repr=False)
+    _handle: IO[str] | None = field(default=None, repr=False)
+
+    def header_of(self, field_name: str) -> str:
+        """The header, as written in the file, of a mapped canonical field."""
+        return self.headers[self.columns[field_name]]
+
+    def rows(self) -> Iterator[tuple[int, Row]]:
+        """(row number, cells) for every row after the header, read lazily.
+
+        Blank rows are passed on too (cheaper than testing every row here); the record
+        reader drops rows with nothing in any mapped column.
+        """
+        return self._rows
+
+    def close(self) -> None:
+        """Release the file handle (CSV); workbooks are read by calamine and need nothing."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> OpenedTable:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _error(member: Member, entity: str, path: Path, problem: str, fix: str) -> SpreadsheetError:
+    return SpreadsheetError(member.org_id, str(path), f"{entity} table: {problem}", fix)
+
+
+def _config_key(member: Member, entity: str, key: str) -> str:
+    return f"connector.tables.{entity}.{key} in {member.config_path.name}"
+
+
+def table_path(member: Member, entity: str) -> Path:
+    """Absolute path of the file configured for ``entity``."""
+    table = member.connector.tables[entity]
+    return member.resolve(table.file)
+
+
+def open_table(member: Member, entity: str) -> OpenedTable:
+    """Open the file configured for ``entity``; raise SpreadsheetError if it cannot be read."""
+    table = member.connector.tables[entity]
+    path = table_path(member, entity)
+    _check_file(member, entity, path)
+    if path.suffix.lower() in EXCEL_SUFFIXES:
+        return _open_workbook(member, entity, table, path)
+    return _open_csv(member, entity, table, path)
+
+
+def _check_file(member: Member, entity: str, path: Path) -> None:
+    fix_path = (
+        f"put the file at {path}, or correct {_config_key(member, entity, 'file')} "
+        "(relative paths start from the YAML file's folder)"
+    )
+    if not path.exists():
+        raise _error(member, entity, path, "file not found", fix_path)
+    if path.is_dir():
+        raise _error(member, entity, path, "this is a folder, not a file", fix_path)
+    try:
+        with path.open("rb") as fh:
+            fh.read(1)
+    except PermissionError:
+        raise _error(
+            member,
+            entity,
+            path,
+            "permission denied when opening the file",
+            "let the hub's user read the file (check its permissions), or close the program "
+            "that has it locked",
+        ) from None
+    except OSError as err:
+        raise _error(
+            member,
+            entity,
+            path,
+            f"cannot open the file ({err.strerror})",
+            "check the file and the disk it is on",
+        ) from None
+    if path.stat().st_size == 0:
+        raise _error(
+            member,
+            entity,
+            path,
+            "the file is empty",
+            "export the data again; the file has no rows at all",
+        )
+
+
+# --- CSV --------------------------------------------------------------------------------
+
+
+def detect_encoding(path: Path) -> str:
+    """The file's text encoding: BOM, UTF-16 NUL pattern, strict UTF-8, else cp1252.
+
+    cp1252 is Excel-on-Windows' default for "CSV" and decodes any byte but five; only when
+    those appear is charset-normalizer asked, since its guesses on short UK text are less
+    reliable than the Excel default.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(SAMPLE_BYTES)
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    utf16 = _utf16_without_bom(head)
+    if utf16:
+        return utf16
+    if _is_utf8(path):
+        return "utf-8"
+    try:
+        head.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        best = charset_normalizer.from_bytes(head).best()
+        return best.encoding if best is not None else "cp1252"
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    sample = head[:4096]
+    half = len(sample) // 2
+    if half < 2:
+        return None
+    even_nuls = sample[0::2].count(0)
+    odd_nuls = sample[1::2].count(0)
+    if odd_nuls > 0.3 * half and even_nuls < 0.05 * half:
+        return "utf-16-le"
+    if even_nuls > 0.3 * half and odd_nuls < 0.05 * half:
+        return "utf-16-be"
+    return None
+
+
+def _is_utf8(path: Path) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _looks_binary(member: Member, entity: str, path: Path, encoding: str) -> None:
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\xd0\xcf\x11\xe0"):
+        raise _error(
+            member,
+            entity,
+            path,
+            "this is an Excel workbook saved under a CSV name",
+            f"rename it to .xlsx (and update {_config_key(member, entity, 'file')}), or "
+            "export it from Excel as 'CSV UTF-8'",
+        )
+    if not encoding.startswith("utf-16") and b"\x00" in head:
+        raise _error(
+            member,
+            entity,
+            path,
+            "this is not a text (CSV) file",
+            "export the data from its program as CSV or XLSX",
+        )
+
+
+def _sample_text(path: Path, encoding: str) -> str:
+    with path.open("rb") as fh:
+        raw = fh.read(SAMPLE_BYTES)
+    return codecs.getincrementaldecoder(encoding)("replace").decode(raw, final=False)
+
+
+def _resolve_encoding(member: Member, entity: str, table: SpreadsheetTable, path: Path) -> str:
+    if not table.encoding:
+        return detect_encoding(path)
+    try:
+        name = codecs.lookup(table.encoding).name
+    except LookupError:
+        raise _error(
+            member,
+            entity,
+            path,
+            f"unknown encoding '{table.encoding}'",
+            f"remove {_config_key(member, entity, 'encoding')} so the hub detects it, or use "
+            "a name such as utf-8, cp1252 or utf-16",
+        ) from None
+    with path.open("rb") as fh:
+        bom = fh.read(3)
+    if name == "utf-8" and bom.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    return name
+
+
+def _declared_delimiter(value: str) -> str:
+    aliases = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+    return aliases.get(value.strip().lower(), value) if value.strip() else value
+
+
+def _blank(row: Row) -> bool:
+    return all((c == "" or c is None or (type(c) is str and not c.strip())) for c in row)
+
+
+def sniff_delimiter(text: str, wanted: set[str]) -> str:
+    """Pick among , ; tab | the delimiter that best reveals the mapped headers.
+
+    Knowing the headers beats guessing from character counts: a semicolon file with commas
+    inside names still has exactly one delimiter that splits out 'Client ID' and 'DOB'.
+    Ties fall back to the delimiter giving the most rows of one consistent width.
+    """
+    lines = text.splitlines()[: HEADER_SCAN_ROWS * 3]
+    best: tuple[int, int, int] | None = None
+    choice = ","
+    for rank, delim in enumerate(DELIMITERS):
+        rows = [r for r in csv.reader(lines, delimiter=delim) if not _blank(r)]
+        hits = max(
+            (len(wanted & {normalise_label(c) for c in r}) for r in rows[:HEADER_SCAN_ROWS]),
+            default=0,
+        )
+        widths = [len(r) for r in rows if len(r) > 1]
+        consistent = max((widths.count(w) for w in set(widths)), default=0)
+        score = (hits, consistent, -rank)
+        if best is None or score > best:
+            best, choice = score, delim
+    return choice
+
+
+def _open_csv(member: Member, entity: str, table: SpreadsheetTable, path: Path) -> OpenedTable:
+    encoding = _resolve_encoding(member, entity, table, path)
+    _looks_binary(member, entity, path, encoding)
+    wanted = {normalise_label(h) for h in table.columns.values()}
+    if table.delimiter:
+        delimiter = _declared_delimiter(table.delimiter)
+        if len(delimiter) != 1:
+            raise _error(
+                member,
+                entity,
+                path,
+                f"delimiter '{table.delimiter}' is not one character",
+                f"set {_config_key(member, entity, 'delimiter')} to one of , ; | or tab, "
+                "or remove it so the hub detects it",
+            )
+    else:
+        delimiter = sniff_delimiter(_sample_text(path, encoding), wanted)
+    handle = path.open("r", encoding=encoding, errors="strict", newline="")
+    reader = csv.reader(handle, delimiter=delimiter)
+    numbered = _guard_decoding(member, entity, path, encoding, reader)
+    try:
+        header_row, headers, columns, rest = _find_header(member, entity, table, path, numbered)
+    except BaseException:
+        handle.close()
+        raise
+    return OpenedTable(
+        member=member,
+        entity=entity,
+        path=path,
+        kind="csv",
+        header_row=header_row,
+        headers=headers,
+        columns=columns,
+        encoding=encoding,
+        delimiter=delimiter,
+        _rows=rest,
+        _handle=handle,
+    )
+
+
+def _guard_decoding(
+    member: Member, entity: str, path: Path, encoding: str, reader: Any
+) -> Iterator[tuple[int, Row]]:
+    """Turn a decoding or CSV error half-way through into one clear SpreadsheetError.
+
+    ``yield from`` keeps this layer nearly free per row; the row number comes from the
+    reader itself only when something goes wrong.
+    """
+    try:
+        yield from enumerate(reader, start=1)
+    except UnicodeDecodeError:
+        raise _error(
+            member,
+            entity,
+            path,
+            f"the file cannot be read as {encoding} (near line {reader.line_num + 1})",
+            f"remove {_config_key(member, entity, 'encoding')} so the hub detects the "
+            "encoding, or save the file as 'CSV UTF-8'",
+        ) from None
+    except csv.Error as err:
+        raise _error(
+            member,
+            entity,
+            path,
+            f"broken CSV near line {reader.line_num + 1} ({err})",
+            "export the file again from its program as CSV",
+        ) from None
+
+
+# --- workbooks --------------------------------------------------------------------------
+
+
+def _open_workbook(member: Member, entity: str, table: SpreadsheetTable, path: Path) -> OpenedTable:
+    from python_calamine import CalamineError, CalamineWorkbook
+
+    try:
+        book = CalamineWorkbook.from_path(str(path))
+    except (CalamineError, ValueError, OSError) as err:
+        raise _error(
+            member,
+            entity,
+            path,
+            f"not a readable spreadsheet workbook ({err})",
+            "open it in Excel and save it again as .xlsx, or export the sheet as CSV",
+        ) from None
+    names = list(book.sheet_names)
+    if table.sheet is None:
+        if not names:
+            raise _error(
+                member, entity, path, "the workbook has no sheets", "export the data again"
+            )
+        sheet_name = names[0]
+    else:
+        matches = [n for n in names if normalise_label(n) == normalise_label(table.sheet)]
+        if not matches:
+            raise _error(
+                member,
+                entity,
+                path,
+                f"no sheet named '{table.sheet}'; the sheets are: "
+                + ", ".join(f"'{n}'" for n in names),
+                f"set {_config_key(member, entity, 'sheet')} to one of them",
+            )
+        sheet_name = matches[0]
+    try:
+        sheet = book.get_sheet_by_name(sheet_name)
+        rows = enumerate(sheet.iter_rows(), start=1)  # iter_rows starts at the sheet's row 1
+    except (CalamineError, ValueError) as err:
+        raise _error(
+            member,
+            entity,
+            path,
+            f"sheet '{sheet_name}' cannot be read ({err})",
+            "open it in Excel and save it again as .xlsx",
+        ) from None
+    header_row, headers, columns, rest = _find_header(member, entity, table, path, rows)
+    return OpenedTable(
+        member=member,
+        entity=entity,
+        path=path,
+        kind="excel",
+        header_row=header_row,
+        headers=headers,
+        columns=columns,
+        sheet=sheet_name,
+        _rows=rest,
+    )
+
+
+# --- header row -------------------------------------------------------------------------
+
+
+def _headers(row: Row) -> list[str]:
+    cells = [cell_text(c) for c in row]
+    while cells and not cells[-1]:
+        cells.pop()
+    return cells
+
+
+def _non_blank(rows: Iterator[tuple[int, Row]]) -> Iterator[tuple[int, Row]]:
+    return ((n, r) for n, r in rows if not _blank(r))
+
+
+def _find_header(
+    member: Member,
+    entity: str,
+    table: SpreadsheetTable,
+    path: Path,
+    rows: Iterator[tuple[int, Row]],
+) -> tuple[int, list[str], dict[str, int], Iterator[tuple[int, Row]]]:
+    """Locate the header row; return it, the field->column map and the rows after it."""
+    wanted = {f: normalise_label(h) for f, h in table.columns.items()}
+    if table.header_row is not None:
+        for number, row in rows:
+            if number == table.header_row:
+                headers = _headers(row)
+                return (
+                    number,
+                    headers,
+                    _map_columns(member, entity, table, path, number, headers),
+                    rows,
+                )
+        raise _error(
+            member,
+            entity,
+            path,
+            f"header_row is {table.header_row} but the file has fewer rows",
+            f"correct {_config_key(member, entity, 'header_row')}, or remove it so the hub "
+            "finds the header",
+        )
+    scanned: list[tuple[int, Row]] = []
+    best: tuple[int, int, list[str]] | None = None
+    for number, row in _non_blank(rows):
+        headers = _headers(row)
+        found = {normalise_label(h) for h in headers}
+        hits = sum(1 for h in wanted.values() if h in found)
+        if hits == len(wanted):
+            return (
+                number,
+                headers,
+                _map_columns(member, entity, table, path, number, headers),
+                rows,
+            )
+        if hits and (best is None or hits > best[0]):
+            best = (hits, number, headers)
+        scanned.append((number, row))
+        if len(scanned) >= HEADER_SCAN_ROWS:
+            break
+    if best is None:
+        listing = ", ".join(f"'{h}'" for h in table.columns.values())
+        raise _error(
+            member,
+            entity,
+            path,
+            f"no header row found: none of the mapped headers ({listing}) appear in the "
+            f"first {HEADER_SCAN_ROWS} rows",
+            f"make connector.tables.{entity}.columns in {member.config_path.name} use the "
+            "file's column headers, or set header_row",
+        )
+    _, number, headers = best
+    _map_columns(member, entity, table, path, number, headers)  # raises: names the missing
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _map_columns(
+    member: Member,
+    entity: str,
+    table: SpreadsheetTable,
+    path: Path,
+    number: int,
+    headers: list[str],
+) -> dict[str, int]:
+    index: dict[str, int] = {}
+    for i, header in enumerate(headers):
+        index.setdefault(normalise_label(header), i)
+    columns: dict[str, int] = {}
+    missing: list[str] = []
+    for field_name, header in table.columns.items():
+        position = index.get(normalise_label(header))
+        if position is None:
+            missing.append(field_name)
+        else:
+            columns[field_name] = position
+    if missing:
+        shown = [h for h in headers if h]
+        closest: dict[str, str | None] = {}
+        parts = []
+        for field_name in missing:
+            header = table.columns[field_name]
+            close = difflib.get_close_matches(
+                normalise_label(header), [normalise_label(h) for h in shown], n=1, cutoff=0.5
+            )
+            closest[field_name] = next(
+                (h for h in shown if close and normalise_label(h) == close[0]), None
+            )
+            hint = f" (closest: '{closest[field_name]}')" if closest[field_name] else ""
+            parts.append(f"'{header}' (for {field_name}){hint}")
+        raise MissingColumnsError(
+            member.org_id,
+            str(path),
+            f"{entity} table: mapped column(s) missing from the header row (row {number}): "
+            + "; ".join(parts)
+            + ". Headers found: "
+            + ", ".join(f"'{h}'" for h in shown),
+            f"change connector.tables.{entity}.columns in {member.config_path.name} to the "
+            "header as written in the file, or rename the column in the file",
+            header_row=number,
+            headers=shown,
+            missing=closest,
+        )
+    return columns

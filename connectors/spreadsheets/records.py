@@ -1,0 +1,454 @@
+"""Rows of cells -> typed raw records plus quarantine rows, per canonical entity.
+
+This is where each mapped column gets its parser, where a row is kept, kept with a value
+dropped (warning), rejected (error) or skipped (totals rows, repeated headers), and where
+ids are derived when a member's file has none. The dlt source and ``hub check`` both read
+files through :func:`read_entity`, so what the check reports is exactly what would load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from connectors.members import Member, normalise_label
+from connectors.spreadsheets import values as v
+from connectors.spreadsheets.reading import OpenedTable, Row, open_table
+
+ENTITIES = ("person", "engagement", "service_delivery", "outcome")
+
+# Raw column -> dlt data type. The names are a contract with transforms/sql/canonical.
+RAW_COLUMNS: dict[str, dict[str, str]] = {
+    "person": {
+        "source_id": "text",
+        "given_name": "text",
+        "family_name": "text",
+        "birth_date": "date",
+        "email": "text",
+        "phone": "text",
+        "postcode": "text",
+        "consent_to_share": "bool",
+        "source_updated_at": "timestamp",
+        "_source_file": "text",
+        "_source_row": "bigint",
+    },
+    "engagement": {
+        "source_id": "text",
+        "person_source_id": "text",
+        "programme": "text",
+        "status": "text",
+        "start_date": "date",
+        "end_date": "date",
+        "source_updated_at": "timestamp",
+        "_source_file": "text",
+        "_source_row": "bigint",
+    },
+    "service_delivery": {
+        "source_id": "text",
+        "person_source_id": "text",
+        "programme": "text",
+        "service_name": "text",
+        "delivered_on": "date",
+        "quantity": "double",
+        "unit": "text",
+        "source_updated_at": "timestamp",
+        "_source_file": "text",
+        "_source_row": "bigint",
+    },
+    "outcome": {
+        "source_id": "text",
+        "person_source_id": "text",
+        "programme": "text",
+        "outcome": "text",
+        "status": "text",
+        "measured_on": "date",
+        "value": "double",
+        "source_updated_at": "timestamp",
+        "_source_file": "text",
+        "_source_row": "bigint",
+    },
+    "programme": {"source_id": "text", "name": "text", "outcome_area": "text"},
+}
+QUARANTINE_COLUMNS: dict[str, str] = {
+    "entity": "text",
+    "source_file": "text",
+    "source_row": "bigint",
+    "source_id": "text",
+    "column_name": "text",
+    "raw_value": "text",
+    "reason": "text",
+    "severity": "text",
+}
+
+# Canonical field (as mapped in YAML) -> raw column, where the two differ.
+RAW_NAME = {"updated_at": "source_updated_at"}
+DATE_FIELDS = frozenset({"birth_date", "start_date", "end_date", "delivered_on", "measured_on"})
+# Natural key of rows without a source_id column: what makes two rows the same event.
+NATURAL_KEY = {
+    "engagement": ("person_source_id", "programme", "start_date"),
+    "service_delivery": ("person_source_id", "programme", "delivered_on", "service_name"),
+    "outcome": ("person_source_id", "programme", "outcome", "measured_on"),
+}
+_TOTALS = re.compile(r"^(?:grand\s+|sub\s*-?\s*)?totals?\b", re.IGNORECASE)
+DEFAULT_CHUNK_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One quarantine row: a rejected row, a dropped value or a skipped non-data row."""
+
+    entity: str
+    source_file: str
+    source_row: int
+    source_id: str | None
+    column_name: str | None
+    raw_value: str | None
+    reason: str
+    severity: str  # error | warning | skipped
+    code: str  # short machine key (invalid_date, duplicate_id, ...) for summaries
+    field: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        """The quarantine table's columns (see QUARANTINE_COLUMNS)."""
+        return {
+            "entity": self.entity,
+            "source_file": self.source_file,
+            "source_row": self.source_row,
+            "source_id": self.source_id,
+            "column_name": self.column_name,
+            "raw_value": self.raw_value,
+            "reason": self.reason,
+            "severity": self.severity,
+        }
+
+
+@dataclass
+class Batch:
+    """Up to ``chunk_rows`` good rows, column-wise, and the issues met while reading them."""
+
+    columns: dict[str, list[Any]]
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def row_count(self) -> int:
+        """Number of good rows in the batch."""
+        return len(self.columns["_source_row"])
+
+
+Parser = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str  # canonical field name from ENTITY_FIELDS
+    raw: str  # raw column name
+    index: int
+    header: str
+    parse: Parser
+    required: bool
+    reject_on_error: bool  # dates: an unreadable date rejects the row even when optional
+    on_error: Any = None  # value kept when a warning drops the cell (consent: False)
+
+
+def _parsers(member: Member, entity: str) -> dict[str, Parser]:
+    conn = member.connector
+    order = conn.date_order
+    config = member.config_path.name
+    region = conn.phone_region
+
+    def date_parser(value: Any) -> Any:
+        return v.parse_date(value, order, config)
+
+    today = date.today()  # once per read, not once per row
+
+    def birth_parser(value: Any) -> Any:
+        return v.parse_birth_date(value, order, config, today)
+
+    def timestamp_parser(value: Any) -> Any:
+        return v.parse_datetime(value, order, config)
+
+    sharing = member.sharing
+    return {
+        "source_id": v.parse_id,
+        "person_source_id": v.parse_id,
+        "given_name": v.parse_name,
+        "family_name": v.parse_name,
+        "birth_date": birth_parser,
+        "email": v.parse_email,
+        "phone": lambda value: v.parse_phone(value, region),
+        "postcode": lambda value: v.parse_postcode(value, region),
+        "consent_to_share": v.consent_parser(
+            sharing.consent, sharing.consent_yes, sharing.consent_no, config
+        ),
+        "updated_at": timestamp_parser,
+        "programme": v.parse_label,
+        "status": v.parse_label,
+        "outcome": v.parse_label,
+        "service_name": v.parse_label,
+        "unit": v.parse_label,
+        "quantity": v.parse_number,
+        "value": v.parse_number,
+        "start_date": date_parser,
+        "end_date": date_parser,
+        "delivered_on": date_parser,
+        "measured_on": date_parser,
+    }
+
+
+def _fields(member: Member, entity: str, opened: OpenedTable) -> list[_Field]:
+    from connectors.members import ENTITY_FIELDS
+
+    required = set(ENTITY_FIELDS[entity]["required"])
+    parsers = _parsers(member, entity)
+    return [
+        _Field(
+            name=name,
+            raw=RAW_NAME.get(name, name),
+            index=index,
+            header=opened.headers[index],
+            parse=parsers[name],
+            required=name in required,
+            reject_on_error=name in DATE_FIELDS,
+            on_error=False if name == "consent_to_share" else None,
+        )
+        for name, index in opened.columns.items()
+    ]
+
+
+class EntityReader:
+    """Turns the rows of one opened table into batches of typed records and issues."""
+
+    def __init__(
+        self, member: Member, entity: str, opened: OpenedTable, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    ) -> None:
+        self.member = member
+        self.entity = entity
+        self.opened = opened
+        self.chunk_rows = chunk_rows
+        self.file_name = opened.path.name
+        self.fields = _fields(member, entity, opened)
+        self.raw_columns = list(RAW_COLUMNS[entity])
+        self.id_field = "source_id" if entity == "person" else "person_source_id"
+        self.id_index = opened.columns.get("source_id")
+        self.id_field_spec = next((f for f in self.fields if f.name == "source_id"), None)
+        self.plan = [(f, f.index, f.parse, f.raw) for f in self.fields]
+        self.required = [f for f in self.fields if f.required]
+        self._targets: list[tuple[str, list[Any]]] = []
+        self._files: list[Any] = []
+        self._numbers: list[Any] = []
+        self.header_labels = [normalise_label(f.header) for f in self.fields]
+        self.width = max((f.index for f in self.fields), default=0) + 1
+        self.seen_ids: dict[str, int] = {}
+        self.occurrences: dict[str, int] = {}
+        self.consent_policy = member.sharing.consent if entity == "person" else None
+
+    def _empty(self) -> dict[str, list[Any]]:
+        return {name: [] for name in self.raw_columns}
+
+    def batches(self) -> Iterator[Batch]:
+        """Read the whole table lazily, ``chunk_rows`` good rows per batch."""
+        columns = self._empty()
+        issues: list[Issue] = []
+        self._targets = self._bind(columns)
+        rows = columns["_source_row"]
+        for number, cells in self.opened.rows():
+            self._row(number, cells, issues)
+            if len(rows) >= self.chunk_rows:
+                yield Batch(columns, issues)
+                columns, issues = self._empty(), []
+                self._targets = self._bind(columns)
+                rows = columns["_source_row"]
+        yield Batch(columns, issues)
+
+    def _bind(self, columns: dict[str, list[Any]]) -> list[tuple[str, list[Any]]]:
+        """(raw column, its output list) for the value columns, looked up once per batch."""
+        self._files = columns["_source_file"]
+        self._numbers = columns["_source_row"]
+        return [(n, columns[n]) for n in self.raw_columns if not n.startswith("_source_")]
+
+    def _issue(
+        self,
+        number: int,
+        source_id: str | None,
+        fld: _Field | None,
+        raw: Any,
+        problem: v.ValueProblem,
+        severity: str,
+    ) -> Issue:
+        text = None if raw is None else (v.cell_text(raw) or None)
+        return Issue(
+            entity=self.entity,
+            source_file=self.file_name,
+            source_row=number,
+            source_id=source_id,
+            column_name=None if fld is None else fld.header,
+            raw_value=text,
+            reason=problem.reason,
+            severity=severity,
+            code=problem.code,
+            field=None if fld is None else fld.name,
+        )
+
+    def _non_data(self, number: int, cells: Row) -> Issue | None:
+        """Totals rows and repeated header rows: skipped, never loaded as data."""
+        first = (
+            cells[0]
+            if cells and cells[0] != ""
+            else next((c for c in cells if c != "" and c is not None), None)
+        )
+        if (
+            isinstance(first, str)
+            and first.lstrip()[:1] in "tTgGsS"
+            and _TOTALS.match(first.strip())
+        ):
+            id_index = self.opened.columns.get(self.id_field)
+            id_cell = cells[id_index] if id_index is not None else ""
+            if v.cell_text(id_cell) in ("", first.strip()):
+                in_id = id_index is not None and id_cell == first
+                id_fld = next((f for f in self.fields if f.name == self.id_field), None)
+                return self._issue(
+                    number,
+                    None,
+                    id_fld if in_id else None,
+                    first,
+                    v.ValueProblem(
+                        "totals_row",
+                        "a totals row, not a record; it is skipped (you may leave it or remove it)",
+                    ),
+                    "skipped",
+                )
+        lead = cells[self.fields[0].index]
+        if (
+            type(lead) is str
+            and lead.lstrip()[:1].casefold() == self.header_labels[0][:1]
+            and normalise_label(lead) == self.header_labels[0]
+        ):
+            mapped = [normalise_label(v.cell_text(cells[f.index])) for f in self.fields]
+            if mapped == self.header_labels:
+                return self._issue(
+                    number,
+                    None,
+                    None,
+                    None,
+                    v.ValueProblem(
+                        "repeated_header",
+                        "the header row appears again here; it is skipped (you may remove it)",
+                    ),
+                    "skipped",
+                )
+        return None
+
+    def _row(self, number: int, cells: Row, issues: list[Issue]) -> None:
+        if len(cells) < self.width:
+            cells = [*cells, *([""] * (self.width - len(cells)))]
+        values: dict[str, Any] = {}
+        errors: list[Issue] | None = None
+        warnings: list[Issue] | None = None
+        id_value: str | None = None
+        if self.id_index is not None:
+            id_value = v.parse_id(cells[self.id_index])
+        blank = True
+        for fld, index, parse, raw_name in self.plan:
+            raw = cells[index]
+            if raw == "" or raw is None:
+                values[raw_name] = None
+                continue
+            blank = False
+            try:
+                values[raw_name] = parse(raw)
+            except v.ValueProblem as problem:
+                if fld.required or fld.reject_on_error:
+                    errors = errors or []
+                    errors.append(self._issue(number, id_value, fld, raw, problem, "error"))
+                else:
+                    warnings = warnings or []
+                    warnings.append(self._issue(number, id_value, fld, raw, problem, "warning"))
+                values[raw_name] = fld.on_error
+        if blank:
+            return  # nothing in any mapped column: not data, nothing to report
+        skipped = self._non_data(number, cells)
+        if skipped is not None:
+            issues.append(skipped)
+            return
+        for fld in self.required:
+            if values[fld.raw] is None and not (
+                errors and any(e.field == fld.name for e in errors)
+            ):
+                errors = errors or []
+                errors.append(
+                    self._issue(
+                        number,
+                        id_value,
+                        fld,
+                        None,
+                        v.ValueProblem(
+                            f"missing_{fld.name}",
+                            f"'{fld.header}' is empty but required for every {self.entity} row; "
+                            "fill it in",
+                        ),
+                        "error",
+                    )
+                )
+        if not errors and id_value is not None:
+            first = self.seen_ids.get(id_value)
+            if first is not None:
+                fld = self.id_field_spec
+                errors = [
+                    self._issue(
+                        number,
+                        id_value,
+                        fld,
+                        cells[fld.index],
+                        v.ValueProblem(
+                            "duplicate_id",
+                            f"'{fld.header}' repeats the id already used on row {first}; "
+                            "the first row is kept and this one rejected: give each row its "
+                            "own id or remove the repeat",
+                        ),
+                        "error",
+                    )
+                ]
+            else:
+                self.seen_ids[id_value] = number
+        if errors:
+            issues.extend(errors)
+            return
+        if warnings:
+            issues.extend(warnings)
+        if self.consent_policy == "per_record":
+            values["consent_to_share"] = bool(values.get("consent_to_share"))
+        elif self.consent_policy is not None:
+            values["consent_to_share"] = self.consent_policy == "all"
+        if self.id_index is None:
+            values["source_id"] = self._derived_id(values)
+        for name, target in self._targets:
+            target.append(values.get(name))
+        self._files.append(self.file_name)
+        self._numbers.append(number)
+
+    def _derived_id(self, values: dict[str, Any]) -> str:
+        """A stable id from the row's natural key, numbered for exact repeats.
+
+        Labels are compared case/space-insensitively so tidying a label in the file does
+        not rename the record.
+        """
+        parts = []
+        for name in NATURAL_KEY[self.entity]:
+            value = values.get(name)
+            parts.append("" if value is None else normalise_label(str(value)))
+        key = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+        count = self.occurrences.get(key, 0) + 1
+        self.occurrences[key] = count
+        return f"{key}-{count}"
+
+
+def read_entity(
+    member: Member, entity: str, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Iterator[Batch]:
+    """Open the member's file for ``entity`` and yield its batches; closes the file after."""
+    with open_table(member, entity) as opened:
+        yield from EntityReader(member, entity, opened, chunk_rows).batches()
