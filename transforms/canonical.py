@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from connectors.members import Member, normalise_label
+from connectors.members import ENTITY_FIELDS, Member, SpreadsheetConnector, normalise_label
 from transforms import sql
 from transforms.warehouse import DuckDBSession, Warehouse
 
@@ -26,21 +26,23 @@ class Model:
 
     target: str
     name: str
+    entity: str
     tables: dict[str, str] = field(default_factory=dict)
 
 
 def _spreadsheet_models() -> list[Model]:
-    models = [Model(f"canonical.{t}", f"canonical/spreadsheet_{t}") for t in CANONICAL_TABLES]
+    models = [Model(f"canonical.{t}", f"canonical/spreadsheet_{t}", t) for t in CANONICAL_TABLES]
     models += [
         Model(
             "quarantine.rejected_rows",
             "quarantine/spreadsheet_loaded",
+            entity,
             {"raw.spreadsheet__entity_quarantine": f"raw.spreadsheet__{entity}_quarantine"},
         )
         for entity in SPREADSHEET_ENTITIES
     ]
     models += [
-        Model("quarantine.rejected_rows", f"quarantine/spreadsheet_{entity}")
+        Model("quarantine.rejected_rows", f"quarantine/spreadsheet_{entity}", entity)
         for entity in ("engagement", "service_delivery", "outcome")
     ]
     return models
@@ -90,11 +92,28 @@ def _missing_inputs(session: DuckDBSession, model: Model, raw_schema: str) -> li
     return missing
 
 
+def _params(member: Member, model: Model) -> dict[str, str]:
+    """Placeholder values: the member, its config file, and the headers its files use.
+
+    Quarantine rows name the column as the member wrote it in the file, not the canonical
+    field, so the member can find it.
+    """
+    params = {"org_id": member.org_id, "config_file": f"members/{member.config_path.name}"}
+    columns: dict[str, str] = {}
+    conn = member.connector
+    if isinstance(conn, SpreadsheetConnector) and model.entity in conn.tables:
+        columns = conn.tables[model.entity].columns
+    for spec in ENTITY_FIELDS.values():
+        for name in spec["required"] + spec["optional"]:
+            params.setdefault(f"header_{name}", columns.get(name, name))
+    return params
+
+
 def _insert(session: DuckDBSession, warehouse: Warehouse, member: Member, model: Model) -> int:
     statement = sql.render(
         model.name,
         dialect=warehouse.dialect,
-        params={"org_id": member.org_id, "config_file": f"members/{member.config_path.name}"},
+        params=_params(member, model),
         raw_schema=member.raw_dataset,
         tables=model.tables,
     )

@@ -70,8 +70,13 @@ def run_stage(
     settings: HubSettings,
     instance: dg.DagsterInstance,
     partition_key: str | None = None,
+    log_level: str = "WARNING",
 ) -> StageResult:
-    """Materialise ``keys`` (and their checks) in one in-process run."""
+    """Materialise ``keys`` (and their checks) in one in-process run.
+
+    The console shows only warnings and errors by default; every event is still stored in
+    the instance, so the Dagster UI has the full log of each run.
+    """
     from pipelines.definitions import defs
 
     definitions = defs()
@@ -84,6 +89,7 @@ def run_stage(
         resources=resources_for(settings),
         raise_on_error=False,
         tags={"hub/stage": name},
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     return StageResult(
         name=name,

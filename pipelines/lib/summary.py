@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from pipelines.lib.runner import StageResult
 from pipelines.settings import HubSettings
+
+MAX_REASONS = 40
 
 
 def _query(settings: HubSettings, sql: str) -> list[tuple]:
@@ -30,18 +31,6 @@ def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Gro
     """A readable end-of-run report (counts and reasons only: no personal data)."""
     parts: list = []
     failed = [r for r in results if not r.success]
-    members = Table(title="Members")
-    for col in (
-        "member",
-        "people",
-        "engagements",
-        "deliveries",
-        "outcomes",
-        "rejected rows",
-        "values dropped",
-        "non-data rows",
-    ):
-        members.add_column(col, justify="right" if col != "member" else "left")
     rows = _query(
         settings,
         """
@@ -58,9 +47,15 @@ def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Gro
              WHERE q.org_id = m.org_id AND q.severity = 'skipped')
         FROM hub.member m ORDER BY m.org_id""",
     )
-    for row in rows:
-        members.add_row(*(str(v) for v in row))
-    parts.append(members)
+    parts.append(Text("Members", style="bold"))
+    for org_id, people, engagements, deliveries, outcomes, rejected, dropped, skipped in rows:
+        parts.append(
+            Text(
+                f"  {org_id}: {people} people, {engagements} engagements, {deliveries} "
+                f"deliveries, {outcomes} outcomes; {rejected} rows rejected, {dropped} values "
+                f"dropped, {skipped} non-data rows skipped"
+            )
+        )
     people = _query(settings, "SELECT COUNT(*), COUNT(DISTINCT person_key) FROM hub.person_link")
     cross = _query(
         settings,
@@ -83,14 +78,21 @@ def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Gro
                  source_file, source_row""",
     )
     if reasons:
-        table = Table(title="Quarantine (fix these in the member's file or YAML)")
-        for col in ("member", "severity", "file", "row", "column", "reason"):
-            table.add_column(col)
-        for row in reasons[:40]:
-            table.add_row(*("" if v is None else str(v) for v in row))
-        parts.append(table)
-        if len(reasons) > 40:
-            parts.append(Text(f"… and {len(reasons) - 40} more in quarantine.rejected_rows"))
+        parts.append(
+            Text(
+                "Quarantine — fix these in the member's file or YAML "
+                "(✗ row rejected, ! value dropped, · not a data row):",
+                style="bold",
+            )
+        )
+        marks = {"error": "✗", "warning": "!", "skipped": "·"}
+        for org_id, severity, file, row, column, reason in reasons[:MAX_REASONS]:
+            where = f"{file or '?'} row {row}" + (f", column '{column}'" if column else "")
+            parts.append(Text(f"  {marks.get(severity, '?')} {org_id}: {where}: {reason}"))
+        if len(reasons) > MAX_REASONS:
+            parts.append(
+                Text(f"  … and {len(reasons) - MAX_REASONS} more in quarantine.rejected_rows")
+            )
     latest = settings.releases_dir / "LATEST"
     if latest.exists():
         version = latest.read_text(encoding="utf-8").strip()

@@ -13,6 +13,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from connectors.members import normalise_label
 from pipelines.lib.members import registry
 from pipelines.lib.runner import refresh
 from pipelines.settings import HubSettings
@@ -93,10 +94,24 @@ def test_people_and_links_match_oracle(demo: HubSettings) -> None:
 
 
 def test_quarantine_matches_oracle(demo: HubSettings) -> None:
-    rows = _table(demo, "SELECT org_id, entity, source_row, severity FROM quarantine.rejected_rows")
-    got = {(r["org_id"], r["entity"], r["source_row"], r["severity"]) for r in rows}
+    rows = _table(
+        demo,
+        "SELECT org_id, entity, source_row, severity, column_name FROM quarantine.rejected_rows",
+    )
+    got = {
+        (
+            r["org_id"],
+            r["entity"],
+            r["source_row"],
+            r["severity"],
+            normalise_label(r["column_name"]),
+        )
+        for r in rows
+    }
+    # Every reason names the column by the member's header (at load and at mapping alike).
     want = {
-        (q["org_id"], q["entity"], q["row"], q["severity"]) for q in oracle.expected_quarantine()
+        (q["org_id"], q["entity"], q["row"], q["severity"], normalise_label(q["column"]))
+        for q in oracle.expected_quarantine()
     }
     assert got == want
 

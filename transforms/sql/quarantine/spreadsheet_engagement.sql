@@ -8,20 +8,20 @@ WITH e AS (
     FROM raw.spreadsheet__engagement AS e
 ),
 problems AS (
-    SELECT e.*, 'person_source_id' AS column_name, e.person_source_id AS raw_value,
+    SELECT e.*, $header_person_source_id AS column_name, e.person_source_id AS raw_value,
         'person ''' || e.person_source_id || ''' is not in the people file (or its row was '
         || 'rejected); fix the id here or the person''s row' AS reason
     FROM e LEFT JOIN raw.spreadsheet__person AS p ON p.source_id = e.person_source_id
     WHERE p.source_id IS NULL
     UNION ALL
-    SELECT e.*, 'programme', e.programme,
+    SELECT e.*, $header_programme, e.programme,
         'programme ''' || e.programme || ''' has no mapping; add it under mappings.programmes in '
         || $config_file
     FROM e LEFT JOIN hub.label_map AS m
         ON m.org_id = $org_id AND m.mapping = 'programme' AND m.label = e.programme_label
     WHERE m.value IS NULL
     UNION ALL
-    SELECT e.*, 'status', e.status,
+    SELECT e.*, $header_status, e.status,
         'engagement status ''' || e.status || ''' has no mapping; add it under '
         || 'mappings.engagement_status in ' || $config_file
     FROM e LEFT JOIN hub.label_map AS m

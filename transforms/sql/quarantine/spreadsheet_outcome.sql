@@ -9,27 +9,27 @@ WITH o AS (
     FROM raw.spreadsheet__outcome AS o
 ),
 problems AS (
-    SELECT o.*, 'person_source_id' AS column_name, o.person_source_id AS raw_value,
+    SELECT o.*, $header_person_source_id AS column_name, o.person_source_id AS raw_value,
         'person ''' || o.person_source_id || ''' is not in the people file (or its row was '
         || 'rejected); fix the id here or the person''s row' AS reason
     FROM o LEFT JOIN raw.spreadsheet__person AS p ON p.source_id = o.person_source_id
     WHERE p.source_id IS NULL
     UNION ALL
-    SELECT o.*, 'outcome', o.outcome,
+    SELECT o.*, $header_outcome, o.outcome,
         'outcome ''' || o.outcome || ''' has no mapping; add it under mappings.outcomes in '
         || $config_file
     FROM o LEFT JOIN hub.label_map AS m
         ON m.org_id = $org_id AND m.mapping = 'outcome' AND m.label = o.outcome_label
     WHERE m.value IS NULL
     UNION ALL
-    SELECT o.*, 'status', o.status,
+    SELECT o.*, $header_status, o.status,
         'outcome status ''' || o.status || ''' has no mapping; add it under '
         || 'mappings.outcome_status in ' || $config_file
     FROM o LEFT JOIN hub.label_map AS m
         ON m.org_id = $org_id AND m.mapping = 'outcome_status' AND m.label = o.status_label
     WHERE m.value IS NULL
     UNION ALL
-    SELECT o.*, 'programme', o.programme,
+    SELECT o.*, $header_programme, o.programme,
         'programme ''' || o.programme || ''' has no mapping; add it under mappings.programmes in '
         || $config_file
     FROM o LEFT JOIN hub.label_map AS m

@@ -7,13 +7,13 @@ WITH d AS (
     FROM raw.spreadsheet__service_delivery AS d
 ),
 problems AS (
-    SELECT d.*, 'person_source_id' AS column_name, d.person_source_id AS raw_value,
+    SELECT d.*, $header_person_source_id AS column_name, d.person_source_id AS raw_value,
         'person ''' || d.person_source_id || ''' is not in the people file (or its row was '
         || 'rejected); fix the id here or the person''s row' AS reason
     FROM d LEFT JOIN raw.spreadsheet__person AS p ON p.source_id = d.person_source_id
     WHERE p.source_id IS NULL
     UNION ALL
-    SELECT d.*, 'programme', d.programme,
+    SELECT d.*, $header_programme, d.programme,
         'programme ''' || d.programme || ''' has no mapping; add it under mappings.programmes in '
         || $config_file
     FROM d LEFT JOIN hub.label_map AS m
