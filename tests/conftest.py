@@ -2,9 +2,49 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "HUB_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
+
+
+@pytest.fixture()
+def postgres_dsn() -> Iterator[str]:
+    """A brand-new PostgreSQL database for one test, dropped afterwards.
+
+    The real server is part of the test environment (.ci/run starts it). Outside CI a
+    missing server skips the test with the reason; in CI it fails, so the PostgreSQL path can
+    never go untested unnoticed.
+    """
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as err:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(
+            f"no PostgreSQL server at {POSTGRES_ADMIN_DSN!r} ({err}); set HUB_TEST_POSTGRES"
+        )
+    name = f"hub_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            params = dict(p.split("=", 1) for p in POSTGRES_ADMIN_DSN.split())
+            params["dbname"] = name
+            yield " ".join(f"{k}={v}" for k, v in params.items())
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from connectors.members import ENTITY_FIELDS, Member, SpreadsheetConnector, normalise_label
 from transforms import sql
-from transforms.warehouse import DuckDBSession, Warehouse
+from transforms.warehouse import Session, Warehouse
 
 CANONICAL_TABLES = ("person", "programme", "engagement", "service_delivery", "outcome")
 SPREADSHEET_ENTITIES = ("person", "engagement", "service_delivery", "outcome")
@@ -61,7 +61,7 @@ class MemberBuild:
     skipped_models: list[str]
 
 
-def ensure_schema(session: DuckDBSession, dialect: str) -> None:
+def ensure_schema(session: Session, dialect: str) -> None:
     """Create the hub's schemas and tables if they are not there yet."""
     for statement in sql.render_script("ddl/warehouse", dialect=dialect):
         session.execute(statement)
@@ -83,7 +83,7 @@ def label_map_rows(member: Member) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _missing_inputs(session: DuckDBSession, model: Model, raw_schema: str) -> list[str]:
+def _missing_inputs(session: Session, model: Model, raw_schema: str) -> list[str]:
     missing = []
     for schema, table in sql.upstream_tables(model.name, model.tables):
         schema = raw_schema if schema == "raw" else schema
@@ -109,7 +109,7 @@ def _params(member: Member, model: Model) -> dict[str, str]:
     return params
 
 
-def _insert(session: DuckDBSession, warehouse: Warehouse, member: Member, model: Model) -> int:
+def _insert(session: Session, warehouse: Warehouse, member: Member, model: Model) -> int:
     statement = sql.render(
         model.name,
         dialect=warehouse.dialect,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from transforms import sql
-from transforms.warehouse import DuckDBSession
+from transforms.warehouse import Session
 
 # Published table -> the models that compute it, upstream first.
 PUBLISHED_MODELS: dict[str, list[str]] = {
@@ -23,7 +23,7 @@ PUBLISHED_MODELS: dict[str, list[str]] = {
 INTERMEDIATE = {("hub", "activity")}
 
 
-def _loads(session: DuckDBSession) -> dict[str, dict[str, list[str]]]:
+def _loads(session: Session) -> dict[str, dict[str, list[str]]]:
     """dlt load ids behind the canonical rows, per member and canonical table."""
     out: dict[str, dict[str, list[str]]] = {}
     for table in ("person", "programme", "engagement", "service_delivery", "outcome"):
@@ -35,7 +35,7 @@ def _loads(session: DuckDBSession) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-def build_lineage(session: DuckDBSession, *, run_id: str, code_version: str) -> dict[str, Any]:
+def build_lineage(session: Session, *, run_id: str, code_version: str) -> dict[str, Any]:
     """Lineage for the current published tables, read from the warehouse they came from."""
     from transforms.column_lineage import column_lineage
 

@@ -15,7 +15,7 @@ from connectors.taxonomy import Taxonomy, load_taxonomy
 from transforms import sql
 from transforms.canonical import ensure_schema
 from transforms.periods import quarters_between
-from transforms.warehouse import DuckDBSession, Warehouse
+from transforms.warehouse import Session, Warehouse
 
 PUBLISHED_TABLES = ("outcomes_summary", "cross_org_reach", "organisation_summary")
 
@@ -39,7 +39,7 @@ class Counts:
     periods: list[str]
 
 
-def _write_reference(session: DuckDBSession, taxonomy: Taxonomy) -> list[str]:
+def _write_reference(session: Session, taxonomy: Taxonomy) -> list[str]:
     session.execute("DELETE FROM hub.outcome_taxonomy")
     for code, area in taxonomy.outcomes.items():
         session.execute(

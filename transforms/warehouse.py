@@ -1,18 +1,46 @@
-"""The warehouse the hub writes to: an embedded DuckDB file by default.
+"""The warehouse the hub writes to: an embedded DuckDB file by default, or PostgreSQL.
 
 A thin wrapper so transforms depend on a small interface (run SQL, read Arrow, check that a
-table exists) rather than on a driver, which keeps the PostgreSQL option a second class here
-instead of a fork of every transform.
+table exists) rather than on a driver: the PostgreSQL option is a second class here instead of
+a fork of every transform. SQL models are transpiled to ``Warehouse.dialect`` by sqlglot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
+
+
+class Session(Protocol):
+    """One connection inside one transaction. Parameters are written ``?`` everywhere."""
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        """Run one statement."""
+        ...
+
+    def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a query and return its rows."""
+        ...
+
+    def arrow(self, sql: str) -> pa.Table:
+        """Run a query and return an Arrow table."""
+        ...
+
+    def replace_table(self, schema: str, table: str, data: pa.Table) -> None:
+        """Replace ``schema.table`` with the rows (and types) of an Arrow table."""
+        ...
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        """Whether ``schema.table`` exists."""
+        ...
+
+    def columns(self, schema: str, table: str) -> list[str]:
+        """Column names of ``schema.table`` in order."""
+        ...
 
 
 class Warehouse(Protocol):
@@ -20,8 +48,8 @@ class Warehouse(Protocol):
 
     dialect: str
 
-    def connect(self) -> Any:
-        """A context manager yielding a connection wrapper (see DuckDBSession)."""
+    def connect(self) -> AbstractContextManager[Session]:
+        """Open a session for one unit of work, committed at the end or rolled back."""
         ...
 
 
@@ -104,3 +132,105 @@ class DuckDBWarehouse:
         import dlt
 
         return dlt.destinations.duckdb(str(self.path))
+
+
+_PG_TYPES: dict[str, str] = {
+    "int8": "SMALLINT",
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "uint8": "SMALLINT",
+    "uint16": "INTEGER",
+    "uint32": "BIGINT",
+    "uint64": "NUMERIC",
+    "float": "REAL",
+    "double": "DOUBLE PRECISION",
+    "bool": "BOOLEAN",
+    "string": "TEXT",
+    "large_string": "TEXT",
+    "date32[day]": "DATE",
+}
+
+
+def _pg_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
+    if pa.types.is_decimal(arrow_type):
+        return f"NUMERIC({arrow_type.precision}, {arrow_type.scale})"
+    try:
+        return _PG_TYPES[str(arrow_type)]
+    except KeyError as err:
+        raise TypeError(f"no PostgreSQL type for Arrow type {arrow_type}") from err
+
+
+class PostgresSession:
+    """One psycopg connection inside one transaction."""
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+
+    @staticmethod
+    def _sql(sql: str, params: Sequence[Any] | None) -> str:
+        # Callers write DuckDB-style ``?`` markers; psycopg wants ``%s`` (only when params
+        # are passed, so a literal % in parameterless SQL is left alone).
+        return sql.replace("?", "%s") if params else sql
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        """Run one statement."""
+        self.con.execute(self._sql(sql, params), params or None)
+
+    def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a query and return its rows."""
+        return self.con.execute(self._sql(sql, params), params or None).fetchall()
+
+    def arrow(self, sql: str) -> pa.Table:
+        """Run a query and return an Arrow table (types inferred from the values)."""
+        cur = self.con.execute(sql)
+        names = [d.name for d in cur.description]
+        rows = cur.fetchall()
+        return pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
+
+    def replace_table(self, schema: str, table: str, data: pa.Table) -> None:
+        """Replace ``schema.table`` with an Arrow table's rows, via COPY."""
+        columns = ", ".join(f'"{f.name}" {_pg_type(f.type)}' for f in data.schema)
+        self.con.execute(f"DROP TABLE IF EXISTS {schema}.{table}")
+        self.con.execute(f"CREATE TABLE {schema}.{table} ({columns})")
+        names = ", ".join(f'"{n}"' for n in data.column_names)
+        with self.con.cursor().copy(f"COPY {schema}.{table} ({names}) FROM STDIN") as copy:
+            for row in data.to_pylist():
+                copy.write_row(list(row.values()))
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        """Whether ``schema.table`` exists."""
+        return bool(
+            self.fetchall(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                [schema, table],
+            )
+        )
+
+    def columns(self, schema: str, table: str) -> list[str]:
+        """Column names of ``schema.table`` in order."""
+        rows = self.fetchall(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [schema, table],
+        )
+        return [r[0] for r in rows]
+
+
+class PostgresWarehouse:
+    """A PostgreSQL database: the production option for networks that outgrow one file."""
+
+    dialect = "postgres"
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    @contextmanager
+    def connect(self) -> Iterator[PostgresSession]:
+        """One transaction on a fresh connection; committed on success, else rolled back."""
+        import psycopg
+
+        with psycopg.connect(self.dsn) as con:  # commits on clean exit, rolls back on error
+            yield PostgresSession(con)

@@ -1,7 +1,8 @@
 """Write raw tables shaped like the spreadsheet connector's output, for transform tests.
 
-Transform tests start from raw rows written straight into DuckDB so each SQL model is
-exercised on its own; the connector's own tests cover how those rows are read from files.
+Transform tests start from raw rows written straight into the warehouse (DuckDB or
+PostgreSQL) so each SQL model is exercised on its own; the connector's own tests cover how
+those rows are read from files.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import yaml
 
 from connectors.members import Member, load_member
+from transforms.warehouse import Warehouse
 
 RAW_COLUMNS: dict[str, dict[str, str]] = {
     "person": {
@@ -42,7 +43,7 @@ RAW_COLUMNS: dict[str, dict[str, str]] = {
         "programme": "TEXT",
         "service_name": "TEXT",
         "delivered_on": "DATE",
-        "quantity": "DOUBLE",
+        "quantity": "DOUBLE PRECISION",
         "unit": "TEXT",
         "source_updated_at": "TIMESTAMP",
     },
@@ -53,7 +54,7 @@ RAW_COLUMNS: dict[str, dict[str, str]] = {
         "outcome": "TEXT",
         "status": "TEXT",
         "measured_on": "DATE",
-        "value": "DOUBLE",
+        "value": "DOUBLE PRECISION",
         "source_updated_at": "TIMESTAMP",
     },
     "programme": {"source_id": "TEXT", "name": "TEXT", "outcome_area": "TEXT"},
@@ -79,7 +80,7 @@ def write_member_yaml(folder: Path, org_id: str, config: dict[str, Any]) -> Memb
 
 
 def write_raw(
-    db: Path,
+    warehouse: Warehouse,
     org_id: str,
     entity: str,
     rows: list[dict[str, Any]],
@@ -91,8 +92,7 @@ def write_raw(
     table = table or f"spreadsheet__{entity}"
     extra = {"_source_file": "TEXT", "_source_row": "BIGINT"} if entity != "programme" else {}
     cols = {**columns, **extra, "_dlt_load_id": "TEXT", "_dlt_id": "TEXT"}
-    con = duckdb.connect(str(db))
-    try:
+    with warehouse.connect() as con:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS raw_{org_id}")
         con.execute(f"DROP TABLE IF EXISTS raw_{org_id}.{table}")
         con.execute(
@@ -111,8 +111,6 @@ def write_raw(
                 f"INSERT INTO raw_{org_id}.{table} VALUES ({', '.join('?' for _ in full)})",
                 list(full.values()),
             )
-    finally:
-        con.close()
 
 
 def d(text: str) -> date:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from connectors.members import Member
 from tests.transforms.rawdata import d, write_member_yaml, write_raw
+from transforms.warehouse import DuckDBWarehouse, Warehouse
 
 PEOPLE = [
     # (id, given, family, dob, postcode, consent)
@@ -50,9 +51,9 @@ def _people(rows: list[tuple]) -> list[dict]:
     ]
 
 
-def build(tmp: Path) -> tuple[Path, dict[str, Member]]:
+def build(tmp: Path, warehouse: Warehouse | None = None) -> tuple[Warehouse, dict[str, Member]]:
     """Write both members' YAML and raw tables; return the warehouse path and members."""
-    db = tmp / "warehouse.duckdb"
+    db = warehouse or DuckDBWarehouse(tmp / "warehouse.duckdb")
     members_dir = tmp / "members"
     table = {"file": "x.csv", "columns": {"source_id": "id", "consent_to_share": "c"}}
     alpha = write_member_yaml(
