@@ -53,7 +53,31 @@ class Warehouse(Protocol):
         ...
 
 
-class DuckDBSession:
+class _InformationSchema:
+    """Catalogue look-ups shared by both engines (both have information_schema)."""
+
+    def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        """Whether ``schema.table`` exists (dlt creates raw tables only once rows arrive)."""
+        rows = self.fetchall(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        )
+        return bool(rows)
+
+    def columns(self, schema: str, table: str) -> list[str]:
+        """Column names of ``schema.table`` in order."""
+        rows = self.fetchall(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [schema, table],
+        )
+        return [r[0] for r in rows]
+
+
+class DuckDBSession(_InformationSchema):
     """One open DuckDB connection; statements run in the caller's transaction."""
 
     def __init__(self, con: Any) -> None:
@@ -79,23 +103,6 @@ class DuckDBSession:
             self.con.execute(f"CREATE TABLE {schema}.{table} AS SELECT * FROM _hub_incoming")
         finally:
             self.con.unregister("_hub_incoming")
-
-    def table_exists(self, schema: str, table: str) -> bool:
-        """Whether ``schema.table`` exists (dlt creates raw tables only once rows arrive)."""
-        rows = self.fetchall(
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [schema, table],
-        )
-        return bool(rows)
-
-    def columns(self, schema: str, table: str) -> list[str]:
-        """Column names of ``schema.table`` in order."""
-        rows = self.fetchall(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [schema, table],
-        )
-        return [r[0] for r in rows]
 
 
 class DuckDBWarehouse:
@@ -163,7 +170,7 @@ def _pg_type(arrow_type: pa.DataType) -> str:
         raise TypeError(f"no PostgreSQL type for Arrow type {arrow_type}") from err
 
 
-class PostgresSession:
+class PostgresSession(_InformationSchema):
     """One psycopg connection inside one transaction."""
 
     def __init__(self, con: Any) -> None:
@@ -199,24 +206,6 @@ class PostgresSession:
         with self.con.cursor().copy(f"COPY {schema}.{table} ({names}) FROM STDIN") as copy:
             for row in data.to_pylist():
                 copy.write_row(list(row.values()))
-
-    def table_exists(self, schema: str, table: str) -> bool:
-        """Whether ``schema.table`` exists."""
-        return bool(
-            self.fetchall(
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                [schema, table],
-            )
-        )
-
-    def columns(self, schema: str, table: str) -> list[str]:
-        """Column names of ``schema.table`` in order."""
-        rows = self.fetchall(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [schema, table],
-        )
-        return [r[0] for r in rows]
 
 
 class PostgresWarehouse:
