@@ -85,6 +85,8 @@ class TableCheck:
     rows_skipped: int = 0
     reasons: list[ReasonCount] = field(default_factory=list)
     unmapped: list[UnmappedLabel] = field(default_factory=list)
+    orphan_rows: int = 0
+    orphan_examples: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -134,6 +136,13 @@ class CheckReport:
             for r in t.reasons:
                 where = f" '{r.column}'" if r.column else ""
                 lines.append(f"    {r.rows} × {r.severity}{where}: {r.reason}")
+            if t.orphan_rows:
+                examples = ", ".join(f"'{i}'" for i in t.orphan_examples)
+                rows = "1 row names" if t.orphan_rows == 1 else f"{t.orphan_rows} rows name"
+                lines.append(
+                    f"    {rows} a person not in the people file (e.g. "
+                    f"{examples}): they will be quarantined; fix the ids or the people rows"
+                )
             for u in t.unmapped:
                 lines.append(
                     f"    unmapped {u.column} '{u.label}' ({u.rows} rows): add it under "
@@ -144,7 +153,7 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _check_table(member: Member, entity: str) -> TableCheck:
+def _check_table(member: Member, entity: str, people: set[str] | None) -> TableCheck:
     table = member.connector.tables[entity]
     report = TableCheck(entity=entity, file=str(table.file))
     try:
@@ -165,11 +174,19 @@ def _check_table(member: Member, entity: str) -> TableCheck:
         report.encoding, report.delimiter = opened.encoding, opened.delimiter
         report.sheet, report.header_row = opened.sheet, opened.header_row
         report.columns = [ColumnCheck(f, opened.header_of(f), True) for f in table.columns]
-        _count(member, entity, opened, report)
+        _count(member, entity, opened, report, people)
     return report
 
 
-def _count(member: Member, entity: str, opened: OpenedTable, report: TableCheck) -> None:
+def _count(
+    member: Member,
+    entity: str,
+    opened: OpenedTable,
+    report: TableCheck,
+    people: set[str] | None,
+) -> None:
+    """Count what would load and why rows would not; ``people`` collects (person table) or
+    checks against (other tables) the person ids that would load."""
     reader = EntityReader(member, entity, opened)
     mapping_keys = {column: key for (ent, column), key in LABEL_MAPPINGS.items() if ent == entity}
     known = {
@@ -185,6 +202,14 @@ def _count(member: Member, entity: str, opened: OpenedTable, report: TableCheck)
     try:
         for batch in reader.batches():
             report.rows_loaded += batch.row_count
+            if people is not None and entity == "person":
+                people.update(i for i in batch.columns["source_id"] if i is not None)
+            elif people is not None and "person_source_id" in batch.columns:
+                for person in batch.columns["person_source_id"]:
+                    if person is not None and person not in people:
+                        report.orphan_rows += 1
+                        if len(report.orphan_examples) < 3:
+                            report.orphan_examples.append(person)
             for issue in batch.issues:
                 if issue.severity == "error":
                     rejected.add(issue.source_row)
@@ -228,7 +253,13 @@ def _count(member: Member, entity: str, opened: OpenedTable, report: TableCheck)
 
 def check_member(member: Member) -> CheckReport:
     """Check every configured table of a spreadsheet member; never raises for data problems."""
-    tables = [_check_table(member, entity) for entity in member.connector.tables]
+    # The person table goes first so the others can be checked against the ids it loads.
+    entities = sorted(member.connector.tables, key=lambda e: e != "person")
+    people: set[str] | None = set() if "person" in member.connector.tables else None
+    tables = [_check_table(member, entity, people) for entity in entities]
+    if any(t.entity == "person" and not t.readable for t in tables):
+        for t in tables:  # without the people file every row would look orphaned
+            t.orphan_rows, t.orphan_examples = 0, []
     for t in tables:
         if not t.readable and t.problem and t.problem.endswith("file not found"):
             t.file = str(table_path(member, t.entity))

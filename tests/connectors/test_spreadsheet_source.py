@@ -279,3 +279,15 @@ def test_check_member_reports_unreadable_files_without_raising(tmp_path: Path) -
     ]
     assert outcome.problem is not None and "file not found" in outcome.problem
     assert "closest header: 'Client Ref'" in report.render()
+
+
+def test_check_member_reports_rows_naming_unknown_people(tmp_path: Path) -> None:
+    m = _member(tmp_path)
+    write_text(
+        tmp_path / "data" / "outcomes.csv", [*OUTCOMES, "00999\tDebt reduced\tYes\t1/3/2025\t1"]
+    )
+    tables = {t.entity: t for t in check_member(m).tables}
+    assert tables["outcome"].orphan_rows == 1
+    assert tables["outcome"].orphan_examples == ["00999"]
+    assert tables["engagement"].orphan_rows == 0  # leading zeros kept: 00123 is known
+    assert "1 row names a person not in the people file (e.g. '00999')" in check_member(m).render()
