@@ -21,7 +21,7 @@ import charset_normalizer
 
 from connectors.errors import SpreadsheetError
 from connectors.members import Member, SpreadsheetTable, normalise_label
-from connectors.spreadsheets.values import cell_text
+from connectors.values import cell_text
 
 CSV_SUFFIXES = frozenset({".csv", ".txt", ".tsv"})
 EXCEL_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xls", ".ods", ".xlsb"})

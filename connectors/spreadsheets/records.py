@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from connectors import values as v
 from connectors.members import Member, normalise_label
-from connectors.spreadsheets import values as v
 from connectors.spreadsheets.reading import OpenedTable, Row, open_table
 
 ENTITIES = ("person", "engagement", "service_delivery", "outcome")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from connectors.spreadsheets import values as v
+from connectors import values as v
 
 
 def _problem(func: Callable[..., Any], *args: Any, **kwargs: Any) -> v.ValueProblem:

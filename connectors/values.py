@@ -1,4 +1,4 @@
-"""Cell values -> canonical values, one small parser per kind of column.
+"""Value parsers shared by every connector: cells and API fields -> canonical values.
 
 Members type dates, phone numbers and ids in every way a spreadsheet allows. Each parser
 here turns one cell (text from a CSV, or a typed value from Excel) into the canonical value,
