@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from connectors.members import Member, MemberRegistry, load_members
+from pipelines.lib.openlineage import LineageRun, lineage_run
 from pipelines.settings import HubSettings
 from transforms.warehouse import DuckDBWarehouse
 
@@ -15,6 +17,7 @@ from transforms.warehouse import DuckDBWarehouse
 class HubResource(dg.ConfigurableResource):
     """Where members, warehouse and releases live. Empty fields fall back to HUB_* variables."""
 
+    home: str = Field(default="", description="the hub's own folder (HUB_HOME)")
     members_dir: str = Field(default="", description="folder of members/<org>.yaml files")
     warehouse_path: str = Field(default="", description="DuckDB warehouse file")
     pipelines_dir: str = Field(default="", description="dlt's working folder")
@@ -25,7 +28,7 @@ class HubResource(dg.ConfigurableResource):
         """Effective settings: explicit fields win over the environment."""
         env = HubSettings.from_env()
         return HubSettings(
-            home=env.home,
+            home=Path(self.home).resolve() if self.home else env.home,
             members_dir=Path(self.members_dir).resolve() if self.members_dir else env.members_dir,
             warehouse_path=(
                 Path(self.warehouse_path).resolve() if self.warehouse_path else env.warehouse_path
@@ -49,6 +52,22 @@ class HubResource(dg.ConfigurableResource):
             return self.registry().get(org_id)
         except Exception as err:
             raise dg.Failure(description=str(err), allow_retries=False) from err
+
+    def lineage(
+        self,
+        context: dg.AssetExecutionContext,
+        inputs: list[str] | tuple[str, ...] = (),
+        outputs: list[str] | tuple[str, ...] = (),
+    ) -> AbstractContextManager[LineageRun]:
+        """OpenLineage START/COMPLETE/FAIL events around one asset step."""
+        settings = self.settings()
+        return lineage_run(
+            context,
+            home=settings.home,
+            warehouse=f"duckdb://{settings.warehouse_path}",
+            inputs=inputs,
+            outputs=outputs,
+        )
 
     def warehouse(self) -> DuckDBWarehouse:
         """The warehouse (an embedded DuckDB file)."""

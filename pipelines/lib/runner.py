@@ -55,6 +55,7 @@ def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
 def resources_for(settings: HubSettings) -> dict[str, object]:
     """Resources pinned to explicit paths, so a run never depends on the caller's cwd."""
     hub = HubResource(
+        home=str(settings.home),
         members_dir=str(settings.members_dir),
         warehouse_path=str(settings.warehouse_path),
         pipelines_dir=str(settings.pipelines_dir),

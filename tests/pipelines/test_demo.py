@@ -136,3 +136,31 @@ def test_release_is_written_and_valid(demo: HubSettings) -> None:
         assert person["name"] not in published
         assert not person["email"] or person["email"] not in published
         assert f",{person['source_id']}," not in published
+
+
+def test_every_asset_run_emits_openlineage_events(demo: HubSettings) -> None:
+    lines = (demo.home / "openlineage" / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    events = [json.loads(line) for line in lines]
+    by_job: dict[str, list[str]] = {}
+    for event in events:
+        by_job.setdefault(event["job"]["name"], []).append(event["eventType"])
+    assert set(by_job) == {
+        "spreadsheet_raw",
+        "canonical_model",
+        "hub__person_link",
+        "published_tables",
+        "published__release",
+    }
+    for states in by_job.values():
+        assert states.count("START") == states.count("COMPLETE") and "FAIL" not in states
+    published = next(
+        e for e in events if e["job"]["name"] == "published_tables" and e["eventType"] == "COMPLETE"
+    )
+    assert {d["name"] for d in published["inputs"]} >= {"hub.person_link", "canonical.outcome"}
+    assert {d["name"] for d in published["outputs"]} == {
+        "published.outcomes_summary",
+        "published.cross_org_reach",
+        "published.organisation_summary",
+    }
+    raw = next(e for e in events if e["job"]["name"] == "spreadsheet_raw")
+    assert all(d["namespace"] == "file" for d in raw["inputs"])

@@ -62,13 +62,22 @@ def spreadsheet_raw(
     if not wanted:
         return
     source = spreadsheet_source(member).with_resources(*wanted)
+    files = sorted(
+        {
+            str(member.resolve(table.file))
+            for entity, table in member.connector.tables.items()
+            if f"spreadsheet__{entity}" in wanted
+        }
+    )
+    outputs = [f"{member.raw_dataset}.{t}" for t in wanted]
     try:
-        yield from dlt_resource.run(
-            context=context,
-            dlt_source=source,
-            dlt_pipeline=pipeline,
-            dagster_dlt_translator=RawTranslator(),
-        )
+        with hub.lineage(context, inputs=files, outputs=outputs):
+            yield from dlt_resource.run(
+                context=context,
+                dlt_source=source,
+                dlt_pipeline=pipeline,
+                dagster_dlt_translator=RawTranslator(),
+            )
     except PermanentSourceError as err:
         raise dg.Failure(description=str(err), allow_retries=False) from err
     except Exception as err:

@@ -18,7 +18,8 @@ def person_link(context: dg.AssetExecutionContext, hub: HubResource) -> dg.Mater
     """One hub person key per canonical person record; keys are stable across runs."""
     from transforms.linkage import link_people
 
-    result = link_people(hub.warehouse())
+    with hub.lineage(context, inputs=["canonical.person"], outputs=["hub.person_link"]):
+        result = link_people(hub.warehouse())
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": result.records,

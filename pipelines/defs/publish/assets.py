@@ -52,16 +52,19 @@ def published_tables(context: dg.AssetExecutionContext, hub: HubResource):
 
     threshold = hub.settings().disclosure_threshold
     warehouse = hub.warehouse()
-    counts = compute_counts(warehouse)
-    tables = {}
-    for name in PUBLISHED_TABLES:
-        raw = getattr(counts, name)
-        tables[name] = (
-            apply_disclosure_control(name, raw, threshold=threshold)
-            if name != "organisation_summary"
-            else raw
-        )
-    write_published(warehouse, tables)
+    inputs = [".".join(key.path) for key in INPUTS]
+    outputs = [f"published.{name}" for name in PUBLISHED_TABLES]
+    with hub.lineage(context, inputs=inputs, outputs=outputs):
+        counts = compute_counts(warehouse)
+        tables = {}
+        for name in PUBLISHED_TABLES:
+            raw = getattr(counts, name)
+            tables[name] = (
+                apply_disclosure_control(name, raw, threshold=threshold)
+                if name != "organisation_summary"
+                else raw
+            )
+        write_published(warehouse, tables)
     for name, table in tables.items():
         flags = [c for c in table.column_names if c.endswith("_suppressed")]
         suppressed = sum(sum(1 for v in table.column(c).to_pylist() if v) for c in flags)
@@ -115,19 +118,22 @@ def release(context: dg.AssetExecutionContext, hub: HubResource) -> dg.Materiali
     from transforms.release import write_release
 
     settings = hub.settings()
-    with hub.warehouse().connect() as session:
-        tables = {
-            name: session.arrow(f"SELECT * FROM published.{name}") for name in PUBLISHED_TABLES
-        }
-        lineage = build_lineage(session, run_id=context.run_id, code_version=_code_version())
     version = datetime.now(UTC).strftime("%Y.%m.%d-%H%M%S")
-    folder = write_release(
-        settings.releases_dir,
-        version,
-        tables,
-        lineage,
-        disclosure_threshold=settings.disclosure_threshold,
-    )
+    inputs = [f"published.{name}" for name in PUBLISHED_TABLES]
+    with hub.lineage(context, inputs=inputs) as lineage_run:
+        with hub.warehouse().connect() as session:
+            tables = {
+                name: session.arrow(f"SELECT * FROM published.{name}") for name in PUBLISHED_TABLES
+            }
+            lineage = build_lineage(session, run_id=context.run_id, code_version=_code_version())
+        folder = write_release(
+            settings.releases_dir,
+            version,
+            tables,
+            lineage,
+            disclosure_threshold=settings.disclosure_threshold,
+        )
+        lineage_run.outputs.extend(str(path) for path in sorted(folder.iterdir()))
     return dg.MaterializeResult(
         metadata={
             "version": version,

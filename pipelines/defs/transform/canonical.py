@@ -64,7 +64,17 @@ def canonical_model(
 ) -> Iterator[dg.MaterializeResult]:
     """Map the member's raw rows onto the canonical model; set aside what does not map."""
     member = hub.member(context.partition_key)
-    build = build_member(hub.warehouse(), member)
+    models = MODELS_BY_CONNECTOR[member.connector.kind]
+    inputs = sorted(
+        {
+            f"{member.raw_dataset if schema == 'raw' else schema}.{table}"
+            for model in models
+            for schema, table in sql.upstream_tables(model.name, model.tables)
+        }
+    )
+    outputs = sorted({model.target for model in models})
+    with hub.lineage(context, inputs=inputs, outputs=outputs):
+        build = build_member(hub.warehouse(), member)
     if build.skipped_models:
         context.log.info(f"{member.org_id}: no raw data yet for {build.skipped_models}")
     for table in CANONICAL_TABLES:
