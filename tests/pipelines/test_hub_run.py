@@ -150,6 +150,30 @@ def _write_network(root: Path) -> Path:
     return members
 
 
+def _published(home: Path) -> tuple[dict, dict]:
+    """2025-Q1 outcomes_summary and cross_org_reach as dicts keyed by their dimensions."""
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        summary = {
+            row[:3]: row[3:]
+            for row in con.execute(
+                "SELECT area, outcome_area, outcome_code, people_engaged, people_achieving, "
+                "engagements, deliveries FROM published.outcomes_summary "
+                "WHERE period = '2025-Q1'"
+            ).fetchall()
+        }
+        reach = {
+            row[0]: row[1:]
+            for row in con.execute(
+                "SELECT area, people, served_by_1, served_by_2, served_by_3_plus "
+                "FROM published.cross_org_reach"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    return summary, reach
+
+
 def _hub(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", *args],
@@ -176,25 +200,7 @@ def test_hub_run_publishes_hand_counted_figures(tmp_path: Path) -> None:
     done = _hub(["run"], env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "On hold" in done.stdout and "B99" in done.stdout  # quarantine is reported
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        summary = {
-            row[:3]: row[3:]
-            for row in con.execute(
-                "SELECT area, outcome_area, outcome_code, people_engaged, people_achieving, "
-                "engagements, deliveries FROM published.outcomes_summary "
-                "WHERE period = '2025-Q1'"
-            ).fetchall()
-        }
-        reach = {
-            row[0]: row[1:]
-            for row in con.execute(
-                "SELECT area, people, served_by_1, served_by_2, served_by_3_plus "
-                "FROM published.cross_org_reach"
-            ).fetchall()
-        }
-    finally:
-        con.close()
+    summary, reach = _published(home)
     # Hand count (scenario.py) with threshold 5: anything below 5 is hidden, and where one
     # area's figure is hidden the other area's is hidden too so totals reveal neither.
     assert summary[("M14", "housing", "all")] == (7, 5, 7, None)  # 0 deliveries: suppressed
@@ -217,3 +223,17 @@ def test_hub_run_publishes_hand_counted_figures(tmp_path: Path) -> None:
     # A second run with nothing changed reloads no file and publishes the same figures.
     again = _hub(["run"], env)
     assert again.returncode == 0, again.stdout + again.stderr
+    assert _published(home) == (summary, reach)
+    # A member that leaves the network (its file removed) leaves the published data too.
+    (members / "beta.yaml").unlink()
+    left = _hub(["run"], env)
+    assert left.returncode == 0, left.stdout + left.stderr
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        orgs = con.execute("SELECT org_id FROM published.organisation_summary").fetchall()
+        beta_rows = con.execute(
+            "SELECT COUNT(*) FROM canonical.person WHERE org_id = 'beta'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert orgs == [("alpha",)] and beta_rows == (0,)

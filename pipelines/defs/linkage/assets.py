@@ -16,8 +16,15 @@ from pipelines.lib.hub import HubResource
 )
 def person_link(context: dg.AssetExecutionContext, hub: HubResource) -> dg.MaterializeResult:
     """One hub person key per canonical person record; keys are stable across runs."""
+    from transforms.canonical import remove_members_not_in
     from transforms.linkage import link_people
 
+    registry = hub.registry()
+    # A member whose file was deleted has left the network: its rows leave with it. A member
+    # whose file is merely invalid keeps its last good data until the file is fixed.
+    removed = remove_members_not_in(hub.warehouse(), [*registry.members, *registry.errors])
+    if removed:
+        context.log.warning(f"members no longer configured, their data removed: {removed}")
     with hub.lineage(context, inputs=["canonical.person"], outputs=["hub.person_link"]):
         result = link_people(hub.warehouse())
     return dg.MaterializeResult(
@@ -27,5 +34,6 @@ def person_link(context: dg.AssetExecutionContext, hub: HubResource) -> dg.Mater
             "people": result.people,
             "cross_member_people": result.cross_member_people,
             "method": "deterministic (exact normalised name + birth date, consent-aware)",
+            "members_removed": ", ".join(removed) or "none",
         }
     )
