@@ -103,16 +103,20 @@ def _instance(home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="also print Dagster's own step log")]
+
+
 @app.command()
 def run(
     org: Annotated[list[str] | None, typer.Option(help="only these members (repeatable)")] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Load every member (or those named), then link people and publish a release."""
     settings = _settings()
-    _run(settings, org)
+    _run(settings, org, verbose)
 
 
-def _run(settings: HubSettings, orgs: list[str] | None) -> None:
+def _run(settings: HubSettings, orgs: list[str] | None, verbose: bool = False) -> None:
     from pipelines.lib.members import registry
     from pipelines.lib.runner import refresh
 
@@ -146,7 +150,14 @@ def _run(settings: HubSettings, orgs: list[str] | None) -> None:
             )
             progress.advance(task)
 
-        results = refresh(settings, wanted, instance, on_stage=started, on_done=done)
+        results = refresh(
+            settings,
+            wanted,
+            instance,
+            on_stage=started,
+            on_done=done,
+            log_level="DEBUG" if verbose else "CRITICAL",
+        )
     _print_results(results, settings)
     if not all(r.success for r in results):
         raise typer.Exit(1)
@@ -157,6 +168,7 @@ def demo(
     home: Annotated[Path, typer.Option(help="where the demo keeps its warehouse")] = Path(
         ".hub/demo"
     ),
+    verbose: Verbose = False,
 ) -> None:
     """Run the hub end to end on the bundled sample members, from a clean slate."""
     home = home.resolve()
@@ -171,7 +183,7 @@ def demo(
         f"[bold]Outcomes Hub demo[/] — members from {os.environ['HUB_MEMBERS_DIR']}, "
         f"warehouse and release under {home}"
     )
-    _run(_settings(), None)
+    _run(_settings(), None, verbose)
 
 
 @app.command("dagster-home")

@@ -71,12 +71,12 @@ def run_stage(
     settings: HubSettings,
     instance: dg.DagsterInstance,
     partition_key: str | None = None,
-    log_level: str = "WARNING",
+    log_level: str = "CRITICAL",
 ) -> StageResult:
     """Materialise ``keys`` (and their checks) in one in-process run.
 
-    The console shows only warnings and errors by default; every event is still stored in
-    the instance, so the Dagster UI has the full log of each run.
+    The console stays quiet by default (the CLI reports each stage and its error itself);
+    every event is still stored in the instance, so the Dagster UI has each run's full log.
     """
     from pipelines.definitions import defs
 
@@ -107,6 +107,7 @@ def refresh(
     instance: dg.DagsterInstance,
     on_stage: Callable[[str], None] | None = None,
     on_done: Callable[[StageResult], None] | None = None,
+    log_level: str = "CRITICAL",
 ) -> list[StageResult]:
     """Load and map each member, then link and publish; one member's failure stops no other."""
     from pipelines.defs.ingest.spreadsheets import RAW_TABLES
@@ -131,7 +132,7 @@ def refresh(
             continue
         if on_stage:
             on_stage(name)
-        result = run_stage(name, keys, settings, instance, partition)
+        result = run_stage(name, keys, settings, instance, partition, log_level=log_level)
         if not result.success and partition:
             failed_orgs.add(partition)
         results.append(result)
