@@ -1,0 +1,326 @@
+"""A small, strict CiviCRM APIv4 REST client (httpx).
+
+The wire format is easy to get subtly wrong, so it lives in one place:
+- parameters travel as ONE form field ``params`` holding a JSON string; a JSON body is not
+  read by CiviCRM and the call silently runs with no parameters;
+- ``X-Civi-Auth: Bearer <api key>`` (authx), plus ``X-Civi-Key`` when the site requires its
+  site key as a guard;
+- ``X-Requested-With: XMLHttpRequest`` marks a web-service call; without it CiviCRM refuses
+  with a 400 "SECURITY ALERT";
+- APIv4 ``get`` has no default limit, so callers always page explicitly (see ``source.py``).
+
+Every failure becomes a TransientSourceError (retry may help: 5xx, 503, timeouts) or a
+PermanentSourceError (a person must fix a key, a permission, a field name), with the fix
+spelled out. Keys are never logged or put into messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from connectors.civicrm.settings import CiviCRMSettings, UrlStyle
+from connectors.errors import PermanentSourceError, TransientSourceError
+
+log = logging.getLogger(__name__)
+
+API_ROUTE = "civicrm/ajax/api4"
+
+# Permissions the connector relies on, and the entity call that proves each one.
+PERMISSION_PROBES: dict[str, tuple[str, list[Any]]] = {
+    "view all contacts": ("Contact", [["is_deleted", "=", False]]),
+    "access deleted contacts": ("Contact", [["is_deleted", "=", True]]),
+    "access all cases and activities": ("Activity", []),
+    "access CiviContribute": ("Contribution", []),
+}
+
+
+def api_url(site_url: str, url_style: UrlStyle, entity: str, action: str) -> str:
+    """The endpoint for one call in the site's URL style (CMS integrations route differently)."""
+    site = site_url.rstrip("/")
+    route = f"{API_ROUTE}/{quote(entity)}/{quote(action)}"
+    if url_style in ("clean", "standalone"):
+        return f"{site}/{route}"
+    if url_style == "wordpress":
+        return f"{site}/?civiwp=CiviCRM&q={route}"
+    if url_style == "wordpress_admin":
+        return f"{site}/wp-admin/admin.php?page=CiviCRM&q={route}"
+    raise ValueError(f"unknown url_style {url_style!r}")
+
+
+class CiviCRMError(PermanentSourceError):
+    """A CiviCRM call that a retry will not fix; ``fix`` says what a person should change."""
+
+    def __init__(self, status: int | None, problem: str, fix: str) -> None:
+        self.status = status
+        self.problem = problem
+        self.fix = fix
+        prefix = f"CiviCRM answered {status}: " if status else "CiviCRM: "
+        super().__init__(f"{prefix}{problem}. Fix: {fix}")
+
+
+class CiviCRMTransientError(TransientSourceError):
+    """A CiviCRM call that failed after all retries, but may succeed later."""
+
+    def __init__(self, status: int | None, problem: str) -> None:
+        self.status = status
+        self.problem = problem
+        super().__init__(f"CiviCRM is unavailable ({status or 'no answer'}): {problem}")
+
+
+@dataclass
+class ApiResult:
+    """One APIv4 response: ``values`` plus the counts CiviCRM reports."""
+
+    values: list[dict[str, Any]]
+    count: int
+    count_matched: int | None
+    raw: dict[str, Any] = field(repr=False)
+
+
+@dataclass
+class ProbeReport:
+    """What ``hub check`` shows for a CiviCRM member (no personal data)."""
+
+    version: str
+    permissions: dict[str, bool]
+    entities: dict[str, list[str]]
+    problems: list[str]
+
+
+class CiviCRMClient:
+    """Calls APIv4 over REST with bounded retries; use as a context manager."""
+
+    def __init__(
+        self,
+        settings: CiviCRMSettings,
+        api_key: str,
+        site_key: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not api_key:
+            raise CiviCRMError(
+                None,
+                "no API key was given",
+                "set the member's api_key reference to the CiviCRM user's API key",
+            )
+        self.settings = settings
+        headers = {
+            "X-Civi-Auth": f"Bearer {api_key}",
+            "X-Requested-With": "XMLHttpRequest",
+            "Accept": "application/json",
+        }
+        if site_key:
+            headers["X-Civi-Key"] = site_key
+        timeout = httpx.Timeout(
+            settings.read_timeout, connect=settings.connect_timeout, pool=settings.connect_timeout
+        )
+        self._http = httpx.Client(headers=headers, timeout=timeout, transport=transport)
+        self._sleep = sleep
+
+    def __enter__(self) -> CiviCRMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def call(self, entity: str, action: str, params: dict[str, Any] | None = None) -> ApiResult:
+        """One APIv4 call; retries 5xx, 503, 429 and network errors with backoff."""
+        url = api_url(self.settings.site_url, self.settings.url_style, entity, action)
+        form = {"params": json.dumps(params or {}, separators=(",", ":"))}
+        attempts = self.settings.max_retries + 1
+        last: CiviCRMTransientError | None = None
+        for attempt in range(attempts):
+            if attempt:
+                delay = self.settings.backoff_seconds * (2 ** (attempt - 1))
+                log.warning(
+                    "CiviCRM %s.%s: %s; retry %d/%d in %.1fs",
+                    entity,
+                    action,
+                    last,
+                    attempt,
+                    attempts - 1,
+                    delay,
+                )
+                self._sleep(delay)
+            try:
+                response = self._http.post(url, data=form)
+            except httpx.TimeoutException as exc:
+                last = CiviCRMTransientError(None, f"timed out ({type(exc).__name__})")
+                continue
+            except httpx.TransportError as exc:
+                last = CiviCRMTransientError(None, f"could not connect ({type(exc).__name__})")
+                continue
+            try:
+                return _parse(entity, action, response)
+            except CiviCRMTransientError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def get(self, entity: str, params: dict[str, Any]) -> ApiResult:
+        return self.call(entity, "get", params)
+
+    def field_names(self, entity: str) -> list[str]:
+        """Field names ``getFields`` reports, custom fields as ``Group.field``."""
+        result = self.call(entity, "getFields", {"select": ["name"], "loadOptions": False})
+        return [str(v["name"]) for v in result.values]
+
+    def version(self) -> str:
+        result = self.call("System", "get", {"select": ["version"]})
+        return str(result.values[0]["version"]) if result.values else "unknown"
+
+    def probe(self, entities: dict[str, list[str]] | None = None) -> ProbeReport:
+        """Authenticate, read the version, test each permission and check the fields exist.
+
+        ``entities`` maps an entity to fields the member's config uses; a missing field is a
+        problem to report now rather than a failed load later.
+        """
+        version = self.version()
+        permissions: dict[str, bool] = {}
+        problems: list[str] = []
+        for permission, (entity, where) in PERMISSION_PROBES.items():
+            try:
+                self.get(entity, {"select": ["id"], "where": where, "limit": 1})
+                permissions[permission] = True
+            except CiviCRMError as exc:
+                if exc.status != 403:
+                    raise
+                permissions[permission] = False
+                problems.append(
+                    f"the API user lacks '{permission}': grant it to the CiviCRM user's role"
+                )
+        found: dict[str, list[str]] = {}
+        for entity, wanted in (entities or {}).items():
+            try:
+                names = set(self.field_names(entity))
+            except CiviCRMError as exc:
+                problems.append(f"{entity}: {exc.problem}")
+                continue
+            found[entity] = sorted(names)
+            for name in wanted:
+                if name.split(":")[0] not in names:
+                    problems.append(f"{entity} has no field '{name.split(':')[0]}'")
+        return ProbeReport(version, permissions, found, problems)
+
+
+def version_at_least(version: str, minimum: tuple[int, int]) -> bool:
+    """Compare CiviCRM versions like '6.9.0' or '6.10.alpha1' numerically."""
+    parts: list[int] = []
+    for piece in version.split(".")[:2]:
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        parts.append(int(digits or 0))
+    return tuple(parts) >= minimum
+
+
+def _parse(entity: str, action: str, response: httpx.Response) -> ApiResult:
+    """Turn one HTTP answer into values or an explained error."""
+    status = response.status_code
+    text = response.text
+    where = f"{entity}.{action}"
+    if status == 401:
+        body = text.strip()[:200]
+        if "Invalid credential" in body:
+            raise CiviCRMError(
+                401,
+                f"{where}: the API key was not recognised ('Invalid credential')",
+                "check that the member's api_key reference resolves to the current API key of "
+                "the CiviCRM user (keys change when they are regenerated)",
+            )
+        raise CiviCRMError(
+            401,
+            f"{where}: the API key is missing or not accepted ('{body or 'no reason given'}')",
+            "check the member's api_key reference, that the CiviCRM user has the "
+            "'authenticate with api key' permission, that authx allows API keys for REST "
+            "(Administer > System Settings > Authentication), and set site_key if the site "
+            "requires the site key as a guard",
+        )
+    if status == 404:
+        raise CiviCRMError(
+            404,
+            f"{where}: no CiviCRM API at this address",
+            "check site_url and url_style (clean, wordpress, wordpress_admin, standalone) "
+            "against the address of the site's CiviCRM pages",
+        )
+    if status == 503 or (status >= 500 and not _is_json(response)):
+        raise CiviCRMTransientError(status, f"{where}: site unavailable (maintenance or overload)")
+    if status == 429:
+        raise CiviCRMTransientError(status, f"{where}: rate limited")
+    payload = _json(response)
+    message = str((payload or {}).get("error_message") or "").strip()
+    if status == 400 and "SECURITY ALERT" in message:
+        raise CiviCRMError(
+            400,
+            f"{where}: CiviCRM refused a request without the web-service marker",
+            "send the header 'X-Requested-With: XMLHttpRequest' (a proxy may be stripping it)",
+        )
+    if status == 403:
+        raise CiviCRMError(
+            403,
+            f"{where}: permission denied ({message or 'Authorization failed'})",
+            "grant the CiviCRM user the missing permission (e.g. 'view all contacts', "
+            "'access deleted contacts', 'access all cases and activities', "
+            "'access CiviContribute'), or switch off include_trashed",
+        )
+    if status >= 500:
+        if _looks_permanent(message):
+            raise CiviCRMError(
+                status,
+                f"{where}: {message}",
+                "correct the entity or field name in the member's config; custom fields are "
+                "named 'Group.field' (list them with getFields or `hub check`)",
+            )
+        raise CiviCRMTransientError(status, f"{where}: {message or 'server error'}")
+    if status != 200:
+        raise CiviCRMError(status, f"{where}: unexpected answer {message!r}", "see CiviCRM logs")
+    if not isinstance(payload, dict) or "values" not in payload:
+        raise CiviCRMError(
+            status,
+            f"{where}: the answer is not an APIv4 result",
+            "check site_url and url_style: the address seems to reach a web page, not the API",
+        )
+    values = payload["values"]
+    if isinstance(values, dict):  # some actions index results by id
+        values = list(values.values())
+    return ApiResult(
+        values=values,
+        count=int(payload.get("count", len(values))),
+        count_matched=payload.get("countMatched"),
+        raw=payload,
+    )
+
+
+def _is_json(response: httpx.Response) -> bool:
+    return "json" in (response.headers.get("Content-Type") or "")
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _looks_permanent(message: str) -> bool:
+    """Bad field/entity errors will fail the same way on every retry."""
+    lowered = message.lower()
+    return any(
+        marker in lowered
+        for marker in ("invalid field", "does not exist", "illegal operator", "not supported")
+    )

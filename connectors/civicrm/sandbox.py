@@ -1,0 +1,906 @@
+"""A local CiviCRM stand-in on loopback that speaks the APIv4 REST protocol.
+
+Tests and the demo need a CiviCRM that behaves like a real one where it matters to a
+connector, without a PHP stack: ``POST {site}/civicrm/ajax/api4/{Entity}/{action}`` with the
+single form field ``params`` (a JSON string), ``X-Civi-Auth: Bearer <key>`` (and an optional
+``X-Civi-Key`` site key), the web-service marker ``X-Requested-With: XMLHttpRequest``, the
+response envelope ``{"values", "count", "countFetched", "countMatched", "entity", "action",
+"version": 4}`` and CiviCRM's failure shapes (401 text/plain from authx, 400 SECURITY ALERT,
+403/500 JSON with ``error_message``, 503 maintenance page). Like APIv4, ``get`` has no default
+limit. Switches let tests inject faults and mutate data between or during requests.
+
+All data is synthetic (made-up names from short lists, seeded), never real people.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import random
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+UrlStyle = Literal["clean", "wordpress", "wordpress_admin", "standalone"]
+API_PREFIX = "civicrm/ajax/api4/"
+TS_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+ALL_PERMISSIONS = frozenset(
+    {
+        "access CiviCRM",
+        "authenticate with api key",
+        "view all contacts",
+        "access deleted contacts",
+        "access all cases and activities",
+        "access CiviContribute",
+    }
+)
+
+# Which permission an entity needs to be read (simplified from CiviCRM's).
+ENTITY_PERMISSION = {
+    "Contact": "view all contacts",
+    "Email": "view all contacts",
+    "Phone": "view all contacts",
+    "Address": "view all contacts",
+    "Case": "access all cases and activities",
+    "CaseContact": "access all cases and activities",
+    "Activity": "access all cases and activities",
+    "ActivityContact": "access all cases and activities",
+    "Contribution": "access CiviContribute",
+}
+
+OPTIONS: dict[str, dict[int, tuple[str, str]]] = {
+    "case_type": {1: ("housing_support", "Housing support"), 2: ("money_advice", "Money advice")},
+    "case_status": {1: ("Open", "Ongoing"), 2: ("Closed", "Resolved"), 3: ("Urgent", "Urgent")},
+    "activity_type": {
+        1: ("Meeting", "Meeting"),
+        2: ("Phone Call", "Phone Call"),
+        3: ("Advice Session", "Advice session"),
+        4: ("Outcome Review", "Outcome review"),
+    },
+    "activity_status": {1: ("Scheduled", "Scheduled"), 2: ("Completed", "Completed")},
+    "record_type": {
+        1: ("Activity Assignees", "Activity Assignees"),
+        2: ("Activity Source", "Activity Source"),
+        3: ("Activity Targets", "Activity Targets"),
+    },
+    "contribution_status": {1: ("Completed", "Completed"), 2: ("Pending", "Pending")},
+    "outcome": {
+        1: ("tenancy_sustained", "Tenancy sustained"),
+        2: ("debt_reduced", "Debt reduced"),
+        3: ("felt_listened_to", "Felt listened to"),
+    },
+    "outcome_status": {
+        1: ("achieved", "Achieved"),
+        2: ("progressing", "Progressing"),
+        3: ("not_achieved", "Not achieved"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    """One field as ``getFields`` describes it; ``options`` names an OPTIONS list."""
+
+    name: str
+    data_type: str
+    options: str | None = None
+    custom_group: str | None = None
+    since: tuple[int, int] | None = None  # CiviCRM version that added the field
+
+
+ENTITY_FIELDS: dict[str, list[FieldDef]] = {
+    "Contact": [
+        FieldDef("id", "Integer"),
+        FieldDef("contact_type", "String"),
+        FieldDef("first_name", "String"),
+        FieldDef("last_name", "String"),
+        FieldDef("birth_date", "Date"),
+        FieldDef("is_deleted", "Boolean"),
+        FieldDef("created_date", "Timestamp"),
+        FieldDef("modified_date", "Timestamp"),
+        FieldDef("Consent.share_data", "Boolean", custom_group="Consent"),
+    ],
+    "Email": [
+        FieldDef("id", "Integer"),
+        FieldDef("contact_id", "Integer"),
+        FieldDef("is_primary", "Boolean"),
+        FieldDef("email", "String"),
+    ],
+    "Phone": [
+        FieldDef("id", "Integer"),
+        FieldDef("contact_id", "Integer"),
+        FieldDef("is_primary", "Boolean"),
+        FieldDef("phone", "String"),
+    ],
+    "Address": [
+        FieldDef("id", "Integer"),
+        FieldDef("contact_id", "Integer"),
+        FieldDef("is_primary", "Boolean"),
+        FieldDef("postal_code", "String"),
+    ],
+    "Case": [
+        FieldDef("id", "Integer"),
+        FieldDef("case_type_id", "Integer", options="case_type"),
+        FieldDef("status_id", "Integer", options="case_status"),
+        FieldDef("start_date", "Date"),
+        FieldDef("end_date", "Date"),
+        FieldDef("is_deleted", "Boolean"),
+        FieldDef("modified_date", "Timestamp"),
+    ],
+    "CaseContact": [
+        FieldDef("id", "Integer"),
+        FieldDef("case_id", "Integer"),
+        FieldDef("contact_id", "Integer"),
+    ],
+    "Activity": [
+        FieldDef("id", "Integer"),
+        FieldDef("activity_type_id", "Integer", options="activity_type"),
+        FieldDef("activity_date_time", "Timestamp"),
+        FieldDef("status_id", "Integer", options="activity_status"),
+        FieldDef("duration", "Integer"),
+        FieldDef("case_id", "Integer"),
+        FieldDef("is_deleted", "Boolean"),
+        FieldDef("modified_date", "Timestamp"),
+        FieldDef("Outcomes.outcome", "Integer", options="outcome", custom_group="Outcomes"),
+        FieldDef("Outcomes.status", "Integer", options="outcome_status", custom_group="Outcomes"),
+        FieldDef("Outcomes.value", "Float", custom_group="Outcomes"),
+    ],
+    "ActivityContact": [
+        FieldDef("id", "Integer"),
+        FieldDef("activity_id", "Integer"),
+        FieldDef("contact_id", "Integer"),
+        FieldDef("record_type_id", "Integer", options="record_type"),
+    ],
+    "Contribution": [
+        FieldDef("id", "Integer"),
+        FieldDef("contact_id", "Integer"),
+        FieldDef("total_amount", "Money"),
+        FieldDef("receive_date", "Timestamp"),
+        FieldDef("contribution_status_id", "Integer", options="contribution_status"),
+        FieldDef("modified_date", "Timestamp", since=(6, 9)),
+    ],
+}
+
+# Entities whose changes bump the owning contact's modified_date (they have none of their own).
+CONTACT_CHILDREN = ("Email", "Phone", "Address")
+
+FIRST_NAMES = ("Ada", "Bo", "Cai", "Dee", "Eli", "Fen", "Gil", "Hal", "Ivo", "Jun", "Kit", "Lux")
+LAST_NAMES = ("Ashdown", "Brackley", "Corrow", "Dunmere", "Elsby", "Fallow", "Grennan", "Holt")
+POSTCODES = ("M14 5AB", "M15 6BB", "M20 1AA", "LS6 2QT", "B29 7SE", "NE4 9PL")
+
+
+class ApiError(Exception):
+    """Raised inside the sandbox to produce CiviCRM's JSON error envelope."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class _Fault:
+    remaining: int
+    status: int
+
+
+@dataclass
+class SandboxData:
+    """In-memory tables: entity -> id -> record (option fields stored as option values)."""
+
+    tables: dict[str, dict[int, dict[str, Any]]] = field(
+        default_factory=lambda: {name: {} for name in ENTITY_FIELDS}
+    )
+    next_ids: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENTITY_FIELDS, 1))
+
+    def insert(self, entity: str, record: dict[str, Any]) -> int:
+        new_id = self.next_ids[entity]
+        self.next_ids[entity] = new_id + 1
+        row = {f.name: None for f in ENTITY_FIELDS[entity]}
+        row.update(record)
+        row["id"] = new_id
+        self.tables[entity][new_id] = row
+        return new_id
+
+
+class CiviCRMSandbox:
+    """A threaded HTTP server on 127.0.0.1 holding synthetic CiviCRM data.
+
+    Use as a context manager: ``with CiviCRMSandbox() as civi: civi.url``. ``url`` is the
+    site URL a member would configure; ``url_style`` decides which URL shape it answers
+    (others get a 404 page, as a site with a different CMS would).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "sandbox-api-key",
+        site_key: str | None = None,
+        url_style: UrlStyle = "clean",
+        version: str = "6.9.0",
+        seed: int = 7,
+        contacts: int = 20,
+        activities_per_contact: int = 3,
+        cases_per_contact: float = 0.5,
+        contributions_per_contact: float = 0.5,
+        clock_start: datetime = datetime(2025, 6, 1, 9, 0, 0),
+    ) -> None:
+        self.api_key = api_key
+        self.site_key = site_key
+        self.url_style: UrlStyle = url_style
+        self.version = version
+        self.permissions: set[str] = set(ALL_PERMISSIONS)
+        self.data = SandboxData()
+        self.requests: list[tuple[str, str, dict[str, Any]]] = []
+        self._lock = threading.RLock()
+        self._faults: list[_Fault] = []
+        self._scheduled: list[tuple[int, Callable[[CiviCRMSandbox], None]]] = []
+        self._api_calls = 0
+        self._clock = clock_start
+        self._server: ThreadingHTTPServer | None = None
+        self._field_cache: dict[tuple[str, str], dict[str, FieldDef]] = {}
+        self._thread: threading.Thread | None = None
+        generate(
+            self,
+            seed=seed,
+            contacts=contacts,
+            activities_per_contact=activities_per_contact,
+            cases_per_contact=cases_per_contact,
+            contributions_per_contact=contributions_per_contact,
+        )
+
+    # ----------------------------------------------------------------- lifecycle
+    def __enter__(self) -> CiviCRMSandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        handler = _make_handler(self)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "sandbox not started"
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The site URL a member configures (no trailing slash)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    # ----------------------------------------------------------------- clock
+    def now(self) -> str:
+        """Advance the sandbox clock by one second and return it (CiviCRM's format)."""
+        with self._lock:
+            self._clock += timedelta(seconds=1)
+            return self._clock.strftime(TS_FORMAT)
+
+    # ----------------------------------------------------------------- switches
+    def fail_next(self, count: int, status: int = 500) -> None:
+        """The next ``count`` API requests fail with ``status`` (500 JSON or 503 page)."""
+        with self._lock:
+            self._faults.append(_Fault(count, status))
+
+    def after_requests(self, count: int, action: Callable[[CiviCRMSandbox], None]) -> None:
+        """Run ``action(sandbox)`` once, just before answering the ``count``-th next request.
+
+        This is how a test mutates data *during* a connector run (between two pages).
+        """
+        with self._lock:
+            self._scheduled.append((self._api_calls + count, action))
+
+    def revoke_permission(self, permission: str) -> None:
+        with self._lock:
+            self.permissions.discard(permission)
+
+    def set_version(self, version: str) -> None:
+        with self._lock:
+            self.version = version
+
+    # ----------------------------------------------------------------- mutations
+    def add_contact(self, first_name: str = "Nia", last_name: str = "Quell", **extra: Any) -> int:
+        """Insert an Individual (with a primary email) and return its id."""
+        with self._lock:
+            ts = self.now()
+            record = {
+                "contact_type": "Individual",
+                "first_name": first_name,
+                "last_name": last_name,
+                "birth_date": "1990-01-01",
+                "is_deleted": False,
+                "created_date": ts,
+                "modified_date": ts,
+                "Consent.share_data": True,
+            }
+            record.update(extra)
+            cid = self.data.insert("Contact", record)
+            self.data.insert(
+                "Email",
+                {"contact_id": cid, "is_primary": True, "email": f"person{cid}@example.org"},
+            )
+            return cid
+
+    def add_activity(self, contact_id: int, **extra: Any) -> int:
+        with self._lock:
+            ts = self.now()
+            record = {
+                "activity_type_id": 3,
+                "activity_date_time": ts,
+                "status_id": 2,
+                "duration": 30,
+                "is_deleted": False,
+                "modified_date": ts,
+            }
+            record.update(extra)
+            aid = self.data.insert("Activity", record)
+            self.data.insert(
+                "ActivityContact",
+                {"activity_id": aid, "contact_id": contact_id, "record_type_id": 3},
+            )
+            return aid
+
+    def insert(self, entity: str, **record: Any) -> int:
+        """Insert any record as given (bumps modified_date where the entity has one)."""
+        with self._lock:
+            if _has_field(entity, "modified_date", self.version) and "modified_date" not in record:
+                record["modified_date"] = self.now()
+            new_id = self.data.insert(entity, record)
+            self._touch_owner(entity, record)
+            return new_id
+
+    def edit(self, entity: str, record_id: int, **changes: Any) -> None:
+        """Change a record as CiviCRM would: modified_date moves to now (or the owner's)."""
+        with self._lock:
+            row = self.data.tables[entity][record_id]
+            row.update(changes)
+            if "modified_date" in row and "modified_date" not in changes:
+                row["modified_date"] = self.now()
+            self._touch_owner(entity, row)
+
+    def set_modified(self, entity: str, ids: Iterable[int], timestamp: str) -> None:
+        """Give several records the same modified_date (CiviCRM has one-second resolution)."""
+        with self._lock:
+            for record_id in ids:
+                self.data.tables[entity][record_id]["modified_date"] = timestamp
+
+    def trash_contact(self, contact_id: int) -> None:
+        """Move a contact to the trash (is_deleted=1), which bumps its modified_date."""
+        self.edit("Contact", contact_id, is_deleted=True)
+
+    def hard_delete(self, entity: str, record_id: int) -> None:
+        """Delete a record for good; deleting a contact also deletes what hangs off it."""
+        with self._lock:
+            row = self.data.tables[entity].pop(record_id)
+            self._touch_owner(entity, row)
+            if entity == "Contact":
+                for child in (*CONTACT_CHILDREN, "CaseContact", "ActivityContact", "Contribution"):
+                    table = self.data.tables[child]
+                    for cid in [k for k, v in table.items() if v.get("contact_id") == record_id]:
+                        del table[cid]
+
+    def _touch_owner(self, entity: str, row: dict[str, Any]) -> None:
+        if entity in CONTACT_CHILDREN and row.get("contact_id") in self.data.tables["Contact"]:
+            self.data.tables["Contact"][row["contact_id"]]["modified_date"] = self.now()
+
+    # ----------------------------------------------------------------- API
+    def handle(self, entity: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Answer one APIv4 call the way ``civicrm_api4()`` would (raises ApiError).
+
+        Permissions are always checked: CiviCRM's AJAX page forces ``checkPermissions`` on
+        for every REST call, whatever the client sends. ``join`` is not supported.
+        """
+        with self._lock:
+            self.requests.append((entity, action, params))
+            if entity == "System" and action == "get":
+                values = [{"version": self.version, "uf": "Standalone"}]
+                return _envelope(entity, action, values, len(values))
+            if entity not in ENTITY_FIELDS:
+                raise ApiError(500, f"API ({entity}, {action}) does not exist (join the API team)")
+            if "access CiviCRM" not in self.permissions:
+                raise ApiError(403, "Authorization failed")
+            needed = ENTITY_PERMISSION[entity]
+            if needed not in self.permissions:
+                raise ApiError(403, f"Authorization failed: missing permission '{needed}'")
+            if action == "getFields":
+                return self._get_fields(entity)
+            if action == "get":
+                return self._get(entity, params)
+            raise ApiError(500, f"Api4 {entity} {action} not supported by the sandbox")
+
+    def _fields(self, entity: str) -> dict[str, FieldDef]:
+        key = (entity, self.version)
+        cached = self._field_cache.get(key)
+        if cached is None:
+            cached = {
+                f.name: f for f in ENTITY_FIELDS[entity] if _has_field(entity, f.name, self.version)
+            }
+            self._field_cache[key] = cached
+        return cached
+
+    def _get_fields(self, entity: str) -> dict[str, Any]:
+        values = []
+        for f in self._fields(entity).values():
+            item: dict[str, Any] = {
+                "name": f.name,
+                "data_type": f.data_type,
+                "type": "Custom" if f.custom_group else "Field",
+                "custom_group": f.custom_group,
+                "label": f.name.split(".")[-1].replace("_", " ").title(),
+            }
+            if f.options:
+                item["options"] = {str(k): v[1] for k, v in OPTIONS[f.options].items()}
+            values.append(item)
+        return _envelope(entity, "getFields", values, len(values))
+
+    def _resolve(self, entity: str, name: str) -> tuple[FieldDef, str | None]:
+        base, _, suffix = name.partition(":")
+        fields = self._fields(entity)
+        if base not in fields:
+            raise ApiError(500, f"Invalid field '{base}' for {entity}")
+        fdef = fields[base]
+        if suffix and (not fdef.options or suffix not in ("name", "label")):
+            raise ApiError(500, f"Invalid option suffix '{suffix}' on {entity}.{base}")
+        return fdef, suffix or None
+
+    def _value(self, entity: str, row: dict[str, Any], name: str) -> Any:
+        fdef, suffix = self._resolve(entity, name)
+        raw = row.get(fdef.name)
+        if suffix and raw is not None:
+            assert fdef.options is not None
+            pair = OPTIONS[fdef.options].get(int(raw))
+            return None if pair is None else pair[0 if suffix == "name" else 1]
+        return raw
+
+    def _get(self, entity: str, params: dict[str, Any]) -> dict[str, Any]:
+        where = params.get("where", [])
+        if not isinstance(where, list):
+            raise ApiError(500, "where must be an array")
+        self._validate_where(entity, where)
+        table = self.data.tables[entity]
+        live_only = False
+        if entity == "Contact":
+            if _mentions(where, "is_deleted"):
+                if not _only_live(where) and "access deleted contacts" not in self.permissions:
+                    raise ApiError(
+                        403, "Authorization failed: missing permission 'access deleted contacts'"
+                    )
+            else:
+                live_only = True  # APIv4 hides trashed contacts unless asked about is_deleted
+        select = [n for n in params.get("select") or [] if n != "row_count"] or [
+            f.name for f in self._fields(entity).values() if not f.custom_group
+        ]
+        want_count = "row_count" in (params.get("select") or [])
+        for name in select:
+            self._resolve(entity, name)
+        order = params.get("orderBy") or {}
+        for key in order:
+            self._resolve(entity, key)
+        offset = int(params.get("offset") or 0)
+        limit = int(params.get("limit") or 0)
+
+        def keep(r: dict[str, Any]) -> bool:
+            return not (live_only and r.get("is_deleted")) and self._match(entity, r, where)
+
+        if list(order) == ["id"] and str(order["id"]).upper() == "ASC" and not want_count:
+            # Keyset fast path (ids ascend in insertion order): lets benchmarks page through
+            # hundreds of thousands of rows without a full scan per page.
+            ids = list(table)
+            floor = _id_floor(where)
+            rows = []
+            for rid in ids[bisect.bisect_right(ids, floor) if floor is not None else 0 :]:
+                row = table[rid]
+                if keep(row):
+                    rows.append(row)
+                    if limit and len(rows) >= offset + limit:
+                        break
+            matched = None if limit else len(rows)
+        else:
+            rows = [r for r in table.values() if keep(r)]
+            for key, direction in reversed(list(order.items())):
+                rows.sort(
+                    key=lambda r, k=key: _sort_key(self._value(entity, r, k)),
+                    reverse=str(direction).upper() == "DESC",
+                )
+            matched = len(rows) if (want_count or not limit) else None
+        rows = rows[offset : offset + limit] if limit else rows[offset:]
+        values = [{name: self._value(entity, r, name) for name in select} for r in rows]
+        for v, r in zip(values, rows, strict=True):
+            v.setdefault("id", r["id"])
+        return _envelope(entity, "get", values, matched)
+
+    def _validate_where(self, entity: str, where: list[Any]) -> None:
+        """Bad field names fail even when no row would be compared, as in CiviCRM."""
+        for clause in where:
+            if not isinstance(clause, list) or not clause:
+                raise ApiError(500, f"Invalid where clause {clause!r}")
+            if clause[0] in ("AND", "OR", "NOT"):
+                self._validate_where(entity, clause[1])
+            else:
+                self._resolve(entity, str(clause[0]))
+
+    def _match(self, entity: str, row: dict[str, Any], where: list[Any]) -> bool:
+        return all(self._clause(entity, row, c) for c in where)
+
+    def _clause(self, entity: str, row: dict[str, Any], clause: Any) -> bool:
+        if not isinstance(clause, list) or not clause:
+            raise ApiError(500, f"Invalid where clause {clause!r}")
+        head = clause[0]
+        if head in ("AND", "OR", "NOT"):
+            parts = clause[1]
+            if head == "AND":
+                return all(self._clause(entity, row, p) for p in parts)
+            if head == "OR":
+                return any(self._clause(entity, row, p) for p in parts)
+            return not all(self._clause(entity, row, p) for p in parts)
+        op = str(clause[1]).upper() if len(clause) > 1 else "="
+        value = self._value(entity, row, head)
+        arg = clause[2] if len(clause) > 2 else None
+        if op == "IS NULL":
+            return value is None
+        if op == "IS NOT NULL":
+            return value is not None
+        if op in ("IN", "NOT IN"):
+            if not isinstance(arg, list):
+                raise ApiError(500, f"{op} needs an array")
+            hit = any(_eq(value, a) for a in arg)
+            return hit if op == "IN" else not hit
+        if op == "=":
+            return _eq(value, arg)
+        if op in ("!=", "<>"):
+            return not _eq(value, arg)
+        if value is None or arg is None:
+            return False
+        a, b = _sort_key(value), _sort_key(arg)
+        if op == ">":
+            return a > b
+        if op == ">=":
+            return a >= b
+        if op == "<":
+            return a < b
+        if op == "<=":
+            return a <= b
+        raise ApiError(500, f"Illegal operator '{op}'")
+
+    # ----------------------------------------------------------------- HTTP
+    def _route(self, raw_path: str) -> tuple[str, str] | None:
+        """(entity, action) if the URL is an API4 URL in this site's style, else None."""
+        parts = urlsplit(raw_path)
+        query = parse_qs(parts.query)
+        q = (query.get("q") or [""])[0].strip("/")
+        if self.url_style in ("clean", "standalone"):
+            route = parts.path.strip("/")
+        elif self.url_style == "wordpress":
+            if query.get("civiwp") != ["CiviCRM"] or parts.path not in ("", "/"):
+                return None
+            route = q
+        else:
+            if parts.path != "/wp-admin/admin.php" or query.get("page") != ["CiviCRM"]:
+                return None
+            route = q
+        if not route.startswith(API_PREFIX):
+            return None
+        pieces = route[len(API_PREFIX) :].split("/")
+        if len(pieces) != 2 or not all(pieces):
+            return None
+        return pieces[0], pieces[1]
+
+    def _pop_fault(self) -> int | None:
+        with self._lock:
+            self._api_calls += 1
+            due = [s for s in self._scheduled if s[0] <= self._api_calls]
+            self._scheduled = [s for s in self._scheduled if s[0] > self._api_calls]
+            for _, action in due:
+                action(self)
+            for fault in self._faults:
+                if fault.remaining > 0:
+                    fault.remaining -= 1
+                    return fault.status
+            return None
+
+
+def _has_field(entity: str, name: str, version: str) -> bool:
+    for f in ENTITY_FIELDS.get(entity, []):
+        if f.name == name:
+            return f.since is None or _version_tuple(version) >= f.since
+    return False
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    out = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        out.append(int(digits or 0))
+    return tuple(out)
+
+
+def _eq(value: Any, arg: Any) -> bool:
+    if isinstance(value, bool) or isinstance(arg, bool):
+        return value is not None and arg is not None and bool(value) == bool(arg)
+    if isinstance(value, int | float) and isinstance(arg, int | float | str):
+        try:
+            return float(value) == float(arg)
+        except ValueError:
+            return False
+    return value == arg
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool):
+        return (1, int(value))
+    if isinstance(value, int | float):
+        return (1, value)
+    return (2, str(value))
+
+
+def _mentions(where: list[Any], name: str) -> bool:
+    for clause in where:
+        if isinstance(clause, list) and clause:
+            if clause[0] in ("AND", "OR", "NOT") and len(clause) > 1:
+                if _mentions(clause[1], name):
+                    return True
+            elif str(clause[0]).split(":")[0] == name:
+                return True
+    return False
+
+
+def _only_live(where: list[Any]) -> bool:
+    """True when the only is_deleted clauses ask for live contacts (no permission needed)."""
+    for clause in where:
+        if isinstance(clause, list) and clause and clause[0] == "is_deleted":
+            op = str(clause[1]).upper() if len(clause) > 1 else "="
+            arg = clause[2] if len(clause) > 2 else None
+            if not (op == "=" and not arg):
+                return False
+        elif (
+            isinstance(clause, list)
+            and clause
+            and clause[0] in ("AND", "OR", "NOT")
+            and _mentions(clause[1], "is_deleted")
+        ):
+            return False
+    return True
+
+
+def _envelope(entity: str, action: str, values: list[Any], matched: int | None) -> dict[str, Any]:
+    """APIv4's envelope; countMatched only when known (no limit, or row_count selected)."""
+    envelope: dict[str, Any] = {
+        "entity": entity,
+        "action": action,
+        "debug": None,
+        "version": 4,
+        "count": len(values),
+        "countFetched": len(values),
+        "values": values,
+    }
+    if matched is not None:
+        envelope["countMatched"] = matched
+    return envelope
+
+
+def _id_floor(where: list[Any]) -> int | None:
+    """The n of a top-level ``["id", ">", n]`` clause, if there is one."""
+    for clause in where:
+        if isinstance(clause, list) and len(clause) == 3 and clause[:2] == ["id", ">"]:
+            try:
+                return int(clause[2])
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _make_handler(sandbox: CiviCRMSandbox) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go in two writes; avoid 40 ms stalls
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: no request logs
+            return
+
+        def _send(self, status: int, body: str, content_type: str) -> None:
+            data = body.encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _json(self, status: int, payload: dict[str, Any]) -> None:
+            self._send(status, json.dumps(payload), "application/json")
+
+        def do_GET(self) -> None:
+            self._serve(b"")
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self._serve(self.rfile.read(length) if length else b"")
+
+        def _serve(self, body: bytes) -> None:
+            route = sandbox._route(self.path)
+            if route is None:
+                self._send(404, "<html><body><h1>Page not found</h1></body></html>", "text/html")
+                return
+            # authx runs before the page: bad credentials never reach the API.
+            auth = self.headers.get("X-Civi-Auth") or ""
+            scheme, _, token = auth.partition(" ")
+            if not auth or scheme.lower() != "bearer" or not token.strip():
+                self._send(401, "Must satisfy guard", "text/plain")
+                return
+            if token.strip() != sandbox.api_key:
+                self._send(401, "Invalid credential", "text/plain")
+                return
+            if "authenticate with api key" not in sandbox.permissions:
+                self._send(401, "Must satisfy guard", "text/plain")
+                return
+            if sandbox.site_key is not None and self.headers.get("X-Civi-Key") != sandbox.site_key:
+                self._send(401, "Must satisfy guard", "text/plain")
+                return
+            fault = sandbox._pop_fault()
+            if fault == 503:
+                self._send(
+                    503,
+                    "<html><body><h1>Site under maintenance</h1>"
+                    "<p>This site is being upgraded. Please try again shortly.</p></body></html>",
+                    "text/html",
+                )
+                return
+            if fault is not None:
+                self._json(fault, {"error_code": 0, "error_message": "DB Error: deadlock found"})
+                return
+            if self.headers.get("X-Requested-With") != "XMLHttpRequest":
+                self._json(
+                    400,
+                    {
+                        "error_code": 400,
+                        "error_message": "SECURITY ALERT: Ajax requests can only be issued by "
+                        "javascript clients, eg. CRM.api4().",
+                    },
+                )
+                return
+            entity, action = route
+            params: dict[str, Any] = {}
+            ctype = self.headers.get("Content-Type") or ""
+            raw_params = None
+            if self.command == "POST" and ctype.startswith("application/x-www-form-urlencoded"):
+                raw_params = (parse_qs(body.decode("utf-8")).get("params") or [None])[0]
+            elif self.command == "GET":
+                raw_params = (parse_qs(urlsplit(self.path).query).get("params") or [None])[0]
+            if raw_params is None:
+                # A JSON body is not read by CiviCRM: the call runs with no params and the
+                # connector gets nothing useful back. The sandbox makes that unmistakable.
+                self._json(200, _envelope(entity, action, [], 0))
+                return
+            try:
+                params = json.loads(raw_params)
+                if not isinstance(params, dict):
+                    raise ApiError(500, "params must be a JSON object")
+                result = sandbox.handle(entity, action, params)
+            except json.JSONDecodeError:
+                self._json(500, {"error_code": 0, "error_message": "params is not valid JSON"})
+                return
+            except ApiError as exc:
+                self._json(
+                    exc.status,
+                    {"error_code": 0, "error_message": exc.message, "status": exc.status},
+                )
+                return
+            self._json(200, result)
+
+    return Handler
+
+
+def generate(
+    sandbox: CiviCRMSandbox,
+    *,
+    seed: int,
+    contacts: int,
+    activities_per_contact: int,
+    cases_per_contact: float,
+    contributions_per_contact: float,
+) -> None:
+    """Fill the sandbox with seeded synthetic people, cases, activities and contributions.
+
+    Modified dates are spread over the year before the sandbox clock so incremental runs
+    have something to order by; several records deliberately share a timestamp.
+    """
+    rng = random.Random(seed)
+    data = sandbox.data
+    base = sandbox._clock - timedelta(days=365)
+
+    def stamp() -> str:
+        # Whole minutes: collisions between records are common, as in real sites.
+        return (base + timedelta(minutes=rng.randrange(0, 365 * 24 * 60, 7))).strftime(TS_FORMAT)
+
+    for _ in range(contacts):
+        ts = stamp()
+        cid = data.insert(
+            "Contact",
+            {
+                "contact_type": "Individual",
+                "first_name": rng.choice(FIRST_NAMES),
+                "last_name": rng.choice(LAST_NAMES),
+                "birth_date": (
+                    date(1950, 1, 1) + timedelta(days=rng.randrange(0, 20000))
+                ).isoformat(),
+                "is_deleted": False,
+                "created_date": ts,
+                "modified_date": ts,
+                "Consent.share_data": rng.random() < 0.8,
+            },
+        )
+        data.insert(
+            "Email", {"contact_id": cid, "is_primary": True, "email": f"p{cid}@example.org"}
+        )
+        if rng.random() < 0.7:
+            phone = f"07700 900{rng.randrange(0, 999):03d}"
+            data.insert("Phone", {"contact_id": cid, "is_primary": True, "phone": phone})
+        data.insert(
+            "Address", {"contact_id": cid, "is_primary": True, "postal_code": rng.choice(POSTCODES)}
+        )
+        case_id = None
+        if rng.random() < cases_per_contact:
+            start = date(2024, 1, 1) + timedelta(days=rng.randrange(0, 400))
+            closed = rng.random() < 0.4
+            case_id = data.insert(
+                "Case",
+                {
+                    "case_type_id": rng.choice((1, 2)),
+                    "status_id": 2 if closed else 1,
+                    "start_date": start.isoformat(),
+                    "end_date": (start + timedelta(days=90)).isoformat() if closed else None,
+                    "is_deleted": False,
+                    "modified_date": stamp(),
+                },
+            )
+            data.insert("CaseContact", {"case_id": case_id, "contact_id": cid})
+        for _ in range(activities_per_contact):
+            is_review = rng.random() < 0.3
+            aid = data.insert(
+                "Activity",
+                {
+                    "activity_type_id": 4 if is_review else rng.choice((1, 2, 3)),
+                    "activity_date_time": stamp(),
+                    "status_id": 2,
+                    "duration": rng.choice((15, 30, 60)),
+                    "case_id": case_id if rng.random() < 0.5 else None,
+                    "is_deleted": False,
+                    "modified_date": stamp(),
+                    "Outcomes.outcome": rng.choice((1, 2, 3)) if is_review else None,
+                    "Outcomes.status": rng.choice((1, 2, 3)) if is_review else None,
+                    "Outcomes.value": float(rng.randrange(1, 6)) if is_review else None,
+                },
+            )
+            data.insert(
+                "ActivityContact", {"activity_id": aid, "contact_id": cid, "record_type_id": 3}
+            )
+        if rng.random() < contributions_per_contact:
+            data.insert(
+                "Contribution",
+                {
+                    "contact_id": cid,
+                    "total_amount": float(rng.choice((5, 10, 25))),
+                    "receive_date": stamp(),
+                    "contribution_status_id": 1,
+                    "modified_date": stamp(),
+                },
+            )

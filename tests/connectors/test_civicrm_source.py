@@ -1,0 +1,446 @@
+"""The CiviCRM dlt source end to end: loopback sandbox -> real HTTP -> dlt -> a DuckDB file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dlt
+import duckdb
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from connectors.civicrm import CiviCRMSettings, civicrm_source, raw_pipeline, resource_names
+from connectors.civicrm.client import CiviCRMError, CiviCRMTransientError
+from connectors.civicrm.sandbox import CiviCRMSandbox
+from connectors.civicrm.source import IdRanges
+from connectors.errors import TransientSourceError
+
+ORG = "civi_trust"
+TS = "%Y-%m-%d %H:%M:%S"
+RAW = f"raw_{ORG}"
+
+
+@pytest.fixture
+def civi() -> Iterator[CiviCRMSandbox]:
+    with CiviCRMSandbox(contacts=20, activities_per_contact=3, seed=11) as sandbox:
+        yield sandbox
+
+
+def _settings(civi: CiviCRMSandbox, **overrides: Any) -> CiviCRMSettings:
+    values: dict[str, Any] = {
+        "site_url": civi.url,
+        "page_size": 4,
+        "lookback_seconds": 0,
+        "backoff_seconds": 0,
+        "max_retries": 2,
+        "reconcile_every_runs": 1000,
+    }
+    values.update(overrides)
+    return CiviCRMSettings.model_validate(values)
+
+
+def _pipeline(tmp_path: Path) -> dlt.Pipeline:
+    return raw_pipeline(
+        ORG, dlt.destinations.duckdb(str(tmp_path / "warehouse.duckdb")), tmp_path / "pipelines"
+    )
+
+
+def _run(
+    civi: CiviCRMSandbox,
+    tmp_path: Path,
+    *resources: str,
+    reconcile: bool | None = None,
+    **overrides: Any,
+) -> str:
+    """One run; returns its load id."""
+    source = civicrm_source(_settings(civi, **overrides), civi.api_key, reconcile=reconcile)
+    if resources:
+        source = source.with_resources(*resources)
+    info = _pipeline(tmp_path).run(source)
+    return info.loads_ids[0]
+
+
+def _query(tmp_path: Path, sql: str, *args: Any) -> list[tuple]:
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute(sql, list(args)).fetchall()
+    finally:
+        con.close()
+
+
+def _ids(tmp_path: Path, table: str, where: str = "TRUE", *args: Any) -> list[int]:
+    rows = _query(
+        tmp_path, f"SELECT id FROM {RAW}.civicrm__{table} WHERE {where} ORDER BY id", *args
+    )
+    return [r[0] for r in rows]
+
+
+def _live(civi: CiviCRMSandbox, entity: str) -> list[int]:
+    return sorted(civi.data.tables[entity])
+
+
+def _extracted_rows(tmp_path: Path, table: str) -> int:
+    """Rows the last run yielded for a table (before merge could hide duplicates)."""
+    trace = _pipeline(tmp_path).last_trace
+    return int(trace.last_normalize_info.row_counts.get(f"civicrm__{table}", 0))
+
+
+def test_full_load_tables_columns_and_values(civi: CiviCRMSandbox, tmp_path: Path) -> None:
+    _run(civi, tmp_path)
+    for table, entity in [
+        ("contact", "Contact"),
+        ("email", "Email"),
+        ("phone", "Phone"),
+        ("address", "Address"),
+        ("case", "Case"),
+        ("case_contact", "CaseContact"),
+        ("activity", "Activity"),
+        ("activity_contact", "ActivityContact"),
+        ("contribution", "Contribution"),
+    ]:
+        assert _ids(tmp_path, table) == _live(civi, entity), table
+        assert _extracted_rows(tmp_path, table) == len(civi.data.tables[entity]), table
+    columns = _query(
+        tmp_path,
+        "SELECT table_name, list(column_name ORDER BY ordinal_position) "
+        "FROM information_schema.columns WHERE table_schema = ? AND table_name LIKE 'civicrm__%' "
+        "GROUP BY table_name",
+        RAW,
+    )
+    names = dict(columns)
+    assert sorted(names) == sorted(resource_names(_settings(civi)))
+    assert names["civicrm__contact"] == [
+        "id",
+        "contact_type",
+        "first_name",
+        "last_name",
+        "birth_date",
+        "is_deleted",
+        "modified_date",
+        "consent_to_share",
+        "deleted_in_source",
+        "_dlt_load_id",
+    ]
+    assert names["civicrm__activity"][:11] == [
+        "id",
+        "activity_type",
+        "activity_date_time",
+        "status",
+        "duration",
+        "case_id",
+        "is_deleted",
+        "modified_date",
+        "outcome",
+        "outcome_status",
+        "outcome_value",
+    ]
+    row = _query(
+        tmp_path,
+        f"SELECT first_name, birth_date::TEXT, modified_date::TEXT, consent_to_share "
+        f"FROM {RAW}.civicrm__contact WHERE id = 1",
+    )[0]
+    source = civi.data.tables["Contact"][1]
+    assert row == (
+        source["first_name"],
+        source["birth_date"],
+        source["modified_date"],
+        "true" if source["Consent.share_data"] else "false",
+    )
+    reviews = _query(
+        tmp_path,
+        f"SELECT DISTINCT activity_type, outcome_status FROM {RAW}.civicrm__activity "
+        "WHERE outcome IS NOT NULL",
+    )
+    assert reviews and {r[0] for r in reviews} == {"Outcome Review"}
+    assert {r[1] for r in reviews} <= {"achieved", "progressing", "not_achieved"}
+    types = dict(
+        _query(
+            tmp_path,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = 'civicrm__contact'",
+            RAW,
+        )
+    )
+    assert types["id"] == "BIGINT" and types["modified_date"] == "TIMESTAMP"
+    assert types["birth_date"] == "DATE" and types["is_deleted"] == "BOOLEAN"
+
+
+def test_incremental_picks_up_exactly_edits_trash_and_hard_deletes(
+    civi: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    _run(civi, tmp_path)
+    cursor = max(r["modified_date"] for r in civi.data.tables["Contact"].values())
+    at_cursor = {i for i, r in civi.data.tables["Contact"].items() if r["modified_date"] == cursor}
+
+    civi.edit("Contact", 3, first_name="Renamed")
+    email_of_5 = next(i for i, r in civi.data.tables["Email"].items() if r["contact_id"] == 5)
+    civi.edit("Email", email_of_5, email="new5@example.org")  # bumps contact 5
+    civi.trash_contact(7)
+    civi.hard_delete("Contact", 9)  # also removes its email, address, activity links ...
+    new_contact = civi.add_contact()
+    civi.edit("Activity", 2, duration=99)
+    deleted_activity = 10
+    civi.hard_delete("Activity", deleted_activity)
+
+    load = _run(civi, tmp_path, reconcile=True)
+
+    assert set(_ids(tmp_path, "contact", "_dlt_load_id = ?", load)) - at_cursor == {
+        3,
+        5,
+        7,
+        9,
+        new_contact,
+    }
+    contacts = {
+        r[0]: r[1:]
+        for r in _query(
+            tmp_path,
+            f"SELECT id, first_name, is_deleted, deleted_in_source FROM {RAW}.civicrm__contact",
+        )
+    }
+    assert contacts[3][0] == "Renamed" and contacts[3][1:] == (False, False)
+    assert contacts[7][1:] == (True, False)  # trashed: still readable, flagged
+    assert contacts[9] == (None, True, True)  # hard-deleted: marker only
+    assert contacts[new_contact][1:] == (False, False)
+    emails = dict(_query(tmp_path, f"SELECT id, email FROM {RAW}.civicrm__email"))
+    assert emails[email_of_5] == "new5@example.org"
+    assert set(_ids(tmp_path, "email", "NOT deleted_in_source")) == set(_live(civi, "Email"))
+    assert set(_ids(tmp_path, "activity_contact", "NOT deleted_in_source")) == set(
+        _live(civi, "ActivityContact")
+    )
+    activities = dict(_query(tmp_path, f"SELECT id, duration FROM {RAW}.civicrm__activity"))
+    assert activities[2] == 99 and activities[deleted_activity] is None
+    assert _ids(tmp_path, "activity", "deleted_in_source") == [deleted_activity]
+    # Only changed rows were re-read (plus the ones sitting exactly on the cursor).
+    activity_load = set(_ids(tmp_path, "activity", "_dlt_load_id = ?", load))
+    assert 2 in activity_load and len(activity_load) <= 3
+
+    # A third run with nothing changed reads next to nothing and changes no row.
+    load3 = _run(civi, tmp_path, reconcile=False)
+    assert set(_ids(tmp_path, "contact", "_dlt_load_id = ?", load3)) <= {new_contact}
+
+
+def test_without_reconciliation_hard_deletes_wait_for_the_periodic_check(
+    civi: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    _run(civi, tmp_path, "civicrm__contact", reconcile_every_runs=3)
+    civi.hard_delete("Contact", 4)
+    _run(civi, tmp_path, "civicrm__contact", reconcile_every_runs=3)
+    assert _ids(tmp_path, "contact", "deleted_in_source") == []
+    _run(civi, tmp_path, "civicrm__contact", reconcile_every_runs=3)  # run 3: due
+    assert _ids(tmp_path, "contact", "deleted_in_source") == [4]
+
+
+def test_shared_timestamps_across_pages_are_not_skipped(
+    civi: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    _run(civi, tmp_path, "civicrm__contact")
+    ts = civi.now()
+    civi.set_modified("Contact", [2, 6, 8, 11, 13, 15, 17], ts)  # 7 rows, pages of 2
+    for cid in (2, 6, 8, 11, 13, 15, 17):
+        civi.data.tables["Contact"][cid]["last_name"] = "Same-Second"
+    cursor = max(
+        r["modified_date"] for r in civi.data.tables["Contact"].values() if r["modified_date"] < ts
+    )
+    at_cursor = {i for i, r in civi.data.tables["Contact"].items() if r["modified_date"] == cursor}
+    load = _run(civi, tmp_path, "civicrm__contact", page_size=2)
+    assert _ids(tmp_path, "contact", "last_name = 'Same-Second'") == [2, 6, 8, 11, 13, 15, 17]
+    assert set(_ids(tmp_path, "contact", "_dlt_load_id = ?", load)) - at_cursor == {
+        2,
+        6,
+        8,
+        11,
+        13,
+        15,
+        17,
+    }
+    assert _extracted_rows(tmp_path, "contact") == 7 + len(at_cursor)  # each read once
+
+
+def test_inserts_and_deletes_during_a_full_run_neither_lose_nor_duplicate(
+    civi: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    def mutate(sandbox: CiviCRMSandbox) -> None:
+        sandbox.hard_delete("Contact", 2)  # already read: offset paging would now skip one
+        for _ in range(3):
+            sandbox.add_contact()
+
+    civi.after_requests(2, mutate)  # between page 1 and page 2
+    _run(civi, tmp_path, "civicrm__contact")
+    loaded = _ids(tmp_path, "contact")
+    assert loaded == list(range(1, 24))  # 20 seeded (2 included: read before it went) + 3 new
+    assert _extracted_rows(tmp_path, "contact") == 23  # each exactly once
+    _run(civi, tmp_path, "civicrm__contact", reconcile=True)
+    assert _ids(tmp_path, "contact", "deleted_in_source") == [2]
+
+
+def test_edits_during_an_incremental_run_neither_lose_nor_skip(
+    civi: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    _run(civi, tmp_path, "civicrm__contact")
+    changed = [1, 3, 5, 7, 9, 12]
+    for cid in changed:
+        civi.edit("Contact", cid, last_name="Changed")
+
+    def mutate(sandbox: CiviCRMSandbox) -> None:
+        sandbox.edit("Contact", 1, last_name="Changed-Again")  # already read: moves to the end
+        sandbox.add_contact(last_name="Changed")
+
+    civi.after_requests(2, mutate)
+    _run(civi, tmp_path, "civicrm__contact", page_size=2)
+    names = dict(_query(tmp_path, f"SELECT id, last_name FROM {RAW}.civicrm__contact"))
+    assert names[1] == "Changed-Again"
+    assert all(names[c] == "Changed" for c in changed[1:])
+    assert names[21] == "Changed"
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_transient_faults_are_retried_within_a_run(
+    civi: CiviCRMSandbox, tmp_path: Path, status: int
+) -> None:
+    civi.after_requests(3, lambda s: s.fail_next(2, status))
+    _run(civi, tmp_path)
+    assert _ids(tmp_path, "activity") == _live(civi, "Activity")
+    assert _ids(tmp_path, "contact") == _live(civi, "Contact")
+
+
+def _root_causes(exc: BaseException) -> list[BaseException]:
+    chain = []
+    while exc is not None:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return chain
+
+
+def test_a_failed_run_resumes_with_nothing_lost_or_duplicated(
+    civi: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    _run(civi, tmp_path)
+    for aid in (1, 5, 9, 30, 44):
+        civi.edit("Activity", aid, duration=77)
+    civi.edit("Contact", 6, first_name="Edited")
+    civi.after_requests(6, lambda s: s.fail_next(2, 503))  # exhausts max_retries=1 mid-run
+    with pytest.raises(PipelineStepFailed) as err:
+        _run(civi, tmp_path, max_retries=1)
+    assert any(isinstance(e, TransientSourceError) for e in _root_causes(err.value))
+    # Nothing of the failed run reached the warehouse, and its cursors were not saved.
+    assert _ids(tmp_path, "activity", "duration = 77") == []
+    _run(civi, tmp_path)
+    assert _ids(tmp_path, "activity", "duration = 77") == [1, 5, 9, 30, 44]
+    assert _query(tmp_path, f"SELECT first_name FROM {RAW}.civicrm__contact WHERE id = 6") == [
+        ("Edited",)
+    ]
+    for table, entity in [("activity", "Activity"), ("contact", "Contact"), ("email", "Email")]:
+        assert _ids(tmp_path, table) == _live(civi, entity)
+        dupes = _query(
+            tmp_path, f"SELECT id FROM {RAW}.civicrm__{table} GROUP BY id HAVING count(*) > 1"
+        )
+        assert dupes == []
+
+
+def test_missing_deleted_contacts_permission_stops_with_the_fix(
+    civi: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    civi.revoke_permission("access deleted contacts")
+    with pytest.raises(PipelineStepFailed) as err:
+        _run(civi, tmp_path, "civicrm__contact")
+    permanent = [e for e in _root_causes(err.value) if isinstance(e, CiviCRMError)]
+    assert permanent and permanent[0].status == 403 and "include_trashed" in permanent[0].fix
+    _run(civi, tmp_path, "civicrm__contact", include_trashed=False)
+    assert _ids(tmp_path, "contact") == _live(civi, "Contact")
+
+
+def test_wrong_custom_field_stops_with_the_fix(civi: CiviCRMSandbox, tmp_path: Path) -> None:
+    with pytest.raises(PipelineStepFailed) as err:
+        _run(civi, tmp_path, "civicrm__contact", consent_field="Consent.nope")
+    permanent = [e for e in _root_causes(err.value) if isinstance(e, CiviCRMError)]
+    assert permanent and "Invalid field 'Consent.nope'" in str(permanent[0])
+    assert not [e for e in _root_causes(err.value) if isinstance(e, CiviCRMTransientError)]
+
+
+def test_contribution_before_6_9_falls_back_to_full_reads(
+    civi: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    civi.set_version("6.8.2")
+    _run(civi, tmp_path, "civicrm__contribution")
+    assert _ids(tmp_path, "contribution") == _live(civi, "Contribution")
+    assert _query(
+        tmp_path, f"SELECT count(*) FROM {RAW}.civicrm__contribution WHERE modified_date IS NULL"
+    ) == [(len(civi.data.tables["Contribution"]),)]
+    gone = _live(civi, "Contribution")[0]
+    civi.hard_delete("Contribution", gone)
+    civi.insert("Contribution", contact_id=1, total_amount=12.5, contribution_status_id=1)
+    _run(civi, tmp_path, "civicrm__contribution", reconcile=False)  # full read reconciles anyway
+    assert _ids(tmp_path, "contribution", "deleted_in_source") == [gone]
+    assert _ids(tmp_path, "contribution", "NOT deleted_in_source") == _live(civi, "Contribution")
+    state = _pipeline(tmp_path).state["sources"]["civicrm"]["resources"]["civicrm__contribution"]
+    assert state["incremental"] is False and "cursor" not in state
+    # After an upgrade to 6.9 the same pipeline switches to modified_date.
+    civi.set_version("6.9.0")
+    _run(civi, tmp_path, "civicrm__contribution")
+    state = _pipeline(tmp_path).state["sources"]["civicrm"]["resources"]["civicrm__contribution"]
+    assert state["incremental"] is True and state["cursor"]
+
+
+@pytest.mark.parametrize("style", ["clean", "wordpress", "wordpress_admin", "standalone"])
+def test_each_url_style_loads(style: str, tmp_path: Path) -> None:
+    with CiviCRMSandbox(contacts=5, url_style=style, site_key="sk") as civi:  # type: ignore[arg-type]
+        settings = _settings(civi, url_style=style)
+        source = civicrm_source(settings, civi.api_key, site_key="sk").with_resources(
+            "civicrm__contact", "civicrm__email"
+        )
+        _pipeline(tmp_path).run(source)
+        assert _ids(tmp_path, "contact") == [1, 2, 3, 4, 5]
+        assert _ids(tmp_path, "email") == _live(civi, "Email")
+
+
+def test_building_the_source_does_no_io_and_keys_stay_out_of_files(
+    civi: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    source = civicrm_source(_settings(civi), civi.api_key)
+    assert civi.requests == []
+    assert sorted(source.resources) == sorted(resource_names(_settings(civi)))
+    _pipeline(tmp_path).run(source.with_resources("civicrm__contact"))
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert civi.api_key.encode() not in path.read_bytes(), path
+
+
+def test_id_ranges_stay_compact_and_exact() -> None:
+    ranges = IdRanges([])
+    for i in [*range(1, 101), 150, 103, 102, 149, 151, 5000]:
+        ranges.add(i)
+    assert ranges.ranges == [[1, 100], [102, 103], [149, 151], [5000, 5000]]
+    ranges.add(101)
+    ranges.add(2)  # already there
+    assert ranges.ranges == [[1, 103], [149, 151], [5000, 5000]]
+    ranges.remove(50)
+    ranges.remove(5000)
+    ranges.remove(7777)
+    assert ranges.ranges == [[1, 49], [51, 103], [149, 151]]
+    ranges.add(50)
+    assert ranges.ranges == [[1, 103], [149, 151]]
+    assert len(list(ranges)) == 106
+
+
+def test_lookback_catches_late_commits(civi: CiviCRMSandbox, tmp_path: Path) -> None:
+    """A transaction that commits late carries a modified_date older than the cursor."""
+    _run(civi, tmp_path, "civicrm__activity", lookback_seconds=600)
+    cursor = max(r["modified_date"] for r in civi.data.tables["Activity"].values())
+    late = (datetime.strptime(cursor, TS) - timedelta(seconds=120)).strftime(TS)
+    civi.data.tables["Activity"][4].update(duration=555, modified_date=late)
+    civi.data.tables["Activity"][5].update(duration=556, modified_date="2020-01-01 00:00:00")
+    _run(civi, tmp_path, "civicrm__activity", lookback_seconds=600)
+    durations = dict(_query(tmp_path, f"SELECT id, duration FROM {RAW}.civicrm__activity"))
+    assert durations[4] == 555  # inside the look-back window
+    assert durations[5] != 556  # far outside it: only reconciliation-style full reads see it
+
+
+def test_an_empty_entity_still_gets_its_table(tmp_path: Path) -> None:
+    with CiviCRMSandbox(contacts=3, cases_per_contact=0, contributions_per_contact=0) as civi:
+        _run(civi, tmp_path, "civicrm__case", "civicrm__case_contact", "civicrm__contribution")
+    for table in ("case", "case_contact", "contribution"):
+        assert _ids(tmp_path, table) == []
