@@ -1,0 +1,93 @@
+"""``hub check <org>`` for Salesforce: can we log in, and what would a load read?
+
+Read-only and cheap (a handful of API requests): authenticates, confirms the configured API
+version is offered, lists which objects and mapped fields the integration user can see, and
+reports the remaining daily API allocation. Never prints personal data: names and counts only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from connectors.errors import ConnectorError
+from connectors.salesforce_npsp.client import SalesforceClient, selectable_fields
+from connectors.salesforce_npsp.settings import Credentials, SalesforceSettings
+from connectors.salesforce_npsp.source import PMM_PREFIX, object_specs
+
+
+@dataclass
+class ObjectCheck:
+    """One object the connector would read."""
+
+    resource: str
+    sobject: str
+    found: bool
+    fields: int = 0
+    records: int | None = None
+    missing_mapped_fields: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OrgCheck:
+    """Everything ``hub check`` shows for a Salesforce member."""
+
+    authenticated: bool
+    api_version: str
+    api_version_available: bool = False
+    latest_api_version: str | None = None
+    objects: list[ObjectCheck] = field(default_factory=list)
+    api_used: int | None = None
+    api_max: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.authenticated and not self.problems
+
+
+def check_org(
+    settings: SalesforceSettings,
+    credentials: Credentials,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> OrgCheck:
+    """Run the check; connector errors become problems in the result instead of raising."""
+    result = OrgCheck(authenticated=False, api_version=settings.api_version)
+    with SalesforceClient(settings, credentials, sleep=sleep) as client:
+        try:
+            versions = [v["version"] for v in client.versions()]
+            result.authenticated = True
+            result.latest_api_version = max(versions, key=float) if versions else None
+            result.api_version_available = settings.api_version in versions
+            if not result.api_version_available:
+                result.problems.append(
+                    f"API version {settings.api_version} is not offered by this org "
+                    f"(latest {result.latest_api_version}): change 'api_version'"
+                )
+            names = client.sobject_names()
+            for spec in object_specs(settings):
+                check = ObjectCheck(spec.resource, spec.sobject, spec.sobject in names)
+                result.objects.append(check)
+                if not check.found:
+                    if spec.sobject.startswith(PMM_PREFIX):
+                        reason = "the Program Management Module is not installed or not granted"
+                    else:
+                        reason = "not visible to the integration user"
+                    result.problems.append(f"{spec.resource}: {spec.sobject} missing ({reason})")
+                    continue
+                fields = selectable_fields(client.describe(spec.sobject))
+                check.fields = len(fields)
+                check.missing_mapped_fields = [f for f in spec.mapped if f not in fields]
+                for name in check.missing_mapped_fields:
+                    result.problems.append(
+                        f"{spec.resource}: the integration user cannot read field "
+                        f"{spec.sobject}.{name}: grant field-level security or remove it from "
+                        "the member's mapping"
+                    )
+                check.records = client.record_count(spec.sobject)
+        except ConnectorError as err:
+            result.problems.append(str(err))
+        result.api_used, result.api_max = client.api_used, client.api_max
+    return result

@@ -1,0 +1,540 @@
+"""The Salesforce REST client: auth, retries, API allocation, describe and SOQL paging.
+
+Why it is shaped this way:
+- Salesforce sessions have no stated expiry, so a 401 ``INVALID_SESSION_ID`` triggers one
+  re-authentication and one retry, never a loop.
+- 5xx, 420 and 429 are transient: bounded retries with exponential backoff, honouring
+  ``Retry-After``. A 403 ``REQUEST_LIMIT_EXCEEDED`` means the 24-hour allocation is gone:
+  retrying within the run only burns the member's quota, so it stops the run like the reserve.
+- Every response's ``Sforce-Limit-Info`` is read; before each request the client checks the
+  member's configured reserve so other integrations of the charity keep working.
+- A SOQL query whose URL would exceed the limit (414) is split into several narrower queries,
+  each selecting ``Id``, whose rows are merged by ``Id``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from connectors.errors import PermanentSourceError, TransientSourceError
+from connectors.salesforce_npsp.auth import SalesforceAuthError, Token, fetch_token
+from connectors.salesforce_npsp.settings import Credentials, SalesforceSettings
+
+log = logging.getLogger(__name__)
+
+_LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+# Compound fields (address, geolocation) duplicate their component fields and Bulk rejects
+# them; base64 bodies need a separate request per record. Neither is selected.
+_SKIPPED_TYPES = {"address", "location", "base64"}
+# Fields every split query repeats, so rows can be merged and ordered.
+_KEY_FIELDS = ("Id", "SystemModstamp")
+
+
+class ApiAllocationReserveReached(PermanentSourceError):
+    """The org's daily API allocation is at the member's reserve (or exhausted).
+
+    Not a failure of the data: everything read so far is loaded and the cursor saved, so the
+    next run (after the 24-hour window rolls on) resumes where this one stopped.
+    """
+
+    def __init__(self, used: int | None, maximum: int | None, exhausted: bool = False) -> None:
+        self.used = used
+        self.maximum = maximum
+        self.exhausted = exhausted
+        usage = f"{used}/{maximum} API requests used" if maximum else "allocation unknown"
+        what = "exhausted" if exhausted else "at the configured reserve"
+        super().__init__(
+            f"Salesforce daily API allocation {what} ({usage}); stopped politely so the org "
+            "keeps requests for its other integrations. The next run resumes from the saved "
+            "cursor. To load more per day, lower 'reserve_percent' or raise the org's API "
+            "allocation."
+        )
+
+
+class SalesforceApiError(PermanentSourceError):
+    """The API rejected a request for a reason a retry cannot fix."""
+
+    def __init__(self, status: int, code: str, message: str, advice: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(f"Salesforce API {status} {code}: {message.strip()[:300]}. {advice}")
+
+
+class BulkQueryRejected(Exception):
+    """Internal: Bulk API 2.0 refused or failed the job; the caller reads through REST."""
+
+
+class QueryTooLong(Exception):
+    """Internal: this SOQL URL would be refused with 414; the caller splits the field list."""
+
+
+def _error_code(response: httpx.Response) -> tuple[str, str]:
+    """(errorCode, message) from Salesforce's JSON array error body, tolerant of others."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", response.text[:200]
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        return str(body[0].get("errorCode", "")), str(body[0].get("message", ""))
+    if isinstance(body, dict):
+        return str(body.get("errorCode") or body.get("error", "")), str(body.get("message", ""))
+    return "", ""
+
+
+def selectable_fields(describe: dict[str, Any]) -> dict[str, str]:
+    """Field name → describe type, for every field the integration user can read.
+
+    Field-level security hides unreadable fields from describe entirely, so "present" is
+    "readable"; compound and binary fields are left out (see ``_SKIPPED_TYPES``).
+    """
+    return {
+        f["name"]: f["type"]
+        for f in describe.get("fields", [])
+        if f.get("type") not in _SKIPPED_TYPES
+    }
+
+
+class SalesforceClient:
+    """One authenticated session to one org. Not thread-safe; one per pipeline run."""
+
+    def __init__(
+        self,
+        settings: SalesforceSettings,
+        credentials: Credentials,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.settings = settings
+        self._credentials = credentials
+        self._sleep = sleep
+        self._http = http or httpx.Client(
+            timeout=httpx.Timeout(
+                settings.timeout_seconds, connect=min(10.0, settings.timeout_seconds)
+            )
+        )
+        self._token: Token | None = None
+        self.api_used: int | None = None
+        self.api_max: int | None = None
+        self.requests_made = 0
+        self._sobjects: set[str] | None = None
+        self._describes: dict[str, dict[str, Any]] = {}
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SalesforceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def base(self) -> str:
+        return f"{self.token.instance_url}/services/data/v{self.settings.api_version}"
+
+    @property
+    def token(self) -> Token:
+        """The current session, logging in (with bounded retries on transient errors) if none."""
+        attempt = 0
+        while self._token is None:
+            try:
+                self._token = fetch_token(self._http, self.settings, self._credentials)
+            except TransientSourceError:
+                attempt += 1
+                if attempt > self.settings.max_retries:
+                    raise
+                self._sleep(self._delay(attempt, None))
+        return self._token
+
+    def _check_reserve(self) -> None:
+        if self.api_used is None or not self.api_max:
+            return
+        remaining = self.api_max - self.api_used
+        if remaining < self.api_max * self.settings.reserve_percent / 100:
+            raise ApiAllocationReserveReached(self.api_used, self.api_max)
+
+    def _read_limits(self, response: httpx.Response) -> None:
+        match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
+        if match:
+            self.api_used, self.api_max = int(match[1]), int(match[2])
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        delay = self.settings.backoff_seconds * (2 ** (attempt - 1))
+        if response is not None:
+            retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+        return min(delay, self.settings.backoff_max_seconds)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        json_body: Any = None,
+        cleanup: bool = False,
+    ) -> httpx.Response:
+        """Send one API request with re-auth, backoff and allocation checks.
+
+        ``path`` is either relative to the versioned base (``/sobjects``) or an absolute
+        server path (``/services/data/...``, as in ``nextRecordsUrl``). ``cleanup`` requests
+        (aborting or deleting our own Bulk jobs) skip the reserve check: leaving jobs behind
+        would cost the org more than the one request.
+        """
+        reauthenticated = False
+        attempt = 0
+        while True:
+            if not cleanup:
+                self._check_reserve()
+            token = self.token
+            url = token.instance_url + path if path.startswith("/services/") else self.base + path
+            sent_headers = {"Authorization": f"Bearer {token.access_token}", **(headers or {})}
+            try:
+                response = self._http.request(
+                    method, url, params=params, headers=sent_headers, json=json_body
+                )
+            except httpx.TransportError as err:
+                attempt += 1
+                if attempt > self.settings.max_retries:
+                    raise TransientSourceError(
+                        f"Salesforce did not answer {method} {_short(path)} after {attempt} "
+                        f"attempts ({type(err).__name__}); the run can be retried later"
+                    ) from None
+                self._sleep(self._delay(attempt, None))
+                continue
+            self.requests_made += 1
+            self._read_limits(response)
+            status = response.status_code
+            if status < 400:
+                return response
+            code, message = _error_code(response)
+            if status == 401:
+                if reauthenticated:
+                    raise SalesforceAuthError(
+                        "Salesforce rejected a freshly issued session (INVALID_SESSION_ID "
+                        "twice): check the connected app's session policies and IP "
+                        "restrictions for the integration user"
+                    )
+                log.info("Salesforce session expired; re-authenticating once")
+                self._token = None
+                reauthenticated = True
+                continue
+            if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
+                raise ApiAllocationReserveReached(self.api_used, self.api_max, exhausted=True)
+            if status >= 500 or status in (420, 429):
+                attempt += 1
+                if attempt > self.settings.max_retries:
+                    raise TransientSourceError(
+                        f"Salesforce answered {status} {code} to {method} {_short(path)} "
+                        f"{attempt} times; the org is busy or down, the run can be retried later"
+                    )
+                delay = self._delay(attempt, response)
+                log.info("Salesforce answered %s; retrying in %.2fs", status, delay)
+                self._sleep(delay)
+                continue
+            if status == 414:
+                raise QueryTooLong(path)
+            raise SalesforceApiError(status, code, message, _advice(code, status))
+
+    def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+        return self.request("GET", path, params=params).json()
+
+    # ------------------------------------------------------------------ discovery
+    def versions(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.get_json("/services/data/")
+        return result
+
+    def sobject_names(self) -> set[str]:
+        """describeGlobal, once per client."""
+        if self._sobjects is None:
+            body = self.get_json("/sobjects")
+            self._sobjects = {o["name"] for o in body.get("sobjects", [])}
+        return self._sobjects
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        if sobject not in self._describes:
+            self._describes[sobject] = self.get_json(f"/sobjects/{sobject}/describe")
+        return self._describes[sobject]
+
+    def limits(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.get_json("/limits")
+        return result
+
+    def deleted(self, sobject: str, start: str, end: str) -> dict[str, Any]:
+        """The getDeleted resource (delete log, last 15 days)."""
+        result: dict[str, Any] = self.get_json(
+            f"/sobjects/{sobject}/deleted/", params={"start": start, "end": end}
+        )
+        return result
+
+    # ------------------------------------------------------------------ queries
+    def _query_url_length(self, soql: str, include_deleted: bool) -> int:
+        endpoint = "/queryAll" if include_deleted else "/query"
+        url = httpx.URL(self.base + endpoint, params={"q": soql})
+        return len(url.raw_path)
+
+    def query_pages(
+        self, soql: str, include_deleted: bool = False
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Run one SOQL query and yield its pages (``attributes`` dropped) until ``done``."""
+        if self._query_url_length(soql, include_deleted) > self.settings.max_url_length:
+            raise QueryTooLong(soql[:60])
+        endpoint = "/queryAll" if include_deleted else "/query"
+        options = {"Sforce-Query-Options": f"batchSize={self.settings.page_size}"}
+        body = self.get_json_with(endpoint, {"q": soql}, options)
+        while True:
+            records = body.get("records", [])
+            for record in records:
+                record.pop("attributes", None)
+            if records:
+                yield records
+            next_url = body.get("nextRecordsUrl")
+            if body.get("done", True) or not next_url:
+                return
+            body = self.get_json_with(next_url, None, options)
+
+    def get_json_with(
+        self, path: str, params: dict[str, str] | None, headers: dict[str, str]
+    ) -> Any:
+        return self.request("GET", path, params=params, headers=headers).json()
+
+    def query_records(
+        self,
+        sobject: str,
+        fields: list[str],
+        where: str,
+        include_deleted: bool = False,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of rows ordered by (SystemModstamp, Id), splitting the SELECT if too long.
+
+        A split query runs each field group to completion and merges by ``Id``; a row that
+        is missing from one group changed while we read (its SystemModstamp moved past the
+        window), so it is left for the next run rather than loaded half-filled.
+        """
+        order = " ORDER BY SystemModstamp, Id"
+        groups = self._field_groups(sobject, fields, where, order, include_deleted)
+        if len(groups) == 1:
+            soql = f"SELECT {', '.join(groups[0])} FROM {sobject} WHERE {where}{order}"
+            yield from self.query_pages(soql, include_deleted)
+            return
+        log.info(
+            "%s: %d fields split into %d queries to stay under the URL limit",
+            sobject,
+            len(fields),
+            len(groups),
+        )
+        merged: dict[str, dict[str, Any]] = {}
+        seen: dict[str, int] = {}
+        for group in groups:
+            soql = f"SELECT {', '.join(group)} FROM {sobject} WHERE {where}{order}"
+            for page in self.query_pages(soql, include_deleted):
+                for row in page:
+                    merged.setdefault(row["Id"], {}).update(row)
+                    seen[row["Id"]] = seen.get(row["Id"], 0) + 1
+        complete = [merged[i] for i in merged if seen[i] == len(groups)]
+        complete.sort(key=lambda r: (r.get("SystemModstamp") or "", r["Id"]))
+        size = self.settings.page_size
+        for start in range(0, len(complete), size):
+            yield complete[start : start + size]
+
+    # ------------------------------------------------------------------ Bulk API 2.0
+    def record_count(self, sobject: str) -> int | None:
+        """Approximate record count (the Record Count resource), to choose REST or Bulk."""
+        body = self.get_json("/limits/recordCount", params={"sObjects": sobject})
+        for entry in body.get("sObjects", []):
+            if entry.get("name") == sobject:
+                return int(entry.get("count", 0))
+        return None
+
+    def bulk_job(self, soql: str, include_deleted: bool = False) -> str:
+        """Create a query job and poll it (with backoff) until JobComplete; returns its id.
+
+        Raises BulkQueryRejected when Bulk refuses the query (e.g. compound fields) or the
+        job fails; the job is aborted and deleted so nothing is left running in the org.
+        """
+        body = {
+            "operation": "queryAll" if include_deleted else "query",
+            "query": soql,
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "LF",
+        }
+        try:
+            job = self.request("POST", "/jobs/query", json_body=body).json()
+        except SalesforceApiError as err:
+            if err.status == 400:
+                raise BulkQueryRejected(str(err)) from None
+            raise
+        job_id = str(job["id"])
+        done = False
+        try:
+            waited, attempt = 0.0, 0
+            while True:
+                info = self.get_json(f"/jobs/query/{job_id}")
+                state = info.get("state")
+                if state == "JobComplete":
+                    done = True
+                    return job_id
+                if state in ("Failed", "Aborted"):
+                    raise BulkQueryRejected(
+                        f"Bulk query job {state}: {info.get('errorMessage', 'no reason given')}"
+                    )
+                attempt += 1
+                delay = min(
+                    self.settings.bulk_poll_seconds * 2 ** (attempt - 1),
+                    self.settings.backoff_max_seconds,
+                )
+                waited += delay
+                if waited > self.settings.bulk_timeout_seconds:
+                    raise TransientSourceError(
+                        f"Bulk query job still {state} after {waited:.0f}s; the org is busy, "
+                        "the run can be retried later (or raise 'bulk_timeout_seconds')"
+                    )
+                self._sleep(delay)
+        finally:
+            if not done:
+                self._discard_job(job_id, abort=True)
+
+    def bulk_pages(self, job_id: str, types: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
+        """Result sets of a completed job, following Sforce-Locator until the literal "null";
+        the job is deleted afterwards, whether the read finished or not."""
+        locator: str | None = None
+        try:
+            while True:
+                params = {"maxRecords": str(self.settings.bulk_page_records)}
+                if locator:
+                    params["locator"] = locator
+                response = self.request(
+                    "GET",
+                    f"/jobs/query/{job_id}/results",
+                    params=params,
+                    headers={"Accept": "text/csv"},
+                )
+                rows = parse_bulk_csv(response.text, types)
+                if rows:
+                    yield rows
+                locator = response.headers.get("Sforce-Locator")
+                if not locator or locator == "null":
+                    return
+        finally:
+            self._discard_job(job_id, abort=False)
+
+    def _discard_job(self, job_id: str, abort: bool) -> None:
+        """Best effort: a cleanup failure is logged, never hides the original outcome."""
+        try:
+            if abort:
+                self.request(
+                    "PATCH", f"/jobs/query/{job_id}", json_body={"state": "Aborted"}, cleanup=True
+                )
+            self.request("DELETE", f"/jobs/query/{job_id}", cleanup=True)
+        except Exception as err:  # cleanup must never mask the real outcome
+            log.warning("could not clean up Bulk job %s: %s", job_id, type(err).__name__)
+
+    def _field_groups(
+        self, sobject: str, fields: list[str], where: str, order: str, include_deleted: bool
+    ) -> list[list[str]]:
+        """Greedy split of ``fields`` into SELECT lists whose URLs fit the limit."""
+        keys = [k for k in _KEY_FIELDS if k in fields or k == "Id"]
+        rest = [f for f in fields if f not in keys]
+
+        def fits(group: list[str]) -> bool:
+            soql = f"SELECT {', '.join(group)} FROM {sobject} WHERE {where}{order}"
+            return self._query_url_length(soql, include_deleted) <= self.settings.max_url_length
+
+        groups: list[list[str]] = []
+        current = list(keys)
+        for name in rest:
+            if fits([*current, name]):
+                current.append(name)
+                continue
+            if current == keys:
+                raise SalesforceApiError(
+                    414,
+                    "URI_TOO_LONG",
+                    f"field {name} alone makes the query for {sobject} too long",
+                    "Raise 'max_url_length' in the member's salesforce settings.",
+                )
+            groups.append(current)
+            current = [*keys, name]
+        groups.append(current)
+        return groups
+
+
+def parse_bulk_csv(text: str, types: dict[str, str]) -> list[dict[str, Any]]:
+    """Bulk CSV rows typed like the REST API's JSON, so both paths load identical rows.
+
+    The csv module handles quoted fields with embedded newlines, commas and doubled quotes;
+    Bulk writes nulls as empty fields (Salesforce does not tell null from empty text).
+    """
+    rows: list[dict[str, Any]] = []
+    for raw in csv.DictReader(io.StringIO(text, newline="")):
+        row: dict[str, Any] = {}
+        for name, value in raw.items():
+            row[name] = _typed(value, types.get(name, "string"))
+        rows.append(row)
+    return rows
+
+
+def _typed(value: str | None, kind: str) -> Any:
+    if value is None or value == "":
+        return None
+    if kind == "boolean":
+        return value.lower() == "true"
+    if kind in ("double", "currency", "percent"):
+        return float(value)
+    if kind in ("int", "long"):
+        return int(value)
+    if kind == "datetime" and value.endswith("Z"):
+        return value[:-1] + "+0000"
+    return value
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _short(path: str) -> str:
+    return path.split("?")[0][:80]
+
+
+def _advice(code: str, status: int) -> str:
+    if code == "INVALID_FIELD":
+        return (
+            "The integration user cannot read a field the query names: grant it field-level "
+            "security in Salesforce or remove it from the member's mapping."
+        )
+    if code in ("INVALID_TYPE", "NOT_FOUND"):
+        return (
+            "The object is not visible to the integration user: check the package is "
+            "installed and the user's permission set grants read access."
+        )
+    if code in ("API_DISABLED_FOR_ORG", "API_CURRENTLY_DISABLED"):
+        return "API access is off for this org or user: enable 'API Enabled' for the user."
+    if status == 403:
+        return "The integration user lacks a permission: check its permission sets."
+    return "Check the member's salesforce settings; the request cannot succeed as sent."

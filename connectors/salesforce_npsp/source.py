@@ -1,0 +1,477 @@
+"""The dlt source for members on Salesforce NPSP with the Program Management Module.
+
+``npsp_source(settings, credentials)`` does no network I/O when it is built (Dagster builds
+it while loading definitions); the org is contacted only when a resource runs.
+
+Incremental reading, and why it cannot lose records:
+- Each resource keeps its cursor on ``SystemModstamp`` (bumped by every change, including
+  system ones and deletes, unlike LastModifiedDate) in dlt resource state.
+- A run reads the half-open window ``SystemModstamp >= cursor - lookback AND < end`` through
+  ``queryAll`` ordered by ``SystemModstamp, Id``, so deletes arrive as rows with ``IsDeleted``
+  true. ``end`` is "now" truncated to the second (SOQL's literal precision).
+- After each page the cursor moves to that page's last SystemModstamp, inclusive: records
+  sharing that timestamp on the next page are read again next time, never skipped, and the
+  ``merge`` on ``Id`` makes the re-read harmless. The look-back covers transactions that commit
+  with a timestamp slightly older than when they become visible.
+- When the daily API allocation reaches the member's reserve the resource stops yielding,
+  keeping its cursor: what was read is loaded, and the next run resumes from there.
+- Formula fields change without bumping SystemModstamp, so every ``full_refresh_days`` the
+  window starts from ``start_date`` again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.common.destination import AnyDestination
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from connectors.errors import ConnectorError, PermanentSourceError
+from connectors.salesforce_npsp.client import (
+    ApiAllocationReserveReached,
+    BulkQueryRejected,
+    SalesforceClient,
+    selectable_fields,
+)
+from connectors.salesforce_npsp.settings import Credentials, SalesforceSettings
+
+log = logging.getLogger(__name__)
+
+SOURCE_NAME = "salesforce_npsp"
+PMM_PREFIX = "pmdm__"
+
+# describe type → dlt data type. Everything not listed is text (ids, picklists, phones...).
+_DLT_TYPES = {
+    "boolean": "bool",
+    "date": "date",
+    "datetime": "timestamp",
+    "double": "double",
+    "currency": "double",
+    "percent": "double",
+    "int": "bigint",
+    "long": "bigint",
+}
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One Salesforce object read into one raw table; ``mapped`` fields are those the
+    canonical model uses, reported when the integration user cannot read them."""
+
+    resource: str
+    sobject: str
+    mapped: tuple[str, ...] = ()
+
+
+def object_specs(settings: SalesforceSettings) -> list[ObjectSpec]:
+    """Resources in load order; the outcome object comes from the member's mapping."""
+    contact = ["FirstName", "LastName", "Birthdate", "Email", "Phone", "MailingPostalCode"]
+    if settings.consent_field:
+        contact.append(settings.consent_field)
+    specs = [
+        ObjectSpec("npsp__account", "Account", ("Name",)),
+        ObjectSpec("npsp__contact", "Contact", tuple(contact)),
+        ObjectSpec("pmdm__program", "pmdm__Program__c", ("Name", "pmdm__Status__c")),
+        ObjectSpec("pmdm__service", "pmdm__Service__c", ("Name", "pmdm__Program__c")),
+        ObjectSpec(
+            "pmdm__program_engagement",
+            "pmdm__ProgramEngagement__c",
+            (
+                "pmdm__Contact__c",
+                "pmdm__Program__c",
+                "pmdm__Stage__c",
+                "pmdm__StartDate__c",
+                "pmdm__EndDate__c",
+            ),
+        ),
+        ObjectSpec(
+            "pmdm__service_delivery",
+            "pmdm__ServiceDelivery__c",
+            (
+                "pmdm__Contact__c",
+                "pmdm__Service__c",
+                "pmdm__ProgramEngagement__c",
+                "pmdm__DeliveryDate__c",
+                "pmdm__Quantity__c",
+                "pmdm__AttendanceStatus__c",
+            ),
+        ),
+        ObjectSpec("npsp__opportunity", "Opportunity"),
+        ObjectSpec("npsp__recurring_donation", "npe03__Recurring_Donation__c"),
+    ]
+    if settings.outcome is not None:
+        specs.append(
+            ObjectSpec(
+                "npsp__outcome", settings.outcome.object, tuple(settings.outcome.mapped_fields())
+            )
+        )
+    if settings.objects is not None:
+        specs = [s for s in specs if s.resource in settings.objects]
+    return specs
+
+
+@dataclass
+class SyncReport:
+    """What one run noticed, for the caller to show: nothing here fails the load."""
+
+    stopped: str | None = None
+    stop_error: ApiAllocationReserveReached | None = None
+    missing_objects: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    methods: dict[str, str] = field(default_factory=dict)
+    drift: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    api_used: int | None = None
+    api_max: int | None = None
+    sessions: list[_Session] = field(default_factory=list, repr=False)
+
+    def close(self) -> None:
+        """Close the HTTP connections the run opened (load_npsp does this for you)."""
+        for session in self.sessions:
+            session.close()
+
+    def messages(self) -> list[str]:
+        out = list(self.missing_objects.values()) + list(self.problems) + list(self.notes)
+        for resource, change in self.drift.items():
+            out.append(f"{resource}: schema changed since the last run: {change}")
+        if self.stopped:
+            out.append(self.stopped)
+        return out
+
+
+class _Session:
+    """One client shared by all resources of a source, created on first use (not at build)."""
+
+    def __init__(
+        self, settings: SalesforceSettings, credentials: Credentials, sleep: Callable[[float], None]
+    ) -> None:
+        self.settings = settings
+        self._credentials = credentials
+        self._sleep = sleep
+        self._client: SalesforceClient | None = None
+
+    @property
+    def client(self) -> SalesforceClient:
+        if self._client is None:
+            self._client = SalesforceClient(self.settings, self._credentials, sleep=self._sleep)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def soql_datetime(value: datetime) -> str:
+    """SOQL dateTime literal (whole seconds, UTC, no quotes)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_sf_datetime(text: str) -> datetime:
+    """Salesforce's ``2025-01-01T00:00:00.000+0000`` (or ISO ``Z``) as an aware datetime."""
+    text = text.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    elif len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
+        text = text[:-2] + ":" + text[-2:]
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _floor_second(value: datetime) -> datetime:
+    return value.replace(microsecond=0)
+
+
+def _schema_drift(before: dict[str, str] | None, now: dict[str, str]) -> dict[str, Any]:
+    if not before:
+        return {}
+    drift: dict[str, Any] = {}
+    added = sorted(set(now) - set(before))
+    removed = sorted(set(before) - set(now))
+    retyped = {n: f"{before[n]} -> {now[n]}" for n in now if n in before and before[n] != now[n]}
+    if added:
+        drift["added"] = added
+    if removed:
+        drift["removed"] = removed
+    if retyped:
+        drift["retyped"] = retyped
+    return drift
+
+
+def _object_rows(
+    session: _Session,
+    spec: ObjectSpec,
+    report: SyncReport,
+    full_refresh: bool,
+    clock: Callable[[], datetime],
+) -> Iterator[Any]:
+    """Read one object's changed (and deleted) records since the resource's cursor."""
+    settings = session.settings
+    state = dlt.current.resource_state()
+    client = session.client
+    try:
+        if spec.sobject not in client.sobject_names():
+            if spec.sobject.startswith(PMM_PREFIX):
+                message = (
+                    f"{spec.resource}: this org has no {spec.sobject} (the Program Management "
+                    "Module is not installed or the integration user cannot see it); install "
+                    "PMM or grant its objects to the user's permission set to load programmes, "
+                    "engagements and service deliveries"
+                )
+            else:
+                message = (
+                    f"{spec.resource}: object {spec.sobject} is not visible to the integration "
+                    "user; grant read access or change the member's mapping"
+                )
+            log.warning(message)
+            report.missing_objects[spec.resource] = message
+            return
+        fields = selectable_fields(client.describe(spec.sobject))
+        for required in ("Id", "SystemModstamp"):
+            if required not in fields:
+                raise PermanentSourceError(
+                    f"{spec.resource}: the integration user cannot read {spec.sobject}.{required};"
+                    " grant field-level security for it (incremental loading needs it)"
+                )
+        drift = _schema_drift(state.get("fields"), fields)
+        if drift:
+            log.warning("%s: schema drift since last run: %s", spec.resource, drift)
+            report.drift[spec.resource] = drift
+        state["fields"] = fields
+        for name in spec.mapped:
+            if name not in fields:
+                report.problems.append(
+                    f"{spec.resource}: the integration user cannot read field "
+                    f"{spec.sobject}.{name} (missing or hidden by field-level security): grant "
+                    "field-level security or remove it from the member's mapping"
+                )
+        # Types are hinted once per column: a retyped field keeps its first type in the raw
+        # table (dlt adds a variant column for values that no longer fit) instead of failing.
+        hinted: dict[str, str] = dict(state.get("hinted", {}))
+        for name, kind in fields.items():
+            hinted.setdefault(name, _DLT_TYPES.get(kind, "text"))
+        state["hinted"] = hinted
+        columns = {
+            name: {"name": name, "data_type": kind, "nullable": name != "Id"}
+            for name, kind in hinted.items()
+            if name in fields
+        }
+        # If one load ever holds two versions of a record, the merge keeps the newest.
+        columns["SystemModstamp"]["dedup_sort"] = "desc"
+
+        now = clock()
+        end = _floor_second(now)
+        last_full = state.get("last_full_refresh")
+        due = settings.full_refresh_days is not None and (
+            last_full is None
+            or now - parse_sf_datetime(last_full) >= timedelta(days=settings.full_refresh_days)
+        )
+        full = bool(full_refresh or due or not state.get("cursor"))
+        if full:
+            state["cursor"] = None
+            state["last_full_refresh"] = soql_datetime(now)
+            start = parse_sf_datetime(settings.start_date)
+        else:
+            cursor = parse_sf_datetime(state["cursor"])
+            start = _floor_second(cursor - timedelta(seconds=settings.lookback_seconds))
+        if start >= end:
+            return
+        where = (
+            f"SystemModstamp >= {soql_datetime(start)} AND SystemModstamp < {soql_datetime(end)}"
+        )
+        hints = dlt.mark.make_hints(columns=columns)
+        job = _bulk_job(client, spec, fields, where, report) if full else None
+        report.methods[spec.resource] = "bulk" if job else "rest"
+        count = 0
+        if job is not None:
+            # Bulk results are unordered (ORDER BY defeats PK chunking), so the cursor only
+            # moves when the whole window is in: a stop part-way re-reads the window.
+            for page in client.bulk_pages(job, fields):
+                yield dlt.mark.with_hints(page, hints)
+                count += len(page)
+        else:
+            seen: set[str] = set()
+            for page in client.query_records(
+                spec.sobject, list(fields), where, include_deleted=True
+            ):
+                yield dlt.mark.with_hints(page, hints)
+                count += len(page)
+                if not full:
+                    seen.update(row["Id"] for row in page)
+                # Inclusive: rows sharing this stamp on the next page are re-read next time.
+                state["cursor"] = page[-1]["SystemModstamp"]
+            if not full:
+                # Its own cursor: a run stopped part-way never asked getDeleted, so the next
+                # one asks from where the last completed ask ended, not from the row cursor.
+                since = state.get("deleted_cursor")
+                deleted_from = min(start, parse_sf_datetime(since)) if since else start
+                tombstones = _purged_deletes(client, spec, deleted_from, end, now, seen, report)
+                if tombstones:
+                    yield dlt.mark.with_hints(tombstones, hints)
+                    count += len(tombstones)
+        state["cursor"] = state["deleted_cursor"] = soql_datetime(end)
+        report.rows[spec.resource] = count
+    except ApiAllocationReserveReached as err:
+        if report.stopped is None:
+            log.warning(str(err))
+            report.stopped = str(err)
+            report.stop_error = err
+    finally:
+        report.api_used, report.api_max = client.api_used, client.api_max
+
+
+def _purged_deletes(
+    client: SalesforceClient,
+    spec: ObjectSpec,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    seen: set[str],
+    report: SyncReport,
+) -> list[dict[str, Any]]:
+    """Deletes that queryAll can no longer show (emptied recycle bin, hard deletes).
+
+    The getDeleted resource keeps 15 days of deletes. A record it lists that queryAll did not
+    return becomes a tombstone row (Id, IsDeleted, SystemModstamp = deletedDate); the merge
+    replaces the old row, so the person's other fields are cleared along with it.
+    """
+    if now - start > timedelta(days=15):
+        report.notes.append(
+            f"{spec.resource}: more than 15 days since the last load; records deleted and "
+            "purged from the recycle bin in that gap cannot be detected. Run more often."
+        )
+        return []
+    # getDeleted works in whole minutes: widen the start; extra ids are filtered by ``seen``.
+    body = client.deleted(spec.sobject, soql_datetime(start.replace(second=0)), soql_datetime(end))
+    rows = []
+    for entry in body.get("deletedRecords", []):
+        if entry["id"] not in seen:
+            seen.add(entry["id"])
+            rows.append(
+                {"Id": entry["id"], "IsDeleted": True, "SystemModstamp": entry["deletedDate"]}
+            )
+    return rows
+
+
+def _bulk_job(
+    client: SalesforceClient,
+    spec: ObjectSpec,
+    fields: dict[str, str],
+    where: str,
+    report: SyncReport,
+) -> str | None:
+    """A completed Bulk query job for a large object's full load, or None to use REST.
+
+    Bulk saves API requests on big reads (one result set per 50,000 rows instead of one
+    page per 2,000). Whatever Bulk refuses or fails is read through REST instead.
+    """
+    threshold = client.settings.bulk_threshold
+    if threshold is None:
+        return None
+    count = client.record_count(spec.sobject)
+    if count is None or count < threshold:
+        return None
+    soql = f"SELECT {', '.join(fields)} FROM {spec.sobject} WHERE {where}"
+    try:
+        return client.bulk_job(soql, include_deleted=True)
+    except BulkQueryRejected as err:
+        note = f"{spec.resource}: Bulk API query not possible ({err}); read through REST instead"
+        log.warning(note)
+        report.notes.append(note)
+        return None
+
+
+@dlt.source(name=SOURCE_NAME)
+def npsp_source(
+    settings: SalesforceSettings,
+    credentials: Credentials,
+    report: SyncReport | None = None,
+    full_refresh: bool = False,
+    clock: Callable[[], datetime] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """One ``merge`` resource per object, keyed on ``Id``. Building it contacts nothing.
+
+    ``report`` collects what the run noticed (missing objects, unreadable mapped fields,
+    schema drift, a polite stop at the API reserve). ``clock`` and ``sleep`` exist for tests.
+    """
+    session = _Session(settings, credentials, sleep)
+    run_report = report if report is not None else SyncReport()
+    run_report.sessions.append(session)
+    now = clock or (lambda: datetime.now(UTC))
+    resources = []
+    for spec in object_specs(settings):
+        resources.append(
+            dlt.resource(
+                _object_rows,
+                name=spec.resource,
+                write_disposition="merge",
+                primary_key="Id",
+            )(session, spec, run_report, full_refresh, now)
+        )
+    return resources
+
+
+def raw_pipeline(
+    org_id: str, destination: AnyDestination | str, pipelines_dir: Path | str
+) -> dlt.Pipeline:
+    """The member's own pipeline: dlt keeps cursors per pipeline, so never share one."""
+    return dlt.pipeline(
+        pipeline_name=f"hub_{org_id}_{SOURCE_NAME}",
+        destination=destination,
+        dataset_name=f"raw_{org_id}",
+        pipelines_dir=str(pipelines_dir),
+    )
+
+
+def _connector_cause(err: BaseException) -> ConnectorError | None:
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConnectorError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def load_npsp(
+    pipeline: dlt.Pipeline,
+    settings: SalesforceSettings,
+    credentials: Credentials,
+    *,
+    full_refresh: bool = False,
+    raise_on_stop: bool = False,
+    clock: Callable[[], datetime] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[Any, SyncReport]:
+    """Run the source into ``pipeline``; returns (load info, report).
+
+    A connector error inside dlt's extract step is re-raised as itself (Transient or
+    Permanent), so the orchestrator can tell a retryable failure from one a person must fix.
+    With ``raise_on_stop`` a polite stop at the API reserve raises ApiAllocationReserveReached
+    *after* the data read so far has been loaded and the cursors saved.
+    """
+    report = SyncReport()
+    source = npsp_source(
+        settings, credentials, report=report, full_refresh=full_refresh, clock=clock, sleep=sleep
+    )
+    try:
+        info = pipeline.run(source)
+    except PipelineStepFailed as err:
+        cause = _connector_cause(err)
+        if cause is not None:
+            raise cause from err
+        raise
+    finally:
+        report.close()
+    if raise_on_stop and report.stop_error is not None:
+        raise report.stop_error
+    return info, report
