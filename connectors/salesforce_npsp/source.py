@@ -414,6 +414,9 @@ def npsp_source(
                 name=spec.resource,
                 write_disposition="merge",
                 primary_key="Id",
+                # Parquet load files: DuckDB's default for row items is INSERT statements,
+                # which made the load step four times slower than reading from Salesforce.
+                file_format="parquet",
             )(session, spec, run_report, full_refresh, now)
         )
     return resources
