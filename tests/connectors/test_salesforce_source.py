@@ -543,7 +543,7 @@ def test_sandbox_protocol_errors_are_json_arrays(sf: SalesforceSandbox) -> None:
 def _table_rows(db: Path, dataset: str, table: str) -> list[tuple[Any, ...]]:
     with duckdb.connect(str(db), read_only=True) as con:
         return con.execute(
-            f"select * exclude (_dlt_load_id, _dlt_id) from {dataset}.{table} order by id"
+            f"select * exclude (_dlt_load_id) from {dataset}.{table} order by id"
         ).fetchall()
 
 
