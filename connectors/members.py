@@ -26,7 +26,14 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.civicrm.settings import CiviCRMSettings
 from connectors.errors import MemberConfigError
+from connectors.salesforce_npsp.settings import (
+    ClientCredentials,
+    Credentials,
+    JwtBearerCredentials,
+    SalesforceSettings,
+)
 from connectors.taxonomy import Taxonomy, load_taxonomy
 
 ORG_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
@@ -62,7 +69,9 @@ ENTITY_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 CONNECTOR_KINDS = ("spreadsheet", "salesforce_npsp", "civicrm")
-AVAILABLE_CONNECTOR_KINDS = ("spreadsheet",)
+# Kinds whose data the hub loads today; the others validate and pass `hub check`, and their
+# loading into the canonical model lands with issues #3 (Salesforce) and #4 (CiviCRM).
+LOADED_CONNECTOR_KINDS = ("spreadsheet",)
 
 DEFAULT_CONSENT_YES = ("yes", "y", "true", "t", "1", "x", "consented", "agreed")
 DEFAULT_CONSENT_NO = ("no", "n", "false", "f", "0", "declined", "withdrawn", "refused")
@@ -88,6 +97,9 @@ class SecretRef(_Strict):
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env: VARIABLE_NAME' or 'file: /path/to/key'")
         return self
+
+    def __repr__(self) -> str:
+        return f"SecretRef(env={self.env!r})" if self.env else f"SecretRef(file={self.file!s})"
 
     def resolve(self) -> str:
         """Read the secret at run time (never at import or definition load)."""
@@ -128,7 +140,60 @@ class SpreadsheetConnector(_Strict):
     tables: dict[str, SpreadsheetTable]
 
 
-ConnectorSettings = Annotated[SpreadsheetConnector, Field(discriminator="kind")]
+class SalesforceConnector(SalesforceSettings):
+    """Salesforce NPSP + PMM settings, plus references to the credentials (never values)."""
+
+    client_secret: SecretRef | None = Field(
+        default=None, description="client credentials flow: the connected app's secret"
+    )
+    private_key: SecretRef | None = Field(
+        default=None, description="JWT bearer flow: the connected app certificate's key (PEM)"
+    )
+    phone_region: str = Field(default="GB", description="region for numbers without +country")
+
+    @model_validator(mode="after")
+    def _credentials_for_flow(self) -> SalesforceConnector:
+        if self.auth == "client_credentials" and self.client_secret is None:
+            raise ValueError(
+                "auth 'client_credentials' needs 'client_secret: {env: VARIABLE_NAME}'"
+            )
+        if self.auth == "jwt_bearer" and (self.private_key is None or not self.username):
+            raise ValueError(
+                "auth 'jwt_bearer' needs 'username' and 'private_key: {file: /path/to/key.pem}'"
+            )
+        return self
+
+    def settings(self) -> SalesforceSettings:
+        """The connector's own settings (what is safe to log)."""
+        return SalesforceSettings(
+            **self.model_dump(exclude={"client_secret", "private_key", "phone_region"})
+        )
+
+    def credentials(self) -> Credentials:
+        """Resolve the secret at run time (never at import or definition load)."""
+        if self.auth == "jwt_bearer":
+            assert self.private_key is not None
+            if self.private_key.file is not None:
+                return JwtBearerCredentials(private_key_path=self.private_key.file)
+            return JwtBearerCredentials(private_key_pem=self.private_key.resolve())
+        assert self.client_secret is not None
+        return ClientCredentials(self.client_secret.resolve())
+
+
+class CiviCRMConnector(CiviCRMSettings):
+    """CiviCRM APIv4 settings, plus references to the API key and optional site key."""
+
+    api_key: SecretRef = Field(description="the CiviCRM user's API key: {env: VARIABLE_NAME}")
+    site_key: SecretRef | None = Field(default=None, description="CIVICRM_SITE_KEY, if required")
+
+    def settings(self) -> CiviCRMSettings:
+        """The connector's own settings (what is safe to log)."""
+        return CiviCRMSettings(**self.model_dump(exclude={"api_key", "site_key"}))
+
+
+ConnectorSettings = Annotated[
+    SpreadsheetConnector | SalesforceConnector | CiviCRMConnector, Field(discriminator="kind")
+]
 
 
 class Sharing(_Strict):
@@ -218,7 +283,13 @@ def _suggest(word: str, options: Iterable[str]) -> str:
 
 _KNOWN_KEYS = {
     "": ("name", "connector", "sharing", "mappings", "org_id"),
-    "connector": ("kind", "date_order", "phone_region", "tables"),
+    "connector": tuple(
+        {
+            *SpreadsheetConnector.model_fields,
+            *SalesforceConnector.model_fields,
+            *CiviCRMConnector.model_fields,
+        }
+    ),
     "sharing": ("consent", "consent_yes", "consent_no"),
     "mappings": ("programmes", "engagement_status", "outcomes", "outcome_status"),
     "table": ("file", "sheet", "header_row", "encoding", "delimiter", "columns"),
@@ -226,7 +297,7 @@ _KNOWN_KEYS = {
 
 
 def _explain(err: dict[str, Any]) -> str:
-    loc = [p for p in err["loc"] if not str(p).startswith(("function-", "spreadsheet"))]
+    loc = [p for p in err["loc"] if not str(p).startswith("function-") and p not in CONNECTOR_KINDS]
     key = _loc(loc)
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -300,6 +371,11 @@ def _check_semantics(member: Member, taxonomy: Taxonomy) -> list[str]:
                 "connector.tables.person.columns.consent_to_share, "
                 "or set consent to 'all' or 'none'"
             )
+    elif member.sharing.consent == "per_record" and not conn.consent_field:
+        problems.append(
+            "key 'connector.consent_field': per_record consent needs the field that records "
+            "it; name it, or set sharing.consent to 'all' or 'none'"
+        )
     areas = taxonomy.areas
     for label, area in member.mappings.programmes.items():
         if area not in areas:
@@ -338,7 +414,9 @@ def _check_semantics(member: Member, taxonomy: Taxonomy) -> list[str]:
     return problems
 
 
-_SECRET_WORDS = re.compile(r"(password|secret|token|api_?key|private_?key|client_?secret)", re.I)
+_SECRET_WORDS = re.compile(
+    r"(password|secret|token|api_?key|site_?key|private_?key|client_?secret)", re.I
+)
 
 
 def _inline_secrets(data: Any, path: str = "") -> list[str]:

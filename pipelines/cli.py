@@ -23,6 +23,7 @@ app = typer.Typer(
 if TYPE_CHECKING:
     import dagster as dg
 
+    from connectors.members import Member
     from pipelines.lib.runner import StageResult
     from pipelines.settings import HubSettings
 
@@ -47,7 +48,11 @@ def members() -> None:
     for column in ("org_id", "name", "connector", "tables", "consent"):
         table.add_column(column)
     for org_id, member in sorted(registry.members.items()):
-        tables = getattr(member.connector, "tables", {})
+        tables = (
+            getattr(member.connector, "tables", None)
+            or getattr(member.connector, "entities", None)
+            or [o.resource for o in _salesforce_objects(member)]
+        )
         table.add_row(
             org_id, member.name, member.connector.kind, ", ".join(tables), member.sharing.consent
         )
@@ -86,6 +91,74 @@ def check(org_id: Annotated[str, typer.Argument(help="the member's id (its file 
         console.print(report.render())
         if not report.ok:
             raise typer.Exit(1)
+    elif member.connector.kind == "salesforce_npsp":
+        _check_salesforce(member)
+    elif member.connector.kind == "civicrm":
+        _check_civicrm(member)
+
+
+def _salesforce_objects(member: Member) -> list:
+    from connectors.salesforce_npsp.source import object_specs
+
+    return object_specs(member.connector.settings())
+
+
+def _check_salesforce(member: Member) -> None:
+    """Log in, confirm the API version, list objects and unreadable mapped fields."""
+    from connectors.errors import ConnectorError
+    from connectors.salesforce_npsp.check import check_org
+
+    try:
+        result = check_org(member.connector.settings(), member.connector.credentials())
+    except ConnectorError as err:
+        console.print(f"[bold red]✗[/] {err}")
+        raise typer.Exit(1) from err
+    mark = "[green]✓[/]" if result.authenticated else "[red]✗[/]"
+    console.print(
+        f"{mark} authenticated; API version {result.api_version} "
+        f"{'offered' if result.api_version_available else 'NOT offered'} "
+        f"(latest {result.latest_api_version})"
+    )
+    for obj in result.objects:
+        if obj.found:
+            console.print(
+                f"  ✓ {obj.sobject}: {obj.fields} readable fields, "
+                f"{obj.records if obj.records is not None else '?'} records"
+            )
+        else:
+            console.print(f"  ✗ {obj.sobject}: not found")
+    if result.api_max:
+        console.print(f"API allocation: {result.api_used} of {result.api_max} used today")
+    for problem in result.problems:
+        console.print(f"[red]✗ {problem}[/]")
+    console.print("Loading Salesforce members into the canonical model arrives with issue #3.")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _check_civicrm(member: Member) -> None:
+    """Authenticate, read the version and permissions, check the configured fields exist."""
+    from connectors.civicrm import CiviCRMClient
+    from connectors.errors import ConnectorError
+
+    conn = member.connector
+    try:
+        site_key = conn.site_key.resolve() if conn.site_key else None
+        with CiviCRMClient(conn.settings(), conn.api_key.resolve(), site_key) as client:
+            report = client.probe()
+    except ConnectorError as err:
+        console.print(f"[bold red]✗[/] {err}")
+        raise typer.Exit(1) from err
+    console.print(f"[green]✓[/] authenticated; CiviCRM {report.version}")
+    for permission, granted in sorted(report.permissions.items()):
+        console.print(f"  {'✓' if granted else '✗'} permission: {permission}")
+    for entity, fields in sorted(report.entities.items()):
+        console.print(f"  ✓ {entity}: {len(fields)} fields")
+    for problem in report.problems:
+        console.print(f"[red]✗ {problem}[/]")
+    console.print("Loading CiviCRM members into the canonical model arrives with issue #4.")
+    if report.problems:
+        raise typer.Exit(1)
 
 
 def _print_results(results: list[StageResult], settings: HubSettings) -> None:
@@ -123,8 +196,18 @@ def _run(settings: HubSettings, orgs: list[str] | None, verbose: bool = False) -
     reg = registry()
     for org_id, err in sorted(reg.errors.items()):
         console.print(f"[bold red]{org_id}: skipped, its member file is invalid[/]\n{err}")
-    wanted = orgs or sorted(reg.members)
-    unknown = [o for o in wanted if o not in reg.members]
+    from connectors.members import LOADED_CONNECTOR_KINDS
+
+    not_loaded = sorted(
+        org for org, m in reg.members.items() if m.connector.kind not in LOADED_CONNECTOR_KINDS
+    )
+    for org_id in not_loaded:
+        console.print(
+            f"[yellow]{org_id}: skipped — its {reg.members[org_id].connector.kind} connector "
+            f"is configured (try `hub check {org_id}`) but the hub does not load it yet[/]"
+        )
+    wanted = orgs or sorted(set(reg.members) - set(not_loaded))
+    unknown = [o for o in wanted if o not in reg.members or o in not_loaded]
     if unknown:
         console.print(
             f"[red]Unknown member(s): {', '.join(unknown)}. "

@@ -10,7 +10,7 @@ from functools import cache
 
 import dagster as dg
 
-from connectors.members import MemberRegistry, load_members
+from connectors.members import LOADED_CONNECTOR_KINDS, MemberRegistry, load_members
 from pipelines.settings import HubSettings
 
 
@@ -21,9 +21,11 @@ def registry() -> MemberRegistry:
 
 
 def member_ids(kind: str | None = None) -> list[str]:
-    """Valid member ids, optionally only those using one connector kind."""
+    """Valid members whose data the hub loads, optionally only those of one connector kind."""
     return sorted(
-        org for org, m in registry().members.items() if kind is None or m.connector.kind == kind
+        org
+        for org, m in registry().members.items()
+        if m.connector.kind in LOADED_CONNECTOR_KINDS and kind in (None, m.connector.kind)
     )
 
 

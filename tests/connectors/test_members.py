@@ -115,3 +115,61 @@ def test_registry_keeps_good_members_when_one_is_broken(tmp_path: Path) -> None:
         registry.get("bad_one")
     with pytest.raises(MemberConfigError, match="did you mean 'good_one'"):
         registry.get("good_on")
+
+
+SALESFORCE = {
+    "name": "Acme Trust",
+    "connector": {
+        "kind": "salesforce_npsp",
+        "login_url": "https://acme.my.salesforce.com",
+        "client_id": "3MVG9-consumer-key",
+        "client_secret": {"env": "ACME_SF_SECRET"},
+        "consent_field": "Consent_To_Share__c",
+    },
+}
+CIVICRM = {
+    "name": "Acme Trust",
+    "connector": {
+        "kind": "civicrm",
+        "site_url": "https://crm.acme.example",
+        "url_style": "wordpress",
+        "api_key": {"env": "ACME_CIVI_KEY"},
+    },
+}
+
+
+def test_salesforce_member_resolves_credentials_only_at_run_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member = load_member(_write(tmp_path, SALESFORCE))
+    assert member.connector.kind == "salesforce_npsp"
+    assert member.connector.settings().client_id == "3MVG9-consumer-key"
+    monkeypatch.delenv("ACME_SF_SECRET", raising=False)
+    with pytest.raises(MemberConfigError, match="ACME_SF_SECRET is not set"):
+        member.connector.credentials()
+    monkeypatch.setenv("ACME_SF_SECRET", "s3cret")
+    assert member.connector.credentials().client_secret == "s3cret"
+    assert "s3cret" not in repr(member)
+
+
+def test_salesforce_flow_needs_its_credentials(tmp_path: Path) -> None:
+    data = yaml.safe_load(yaml.safe_dump(SALESFORCE))
+    data["connector"]["auth"] = "jwt_bearer"
+    text = "\n".join(_problems(_write(tmp_path, data)))
+    assert "auth 'jwt_bearer' needs 'username' and 'private_key" in text
+    data["connector"]["client_secret"] = "inline-value"
+    text = "\n".join(_problems(_write(tmp_path, data)))
+    assert "secrets must not be written in the file" in text and "inline-value" not in text
+
+
+def test_civicrm_member_and_its_mistakes(tmp_path: Path) -> None:
+    member = load_member(_write(tmp_path, CIVICRM))
+    assert member.connector.settings().url_style == "wordpress"
+    data = yaml.safe_load(yaml.safe_dump(CIVICRM))
+    data["connector"]["url_stlye"] = "clean"
+    data["connector"]["consent_field"] = None
+    text = "\n".join(_problems(_write(tmp_path, data)))
+    assert "key 'connector.url_stlye': unknown key (did you mean 'url_style'?)" in text
+    del data["connector"]["url_stlye"]
+    text = "\n".join(_problems(_write(tmp_path, data)))
+    assert "per_record consent needs the field that records it" in text
