@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,17 +29,12 @@ from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import peak_mb, report, run_child  # noqa: E402
 
 if TYPE_CHECKING:
     from connectors.civicrm.settings import CiviCRMSettings
-
-
-def _peak_mb() -> float:
-    """This process's peak resident set size in MB (VmHWM, reset at exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _settings(url: str, page_size: int) -> CiviCRMSettings:
@@ -56,7 +49,7 @@ def _run_dlt(url: str, key: str, page_size: int, work: Path) -> dict[str, float]
 
     from connectors.civicrm import civicrm_source, raw_pipeline
 
-    baseline = _peak_mb()
+    baseline = peak_mb()
     settings = _settings(url, page_size)
     pipeline = raw_pipeline("bench", dlt.destinations.duckdb(str(work / "dlt.duckdb")), work)
     start = time.perf_counter()
@@ -65,7 +58,7 @@ def _run_dlt(url: str, key: str, page_size: int, work: Path) -> dict[str, float]
     con = duckdb.connect(str(work / "dlt.duckdb"), read_only=True)
     rows = con.execute("SELECT count(*) FROM raw_bench.civicrm__activity").fetchone()[0]
     con.close()
-    return {"rows": rows, "seconds": seconds, "peak_mb": _peak_mb(), "base_mb": baseline}
+    return {"rows": rows, "seconds": seconds, "peak_mb": peak_mb(), "base_mb": baseline}
 
 
 def _run_bare(url: str, key: str, page_size: int, work: Path) -> dict[str, float]:
@@ -76,7 +69,7 @@ def _run_bare(url: str, key: str, page_size: int, work: Path) -> dict[str, float
     from connectors.civicrm.client import api_url
     from connectors.civicrm.source import _specs  # the same field list the connector asks for
 
-    baseline = _peak_mb()
+    baseline = peak_mb()
     fields = list(_specs(_settings(url, page_size))["activity"].fields)
     endpoint = api_url(url, "clean", "Activity", "get")
     headers = {"X-Civi-Auth": f"Bearer {key}", "X-Requested-With": "XMLHttpRequest"}
@@ -105,7 +98,7 @@ def _run_bare(url: str, key: str, page_size: int, work: Path) -> dict[str, float
             last = page[-1]["id"]
     seconds = time.perf_counter() - start
     con.close()
-    return {"rows": rows, "seconds": seconds, "peak_mb": _peak_mb(), "base_mb": baseline}
+    return {"rows": rows, "seconds": seconds, "peak_mb": peak_mb(), "base_mb": baseline}
 
 
 def main() -> None:
@@ -140,10 +133,9 @@ def main() -> None:
         for which in ("bare", "dlt"):
             work = Path(tmp) / which
             work.mkdir()
-            done = subprocess.run(
+            results[which] = run_child(
+                __file__,
                 [
-                    sys.executable,
-                    __file__,
                     "--page-size",
                     str(args.page_size),
                     "--child",
@@ -152,23 +144,9 @@ def main() -> None:
                     sandbox.api_key,
                     str(work),
                 ],
-                capture_output=True,
-                text=True,
-                check=False,
+                which,
             )
-            if done.returncode != 0:
-                sys.exit(f"{which} failed:\n{done.stderr}")
-            results[which] = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"{'':6} {'records':>9} {'seconds':>8} {'records/s':>10} {'peak RSS':>9} {'baseline':>9}")
-    for which, r in results.items():
-        print(
-            f"{which:6} {r['rows']:>9,} {r['seconds']:>8.2f} {r['rows'] / r['seconds']:>10,.0f} "
-            f"{r['peak_mb']:>7.0f}MB {r['base_mb']:>7.0f}MB"
-        )
-    ratio = (results["dlt"]["rows"] / results["dlt"]["seconds"]) / (
-        results["bare"]["rows"] / results["bare"]["seconds"]
-    )
-    print(f"dlt speed / bare speed: {ratio:.2f} (target >= 0.5)")
+    report(results)
 
 
 if __name__ == "__main__":

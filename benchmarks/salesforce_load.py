@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,20 +27,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import peak_mb, report, run_child  # noqa: E402
 
 FIELDS = (
     "Id, IsDeleted, CreatedDate, LastModifiedDate, SystemModstamp, Name, pmdm__Contact__c, "
     "pmdm__Service__c, pmdm__ProgramEngagement__c, pmdm__DeliveryDate__c, pmdm__Quantity__c, "
     "pmdm__AttendanceStatus__c, pmdm__AttendanceRate__c"
 )
-
-
-def _peak_mb() -> float:
-    """This process's peak resident set size in MB (VmHWM, reset at exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _run_connector(url: str, secret: str, work: Path, bulk: bool) -> dict[str, float]:
@@ -55,7 +49,7 @@ def _run_connector(url: str, secret: str, work: Path, bulk: bool) -> dict[str, f
         raw_pipeline,
     )
 
-    baseline = _peak_mb()
+    baseline = peak_mb()
     settings = SalesforceSettings(
         login_url=url,
         client_id="sandbox-consumer-key",
@@ -71,7 +65,7 @@ def _run_connector(url: str, secret: str, work: Path, bulk: bool) -> dict[str, f
     con = duckdb.connect(str(db), read_only=True)
     rows = con.execute("SELECT count(*) FROM raw_bench.pmdm__service_delivery").fetchone()[0]
     con.close()
-    return {"rows": rows, "seconds": seconds, "peak_mb": _peak_mb(), "base_mb": baseline}
+    return {"rows": rows, "seconds": seconds, "peak_mb": peak_mb(), "base_mb": baseline}
 
 
 def _run_bare(url: str, secret: str, work: Path) -> dict[str, float]:
@@ -79,7 +73,7 @@ def _run_bare(url: str, secret: str, work: Path) -> dict[str, float]:
     import httpx
     import pyarrow as pa
 
-    baseline = _peak_mb()
+    baseline = peak_mb()
     con = duckdb.connect(str(work / "bare.duckdb"))
     start = time.perf_counter()
     with httpx.Client(base_url=url, timeout=60) as http:
@@ -110,7 +104,7 @@ def _run_bare(url: str, secret: str, work: Path) -> dict[str, float]:
             body = http.get(body["nextRecordsUrl"]).json()
     seconds = time.perf_counter() - start
     con.close()
-    return {"rows": rows, "seconds": seconds, "peak_mb": _peak_mb(), "base_mb": baseline}
+    return {"rows": rows, "seconds": seconds, "peak_mb": peak_mb(), "base_mb": baseline}
 
 
 def main() -> None:
@@ -142,33 +136,10 @@ def main() -> None:
         for which in ("bare", "dlt-rest", "dlt-bulk"):
             work = Path(tmp) / which
             work.mkdir()
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    which,
-                    sf.url,
-                    sandbox.client_secret,
-                    str(work),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
+            results[which] = run_child(
+                __file__, ["--child", which, sf.url, sandbox.client_secret, str(work)], which
             )
-            if done.returncode != 0:
-                sys.exit(f"{which} failed:\n{done.stderr[-3000:]}")
-            results[which] = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"{'':9} {'records':>9} {'seconds':>8} {'records/s':>10} {'peak RSS':>9} {'imports':>8}")
-    for which, r in results.items():
-        print(
-            f"{which:9} {r['rows']:>9,} {r['seconds']:>8.2f} {r['rows'] / r['seconds']:>10,.0f} "
-            f"{r['peak_mb']:>7.0f}MB {r['base_mb']:>6.0f}MB"
-        )
-    bare = results["bare"]["rows"] / results["bare"]["seconds"]
-    for which in ("dlt-rest", "dlt-bulk"):
-        speed = results[which]["rows"] / results[which]["seconds"]
-        print(f"{which} speed / bare speed: {speed / bare:.2f} (target >= 0.5)")
+    report(results)
 
 
 if __name__ == "__main__":

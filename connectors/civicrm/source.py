@@ -43,6 +43,7 @@ from dlt.common.destination import AnyDestination
 
 from connectors.civicrm.client import CiviCRMClient
 from connectors.civicrm.settings import CiviCRMSettings
+from connectors.raw_pipeline import member_pipeline
 
 SOURCE_NAME = "civicrm"
 TS_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -637,16 +638,5 @@ def civicrm_source(
 def raw_pipeline(
     org_id: str, destination: AnyDestination | str, pipelines_dir: Path | str
 ) -> dlt.Pipeline:
-    """The member's own pipeline: dlt keeps cursors per pipeline, so never share one.
-
-    Arrow items skip the row normaliser that adds ``_dlt_load_id``; the SQL transforms need
-    it, so it is switched on for this pipeline only (in memory, never on disk).
-    """
-    name = f"hub_{org_id}_civicrm"
-    dlt.config[f"{name}.normalize.parquet_normalizer.add_dlt_load_id"] = True
-    return dlt.pipeline(
-        pipeline_name=name,
-        destination=destination,
-        dataset_name=f"raw_{org_id}",
-        pipelines_dir=str(pipelines_dir),
-    )
+    """The member's CiviCRM pipeline (``hub_<org>_civicrm`` into ``raw_<org>``)."""
+    return member_pipeline(org_id, SOURCE_NAME, destination, pipelines_dir)

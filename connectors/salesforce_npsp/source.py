@@ -35,6 +35,7 @@ from dlt.common.destination import AnyDestination
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from connectors.errors import ConnectorError, PermanentSourceError
+from connectors.raw_pipeline import member_pipeline
 from connectors.salesforce_npsp.client import (
     ApiAllocationReserveReached,
     BulkQueryRejected,
@@ -463,19 +464,8 @@ def npsp_source(
 def raw_pipeline(
     org_id: str, destination: AnyDestination | str, pipelines_dir: Path | str
 ) -> dlt.Pipeline:
-    """The member's own pipeline: dlt keeps cursors per pipeline, so never share one.
-
-    Arrow items skip the normaliser that adds ``_dlt_load_id``; the SQL transforms need it,
-    so it is switched on for this pipeline only (in memory, never written to disk).
-    """
-    name = f"hub_{org_id}_{SOURCE_NAME}"
-    dlt.config[f"{name}.normalize.parquet_normalizer.add_dlt_load_id"] = True
-    return dlt.pipeline(
-        pipeline_name=name,
-        destination=destination,
-        dataset_name=f"raw_{org_id}",
-        pipelines_dir=str(pipelines_dir),
-    )
+    """The member's Salesforce pipeline (``hub_<org>_salesforce_npsp`` into ``raw_<org>``)."""
+    return member_pipeline(org_id, SOURCE_NAME, destination, pipelines_dir)
 
 
 def _connector_cause(err: BaseException) -> ConnectorError | None:

@@ -20,6 +20,7 @@ import pyarrow as pa
 from dlt.common.destination import AnyDestination
 
 from connectors.members import Member
+from connectors.raw_pipeline import member_pipeline
 from connectors.spreadsheets.fingerprints import (
     SOURCE_NAME,
     STATE_KEY,
@@ -152,20 +153,8 @@ def spreadsheet_source(member: Member, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> 
 def raw_pipeline(
     member: Member, destination: AnyDestination | str, pipelines_dir: Path | str
 ) -> dlt.Pipeline:
-    """The member's own pipeline: dlt keeps state per pipeline, so never share one.
-
-    Arrow items skip dlt's row normaliser, which is what adds ``_dlt_load_id``; the SQL
-    transforms need that column (it becomes ``_load_id``), so it is switched on for this
-    pipeline only (config keys scoped by pipeline name, set in memory, never on disk).
-    """
-    name = f"hub_{member.org_id}_spreadsheet"
-    dlt.config[f"{name}.normalize.parquet_normalizer.add_dlt_load_id"] = True
-    return dlt.pipeline(
-        pipeline_name=name,
-        destination=destination,
-        dataset_name=member.raw_dataset,
-        pipelines_dir=str(pipelines_dir),
-    )
+    """The member's spreadsheet pipeline (``hub_<org>_spreadsheet`` into ``raw_<org>``)."""
+    return member_pipeline(member.org_id, SOURCE_NAME, destination, pipelines_dir)
 
 
 def changed_tables(member: Member, pipeline: dlt.Pipeline) -> list[str]:
