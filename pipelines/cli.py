@@ -156,7 +156,10 @@ def _check_civicrm(member: Member) -> None:
         console.print(f"  ✓ {entity}: {len(fields)} fields")
     for problem in report.problems:
         console.print(f"[red]✗ {problem}[/]")
-    console.print("Loading CiviCRM members into the canonical model arrives with issue #4.")
+    console.print(
+        "CiviCRM raw data loads with `hub run`; its mapping onto the canonical model "
+        "arrives with issue #4."
+    )
     if report.problems:
         raise typer.Exit(1)
 

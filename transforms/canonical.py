@@ -132,7 +132,8 @@ def _insert(session: Session, warehouse: Warehouse, member: Member, model: Model
 def build_member(warehouse: Warehouse, member: Member) -> MemberBuild:
     """Replace ``member``'s rows in canonical.* and quarantine.rejected_rows from its raw data."""
     kind = member.connector.kind
-    models = MODELS_BY_CONNECTOR[kind]
+    # A connector whose SQL models have not landed yet contributes no canonical rows.
+    models = MODELS_BY_CONNECTOR.get(kind, [])
     rows: dict[str, int] = dict.fromkeys(CANONICAL_TABLES, 0)
     quarantined: dict[str, int] = {}
     skipped: list[str] = []

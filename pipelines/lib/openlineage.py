@@ -42,9 +42,20 @@ def _client(home: Path) -> Any:
     return OpenLineageClient(transport=FileTransport(config))
 
 
+def _dataset(name: str, warehouse: str, kind: type) -> Any:
+    """Warehouse tables are ``schema.table`` in the warehouse namespace; paths are files;
+    ``scheme://host/path`` is an API (namespace ``scheme://host``, name the path)."""
+    if name.startswith("/"):
+        return kind(namespace="file", name=name)
+    if "://" in name:
+        scheme, rest = name.split("://", 1)
+        host, _, path = rest.partition("/")
+        return kind(namespace=f"{scheme}://{host}", name=f"/{path}")
+    return kind(namespace=warehouse, name=name)
+
+
 def _datasets(names: Sequence[str], warehouse: str, kind: type) -> list[Any]:
-    """Warehouse tables are ``schema.table`` in the warehouse namespace; paths are files."""
-    return [kind(namespace="file" if n.startswith("/") else warehouse, name=n) for n in names]
+    return [_dataset(n, warehouse, kind) for n in names]
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from dagster_dlt import DagsterDltResource
 
 from connectors.errors import PermanentSourceError
 from pipelines.lib.dlt_translator import RawTranslator
+from pipelines.lib.errors import as_failure
 from pipelines.lib.hub import HubResource
 from pipelines.lib.members import members_of
 
@@ -78,20 +79,8 @@ def spreadsheet_raw(
                 dlt_pipeline=pipeline,
                 dagster_dlt_translator=RawTranslator(),
             )
-    except PermanentSourceError as err:
-        raise dg.Failure(description=str(err), allow_retries=False) from err
     except Exception as err:
-        cause = _permanent_cause(err)
-        if cause is None:
+        failure = as_failure(err)
+        if failure is err:
             raise
-        raise dg.Failure(description=str(cause), allow_retries=False) from err
-
-
-def _permanent_cause(err: BaseException) -> PermanentSourceError | None:
-    """dlt wraps errors raised inside resources; find the member-facing one if any."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, PermanentSourceError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+        raise failure from err

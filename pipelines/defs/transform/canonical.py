@@ -64,7 +64,7 @@ def canonical_model(
 ) -> Iterator[dg.MaterializeResult]:
     """Map the member's raw rows onto the canonical model; set aside what does not map."""
     member = hub.member(context.partition_key)
-    models = MODELS_BY_CONNECTOR[member.connector.kind]
+    models = MODELS_BY_CONNECTOR.get(member.connector.kind, [])
     inputs = sorted(
         {
             f"{member.raw_dataset if schema == 'raw' else schema}.{table}"

@@ -1,0 +1,89 @@
+"""A CiviCRM member through `hub run`: its raw data loads over real HTTP, incrementally.
+
+The sandbox runs in this process; `hub run` runs in a fresh one (member partitions are read
+when definitions load) and reaches the sandbox over loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from connectors.civicrm.sandbox import CiviCRMSandbox
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+def _count(home: Path, table: str, where: str = "TRUE") -> int:
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute(
+            f"SELECT COUNT(*) FROM raw_bridge_centre.{table} WHERE {where}"
+        ).fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_civicrm_member_loads_raw_data_and_then_only_changes(tmp_path: Path) -> None:
+    members, home = tmp_path / "members", tmp_path / "hub"
+    members.mkdir()
+    with CiviCRMSandbox(contacts=12, activities_per_contact=2) as civi:
+        (members / "bridge_centre.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "name": "Bridge Centre",
+                    "connector": {
+                        "kind": "civicrm",
+                        "site_url": civi.url,
+                        "api_key": {"env": "BRIDGE_CIVI_KEY"},
+                    },
+                }
+            ),
+            encoding="utf-8",
+        )
+        env = {
+            **os.environ,
+            "HUB_HOME": str(home),
+            "HUB_MEMBERS_DIR": str(members),
+            "DAGSTER_HOME": str(tmp_path / "dagster"),
+            "BRIDGE_CIVI_KEY": civi.api_key,
+            "COLUMNS": "200",
+        }
+        for var in ("HUB_WAREHOUSE", "HUB_DLT_DIR", "HUB_RELEASES_DIR"):
+            env.pop(var, None)
+        first = _run(env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "✓ load bridge_centre" in first.stdout
+        contacts = len(civi.data.tables["Contact"])
+        assert _count(home, "civicrm__contact") == contacts
+        assert _count(home, "civicrm__activity") == len(civi.data.tables["Activity"])
+        assert civi.api_key not in (home / "warehouse.duckdb").read_bytes().decode("latin-1")
+        trashed = next(iter(civi.data.tables["Contact"]))
+        civi.trash_contact(trashed)
+        second = _run(env)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert _count(home, "civicrm__contact") == contacts  # merged on id, no duplicates
+        assert _count(home, "civicrm__contact", f"id = {trashed} AND is_deleted") == 1
+        env["BRIDGE_CIVI_KEY"] = "wrong-key"
+        refused = _run(env)
+        assert refused.returncode == 1
+        assert "✗ load bridge_centre" in refused.stdout and "API key" in refused.stdout
+        assert "wrong-key" not in refused.stdout + refused.stderr
