@@ -69,10 +69,9 @@ ENTITY_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 CONNECTOR_KINDS = ("spreadsheet", "salesforce_npsp", "civicrm")
-# Kinds whose raw data the hub loads today; Salesforce members validate and pass `hub check`
-# and load with issue #3. CiviCRM raw data loads; its mapping onto the canonical model is the
-# rest of issue #4 (until then a CiviCRM member contributes no canonical rows).
-LOADED_CONNECTOR_KINDS = ("spreadsheet", "civicrm")
+# Kinds whose raw data the hub loads. Salesforce and CiviCRM raw data load; their mapping onto
+# the canonical model is the rest of issues #3 and #4 (until then they add no canonical rows).
+LOADED_CONNECTOR_KINDS = ("spreadsheet", "salesforce_npsp", "civicrm")
 
 DEFAULT_CONSENT_YES = ("yes", "y", "true", "t", "1", "x", "consented", "agreed")
 DEFAULT_CONSENT_NO = ("no", "n", "false", "f", "0", "declined", "withdrawn", "refused")

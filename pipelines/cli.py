@@ -131,7 +131,10 @@ def _check_salesforce(member: Member) -> None:
         console.print(f"API allocation: {result.api_used} of {result.api_max} used today")
     for problem in result.problems:
         console.print(f"[red]✗ {problem}[/]")
-    console.print("Loading Salesforce members into the canonical model arrives with issue #3.")
+    console.print(
+        "Salesforce raw data loads with `hub run`; its mapping onto the canonical "
+        "model arrives with issue #3."
+    )
     if not result.ok:
         raise typer.Exit(1)
 

@@ -110,13 +110,17 @@ def refresh(
     log_level: str = "CRITICAL",
 ) -> list[StageResult]:
     """Load and map each member, then link and publish; one member's failure stops no other."""
-    from pipelines.defs.ingest import civicrm, spreadsheets
+    from pipelines.defs.ingest import civicrm, salesforce, spreadsheets
     from pipelines.lib.members import registry
     from transforms.canonical import CANONICAL_TABLES
 
     raw_keys = {
         kind: [dg.AssetKey(["raw", t]) for t in module.RAW_TABLES]
-        for kind, module in (("spreadsheet", spreadsheets), ("civicrm", civicrm))
+        for kind, module in (
+            ("spreadsheet", spreadsheets),
+            ("salesforce_npsp", salesforce),
+            ("civicrm", civicrm),
+        )
     }
     canonical_keys = [dg.AssetKey(["canonical", t]) for t in CANONICAL_TABLES] + [
         dg.AssetKey(["quarantine", "rejected_rows"])
