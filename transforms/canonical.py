@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from connectors.members import ENTITY_FIELDS, Member, SpreadsheetConnector, normalise_label
 from transforms import sql
+from transforms.people import normalise_people
 from transforms.warehouse import Session, Warehouse
 
 CANONICAL_TABLES = ("person", "programme", "engagement", "service_delivery", "outcome")
@@ -48,7 +49,11 @@ def _spreadsheet_models() -> list[Model]:
     return models
 
 
-MODELS_BY_CONNECTOR: dict[str, list[Model]] = {"spreadsheet": _spreadsheet_models()}
+MODELS_BY_CONNECTOR: dict[str, list[Model]] = {
+    "spreadsheet": _spreadsheet_models(),
+    # People only so far: CiviCRM people take part in linkage; cases and activities follow.
+    "civicrm": [Model("canonical.person", "canonical/civicrm_person", "person")],
+}
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,9 @@ def label_map_rows(member: Member) -> list[tuple[str, str, str, str]]:
         (member.org_id, "outcome_status", normalise_label(k), v)
         for k, v in m.outcome_status.items()
     ]
+    # Values a CRM consent field may hold that mean "yes" (spreadsheets parse them on read).
+    yes = {normalise_label(v) for v in member.sharing.consent_yes}
+    rows += [(member.org_id, "consent_yes", label, "true") for label in sorted(yes)]
     return rows
 
 
@@ -98,7 +106,11 @@ def _params(member: Member, model: Model) -> dict[str, str]:
     Quarantine rows name the column as the member wrote it in the file, not the canonical
     field, so the member can find it.
     """
-    params = {"org_id": member.org_id, "config_file": f"members/{member.config_path.name}"}
+    params = {
+        "org_id": member.org_id,
+        "config_file": f"members/{member.config_path.name}",
+        "consent_policy": member.sharing.consent,
+    }
     columns: dict[str, str] = {}
     conn = member.connector
     if isinstance(conn, SpreadsheetConnector) and model.entity in conn.tables:
@@ -147,7 +159,8 @@ def build_member(warehouse: Warehouse, member: Member) -> MemberBuild:
             "INSERT INTO hub.member VALUES (?, ?, ?, ?)",
             [member.org_id, member.name, kind, datetime.now(UTC).replace(tzinfo=None)],
         )
-        for target in {m.target for m in models}:
+        # Every table this member may have rows in, so nothing stale survives a rebuild.
+        for target in [*(f"canonical.{t}" for t in CANONICAL_TABLES), "quarantine.rejected_rows"]:
             session.execute(f"DELETE FROM {target} WHERE org_id = ?", [member.org_id])
         for model in models:
             if _missing_inputs(session, model, member.raw_dataset):
@@ -156,6 +169,8 @@ def build_member(warehouse: Warehouse, member: Member) -> MemberBuild:
             added = _insert(session, warehouse, member, model)
             if model.target.startswith("canonical."):
                 rows[model.target.split(".")[1]] += added
+        if kind != "spreadsheet":  # spreadsheet values are normalised as they are read
+            normalise_people(session, member)
         for severity, count in session.fetchall(
             "SELECT severity, COUNT(*) FROM quarantine.rejected_rows WHERE org_id = ? "
             "GROUP BY severity",

@@ -1,0 +1,84 @@
+"""CiviCRM contacts, loaded over real HTTP from the sandbox, become canonical people."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from connectors.civicrm import civicrm_source, raw_pipeline
+from connectors.civicrm.sandbox import CiviCRMSandbox
+from connectors.members import load_member
+from transforms.canonical import build_member
+from transforms.linkage import link_people
+from transforms.warehouse import DuckDBWarehouse
+
+
+@pytest.fixture()
+def loaded(tmp_path: Path):
+    (tmp_path / "members").mkdir()
+    path = tmp_path / "members" / "bridge_centre.yaml"
+    with CiviCRMSandbox(contacts=30, activities_per_contact=1) as civi:
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "Bridge Centre",
+                    "connector": {"kind": "civicrm", "site_url": civi.url, "api_key": {"env": "K"}},
+                }
+            ),
+            encoding="utf-8",
+        )
+        member = load_member(path)
+        warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+        trashed = sorted(civi.data.tables["Contact"])[0]
+        civi.trash_contact(trashed)
+        phone_id = next(
+            i for i, p in civi.data.tables["Phone"].items() if p["contact_id"] != trashed
+        )
+        civi.edit("Phone", phone_id, phone="12")
+        pipeline = raw_pipeline("bridge_centre", warehouse.dlt_destination(), tmp_path / "dlt")
+        pipeline.run(civicrm_source(member.connector.settings(), civi.api_key))
+        build_member(warehouse, member)
+        yield civi, warehouse, trashed
+
+
+def test_contacts_become_normalised_consent_aware_people(loaded) -> None:
+    civi, warehouse, trashed = loaded
+    with warehouse.connect() as session:
+        people = {
+            row[0]: row[1:]
+            for row in session.fetchall(
+                "SELECT source_id, is_deleted, phone, postcode, email, consent_to_share, "
+                "source_system FROM canonical.person WHERE org_id = 'bridge_centre'"
+            )
+        }
+        warnings = session.fetchall(
+            "SELECT column_name, raw_value, severity FROM quarantine.rejected_rows "
+            "WHERE org_id = 'bridge_centre'"
+        )
+    contacts = civi.data.tables["Contact"]
+    assert set(people) == {str(i) for i in contacts}
+    assert people[str(trashed)][0] is True  # trashed in CiviCRM: deleted in the hub
+    live = [p for k, p in people.items() if k != str(trashed)]
+    phones = [p[1] for p in live if p[1]]
+    assert phones and all(p.startswith("+447700900") for p in phones)  # E.164
+    assert all(p[2] and p[2] == p[2].upper() and " " in p[2] for p in live)
+    assert all(p[5] == "civicrm" for p in live)
+    consenting = {str(i) for i, c in contacts.items() if c.get("Consent.share_data")}
+    assert {k for k, p in people.items() if p[4]} == consenting
+    assert warnings == [("phone", "12", "warning")]  # dropped, recorded, never silent
+
+
+def test_civicrm_people_take_part_in_linkage(loaded) -> None:
+    _civi, warehouse, trashed = loaded
+    result = link_people(warehouse)
+    with warehouse.connect() as session:
+        linked = {
+            r[0]
+            for r in session.fetchall(
+                "SELECT source_id FROM hub.person_link WHERE org_id = 'bridge_centre'"
+            )
+        }
+    assert str(trashed) not in linked  # a deleted record leaves the people
+    assert result.records == len(linked) > 0

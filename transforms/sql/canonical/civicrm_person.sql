@@ -1,0 +1,50 @@
+-- canonical.person rows for one CiviCRM member: Individuals with their primary e-mail,
+-- phone and postcode. Trashed contacts and hard deletes (marker rows) become is_deleted.
+-- Phones, postcodes and e-mails are normalised afterwards in Python (transforms.people),
+-- as the spreadsheet connector does, so every source gives E.164 numbers.
+WITH email AS (
+    SELECT contact_id, MIN(email) AS email
+    FROM raw.civicrm__email
+    WHERE is_primary AND NOT COALESCE(is_deleted, FALSE)
+    GROUP BY contact_id
+),
+phone AS (
+    SELECT contact_id, MIN(phone) AS phone
+    FROM raw.civicrm__phone
+    WHERE is_primary AND NOT COALESCE(is_deleted, FALSE)
+    GROUP BY contact_id
+),
+address AS (
+    SELECT contact_id, MIN(postal_code) AS postal_code
+    FROM raw.civicrm__address
+    WHERE is_primary AND NOT COALESCE(is_deleted, FALSE)
+    GROUP BY contact_id
+)
+SELECT
+    $org_id AS org_id,
+    'civicrm' AS source_system,
+    CAST(c.id AS TEXT) AS source_id,
+    c.modified_date AS source_updated_at,
+    COALESCE(c.is_deleted, FALSE) OR COALESCE(c.deleted_in_source, FALSE) AS is_deleted,
+    c._dlt_load_id AS _load_id,
+    c.first_name AS given_name,
+    c.last_name AS family_name,
+    c.birth_date,
+    email.email,
+    phone.phone,
+    address.postal_code AS postcode,
+    CASE
+        WHEN $consent_policy = 'all' THEN TRUE
+        WHEN $consent_policy = 'none' THEN FALSE
+        ELSE EXISTS (
+            SELECT 1
+            FROM hub.label_map AS m
+            WHERE m.org_id = $org_id AND m.mapping = 'consent_yes'
+                AND m.label = LOWER(TRIM(c.consent_to_share))
+        )
+    END AS consent_to_share
+FROM raw.civicrm__contact AS c
+LEFT JOIN email ON email.contact_id = c.id
+LEFT JOIN phone ON phone.contact_id = c.id
+LEFT JOIN address ON address.contact_id = c.id
+WHERE c.contact_type = 'Individual' OR COALESCE(c.deleted_in_source, FALSE)
