@@ -6,9 +6,6 @@ when definitions load) and reaches the sandbox over loopback.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -16,20 +13,9 @@ import pytest
 import yaml
 
 from connectors.civicrm.sandbox import CiviCRMSandbox
+from tests.pipelines.hub_cli import hub, hub_env
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
 
 
 def _count(home: Path, table: str, where: str = "TRUE") -> int:
@@ -59,17 +45,8 @@ def test_civicrm_member_loads_raw_data_and_then_only_changes(tmp_path: Path) -> 
             ),
             encoding="utf-8",
         )
-        env = {
-            **os.environ,
-            "HUB_HOME": str(home),
-            "HUB_MEMBERS_DIR": str(members),
-            "DAGSTER_HOME": str(tmp_path / "dagster"),
-            "BRIDGE_CIVI_KEY": civi.api_key,
-            "COLUMNS": "200",
-        }
-        for var in ("HUB_WAREHOUSE", "HUB_DLT_DIR", "HUB_RELEASES_DIR"):
-            env.pop(var, None)
-        first = _run(env)
+        env = hub_env(tmp_path, members, BRIDGE_CIVI_KEY=civi.api_key)
+        first = hub(["run"], env)
         assert first.returncode == 0, first.stdout + first.stderr
         assert "✓ load bridge_centre" in first.stdout
         contacts = len(civi.data.tables["Contact"])
@@ -78,12 +55,12 @@ def test_civicrm_member_loads_raw_data_and_then_only_changes(tmp_path: Path) -> 
         assert civi.api_key not in (home / "warehouse.duckdb").read_bytes().decode("latin-1")
         trashed = next(iter(civi.data.tables["Contact"]))
         civi.trash_contact(trashed)
-        second = _run(env)
+        second = hub(["run"], env)
         assert second.returncode == 0, second.stdout + second.stderr
         assert _count(home, "civicrm__contact") == contacts  # merged on id, no duplicates
         assert _count(home, "civicrm__contact", f"id = {trashed} AND is_deleted") == 1
         env["BRIDGE_CIVI_KEY"] = "wrong-key"
-        refused = _run(env)
+        refused = hub(["run"], env)
         assert refused.returncode == 1
         assert "✗ load bridge_centre" in refused.stdout and "API key" in refused.stdout
         assert "wrong-key" not in refused.stdout + refused.stderr

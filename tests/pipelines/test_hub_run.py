@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 import yaml
 
+from tests.pipelines.hub_cli import hub, hub_env
 from tests.transforms.scenario import BETA_PEOPLE, PEOPLE
 
 pytestmark = pytest.mark.slow
@@ -174,30 +172,11 @@ def _published(home: Path) -> tuple[dict, dict]:
     return summary, reach
 
 
-def _hub(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-
-
 def test_hub_run_publishes_hand_counted_figures(tmp_path: Path) -> None:
     members = _write_network(tmp_path)
     home = tmp_path / "hub"
-    env = {
-        **os.environ,
-        "HUB_HOME": str(home),
-        "HUB_MEMBERS_DIR": str(members),
-        "DAGSTER_HOME": str(tmp_path / "dagster"),
-        "COLUMNS": "200",
-    }
-    for var in ("HUB_WAREHOUSE", "HUB_DLT_DIR", "HUB_RELEASES_DIR", "HUB_DISCLOSURE_THRESHOLD"):
-        env.pop(var, None)
-    done = _hub(["run"], env)
+    env = hub_env(tmp_path, members)
+    done = hub(["run"], env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "On hold" in done.stdout and "B99" in done.stdout  # quarantine is reported
     summary, reach = _published(home)
@@ -221,12 +200,12 @@ def test_hub_run_publishes_hand_counted_figures(tmp_path: Path) -> None:
     lineage = json.loads((release / "lineage.json").read_text(encoding="utf-8"))
     assert set(lineage["loads"]) == {"alpha", "beta"}
     # A second run with nothing changed reloads no file and publishes the same figures.
-    again = _hub(["run"], env)
+    again = hub(["run"], env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert _published(home) == (summary, reach)
     # A member that leaves the network (its file removed) leaves the published data too.
     (members / "beta.yaml").unlink()
-    left = _hub(["run"], env)
+    left = hub(["run"], env)
     assert left.returncode == 0, left.stdout + left.stderr
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:

@@ -6,9 +6,6 @@ when definitions load) and reaches the sandbox over loopback.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -16,20 +13,9 @@ import pytest
 import yaml
 
 from connectors.salesforce_npsp.sandbox import SalesforceSandbox
+from tests.pipelines.hub_cli import hub, hub_env
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
 
 
 def _rows(home: Path, sql: str) -> list[tuple]:
@@ -58,17 +44,8 @@ def test_salesforce_member_loads_raw_data_and_then_only_changes(tmp_path: Path) 
             ),
             encoding="utf-8",
         )
-        env = {
-            **os.environ,
-            "HUB_HOME": str(home),
-            "HUB_MEMBERS_DIR": str(members),
-            "DAGSTER_HOME": str(tmp_path / "dagster"),
-            "ACME_SF_SECRET": sf.client_secret,
-            "COLUMNS": "200",
-        }
-        for var in ("HUB_WAREHOUSE", "HUB_DLT_DIR", "HUB_RELEASES_DIR"):
-            env.pop(var, None)
-        first = _run(env)
+        env = hub_env(tmp_path, members, ACME_SF_SECRET=sf.client_secret)
+        first = hub(["run"], env)
         assert first.returncode == 0, first.stdout + first.stderr
         assert "✓ load acme_trust" in first.stdout
         contacts = sf.ids("Contact")
@@ -78,12 +55,12 @@ def test_salesforce_member_loads_raw_data_and_then_only_changes(tmp_path: Path) 
         assert deliveries[0][0] == len(sf.ids("pmdm__ServiceDelivery__c"))
         gone = sorted(contacts)[0]
         sf.delete_records("Contact", [gone])
-        second = _run(env)
+        second = hub(["run"], env)
         assert second.returncode == 0, second.stdout + second.stderr
         after = _rows(home, "SELECT id, is_deleted FROM raw_acme_trust.npsp__contact ORDER BY id")
         assert len(after) == len(contacts)  # merged on Id: the deletion updates, never duplicates
         assert dict(after)[gone] is True
         env["ACME_SF_SECRET"] = "wrong-secret"
-        refused = _run(env)
+        refused = hub(["run"], env)
         assert refused.returncode == 1 and "✗ load acme_trust" in refused.stdout
         assert "wrong-secret" not in refused.stdout + refused.stderr

@@ -8,10 +8,9 @@ from dagster_dlt import DagsterDltResource
 
 from connectors.errors import MemberConfigError
 from connectors.members import SalesforceConnector
-from pipelines.lib.dlt_translator import RawTranslator
-from pipelines.lib.errors import as_failure
 from pipelines.lib.hub import HubResource
 from pipelines.lib.members import members_of
+from pipelines.lib.raw_assets import raw_specs, run_source, selected
 
 SALESFORCE_MEMBERS = members_of("salesforce_npsp")
 
@@ -30,16 +29,7 @@ RAW_TABLES = {
 
 @dg.multi_asset(
     name="salesforce_raw",
-    specs=[
-        dg.AssetSpec(
-            ["raw", table],
-            description=text,
-            group_name="ingest",
-            kinds={"dlt", "salesforce"},
-            skippable=True,
-        )
-        for table, text in RAW_TABLES.items()
-    ],
+    specs=raw_specs(RAW_TABLES, {"dlt", "salesforce"}),
     partitions_def=SALESFORCE_MEMBERS,
     can_subset=True,
     pool="warehouse",
@@ -64,31 +54,19 @@ def salesforce_raw(
         raise dg.Failure(description=f"{member.org_id}: {err}", allow_retries=False) from err
     report = SyncReport()
     source = npsp_source(connector.settings(), credentials, report=report)
-    wanted = [
-        name
-        for name in source.resources
-        if dg.AssetKey(["raw", name]) in context.selected_asset_keys
-    ]
     pipeline = raw_pipeline(
         member.org_id, hub.warehouse().dlt_destination(), hub.settings().pipelines_dir
     )
     try:
-        with hub.lineage(
+        yield from run_source(
             context,
+            hub,
+            dlt_resource,
+            source=source.with_resources(*selected(context, list(source.resources))),
+            pipeline=pipeline,
+            dataset=member.raw_dataset,
             inputs=[connector.instance_url or connector.login_url],
-            outputs=[f"{member.raw_dataset}.{name}" for name in wanted],
-        ):
-            yield from dlt_resource.run(
-                context=context,
-                dlt_source=source.with_resources(*wanted),
-                dlt_pipeline=pipeline,
-                dagster_dlt_translator=RawTranslator(),
-            )
-    except Exception as err:
-        failure = as_failure(err)
-        if failure is err:
-            raise
-        raise failure from err
+        )
     finally:
         report.close()
     for message in report.messages():

@@ -7,10 +7,9 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource
 
 from connectors.errors import PermanentSourceError
-from pipelines.lib.dlt_translator import RawTranslator
-from pipelines.lib.errors import as_failure
 from pipelines.lib.hub import HubResource
 from pipelines.lib.members import members_of
+from pipelines.lib.raw_assets import raw_specs, run_source, selected
 
 SPREADSHEET_MEMBERS = members_of("spreadsheet")
 
@@ -25,16 +24,7 @@ RAW_TABLES = {
 
 @dg.multi_asset(
     name="spreadsheet_raw",
-    specs=[
-        dg.AssetSpec(
-            ["raw", table],
-            description=text,
-            group_name="ingest",
-            kinds={"dlt", "duckdb"},
-            skippable=True,
-        )
-        for table, text in RAW_TABLES.items()
-    ],
+    specs=raw_specs(RAW_TABLES, {"dlt", "duckdb"}),
     partitions_def=SPREADSHEET_MEMBERS,
     can_subset=True,
     pool="warehouse",
@@ -52,7 +42,7 @@ def spreadsheet_raw(
         changed = changed_tables(member, pipeline)
     except PermanentSourceError as err:
         raise dg.Failure(description=str(err), allow_retries=False) from err
-    wanted = [t for t in changed if dg.AssetKey(["raw", t]) in context.selected_asset_keys]
+    wanted = selected(context, changed)
     unchanged = sorted(
         t
         for t in RAW_TABLES
@@ -62,7 +52,6 @@ def spreadsheet_raw(
         context.log.info(f"{member.org_id}: unchanged since the last load, skipped: {unchanged}")
     if not wanted:
         return
-    source = spreadsheet_source(member).with_resources(*wanted)
     files = sorted(
         {
             str(member.resolve(table.file))
@@ -70,17 +59,12 @@ def spreadsheet_raw(
             if f"spreadsheet__{entity}" in wanted
         }
     )
-    outputs = [f"{member.raw_dataset}.{t}" for t in wanted]
-    try:
-        with hub.lineage(context, inputs=files, outputs=outputs):
-            yield from dlt_resource.run(
-                context=context,
-                dlt_source=source,
-                dlt_pipeline=pipeline,
-                dagster_dlt_translator=RawTranslator(),
-            )
-    except Exception as err:
-        failure = as_failure(err)
-        if failure is err:
-            raise
-        raise failure from err
+    yield from run_source(
+        context,
+        hub,
+        dlt_resource,
+        source=spreadsheet_source(member).with_resources(*wanted),
+        pipeline=pipeline,
+        dataset=member.raw_dataset,
+        inputs=files,
+    )

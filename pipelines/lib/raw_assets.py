@@ -1,0 +1,55 @@
+"""What every raw-load asset shares: its specs, and running a dlt source with lineage and
+member-facing errors. Each connector's asset keeps only what differs (credentials, source)."""
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+from dagster_dlt import DagsterDltResource
+
+from pipelines.lib.dlt_translator import RawTranslator
+from pipelines.lib.errors import as_failure
+from pipelines.lib.hub import HubResource
+
+
+def raw_specs(tables: Mapping[str, str], kinds: set[str]) -> list[dg.AssetSpec]:
+    """One ``raw/<table>`` spec per table; skippable, as unchanged tables are not reloaded."""
+    return [
+        dg.AssetSpec(
+            ["raw", table], description=text, group_name="ingest", kinds=kinds, skippable=True
+        )
+        for table, text in tables.items()
+    ]
+
+
+def selected(context: dg.AssetExecutionContext, names: Sequence[str]) -> list[str]:
+    """The resource names whose raw assets this run materialises."""
+    return [n for n in names if dg.AssetKey(["raw", n]) in context.selected_asset_keys]
+
+
+def run_source(
+    context: dg.AssetExecutionContext,
+    hub: HubResource,
+    dlt_resource: DagsterDltResource,
+    *,
+    source: Any,
+    pipeline: Any,
+    dataset: str,
+    inputs: Sequence[str],
+) -> Iterator[Any]:
+    """Run ``source`` into ``pipeline`` with OpenLineage events; a member-facing connector
+    error becomes a Failure that is never retried, a transient one is left to retry policy."""
+    outputs = [f"{dataset}.{name}" for name in source.selected_resources]
+    try:
+        with hub.lineage(context, inputs=inputs, outputs=outputs):
+            yield from dlt_resource.run(
+                context=context,
+                dlt_source=source,
+                dlt_pipeline=pipeline,
+                dagster_dlt_translator=RawTranslator(),
+            )
+    except Exception as err:
+        failure = as_failure(err)
+        if failure is err:
+            raise
+        raise failure from err
