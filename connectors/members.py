@@ -150,6 +150,11 @@ class SalesforceConnector(SalesforceSettings):
         default=None, description="JWT bearer flow: the connected app certificate's key (PEM)"
     )
     phone_region: str = Field(default="GB", description="region for numbers without +country")
+    absent_statuses: tuple[str, ...] = Field(
+        default=("Absent", "Excused Absence", "Unexcused Absence"),
+        description="pmdm__AttendanceStatus__c values meaning nothing was delivered: such "
+        "deliveries are set aside as skipped, not counted",
+    )
 
     @model_validator(mode="after")
     def _credentials_for_flow(self) -> SalesforceConnector:
@@ -166,7 +171,9 @@ class SalesforceConnector(SalesforceSettings):
     def settings(self) -> SalesforceSettings:
         """The connector's own settings (what is safe to log)."""
         return SalesforceSettings(
-            **self.model_dump(exclude={"client_secret", "private_key", "phone_region"})
+            **self.model_dump(
+                exclude={"client_secret", "private_key", "phone_region", "absent_statuses"}
+            )
         )
 
     def credentials(self) -> Credentials:

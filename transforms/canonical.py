@@ -12,8 +12,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from connectors.members import ENTITY_FIELDS, Member, SpreadsheetConnector, normalise_label
+from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+from connectors.members import (
+    ENTITY_FIELDS,
+    Member,
+    SalesforceConnector,
+    SpreadsheetConnector,
+    normalise_label,
+)
 from transforms import sql
+from transforms.errors import TransformError
 from transforms.people import normalise_people
 from transforms.warehouse import Session, Warehouse
 
@@ -49,8 +58,19 @@ def _spreadsheet_models() -> list[Model]:
     return models
 
 
+def _salesforce_models() -> list[Model]:
+    # Order matters only for readability: every model reads raw tables and hub.label_map.
+    models = [Model(f"canonical.{t}", f"canonical/salesforce_{t}", t) for t in CANONICAL_TABLES]
+    models += [
+        Model("quarantine.rejected_rows", f"quarantine/salesforce_{entity}", entity)
+        for entity in ("programme", "engagement", "service_delivery", "outcome")
+    ]
+    return models
+
+
 MODELS_BY_CONNECTOR: dict[str, list[Model]] = {
     "spreadsheet": _spreadsheet_models(),
+    "salesforce_npsp": _salesforce_models(),
     # People only so far: CiviCRM people take part in linkage; cases and activities follow.
     "civicrm": [Model("canonical.person", "canonical/civicrm_person", "person")],
 }
@@ -76,6 +96,11 @@ def label_map_rows(member: Member) -> list[tuple[str, str, str, str]]:
     """(org_id, mapping, normalised label, value) rows from a member's mappings."""
     m = member.mappings
     rows = [(member.org_id, "programme", normalise_label(k), k) for k in m.programmes]
+    # CRM programmes are records with their own ids: their name finds the outcome area.
+    rows += [
+        (member.org_id, "programme_area", normalise_label(k), area)
+        for k, area in m.programmes.items()
+    ]
     rows += [
         (member.org_id, "engagement_status", normalise_label(k), v)
         for k, v in m.engagement_status.items()
@@ -88,7 +113,41 @@ def label_map_rows(member: Member) -> list[tuple[str, str, str, str]]:
     # Values a CRM consent field may hold that mean "yes" (spreadsheets parse them on read).
     yes = {normalise_label(v) for v in member.sharing.consent_yes}
     rows += [(member.org_id, "consent_yes", label, "true") for label in sorted(yes)]
+    if isinstance(member.connector, SalesforceConnector):
+        absent = {normalise_label(v) for v in member.connector.absent_statuses}
+        rows += [(member.org_id, "attendance_absent", label, "true") for label in sorted(absent)]
     return rows
+
+
+_DLT_NAMES = NamingConvention()
+
+
+def raw_column(field_name: str) -> str:
+    """The raw table's column for a source field, named as dlt names it
+    (``pmdm__StartDate__c`` -> ``pmdm__start_date__c``)."""
+    return _DLT_NAMES.normalize_path(field_name)
+
+
+def column_slots(member: Member) -> dict[str, str | None]:
+    """Raw columns behind the ``cfg__<role>`` slots of a member's models (None: no field)."""
+    conn = member.connector
+    if not isinstance(conn, SalesforceConnector):
+        return {}
+    slots: dict[str, str | None] = {
+        "consent": raw_column(conn.consent_field) if conn.consent_field else None
+    }
+    outcome = conn.outcome
+    if outcome is not None:
+        for role, name in (
+            ("contact", outcome.contact_field),
+            ("program", outcome.program_field),
+            ("label", outcome.label_field),
+            ("status", outcome.status_field),
+            ("measured_on", outcome.measured_on_field),
+            ("value", outcome.value_field),
+        ):
+            slots[role] = raw_column(name) if name else None
+    return slots
 
 
 def _missing_inputs(session: Session, model: Model, raw_schema: str) -> list[str]:
@@ -118,16 +177,47 @@ def _params(member: Member, model: Model) -> dict[str, str]:
     for spec in ENTITY_FIELDS.values():
         for name in spec["required"] + spec["optional"]:
             params.setdefault(f"header_{name}", columns.get(name, name))
+    if isinstance(conn, SalesforceConnector) and conn.outcome is not None:
+        # Quarantine rows name the member's own Salesforce fields.
+        outcome = conn.outcome
+        params["outcome_object"] = outcome.object
+        params["field_contact"] = outcome.contact_field
+        params["field_program"] = outcome.program_field or ""
+        params["field_label"] = outcome.label_field
+        params["field_status"] = outcome.status_field
+        params["field_measured_on"] = outcome.measured_on_field
     return params
 
 
+def _check_raw_columns(session: Session, member: Member, model: Model) -> None:
+    """Fail with the field and the fix when a raw table lacks a column the model reads.
+
+    A CRM field hidden from the integration user is simply absent from the load (the load
+    reports it); without this the model would fail with a bare "column not found".
+    """
+    slots = column_slots(member)
+    for table, needed in sql.raw_columns(model.name, model.tables, slots).items():
+        present = set(session.columns(member.raw_dataset, table))
+        missing = sorted(needed - present)
+        if missing:
+            raise TransformError(
+                f"{member.org_id}: {model.name} needs column(s) {', '.join(missing)} of "
+                f"{member.raw_dataset}.{table}, which the last load did not bring: the field "
+                "is missing in the source or hidden from the integration user (the load's "
+                "warnings name it). Grant read access to it, or change the field named in "
+                f"members/{member.config_path.name}, then load again."
+            )
+
+
 def _insert(session: Session, warehouse: Warehouse, member: Member, model: Model) -> int:
+    _check_raw_columns(session, member, model)
     statement = sql.render(
         model.name,
         dialect=warehouse.dialect,
         params=_params(member, model),
         raw_schema=member.raw_dataset,
         tables=model.tables,
+        columns=column_slots(member),
     )
     schema, table = model.target.split(".")
     columns = [c for c in session.columns(schema, table)]

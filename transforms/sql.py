@@ -5,7 +5,10 @@ resolved on the parsed tree rather than by string formatting, so values are alwa
 correctly for the target dialect:
 
 - ``$name`` placeholders become string literals (``$org_id``);
-- the schema ``raw`` is a stand-in for one member's raw dataset (``raw_<org_id>``).
+- the schema ``raw`` is a stand-in for one member's raw dataset (``raw_<org_id>``);
+- columns named ``cfg__<role>`` stand for a column the member's config names (a CRM field
+  whose API name the member chooses, e.g. its consent field); ``columns`` maps each role to
+  the raw column, or to None when the member has no such field (the slot becomes NULL).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from transforms.errors import TransformError
 
 SQL_DIR = Path(__file__).parent / "sql"
 SOURCE_DIALECT = "duckdb"
+CONFIGURED_PREFIX = "cfg__"
 
 
 @cache
@@ -43,6 +47,7 @@ def render(
     params: Mapping[str, str] | None = None,
     raw_schema: str | None = None,
     tables: Mapping[str, str] | None = None,
+    columns: Mapping[str, str | None] | None = None,
 ) -> str:
     """Return model ``name`` with placeholders filled, transpiled to ``dialect``."""
     return render_tree(
@@ -51,6 +56,7 @@ def render(
         params=params,
         raw_schema=raw_schema,
         tables=tables,
+        columns=columns,
         name=name,
     )
 
@@ -62,17 +68,27 @@ def render_tree(
     params: Mapping[str, str] | None = None,
     raw_schema: str | None = None,
     tables: Mapping[str, str] | None = None,
+    columns: Mapping[str, str | None] | None = None,
     name: str = "<sql>",
 ) -> str:
     """Fill placeholders and rename tables in a parsed statement, then generate SQL.
 
     ``tables`` renames ``schema.table`` references (applied first); ``raw_schema`` then
-    replaces the ``raw`` stand-in schema.
+    replaces the ``raw`` stand-in schema; ``columns`` fills ``cfg__<role>`` column slots.
     """
     params = params or {}
     tables = tables or {}
+    columns = columns or {}
 
     def fill(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Column) and node.name.startswith(CONFIGURED_PREFIX):
+            role = node.name[len(CONFIGURED_PREFIX) :]
+            if role not in columns:
+                raise TransformError(f"{name}: column slot {node.name} has no value")
+            target = columns[role]
+            if target is None:
+                return exp.Null()
+            return exp.column(target, table=node.table or None)
         if isinstance(node, exp.Placeholder):
             key = node.name
             if key not in params:
@@ -99,6 +115,37 @@ def upstream_tables(name: str, tables: Mapping[str, str] | None = None) -> set[t
     found = {f"{t.db}.{t.name}" for t in tree.find_all(exp.Table) if t.name not in ctes and t.db}
     renamed = {(tables or {}).get(ref, ref) for ref in found}
     return {tuple(ref.split(".", 1)) for ref in renamed}  # type: ignore[misc]
+
+
+def raw_columns(
+    name: str,
+    tables: Mapping[str, str] | None = None,
+    columns: Mapping[str, str | None] | None = None,
+) -> dict[str, set[str]]:
+    """Columns a model reads from each ``raw`` table (qualified references, slots filled).
+
+    Resolved scope by scope, so an alias reused for a CTE is not mistaken for the table.
+    """
+    from sqlglot.optimizer.scope import traverse_scope
+
+    tables = tables or {}
+    columns = columns or {}
+    found: dict[str, set[str]] = {}
+    for scope in traverse_scope(_parse(name)):
+        for column in scope.columns:
+            source = scope.sources.get(column.table)
+            if not isinstance(source, exp.Table) or not source.db:
+                continue
+            ref = tables.get(f"{source.db}.{source.name}", f"{source.db}.{source.name}")
+            db, table = ref.split(".", 1)
+            if db != "raw":
+                continue
+            col = column.name
+            if col.startswith(CONFIGURED_PREFIX):
+                col = columns.get(col[len(CONFIGURED_PREFIX) :]) or ""
+            if col and col != "*":
+                found.setdefault(table, set()).add(col)
+    return found
 
 
 def output_columns(name: str) -> list[str]:

@@ -99,6 +99,7 @@ _OBJECT_FIELDS: dict[str, list[tuple[str, ...]]] = {
     "pmdm__Service__c": [
         ("Name", "string"),
         ("pmdm__Program__c", "reference", "pmdm__Program__c"),
+        ("pmdm__UnitOfMeasurement__c", "string"),
     ],
     "pmdm__ProgramEngagement__c": [
         ("Name", "string"),
@@ -497,6 +498,7 @@ class SalesforceSandbox:
                             {
                                 "Name": f"{_PROGRAMS[i % len(_PROGRAMS)]} session {j + 1}",
                                 "pmdm__Program__c": programs[-1],
+                                "pmdm__UnitOfMeasurement__c": "Session",
                             },
                             stamp(),
                         ),

@@ -117,7 +117,11 @@ def object_specs(settings: SalesforceSettings) -> list[ObjectSpec]:
         ObjectSpec("npsp__account", "Account", ("Name",)),
         ObjectSpec("npsp__contact", "Contact", tuple(contact)),
         ObjectSpec("pmdm__program", "pmdm__Program__c", ("Name", "pmdm__Status__c")),
-        ObjectSpec("pmdm__service", "pmdm__Service__c", ("Name", "pmdm__Program__c")),
+        ObjectSpec(
+            "pmdm__service",
+            "pmdm__Service__c",
+            ("Name", "pmdm__Program__c", "pmdm__UnitOfMeasurement__c"),
+        ),
         ObjectSpec(
             "pmdm__program_engagement",
             "pmdm__ProgramEngagement__c",
