@@ -272,7 +272,17 @@ def demo(
         f"[bold]Outcomes Hub demo[/] — members from {os.environ['HUB_MEMBERS_DIR']}, "
         f"warehouse and release under {home}"
     )
-    _run(_settings(), None, verbose)
+    from pipelines.lib.demo import SandboxPortBusy, demo_sandboxes
+    from pipelines.lib.members import registry
+
+    try:
+        with demo_sandboxes(registry().members) as served:
+            for org_id in served:
+                console.print(f"{org_id}: its CRM is a local sandbox on this machine")
+            _run(_settings(), None, verbose)
+    except SandboxPortBusy as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from err
 
 
 @app.command("dagster-home")

@@ -347,6 +347,42 @@ SPECS: dict[str, MemberSpec] = {
     ),
 }
 
+# The fourth member keeps its records in Salesforce (NPSP + Program Management Module). Its
+# org is served by the loopback sandbox from sample_data/southbank_advice/salesforce_org.json;
+# its labels are PMM's own picklist values.
+SALESFORCE_ORG = "southbank_advice"
+SALESFORCE_SPEC = MemberSpec(
+    org_id=SALESFORCE_ORG,
+    name="Southbank Advice Centre",
+    programmes={
+        "Benefits Advice": (
+            "financial_inclusion",
+            60,
+            [("Income maximised", "income_increased"), ("Debt reduced", "debt_reduced")],
+            (1, 4),
+        ),
+        "Back to Work": (
+            "employment",
+            40,
+            [("Started job", "job_started"), ("Started volunteering", "volunteering_started")],
+            (1, 5),
+        ),
+    },
+    experience=[("Felt listened to", "felt_listened_to"), ("Would recommend", "would_recommend")],
+    engagement_status={
+        "active": "Active",
+        "completed": "Completed",
+        "withdrawn": "Withdrawn",
+        "applied": "Applied",
+    },
+    outcome_status={
+        "achieved": "Achieved",
+        "progressing": "In progress",
+        "not_achieved": "Not achieved",
+    },
+    consent=("true", "false"),
+)
+
 # --------------------------------------------------------------------------------------
 # People
 # --------------------------------------------------------------------------------------
@@ -1280,7 +1316,9 @@ def member_truth(data: MemberData, files: dict[str, str]) -> dict[str, Any]:
         if o.issue is None and o.person.source_id in loaded
     ]
     by_key = {"person": 0, "engagement": 1, "service_delivery": 2, "outcome": 3}
-    quarantine = sorted(data.quarantine, key=lambda q: (by_key[q["entity"]], q["row"]))
+    quarantine = sorted(
+        data.quarantine, key=lambda q: (by_key[q["entity"]], q["row"] or 0, q["source_id"] or "")
+    )
     return {
         "name": spec.name,
         "files": files,
@@ -1352,11 +1390,201 @@ def _dump_truth(truth: dict[str, Any]) -> str:
 def _taxonomy_areas() -> dict[str, str]:
     """Outcome code -> area for every code the demo uses (the shared taxonomy's values)."""
     areas: dict[str, str] = {}
-    for spec in SPECS.values():
+    for spec in (*SPECS.values(), SALESFORCE_SPEC):
         for _, (area, _, codes, _) in spec.programmes.items():
             areas.update({code: area for _, code in codes})
         areas.update({code: "experience" for _, code in spec.experience})
     return dict(sorted(areas.items()))
+
+
+# --------------------------------------------------------------------------------------
+# The Salesforce member
+# --------------------------------------------------------------------------------------
+
+SALESFORCE_FILE = f"{SALESFORCE_ORG}/salesforce_org.json"
+SF_STAMP = "2025-12-31T18:00:00.000+0000"  # every record's CreatedDate/SystemModstamp
+
+
+def _sf_id(prefix: str, number: int) -> str:
+    """An 18-character id shaped like Salesforce's (key prefix, then a serial)."""
+    return f"{prefix}SB{number:010d}AAA"
+
+
+def build_salesforce_member(
+    rng: Random, people: People, by_org: dict[str, list[Record]]
+) -> MemberData:
+    """Southbank's clients: 40 also known to a spreadsheet member, the rest its own."""
+    data = MemberData(SALESFORCE_SPEC)
+    known = sorted(
+        (r for org in ORG_IDS for r in by_org[org] if r.loads and r.identity.birth_date),
+        key=lambda r: (r.org_id, r.source_id),
+    )
+    seen: set[int] = set()
+    for rec in rng.sample(known, 60):
+        if id(rec.identity) in seen or len(seen) == 40:
+            continue
+        seen.add(id(rec.identity))
+        given, family = _vary(rng, rec.identity.given, rec.identity.family)
+        data.records.append(
+            Record(SALESFORCE_ORG, rec.identity, given, family, rng.random() >= 0.1)
+        )
+    data.records.append(Record(SALESFORCE_ORG, people.make(no_postcode=True), "", "", True))
+    while len(data.records) < 150:
+        data.records.append(Record(SALESFORCE_ORG, people.make(), "", "", rng.random() >= 0.1))
+    for rec in data.records:
+        rec.given, rec.family = rec.given or rec.identity.given, rec.family or rec.identity.family
+        rec.phone = rec.identity.phone if rng.random() < 0.9 else None
+        rec.email = rec.identity.email if rng.random() < 0.8 else None
+    rng.shuffle(data.records)
+    for n, rec in enumerate(data.records, start=1):
+        rec.source_id = _sf_id("003", n)
+    data.records.sort(key=lambda r: r.source_id)
+    for rec in data.records:
+        plan_activity(rng, data, rec)
+    data.engagements.sort(key=lambda e: (e.start, e.person.source_id, e.programme))
+    data.deliveries.sort(key=lambda d: (d.on, d.person.source_id, d.programme))
+    data.outcomes.sort(key=lambda o: (o.on, o.person.source_id, o.label))
+    # The deliberately awkward records, each listed in truth.json with the field at fault.
+    victim = data.records[17]
+    victim.phone = "12"
+    victim.issue = Issue("Phone", "12", "warning", "invalid_phone")
+    who = next(e for e in data.engagements[30:] if e.status == "active")
+    e = Engagement(who.person, who.programme, "active", who.start, None, label="On hold")
+    e.issue = Issue("pmdm__Stage__c", "On hold", "error", "unmapped_status")
+    data.engagements.append(e)
+    d = Delivery(who.person, who.programme, who.start + timedelta(days=7), 1)
+    d.issue = Issue("pmdm__AttendanceStatus__c", "Absent", "skipped", "absent")
+    data.deliveries.append(d)
+    o = Outcome(who.person, who.programme, "Confidence up", None, "achieved", date(2025, 9, 9))
+    o.issue = Issue("Outcome__c", "Confidence up", "error", "unmapped_outcome")
+    data.outcomes.append(o)
+    for prefix, rows in (
+        ("a0C", data.engagements),
+        ("a0D", data.deliveries),
+        ("a0F", data.outcomes),
+    ):
+        for n, row in enumerate(rows, start=1):
+            row.source_id = _sf_id(prefix, n)
+    return data
+
+
+def write_salesforce_member(rng: Random, data: MemberData, folder: Path) -> dict[str, str]:
+    """The org's records, object by object, as the sandbox serves them."""
+    spec = data.spec
+    programs = {name: _sf_id("a0A", n) for n, name in enumerate(spec.programmes, start=1)}
+    services = {name: _sf_id("a0B", n) for n, name in enumerate(spec.programmes, start=1)}
+    org: dict[str, list[dict[str, Any]]] = {
+        "Account": [],
+        "Contact": [],
+        "pmdm__Program__c": [
+            {"Id": pid, "Name": name, "pmdm__Status__c": "Active"} for name, pid in programs.items()
+        ],
+        "pmdm__Service__c": [
+            {
+                "Id": services[name],
+                "Name": f"{name} session",
+                "pmdm__Program__c": pid,
+                "pmdm__UnitOfMeasurement__c": "Session",
+            }
+            for name, pid in programs.items()
+        ],
+        "pmdm__ProgramEngagement__c": [],
+        "pmdm__ServiceDelivery__c": [],
+        "Outcome__c": [],
+    }
+    q = data.quarantine
+    for n, rec in enumerate(data.records, start=1):
+        account = _sf_id("001", n)
+        org["Account"].append({"Id": account, "Name": f"{rec.identity.family} Household"})
+        phone = rec.phone if rec.issue else _phone_written("northside_housing", rec.phone, rng)
+        org["Contact"].append(
+            {
+                "Id": rec.source_id,
+                "FirstName": rec.given,
+                "LastName": rec.family,
+                "Birthdate": _iso(rec.identity.birth_date),
+                "Email": rec.email,
+                "Phone": phone or None,
+                "MailingPostalCode": rec.identity.postcode,
+                "AccountId": account,
+                "Consent_To_Share__c": rec.consent,
+            }
+        )
+    for e in data.engagements:
+        org["pmdm__ProgramEngagement__c"].append(
+            {
+                "Id": e.source_id,
+                "pmdm__Contact__c": e.person.source_id,
+                "pmdm__Program__c": programs[e.programme],
+                "pmdm__Stage__c": e.label or spec.engagement_status[e.status],
+                "pmdm__StartDate__c": _iso(e.start),
+                "pmdm__EndDate__c": _iso(e.end),
+            }
+        )
+    for d in data.deliveries:
+        org["pmdm__ServiceDelivery__c"].append(
+            {
+                "Id": d.source_id,
+                "pmdm__Contact__c": d.person.source_id,
+                "pmdm__Service__c": services[d.programme],
+                "pmdm__DeliveryDate__c": _iso(d.on),
+                "pmdm__Quantity__c": float(d.quantity),
+                "pmdm__AttendanceStatus__c": d.issue.raw_value if d.issue else "Present",
+            }
+        )
+    for o in data.outcomes:
+        org["Outcome__c"].append(
+            {
+                "Id": o.source_id,
+                "Contact__c": o.person.source_id,
+                "Program__c": programs[o.programme],
+                "Outcome__c": o.label,
+                "Status__c": spec.outcome_status[o.status],
+                "Measured_On__c": _iso(o.on),
+            }
+        )
+    entities = (
+        ("person", data.records, "Contact"),
+        ("engagement", data.engagements, "pmdm__ProgramEngagement__c"),
+        ("service_delivery", data.deliveries, "pmdm__ServiceDelivery__c"),
+        ("outcome", data.outcomes, "Outcome__c"),
+    )
+    for entity, rows, sobject in entities:
+        for row in rows:
+            if row.issue is None:
+                continue
+            q.append(
+                {
+                    "org_id": spec.org_id,
+                    "entity": entity,
+                    "file": sobject,
+                    "sheet": None,
+                    "row": None,
+                    "source_id": row.source_id,
+                    "column": row.issue.field,
+                    "field": row.issue.field,
+                    "raw_value": row.issue.raw_value,
+                    "severity": row.issue.severity,
+                    "reason": row.issue.reason,
+                }
+            )
+    path = folder / SALESFORCE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"created": SF_STAMP, "records": org}
+    path.write_text(_dump_org(body), encoding="utf-8", newline="\n")
+    return {"org": SALESFORCE_FILE}
+
+
+def _dump_org(body: dict[str, Any]) -> str:
+    """One record per line: readable and diffable."""
+    lines = ["{", f' "created": {json.dumps(body["created"])},', ' "records": {']
+    objects = list(body["records"].items())
+    for i, (sobject, rows) in enumerate(objects):
+        inner = ",\n".join(f"   {json.dumps(r, ensure_ascii=False)}" for r in rows)
+        comma = "," if i < len(objects) - 1 else ""
+        lines.append(f"  {json.dumps(sobject)}: [\n{inner}\n  ]{comma}")
+    lines += [" }", "}"]
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------
@@ -1387,6 +1615,14 @@ def generate(out: Path) -> dict[str, Any]:
         else:
             files = write_csv_member(rng, data, out)
         members[org] = member_truth(data, files)
+    # The Salesforce member draws from its own generator, so the files above never change
+    # when it does.
+    sf_rng = Random(SEED + 2)
+    sf_people = People(sf_rng)
+    sf_people.keys |= extra_people.keys
+    data = build_salesforce_member(sf_rng, sf_people, by_org)
+    files = write_salesforce_member(sf_rng, data, out)
+    members[SALESFORCE_ORG] = member_truth(data, files)
     truth = {
         "generator": "sample_data/generate.py",
         "seed": SEED,

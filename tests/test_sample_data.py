@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -26,7 +27,8 @@ from tests import oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
-ORGS = ("northside_housing", "riverside_food", "eastgate_skills")
+ORGS = ("northside_housing", "riverside_food", "eastgate_skills")  # the spreadsheet members
+SALESFORCE_ORG = "southbank_advice"
 
 
 def _generator() -> ModuleType:
@@ -342,7 +344,7 @@ def test_generator_is_deterministic_and_matches_committed_files(tmp_path: Path) 
     _run_generator(tmp_path / "one")
     _run_generator(tmp_path / "two")
     one, two = _files(tmp_path / "one"), _files(tmp_path / "two")
-    assert one.keys() == two.keys() and len(one) == 10
+    assert one.keys() == two.keys() and len(one) == 11
     assert all(one[name] == two[name] for name in one)
     committed = {name: (SAMPLE / name).read_bytes() for name in one}
     stale = [name for name in one if committed[name] != one[name]]
@@ -431,7 +433,8 @@ def _key(p: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def test_demo_volumes_and_linkage_cases(truth: dict[str, Any]) -> None:
-    people = [p for m in truth["members"].values() for p in m["people"]]
+    # The spreadsheet members' own linkage cases (the Salesforce member is checked below).
+    people = [p for org in ORGS for p in truth["members"][org]["people"]]
     for org in ORGS:
         assert 240 <= len(truth["members"][org]["people"]) <= 260
     orgs_by_key: dict[tuple, set[str]] = defaultdict(set)
@@ -465,14 +468,14 @@ def test_demo_volumes_and_linkage_cases(truth: dict[str, Any]) -> None:
         assert len({clusters[(p["org_id"], p["source_id"])] for p in ps}) > 1
     assert any(p["postcode"] is None for p in people)
     assert any(p["birth_date"] is None for p in people)
-    assert 600 <= oracle.expected_people_count() <= 700
-    assert oracle.expected_cross_member_people() >= 60
+    assert 700 <= oracle.expected_people_count() <= 800
+    assert oracle.expected_cross_member_people() >= 80
 
 
 def test_demo_messy_rows_are_few_and_named(truth: dict[str, Any]) -> None:
     rows = oracle.expected_quarantine()
     per_member = Counter(r["org_id"] for r in rows)
-    assert all(2 <= per_member[org] <= 5 for org in ORGS)
+    assert all(2 <= per_member[org] <= 5 for org in (*ORGS, SALESFORCE_ORG))
     reasons = {r["reason"] for r in rows}
     assert reasons == {
         "missing_id",
@@ -484,10 +487,15 @@ def test_demo_messy_rows_are_few_and_named(truth: dict[str, Any]) -> None:
         "unmapped_outcome",
         "orphan",
         "totals_row",
+        "absent",
     }
     for r in rows:
         assert r["severity"] in {"error", "warning", "skipped"}
-        assert r["file"] and r["row"] >= 2 and r["column"]
+        assert r["file"] and r["column"]
+        if r["org_id"] == SALESFORCE_ORG:  # a record, named by its object, id and field
+            assert r["row"] is None and r["source_id"] and r["field"] == r["column"]
+        else:
+            assert r["row"] >= 2
 
 
 def test_demo_has_publishable_and_suppressible_cells() -> None:
@@ -619,3 +627,49 @@ def test_truth_agrees_with_the_files_row_by_row(truth: dict[str, Any], org: str)
             assert q["raw_value"] not in ids
     for d in member["deliveries"]:
         assert date(2025, 1, 1) <= date.fromisoformat(d["delivered_on"]) <= date(2025, 12, 31)
+
+
+# ------------------------------------------------------------------------------------------
+# The Salesforce member: its org file agrees with truth.json record by record
+# ------------------------------------------------------------------------------------------
+
+
+def _org_records() -> dict[str, dict[str, dict[str, Any]]]:
+    body = json.loads((SAMPLE / SALESFORCE_ORG / "salesforce_org.json").read_text("utf-8"))
+    return {obj: {r["Id"]: r for r in rows} for obj, rows in body["records"].items()}
+
+
+def test_salesforce_member_yaml_maps_its_org(truth: dict[str, Any]) -> None:
+    member = load_member(ROOT / "members" / f"{SALESFORCE_ORG}.yaml")
+    assert member.connector.kind == "salesforce_npsp"
+    assert member.connector.client_secret is not None
+    assert member.connector.client_secret.env == "SOUTHBANK_SF_SECRET"  # never inline
+    spec = _generator().SALESFORCE_SPEC
+    m = member.mappings
+    assert m.programmes == truth["members"][SALESFORCE_ORG]["programmes"]
+    assert m.outcomes == spec.outcome_labels()
+    assert m.engagement_status == {v: k for k, v in spec.engagement_status.items()}
+    assert m.outcome_status == {v: k for k, v in spec.outcome_status.items()}
+
+
+def test_salesforce_org_file_agrees_with_truth(truth: dict[str, Any]) -> None:
+    member = truth["members"][SALESFORCE_ORG]
+    records = _org_records()
+    problems = {q["source_id"]: q for q in member["quarantine"]}
+    assert {p["source_id"] for p in member["people"]} == set(records["Contact"])
+    for name, sobject in (
+        ("engagements", "pmdm__ProgramEngagement__c"),
+        ("deliveries", "pmdm__ServiceDelivery__c"),
+        ("outcomes", "Outcome__c"),
+    ):
+        kept = {r["source_id"] for r in member[name]}
+        assert kept | (set(problems) & set(records[sobject])) == set(records[sobject])
+        assert not kept & set(problems)
+    for q in member["quarantine"]:  # every listed record holds the value truth.json names
+        record = next(r[q["source_id"]] for r in records.values() if q["source_id"] in r)
+        assert record[q["field"]] == q["raw_value"], q
+    # 40 of its clients are also known to a spreadsheet member, written their own way.
+    keys = {_key(p) for org in ORGS for p in truth["members"][org]["people"] if p["birth_date"]}
+    shared = [p for p in member["people"] if p["birth_date"] and _key(p) in keys]
+    assert len(shared) == 40
+    assert any(not p["consent"] for p in shared)

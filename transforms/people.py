@@ -18,6 +18,19 @@ from connectors.members import Member
 from connectors.values import ValueProblem, parse_email, parse_phone, parse_postcode
 from transforms.warehouse import Session
 
+# Where each CRM keeps a person and their contact fields, so a quarantine row names the
+# object and the field the member must correct.
+SOURCE_FIELDS: dict[str, tuple[str, dict[str, str]]] = {
+    "salesforce_npsp": (
+        "Contact",
+        {"phone": "Phone", "postcode": "MailingPostalCode", "email": "Email"},
+    ),
+    "civicrm": (
+        "Contact",
+        {"phone": "Phone.phone", "postcode": "Address.postal_code", "email": "Email.email"},
+    ),
+}
+
 FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "phone": lambda value, region: parse_phone(value, region),
     "postcode": lambda value, region: parse_postcode(value, region),
@@ -29,6 +42,7 @@ def normalise_people(session: Session, member: Member) -> int:
     """Normalise phone, postcode and e-mail of the member's canonical people; return how
     many values were dropped (each recorded in quarantine.rejected_rows as a warning)."""
     region = getattr(member.connector, "phone_region", "GB")
+    source_object, field_names = SOURCE_FIELDS.get(member.connector.kind, (None, {}))
     rows = session.fetchall(
         "SELECT source_id, phone, postcode, email, _load_id FROM canonical.person "
         "WHERE org_id = ? AND NOT is_deleted",
@@ -46,15 +60,15 @@ def normalise_people(session: Session, member: Member) -> int:
                 dropped += 1
                 session.execute(
                     "INSERT INTO quarantine.rejected_rows VALUES "
-                    "(?, ?, 'person', NULL, NULL, ?, ?, ?, ?, 'warning', 'mapping', ?)",
+                    "(?, ?, 'person', ?, NULL, ?, ?, ?, ?, 'warning', 'mapping', ?)",
                     [
                         member.org_id,
                         member.connector.kind,
+                        source_object,
                         source_id,
-                        name,
+                        field_names.get(name, name),
                         str(value),
-                        f"{problem}; the {name} was left out of this person's record: correct "
-                        "it in the CRM",
+                        str(problem).replace("in the file", "in the CRM"),
                         load_id,
                     ],
                 )

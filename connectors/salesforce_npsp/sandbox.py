@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -357,6 +358,7 @@ class SalesforceSandbox:
         api_max: int = 15000,
         with_pmm: bool = True,
         port: int = 0,
+        org_file: str | Path | None = None,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -371,7 +373,10 @@ class SalesforceSandbox:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._build_schema()
-        self._generate(random.Random(seed), sizes or SandboxSizes())
+        if org_file is not None:
+            self.load_org(Path(org_file))
+        else:
+            self._generate(random.Random(seed), sizes or SandboxSizes())
         if not with_pmm:
             self.hide_pmm()
 
@@ -423,11 +428,32 @@ class SalesforceSandbox:
         self.state.counter += 1
         return make_id(KEY_PREFIXES.get(obj, "a0Z"), self.state.counter)
 
-    def insert(self, obj: str, values: dict[str, Any], at: datetime | None = None) -> str:
+    def load_org(self, path: Path) -> None:
+        """Serve the records of an org file (``{"created": ..., "records": {sobject: [...]}}``,
+        each record with its ``Id``) instead of generated ones: the demo's member."""
+        body = json.loads(path.read_text(encoding="utf-8"))
+        created = _parse_datetime(body["created"])
+        for obj, rows in body["records"].items():
+            if obj not in self.state.schema:
+                raise ValueError(f"{path}: the sandbox has no object {obj}")
+            for row in rows:
+                values = {k: v for k, v in row.items() if k != "Id"}
+                unknown = set(values) - set(self.state.schema[obj])
+                if unknown:
+                    raise ValueError(f"{path}: {obj} has no field(s) {sorted(unknown)}")
+                self.insert(obj, values, created, record_id=row["Id"])
+
+    def insert(
+        self,
+        obj: str,
+        values: dict[str, Any],
+        at: datetime | None = None,
+        record_id: str | None = None,
+    ) -> str:
         """Create one record; system fields are filled in like Salesforce does."""
         with self._lock:
             stamp = _truncate_ms(at or datetime.now(UTC))
-            record_id = self._new_id(obj)
+            record_id = record_id or self._new_id(obj)
             record = {name: None for name in self.state.schema[obj]}
             record.update(_blank_is_null(values))
             record.update(
@@ -1347,6 +1373,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--contacts", type=int, default=SandboxSizes.contacts)
     parser.add_argument("--deliveries", type=int, default=SandboxSizes.deliveries)
     parser.add_argument("--public-key", help="PEM file that verifies JWT bearer assertions")
+    parser.add_argument("--org-file", help="serve this org's records instead of generated ones")
     args = parser.parse_args(argv)
     public_key = None
     if args.public_key:
@@ -1354,7 +1381,11 @@ def main(argv: list[str] | None = None) -> None:
             public_key = handle.read()
     sizes = SandboxSizes(contacts=args.contacts, deliveries=args.deliveries)
     with SalesforceSandbox(
-        seed=args.seed, sizes=sizes, port=args.port, jwt_public_key=public_key
+        seed=args.seed,
+        sizes=sizes,
+        port=args.port,
+        jwt_public_key=public_key,
+        org_file=args.org_file,
     ) as sandbox:
         print(f"Salesforce sandbox at {sandbox.url} (client id {sandbox.client_id})", flush=True)
         try:

@@ -83,7 +83,7 @@ def lineage_run(
 
     client = _client(home)
     partition = context.partition_key if context.has_partition_key else None
-    run_id = str(uuid.uuid5(uuid.UUID(context.run_id), f"{context.op_def.name}:{partition}"))
+    run_id = str(uuid.uuid5(uuid.UUID(context.run.run_id), f"{context.op_def.name}:{partition}"))
     job = Job(namespace=NAMESPACE, name=context.op_def.name)
     extra = LineageRun()
 

@@ -72,10 +72,10 @@ def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Gro
     reasons = _query(
         settings,
         """
-        SELECT org_id, severity, source_file, source_row, column_name, reason
+        SELECT org_id, severity, source_file, source_row, source_id, column_name, reason
         FROM quarantine.rejected_rows
         ORDER BY org_id, CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
-                 source_file, source_row""",
+                 source_file, source_row, source_id""",
     )
     if reasons:
         parts.append(
@@ -86,8 +86,11 @@ def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Gro
             )
         )
         marks = {"error": "✗", "warning": "!", "skipped": "·"}
-        for org_id, severity, file, row, column, reason in reasons[:MAX_REASONS]:
-            where = f"{file or '?'} row {row}" + (f", column '{column}'" if column else "")
+        for org_id, severity, file, row, source_id, column, reason in reasons[:MAX_REASONS]:
+            # A file row for spreadsheets; a record id for CRMs (field instead of column).
+            where = f"{file or '?'} row {row}" if row is not None else f"{file} {source_id}"
+            label = "column" if row is not None else "field"
+            where += f", {label} '{column}'" if column else ""
             parts.append(Text(f"  {marks.get(severity, '?')} {org_id}: {where}: {reason}"))
         if len(reasons) > MAX_REASONS:
             parts.append(

@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from connectors.members import normalise_label
+from pipelines.lib.demo import demo_sandboxes
 from pipelines.lib.members import registry
 from pipelines.lib.runner import refresh
 from pipelines.settings import HubSettings
@@ -35,7 +36,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> HubSettings:
         releases_dir=home / "releases",
         disclosure_threshold=THRESHOLD,
     )
-    results = refresh(settings, sorted(registry().members), dg.DagsterInstance.ephemeral())
+    with demo_sandboxes(registry().members) as served:
+        assert served == ["southbank_advice"]
+        results = refresh(settings, sorted(registry().members), dg.DagsterInstance.ephemeral())
     failures = [f"{r.name}: {r.error}" for r in results if not r.success]
     assert not failures, failures
     return settings
@@ -146,6 +149,7 @@ def test_every_asset_run_emits_openlineage_events(demo: HubSettings) -> None:
         by_job.setdefault(event["job"]["name"], []).append(event["eventType"])
     assert set(by_job) == {
         "spreadsheet_raw",
+        "salesforce_raw",
         "canonical_model",
         "hub__person_link",
         "published_tables",

@@ -67,7 +67,7 @@ def test_contacts_become_normalised_consent_aware_people(loaded) -> None:
     assert all(p[5] == "civicrm" for p in live)
     consenting = {str(i) for i, c in contacts.items() if c.get("Consent.share_data")}
     assert {k for k, p in people.items() if p[4]} == consenting
-    assert warnings == [("phone", "12", "warning")]  # dropped, recorded, never silent
+    assert warnings == [("Phone.phone", "12", "warning")]  # dropped, recorded, never silent
 
 
 def test_civicrm_people_take_part_in_linkage(loaded) -> None:

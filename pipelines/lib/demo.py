@@ -1,0 +1,80 @@
+"""The local CRM sandboxes the demo's CRM members talk to.
+
+The demo's Salesforce member (``members/southbank_advice.yaml``) points at a loopback org on
+a fixed port; ``demo_sandboxes`` serves it from the bundled records for as long as the demo
+runs, and puts the sandbox's (non-secret) client secret in the environment variable the
+member's file names. Members that are not in the registry, or whose file points elsewhere,
+are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.members import Member, SalesforceConnector
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class DemoOrg:
+    """One demo member served by a sandbox."""
+
+    org_id: str
+    port: int
+    org_file: Path
+    secret_env: str
+
+
+SALESFORCE_DEMO = DemoOrg(
+    "southbank_advice",
+    18443,
+    REPO_ROOT / "sample_data" / "southbank_advice" / "salesforce_org.json",
+    "SOUTHBANK_SF_SECRET",
+)
+
+
+class SandboxPortBusy(RuntimeError):
+    """The demo's fixed sandbox port is taken (another demo or test is running)."""
+
+
+def _check_port(port: int, org_id: str) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as err:
+            raise SandboxPortBusy(
+                f"port {port} on 127.0.0.1 is in use, so the sandbox for {org_id} cannot "
+                "start: stop the other demo (or whatever holds the port) and run again"
+            ) from err
+
+
+@contextmanager
+def demo_sandboxes(members: dict[str, Member]) -> Iterator[list[str]]:
+    """Serve the sandboxes the configured demo members need; yield their org ids."""
+    from connectors.salesforce_npsp.sandbox import SalesforceSandbox
+
+    started: list[str] = []
+    with ExitStack() as stack:
+        demo = SALESFORCE_DEMO
+        member = members.get(demo.org_id)
+        if (
+            member is not None
+            and isinstance(member.connector, SalesforceConnector)
+            and member.connector.login_url.rstrip("/") == f"http://127.0.0.1:{demo.port}"
+        ):
+            _check_port(demo.port, demo.org_id)
+            sandbox = stack.enter_context(
+                SalesforceSandbox(
+                    org_file=demo.org_file, port=demo.port, client_id=member.connector.client_id
+                )
+            )
+            os.environ.setdefault(demo.secret_env, sandbox.client_secret)
+            started.append(demo.org_id)
+        yield started
