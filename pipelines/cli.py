@@ -131,12 +131,43 @@ def _check_salesforce(member: Member) -> None:
         console.print(f"API allocation: {result.api_used} of {result.api_max} used today")
     for problem in result.problems:
         console.print(f"[red]✗ {problem}[/]")
-    console.print(
-        "Salesforce raw data loads with `hub run`; its mapping onto the canonical "
-        "model arrives with issue #3."
-    )
+    _print_mapping_preview(member, result.labels)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _print_mapping_preview(member: Member, labels: dict[str, list[str]]) -> None:
+    """What the member's mappings make of the labels its CRM uses; gaps say what to add."""
+    from connectors.members import normalise_label
+
+    m = member.mappings
+    absent = {normalise_label(v) for v in getattr(member.connector, "absent_statuses", ())}
+    tables = {
+        "programmes": ("Program", m.programmes),
+        "engagement_status": ("Stage", m.engagement_status),
+        "outcomes": ("outcome", m.outcomes),
+        "outcome_status": ("outcome status", m.outcome_status),
+    }
+    if labels:
+        console.print("Mapping (what the hub will make of the labels your org uses):")
+    for role, values in labels.items():
+        if role == "attendance":
+            for value in values:
+                effect = "not counted (absence)" if normalise_label(value) in absent else "counted"
+                console.print(f"  ✓ attendance '{value}': {effect}")
+            continue
+        what, mapping = tables[role]
+        mapped = {normalise_label(k): v for k, v in mapping.items()}
+        for value in values:
+            target = mapped.get(normalise_label(value))
+            if target is not None:
+                console.print(f"  ✓ {what} '{value}' → {target}")
+            else:
+                console.print(
+                    f"  [yellow]! {what} '{value}' has no mapping: its records will be "
+                    f"quarantined; add it under mappings.{role} in "
+                    f"members/{member.config_path.name}[/]"
+                )
 
 
 def _check_civicrm(member: Member) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from connectors.errors import ConnectorError
 from connectors.salesforce_npsp.client import SalesforceClient, selectable_fields
@@ -41,6 +42,9 @@ class OrgCheck:
     api_used: int | None = None
     api_max: int | None = None
     problems: list[str] = field(default_factory=list)
+    # Labels the org uses that the member's mappings must cover, by mapping name
+    # (programmes, engagement_status, outcomes, outcome_status, absent_statuses).
+    labels: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +71,7 @@ def check_org(
                     f"(latest {result.latest_api_version}): change 'api_version'"
                 )
             names = client.sobject_names()
+            described: dict[str, dict[str, Any]] = {}
             for spec in object_specs(settings):
                 check = ObjectCheck(spec.resource, spec.sobject, spec.sobject in names)
                 result.objects.append(check)
@@ -77,7 +82,8 @@ def check_org(
                         reason = "not visible to the integration user"
                     result.problems.append(f"{spec.resource}: {spec.sobject} missing ({reason})")
                     continue
-                fields = selectable_fields(client.describe(spec.sobject))
+                described[spec.sobject] = client.describe(spec.sobject)
+                fields = selectable_fields(described[spec.sobject])
                 check.fields = len(fields)
                 check.missing_mapped_fields = [f for f in spec.mapped if f not in fields]
                 for name in check.missing_mapped_fields:
@@ -87,7 +93,45 @@ def check_org(
                         "the member's mapping"
                     )
                 check.records = client.record_count(spec.sobject)
+            result.labels = _labels_in_use(client, settings, described)
         except ConnectorError as err:
             result.problems.append(str(err))
         result.api_used, result.api_max = client.api_used, client.api_max
     return result
+
+
+def _picklist(describe: dict[str, Any] | None, name: str | None) -> list[str] | None:
+    """Active values of a picklist field; None when the field is not a picklist."""
+    for f in (describe or {}).get("fields", []):
+        if f["name"] == name and f.get("type") in ("picklist", "multipicklist"):
+            return [v["value"] for v in f.get("picklistValues", []) if v.get("active", True)]
+    return None
+
+
+def _labels_in_use(
+    client: SalesforceClient, settings: SalesforceSettings, described: dict[str, dict[str, Any]]
+) -> dict[str, list[str]]:
+    """What the mapping has to cover: Program names (a small object, read whole) and the
+    picklist values of Stage, AttendanceStatus and the outcome object's label and status."""
+    labels: dict[str, list[str]] = {}
+    if "pmdm__Program__c" in described:
+        soql = "SELECT Id, Name FROM pmdm__Program__c WHERE IsDeleted = false ORDER BY Id"
+        labels["programmes"] = sorted(
+            {r["Name"] for page in client.query_pages(soql) for r in page if r.get("Name")}
+        )
+    stages = _picklist(described.get("pmdm__ProgramEngagement__c"), "pmdm__Stage__c")
+    if stages is not None:
+        labels["engagement_status"] = stages
+    attendance = _picklist(described.get("pmdm__ServiceDelivery__c"), "pmdm__AttendanceStatus__c")
+    if attendance is not None:
+        labels["attendance"] = attendance
+    if settings.outcome is not None:
+        outcome = described.get(settings.outcome.object)
+        for role, name in (
+            ("outcomes", settings.outcome.label_field),
+            ("outcome_status", settings.outcome.status_field),
+        ):
+            values = _picklist(outcome, name)
+            if values is not None:
+                labels[role] = values
+    return labels

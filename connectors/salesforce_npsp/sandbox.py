@@ -823,9 +823,24 @@ class SalesforceSandbox:
                 "queryable": True,
                 "retrieveable": True,
                 "replicateable": True,
-                "fields": [dict(f) for f in self.state.schema[obj].values()],
+                "fields": [self._describe_field(obj, f) for f in self.state.schema[obj].values()],
                 "urls": {"sobject": f"/services/data/v{API_VERSION}/sobjects/{obj}"},
             }
+
+    def _describe_field(self, obj: str, described: dict[str, Any]) -> dict[str, Any]:
+        """A field's describe; picklists list their values (here: the values in use)."""
+        out = dict(described)
+        if described["type"] in ("picklist", "multipicklist"):
+            values = {
+                rec[described["name"]]
+                for rec in self.state.records[obj].values()
+                if rec.get(described["name"]) is not None
+            }
+            out["picklistValues"] = [
+                {"value": v, "label": v, "active": True, "defaultValue": False}
+                for v in sorted(values)
+            ]
+        return out
 
     def run_query(self, soql: str, include_deleted: bool, version: str) -> dict[str, Any]:
         with self._lock:

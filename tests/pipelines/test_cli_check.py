@@ -13,9 +13,9 @@ from connectors.salesforce_npsp.sandbox import SalesforceSandbox
 from pipelines.cli import app
 
 
-def _member(folder: Path, org: str, connector: dict) -> None:
+def _member(folder: Path, org: str, connector: dict, mappings: dict | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    config = {"name": org.title(), "connector": connector}
+    config = {"name": org.title(), "connector": connector, "mappings": mappings or {}}
     (folder / f"{org}.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
 
 
@@ -37,12 +37,28 @@ def test_check_salesforce_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                 "client_id": sf.client_id,
                 "client_secret": {"env": "SF_TRUST_SECRET"},
             },
+            {
+                "programmes": {"Housing Support": "housing"},
+                "engagement_status": {"Active": "active", "Completed": "completed"},
+                "outcome_status": {"Achieved": "achieved"},
+            },
         )
         monkeypatch.setenv("SF_TRUST_SECRET", sf.client_secret)
         code, out = _check("sf_trust", tmp_path, monkeypatch)
         assert code == 0, out
         assert "authenticated; API version 62.0 offered" in out
         assert "pmdm__ServiceDelivery__c" in out and "API allocation" in out
+        # What the mapping will produce, from the org's Program names and picklist values.
+        assert "✓ Program 'Housing Support' → housing" in out
+        assert (
+            "! Program 'Employment Coaching' has no mapping: its records will be quarantined; "
+            "add it under mappings.programmes in members/sf_trust.yaml" in out
+        )
+        assert "✓ Stage 'Active' → active" in out and "! Stage 'Withdrawn' has no mapping" in out
+        assert "✓ outcome status 'Achieved' → achieved" in out
+        assert "! outcome status 'In progress' has no mapping" in out
+        assert "✓ attendance 'Absent': not counted (absence)" in out
+        assert "✓ attendance 'Present': counted" in out
         monkeypatch.setenv("SF_TRUST_SECRET", "wrong")
         code, out = _check("sf_trust", tmp_path, monkeypatch)
         assert code == 1 and "wrong" not in out
