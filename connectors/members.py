@@ -192,10 +192,23 @@ class CiviCRMConnector(CiviCRMSettings):
 
     api_key: SecretRef = Field(description="the CiviCRM user's API key: {env: VARIABLE_NAME}")
     site_key: SecretRef | None = Field(default=None, description="CIVICRM_SITE_KEY, if required")
+    delivery_activity_types: tuple[str, ...] = Field(
+        default=("Meeting", "Phone Call"),
+        description="activity types (names) that are help delivered to their target "
+        "contacts; others (Open Case, Email, ...) are not counted",
+    )
+    delivered_statuses: tuple[str, ...] = Field(
+        default=("Completed",),
+        description="activity statuses meaning it took place (a Scheduled one has not yet)",
+    )
 
     def settings(self) -> CiviCRMSettings:
         """The connector's own settings (what is safe to log)."""
-        return CiviCRMSettings(**self.model_dump(exclude={"api_key", "site_key"}))
+        return CiviCRMSettings(
+            **self.model_dump(
+                exclude={"api_key", "site_key", "delivery_activity_types", "delivered_statuses"}
+            )
+        )
 
 
 ConnectorSettings = Annotated[

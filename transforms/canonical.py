@@ -16,6 +16,7 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from connectors.members import (
     ENTITY_FIELDS,
+    CiviCRMConnector,
     Member,
     SalesforceConnector,
     SpreadsheetConnector,
@@ -71,8 +72,11 @@ def _salesforce_models() -> list[Model]:
 MODELS_BY_CONNECTOR: dict[str, list[Model]] = {
     "spreadsheet": _spreadsheet_models(),
     "salesforce_npsp": _salesforce_models(),
-    # People only so far: CiviCRM people take part in linkage; cases and activities follow.
-    "civicrm": [Model("canonical.person", "canonical/civicrm_person", "person")],
+    "civicrm": [
+        *(Model(f"canonical.{t}", f"canonical/civicrm_{t}", t) for t in CANONICAL_TABLES),
+        Model("quarantine.rejected_rows", "quarantine/civicrm_engagement", "engagement"),
+        Model("quarantine.rejected_rows", "quarantine/civicrm_activity", "service_delivery"),
+    ],
 }
 
 
@@ -113,9 +117,17 @@ def label_map_rows(member: Member) -> list[tuple[str, str, str, str]]:
     # Values a CRM consent field may hold that mean "yes" (spreadsheets parse them on read).
     yes = {normalise_label(v) for v in member.sharing.consent_yes}
     rows += [(member.org_id, "consent_yes", label, "true") for label in sorted(yes)]
-    if isinstance(member.connector, SalesforceConnector):
-        absent = {normalise_label(v) for v in member.connector.absent_statuses}
+    conn = member.connector
+    if isinstance(conn, SalesforceConnector):
+        absent = {normalise_label(v) for v in conn.absent_statuses}
         rows += [(member.org_id, "attendance_absent", label, "true") for label in sorted(absent)]
+    if isinstance(conn, CiviCRMConnector):
+        for mapping, values in (
+            ("delivery_activity_type", conn.delivery_activity_types),
+            ("delivered_status", conn.delivered_statuses),
+        ):
+            labels = {normalise_label(v) for v in values}
+            rows += [(member.org_id, mapping, label, "true") for label in sorted(labels)]
     return rows
 
 
@@ -131,6 +143,14 @@ def raw_column(field_name: str) -> str:
 def column_slots(member: Member) -> dict[str, str | None]:
     """Raw columns behind the ``cfg__<role>`` slots of a member's models (None: no field)."""
     conn = member.connector
+    if isinstance(conn, CiviCRMConnector):
+        # The source names these columns itself, but only loads the ones configured.
+        fields = conn.outcome_fields
+        return {
+            "outcome": "outcome" if fields else None,
+            "outcome_status": "outcome_status" if fields and fields.status else None,
+            "outcome_value": "outcome_value" if fields and fields.value else None,
+        }
     if not isinstance(conn, SalesforceConnector):
         return {}
     slots: dict[str, str | None] = {
@@ -186,6 +206,10 @@ def _params(member: Member, model: Model) -> dict[str, str]:
         params["field_label"] = outcome.label_field
         params["field_status"] = outcome.status_field
         params["field_measured_on"] = outcome.measured_on_field
+    if isinstance(conn, CiviCRMConnector):
+        fields = conn.outcome_fields
+        params["field_outcome"] = fields.outcome.split(":")[0] if fields else ""
+        params["field_outcome_status"] = (fields.status or "").split(":")[0] if fields else ""
     return params
 
 

@@ -55,7 +55,7 @@ def test_contacts_become_normalised_consent_aware_people(loaded) -> None:
         }
         warnings = session.fetchall(
             "SELECT column_name, raw_value, severity FROM quarantine.rejected_rows "
-            "WHERE org_id = 'bridge_centre'"
+            "WHERE org_id = 'bridge_centre' AND entity = 'person'"
         )
     contacts = civi.data.tables["Contact"]
     assert set(people) == {str(i) for i in contacts}

@@ -1,0 +1,297 @@
+"""CiviCRM cases and activities, loaded over real HTTP from the sandbox, become engagements,
+service deliveries and outcomes.
+
+Expected rows are worked out here in plain Python from the sandbox's own tables (option
+values translated with the sandbox's option lists), not from the SQL; the same raw tables
+are then built on a real PostgreSQL database, which must agree row for row.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import yaml
+
+from connectors.civicrm import civicrm_source, raw_pipeline
+from connectors.civicrm.sandbox import OPTIONS, CiviCRMSandbox
+from connectors.members import load_member
+from transforms.canonical import build_member
+from transforms.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
+
+ORG = "bridge_centre"
+PROGRAMMES = {"housing_support": "housing"}  # money_advice cases stay unmapped on purpose
+CASE_STATUS = {"Open": "active", "Closed": "completed"}  # "Urgent" is unmapped
+OUTCOMES = {"tenancy_sustained": "tenancy_sustained", "debt_reduced": "debt_reduced"}
+OUTCOME_STATUS = {
+    "achieved": "achieved",
+    "progressing": "progressing",
+    "not_achieved": "not_achieved",
+}
+DELIVERY_TYPES = {"Meeting", "Advice Session"}  # phone calls are not counted here
+
+
+def _name(options: str, value: Any) -> str | None:
+    return OPTIONS[options][value][0] if value is not None else None
+
+
+class Site:
+    """The sandbox's tables after the test's edits, and what the hub should make of them."""
+
+    def __init__(self, civi: CiviCRMSandbox) -> None:
+        self.t = {
+            name: {k: dict(v) for k, v in rows.items()} for name, rows in civi.data.tables.items()
+        }
+
+    def individual(self, contact_id: int) -> bool:
+        c = self.t["Contact"].get(contact_id)
+        return bool(c) and c.get("contact_type", "Individual") == "Individual"
+
+    def programme(self, case_id: int | None) -> str | None:
+        case = self.t["Case"].get(case_id) if case_id is not None else None
+        name = _name("case_type", case["case_type_id"]) if case else None
+        return name if name in PROGRAMMES else None
+
+    def engagements(self) -> dict[str, tuple]:
+        out = {}
+        for cc in self.t["CaseContact"].values():
+            case = self.t["Case"][cc["case_id"]]
+            status = CASE_STATUS.get(_name("case_status", case["status_id"]) or "")
+            if case["is_deleted"] or not self.individual(cc["contact_id"]) or not status:
+                continue
+            if self.programme(case["id"]) and case["start_date"]:
+                out[f"{case['id']}:{cc['contact_id']}"] = (
+                    str(cc["contact_id"]),
+                    self.programme(case["id"]),
+                    status,
+                    date.fromisoformat(case["start_date"]),
+                )
+        return out
+
+    def _targets(self) -> list[tuple[dict[str, Any], int]]:
+        return [
+            (self.t["Activity"][ac["activity_id"]], ac["contact_id"])
+            for ac in self.t["ActivityContact"].values()
+            if _name("record_type", ac["record_type_id"]) == "Activity Targets"
+        ]
+
+    def deliveries(self) -> dict[str, tuple]:
+        out = {}
+        for a, contact in self._targets():
+            kind = _name("activity_type", a["activity_type_id"])
+            if (
+                kind not in DELIVERY_TYPES
+                or _name("activity_status", a["status_id"]) != "Completed"
+            ):
+                continue
+            if self.individual(contact) and self.programme(a["case_id"]):
+                out[f"{a['id']}:{contact}"] = (
+                    str(contact),
+                    self.programme(a["case_id"]),
+                    kind,
+                    datetime.fromisoformat(a["activity_date_time"]).date(),
+                    float(a["duration"]),
+                )
+        return out
+
+    def outcomes(self) -> dict[str, tuple]:
+        out = {}
+        for a, contact in self._targets():
+            code = OUTCOMES.get(_name("outcome", a["Outcomes.outcome"]) or "")
+            status = OUTCOME_STATUS.get(_name("outcome_status", a["Outcomes.status"]) or "")
+            on_case = a["case_id"] is not None
+            if not (code and status and self.individual(contact)):
+                continue
+            if on_case and not self.programme(a["case_id"]):
+                continue
+            out[f"{a['id']}:{contact}"] = (
+                str(contact),
+                self.programme(a["case_id"]) if on_case else None,
+                code,
+                status,
+                datetime.fromisoformat(a["activity_date_time"]).date(),
+            )
+        return out
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("civi")
+    (tmp / "members").mkdir()
+    path = tmp / "members" / f"{ORG}.yaml"
+    with CiviCRMSandbox(contacts=40, activities_per_contact=3, cases_per_contact=0.7) as civi:
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "Bridge Centre",
+                    "connector": {
+                        "kind": "civicrm",
+                        "site_url": civi.url,
+                        "api_key": {"env": "BRIDGE_KEY"},
+                        "delivery_activity_types": sorted(DELIVERY_TYPES),
+                    },
+                    "mappings": {
+                        "programmes": PROGRAMMES,
+                        "engagement_status": CASE_STATUS,
+                        "outcomes": OUTCOMES,
+                        "outcome_status": OUTCOME_STATUS,
+                    },
+                }
+            ),
+            encoding="utf-8",
+        )
+        member = load_member(path)
+        urgent = min(
+            c for c in civi.data.tables["Case"] if civi.data.tables["Case"][c]["case_type_id"] == 1
+        )
+        civi.edit("Case", urgent, status_id=3)  # "Urgent": not mapped, so quarantined
+        site = Site(civi)
+        warehouse = DuckDBWarehouse(tmp / "warehouse.duckdb")
+        pipeline = raw_pipeline(ORG, warehouse.dlt_destination(), tmp / "dlt")
+        pipeline.run(civicrm_source(member.connector.settings(), civi.api_key))
+    build_member(warehouse, member)
+    return site, member, warehouse, urgent
+
+
+def _fetch(warehouse: Warehouse, sql: str) -> list[tuple]:
+    with warehouse.connect() as session:
+        return session.fetchall(sql)
+
+
+def test_cases_activities_and_outcomes_match_the_site(built) -> None:
+    site, _member, warehouse, _urgent = built
+    programmes = _fetch(warehouse, "SELECT source_id, name, outcome_area FROM canonical.programme")
+    assert programmes == [("housing_support", "housing_support", "housing")]
+    engagements = {
+        r[0]: r[1:]
+        for r in _fetch(
+            warehouse,
+            "SELECT source_id, person_source_id, programme_source_id, status, start_date "
+            "FROM canonical.engagement",
+        )
+    }
+    assert engagements == site.engagements() and engagements
+    deliveries = {
+        r[0]: r[1:]
+        for r in _fetch(
+            warehouse,
+            "SELECT source_id, person_source_id, programme_source_id, service_name, "
+            "delivered_on, quantity FROM canonical.service_delivery",
+        )
+    }
+    assert deliveries == site.deliveries() and deliveries
+    assert {
+        r[0] for r in _fetch(warehouse, "SELECT DISTINCT unit FROM canonical.service_delivery")
+    } == {"minutes"}
+    outcomes = {
+        r[0]: r[1:]
+        for r in _fetch(
+            warehouse,
+            "SELECT source_id, person_source_id, programme_source_id, outcome_code, status, "
+            "measured_on FROM canonical.outcome",
+        )
+    }
+    assert outcomes == site.outcomes() and outcomes
+
+
+def test_what_cannot_be_mapped_is_quarantined_with_the_fix(built) -> None:
+    site, _member, warehouse, urgent = built
+    rows = _fetch(
+        warehouse,
+        "SELECT entity, source_file, source_id, column_name, raw_value, reason "
+        "FROM quarantine.rejected_rows WHERE severity = 'error'",
+    )
+    urgent_rows = [r for r in rows if r[1] == "Case" and r[2].startswith(f"{urgent}:")]
+    assert [(r[3], r[4]) for r in urgent_rows] == [("status_id", "Urgent")]
+    assert (
+        "add it under mappings.engagement_status in members/bridge_centre.yaml" in urgent_rows[0][5]
+    )
+    # Every case client not engaged is explained; so is every counted-type activity.
+    cases = {r[2] for r in rows if r[0] == "engagement"}
+    assert cases == {
+        f"{cc['case_id']}:{cc['contact_id']}" for cc in site.t["CaseContact"].values()
+    } - set(site.engagements())
+    money = [r for r in rows if r[0] == "service_delivery" and r[4] == "money_advice"]
+    assert money and all("mappings.programmes" in r[5] for r in money)
+    unfiled = [r for r in rows if r[0] == "service_delivery" and r[3] == "case_id" and r[4] is None]
+    assert unfiled and all("not filed on a case" in r[5] for r in unfiled)
+    unmapped = [r for r in rows if r[0] == "outcome" and r[3] == "Outcomes.outcome"]
+    assert unmapped and {r[4] for r in unmapped} == {"felt_listened_to"}
+
+
+def test_a_trashed_case_is_deleted_in_the_hub(tmp_path: Path) -> None:
+    (tmp_path / "members").mkdir()
+    path = tmp_path / "members" / f"{ORG}.yaml"
+    with CiviCRMSandbox(contacts=10, cases_per_contact=1.0) as civi:
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "Bridge Centre",
+                    "connector": {"kind": "civicrm", "site_url": civi.url, "api_key": {"env": "K"}},
+                    "mappings": {
+                        "programmes": {
+                            "housing_support": "housing",
+                            "money_advice": "financial_inclusion",
+                        },
+                        "engagement_status": CASE_STATUS,
+                    },
+                }
+            ),
+            encoding="utf-8",
+        )
+        member = load_member(path)
+        warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+        pipeline = raw_pipeline(ORG, warehouse.dlt_destination(), tmp_path / "dlt")
+        pipeline.run(civicrm_source(member.connector.settings(), civi.api_key))
+        build_member(warehouse, member)
+        case_id = min(civi.data.tables["Case"])
+        civi.edit("Case", case_id, is_deleted=True)
+        pipeline.run(civicrm_source(member.connector.settings(), civi.api_key))
+    build_member(warehouse, member)
+    rows = _fetch(
+        warehouse,
+        f"SELECT is_deleted FROM canonical.engagement WHERE source_id LIKE '{case_id}:%'",
+    )
+    assert rows == [(True,)]
+    reasons = _fetch(
+        warehouse, "SELECT COUNT(*) FROM quarantine.rejected_rows WHERE source_file = 'Case'"
+    )
+    assert reasons == [(0,)]  # a deleted case is not a problem to fix
+
+
+def test_postgresql_builds_the_same_rows(built, postgres_dsn: str) -> None:
+    _site, member, duck, _urgent = built
+    pg = PostgresWarehouse(postgres_dsn)
+    con = duckdb.connect(str(duck.path), read_only=True)
+    try:
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables "
+                f"WHERE table_schema = 'raw_{ORG}' AND table_name NOT LIKE '_dlt%'"
+            ).fetchall()
+        ]
+        with pg.connect() as session:
+            session.execute(f"CREATE SCHEMA IF NOT EXISTS raw_{ORG}")
+            for table in tables:
+                session.replace_table(
+                    f"raw_{ORG}",
+                    table,
+                    con.sql(f"SELECT * FROM raw_{ORG}.{table}").to_arrow_table(),
+                )
+    finally:
+        con.close()
+    build_member(pg, member)
+    for table, key in (
+        ("canonical.person", "source_id, is_deleted, phone, postcode, consent_to_share"),
+        ("canonical.programme", "source_id, name, outcome_area"),
+        ("canonical.engagement", "source_id, person_source_id, status, start_date, end_date"),
+        ("canonical.service_delivery", "source_id, programme_source_id, delivered_on, quantity"),
+        ("canonical.outcome", "source_id, outcome_code, status, measured_on, value"),
+        ("quarantine.rejected_rows", "entity, source_id, column_name, raw_value, reason, severity"),
+    ):
+        sql = f"SELECT {key} FROM {table} ORDER BY {key}"
+        assert _fetch(pg, sql) == _fetch(duck, sql), table
