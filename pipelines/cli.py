@@ -191,8 +191,10 @@ def _check_civicrm(member: Member) -> None:
     for problem in report.problems:
         console.print(f"[red]✗ {problem}[/]")
     console.print(
-        "CiviCRM raw data loads with `hub run`; its mapping onto the canonical model "
-        "arrives with issue #4."
+        "`hub run` loads this member and maps contacts, cases (engagements), completed "
+        f"activities of types {', '.join(conn.delivery_activity_types)} (deliveries) and "
+        "outcome fields onto the shared model; unmapped case types, statuses and outcomes "
+        "are listed in the run's quarantine report."
     )
     if report.problems:
         raise typer.Exit(1)
