@@ -49,6 +49,7 @@ def test_check_salesforce_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert "authenticated; API version 62.0 offered" in out
         assert "pmdm__ServiceDelivery__c" in out and "API allocation" in out
         # What the mapping will produce, from the org's Program names and picklist values.
+        out = " ".join(out.split())  # rich wraps long lines at the terminal width
         assert "✓ Program 'Housing Support' → housing" in out
         assert (
             "! Program 'Employment Coaching' has no mapping: its records will be quarantined; "
