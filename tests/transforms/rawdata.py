@@ -116,3 +116,47 @@ def write_raw(
 def d(text: str) -> date:
     """ISO date literal, for readable fixtures."""
     return date.fromisoformat(text)
+
+
+# Columns compared when a member is built on both warehouses.
+CANONICAL_COMPARED: dict[str, str] = {
+    "canonical.person": "source_id, is_deleted, given_name, phone, postcode, consent_to_share",
+    "canonical.programme": "source_id, name, outcome_area",
+    "canonical.engagement": "source_id, person_source_id, status, start_date, end_date",
+    "canonical.service_delivery": "source_id, programme_source_id, delivered_on, quantity",
+    "canonical.outcome": "source_id, outcome_code, status, measured_on, value",
+    "quarantine.rejected_rows": "entity, source_id, column_name, raw_value, reason, severity",
+}
+
+
+def copy_raw_dataset(duckdb_path: Path, dataset: str, target: Warehouse) -> None:
+    """Copy one member's raw dataset (dlt's tables left out) from a DuckDB file to ``target``,
+    so a CRM load over HTTP can be built on PostgreSQL too."""
+    import duckdb
+
+    con = duckdb.connect(str(duckdb_path), read_only=True)
+    try:
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = ? AND table_name NOT LIKE '_dlt%'",
+                [dataset],
+            ).fetchall()
+        ]
+        with target.connect() as session:
+            session.execute(f"CREATE SCHEMA IF NOT EXISTS {dataset}")
+            for table in tables:
+                data = con.sql(f"SELECT * FROM {dataset}.{table}").to_arrow_table()
+                session.replace_table(dataset, table, data)
+    finally:
+        con.close()
+
+
+def canonical_rows(warehouse: Warehouse) -> dict[str, list[tuple]]:
+    """Every canonical and quarantine row (compared columns), ordered, table by table."""
+    out = {}
+    with warehouse.connect() as session:
+        for table, columns in CANONICAL_COMPARED.items():
+            out[table] = session.fetchall(f"SELECT {columns} FROM {table} ORDER BY {columns}")
+    return out

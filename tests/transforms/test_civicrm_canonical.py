@@ -12,13 +12,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 import yaml
 
 from connectors.civicrm import civicrm_source, raw_pipeline
 from connectors.civicrm.sandbox import OPTIONS, CiviCRMSandbox
 from connectors.members import load_member
+from tests.transforms.rawdata import canonical_rows, copy_raw_dataset
 from transforms.canonical import build_member
 from transforms.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
@@ -265,33 +265,6 @@ def test_a_trashed_case_is_deleted_in_the_hub(tmp_path: Path) -> None:
 def test_postgresql_builds_the_same_rows(built, postgres_dsn: str) -> None:
     _site, member, duck, _urgent = built
     pg = PostgresWarehouse(postgres_dsn)
-    con = duckdb.connect(str(duck.path), read_only=True)
-    try:
-        tables = [
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM information_schema.tables "
-                f"WHERE table_schema = 'raw_{ORG}' AND table_name NOT LIKE '_dlt%'"
-            ).fetchall()
-        ]
-        with pg.connect() as session:
-            session.execute(f"CREATE SCHEMA IF NOT EXISTS raw_{ORG}")
-            for table in tables:
-                session.replace_table(
-                    f"raw_{ORG}",
-                    table,
-                    con.sql(f"SELECT * FROM raw_{ORG}.{table}").to_arrow_table(),
-                )
-    finally:
-        con.close()
+    copy_raw_dataset(duck.path, f"raw_{ORG}", pg)
     build_member(pg, member)
-    for table, key in (
-        ("canonical.person", "source_id, is_deleted, phone, postcode, consent_to_share"),
-        ("canonical.programme", "source_id, name, outcome_area"),
-        ("canonical.engagement", "source_id, person_source_id, status, start_date, end_date"),
-        ("canonical.service_delivery", "source_id, programme_source_id, delivered_on, quantity"),
-        ("canonical.outcome", "source_id, outcome_code, status, measured_on, value"),
-        ("quarantine.rejected_rows", "entity, source_id, column_name, raw_value, reason, severity"),
-    ):
-        sql = f"SELECT {key} FROM {table} ORDER BY {key}"
-        assert _fetch(pg, sql) == _fetch(duck, sql), table
+    assert canonical_rows(pg) == canonical_rows(duck)
