@@ -11,7 +11,11 @@ Why it reads the way it does:
 - Email, Phone and Address have no ``modified_date``, but a change to one bumps its contact's.
   They are read for the contacts that changed (``contact_id IN [...]``); CaseContact and
   ActivityContact likewise for the cases and activities that changed. The first run reads
-  them for all parents.
+  them for all parents. These tables merge by parent as well as by id (dlt's delete-insert
+  with a ``merge_key``): re-reading a parent replaces the children it had, so an e-mail
+  deleted in CiviCRM is gone after the next run, not after the next id reconciliation. A
+  parent left with no children is written as one tombstone row (id = minus the parent id,
+  flagged deleted) so that its old children are still cleared.
 - Contribution has ``modified_date`` only from CiviCRM 6.9. The resource asks ``getFields``
   (the authority, whatever the version string says): with the field it is incremental like
   Activity; without it every run re-reads all contributions by id and reconciles deletions.
@@ -446,6 +450,26 @@ class _ArrowTable:
             {"id": ids, "is_deleted": [True] * n, "deleted_in_source": [True] * n}, n
         )
 
+    def tombstones(
+        self, parents: list[int], fk: str, version_column: str, versions: list[Any]
+    ) -> pa.Table:
+        """One row per re-read parent that has no children now (id = minus the parent's).
+
+        The table merges by parent (``merge_key``), so the row makes the load delete the
+        children that parent had; it is flagged deleted and the SQL downstream skips it.
+        """
+        n = len(parents)
+        return self._table(
+            {
+                "id": [-p for p in parents],
+                fk: parents,
+                "is_deleted": [True] * n,
+                "deleted_in_source": [True] * n,
+                version_column: versions,
+            },
+            n,
+        )
+
     def _table(self, data: dict[str, list[Any]], n: int) -> pa.Table:
         arrays = [
             _arrow_column(kind, data[column]) if column in data else pa.nulls(n, _ARROW_TYPES[kind])
@@ -469,7 +493,8 @@ def _entity_rows(
     with connect() as client:
         fields = _fields(spec)
         arrow = _ArrowTable(_table_columns(spec, fields))
-        incremental = spec.incremental
+        # Tables read per parent follow their parent's modified_date.
+        incremental = spec.incremental or spec.parent is not None
         if spec.detect_modified_date:
             incremental = "modified_date" in client.field_names(spec.entity)
             state["incremental"] = incremental
@@ -519,14 +544,21 @@ def _entity_rows(
                     [[fk, "IN", sorted(versions)]],
                     settings.page_size,
                 )
+                with_children: set[int] = set()
                 for page in children.by_id():
                     for r in page:
                         known.add(int(r["id"]))
+                        with_children.add(int(r[fk]))
                     parent_versions = [versions.get(r.get(fk)) for r in page]
                     yield arrow.page(page, fields, {version_column: parent_versions})
+                # (A full read has nothing older to clear.)
+                childless = [] if full else [p for p in versions if p not in with_children]
+                if childless:
+                    yield arrow.tombstones(
+                        childless, fk, version_column, [versions[p] for p in childless]
+                    )
                 seen |= children.seen_ids
             newest = parents.max_modified
-            incremental = True  # children follow their parent's cursor
         if incremental and newest is not None and (cursor is None or newest > cursor):
             state["cursor"] = newest
 
@@ -629,6 +661,9 @@ def civicrm_source(
                 name=spec.table,
                 write_disposition="merge",
                 primary_key="id",
+                # Children merge by parent too: re-reading a parent replaces all its children,
+                # so one deleted in CiviCRM (which bumps its parent) leaves on the next run.
+                merge_key=spec.parent[1] if spec.parent else None,
                 columns=_column_hints(spec),
             )
         )

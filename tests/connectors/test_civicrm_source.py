@@ -444,3 +444,39 @@ def test_an_empty_entity_still_gets_its_table(tmp_path: Path) -> None:
         _run(civi, tmp_path, "civicrm__case", "civicrm__case_contact", "civicrm__contribution")
     for table in ("case", "case_contact", "contribution"):
         assert _ids(tmp_path, table) == []
+
+
+def test_a_deleted_child_row_leaves_on_the_next_run_without_reconciliation(
+    civi: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    """Deleting an e-mail bumps its contact; re-reading the contact replaces its children."""
+    _run(civi, tmp_path, reconcile=False)
+    emails_of = {r["contact_id"]: i for i, r in civi.data.tables["Email"].items()}
+    phones_of = {r["contact_id"]: i for i, r in civi.data.tables["Phone"].items()}
+    both = sorted(set(emails_of) & set(phones_of))
+    only_email, all_gone = both[0], both[1]
+    civi.hard_delete("Phone", phones_of[only_email])  # the contact keeps its e-mail
+    civi.hard_delete("Email", emails_of[all_gone])
+    civi.hard_delete("Phone", phones_of[all_gone])  # the contact has no e-mail or phone now
+    extra = civi.insert("Email", contact_id=only_email, is_primary=False, email="x@example.org")
+
+    _run(civi, tmp_path, reconcile=False)
+
+    # Only the changed contacts' children were read (2 e-mails + 1 tombstone), plus the
+    # e-mail of the contact sitting exactly on the cursor: not all 20 contacts' again.
+    assert _extracted_rows(tmp_path, "email") == 4
+    live = "NOT is_deleted"
+    assert set(_ids(tmp_path, "email", live)) == set(_live(civi, "Email"))
+    assert set(_ids(tmp_path, "phone", live)) == set(_live(civi, "Phone"))
+    assert extra in _ids(tmp_path, "email", live)
+    # The childless contact left one tombstone per table; no other contact's rows moved.
+    assert _query(
+        tmp_path,
+        f"SELECT id, contact_id, is_deleted FROM {RAW}.civicrm__email WHERE id < 0",
+    ) == [(-all_gone, all_gone, True)]
+    people = _query(
+        tmp_path,
+        f"SELECT COUNT(*) FROM {RAW}.civicrm__email WHERE {live} AND contact_id = ?",
+        only_email,
+    )
+    assert people == [(2,)]
