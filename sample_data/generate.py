@@ -383,6 +383,46 @@ SALESFORCE_SPEC = MemberSpec(
     consent=("true", "false"),
 )
 
+# The fifth member keeps its records in CiviCRM. Its site is served by the loopback sandbox
+# from sample_data/harbour_wellbeing/civicrm_site.json. Programmes are CiviCRM case types
+# (by machine name); outcomes are the options of an "Outcomes" custom field group on
+# activities, read by option name.
+CIVICRM_ORG = "harbour_wellbeing"
+CIVICRM_SPEC = MemberSpec(
+    org_id=CIVICRM_ORG,
+    name="Harbour Wellbeing Collective",
+    programmes={
+        "wellbeing_support": (
+            "health_wellbeing",
+            55,
+            [
+                ("Wellbeing improved", "wellbeing_improved"),
+                ("Registered with GP", "registered_with_gp"),
+            ],
+            (1, 5),
+        ),
+        "money_matters": (
+            "financial_inclusion",
+            45,
+            [("Debt reduced", "debt_reduced"), ("Income maximised", "income_increased")],
+            (1, 4),
+        ),
+    },
+    experience=[("Felt listened to", "felt_listened_to"), ("Would recommend", "would_recommend")],
+    engagement_status={
+        "active": "Open",
+        "completed": "Closed",
+        "withdrawn": "Withdrawn",
+        "applied": "Pending",
+    },
+    outcome_status={
+        "achieved": "Achieved",
+        "progressing": "Partly achieved",
+        "not_achieved": "Not achieved",
+    },
+    consent=("true", "false"),
+)
+
 # --------------------------------------------------------------------------------------
 # People
 # --------------------------------------------------------------------------------------
@@ -1390,7 +1430,7 @@ def _dump_truth(truth: dict[str, Any]) -> str:
 def _taxonomy_areas() -> dict[str, str]:
     """Outcome code -> area for every code the demo uses (the shared taxonomy's values)."""
     areas: dict[str, str] = {}
-    for spec in (*SPECS.values(), SALESFORCE_SPEC):
+    for spec in (*SPECS.values(), SALESFORCE_SPEC, CIVICRM_SPEC):
         for _, (area, _, codes, _) in spec.programmes.items():
             areas.update({code: area for _, code in codes})
         areas.update({code: "experience" for _, code in spec.experience})
@@ -1588,6 +1628,273 @@ def _dump_org(body: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------------
+# The CiviCRM member
+# --------------------------------------------------------------------------------------
+
+CIVICRM_FILE = f"{CIVICRM_ORG}/civicrm_site.json"
+CIVI_CLOCK = "2026-01-05 09:00:00"  # the site's "now" when the demo starts
+CIVI_STAMP = "2025-12-31 18:00:00"  # every record's modified_date
+CIVI_OPTIONS: dict[str, dict[int, tuple[str, str]]] = {
+    "case_type": {
+        1: ("wellbeing_support", "Wellbeing support"),
+        2: ("money_matters", "Money matters"),
+    },
+    "case_status": {
+        1: ("Open", "Ongoing"),
+        2: ("Closed", "Resolved"),
+        3: ("Withdrawn", "Withdrawn"),
+        4: ("Pending", "Pending"),
+        5: ("Urgent", "Urgent"),
+    },
+    "activity_type": {
+        1: ("Meeting", "Meeting"),
+        2: ("Phone Call", "Phone Call"),
+        3: ("Open Case", "Open Case"),
+        4: ("Outcome Review", "Outcome review"),
+    },
+    "activity_status": {1: ("Scheduled", "Scheduled"), 2: ("Completed", "Completed")},
+    "record_type": {
+        1: ("Activity Assignees", "Activity Assignees"),
+        2: ("Activity Source", "Activity Source"),
+        3: ("Activity Targets", "Activity Targets"),
+    },
+    "contribution_status": {1: ("Completed", "Completed"), 2: ("Pending", "Pending")},
+    "outcome": {
+        n: (label, label)
+        for n, label in enumerate([*CIVICRM_SPEC.outcome_labels(), "Confidence up"], start=1)
+    },
+    "outcome_status": {
+        n: (label, label) for n, label in enumerate(CIVICRM_SPEC.outcome_status.values(), start=1)
+    },
+}
+
+
+def _option_id(options: str, name: str) -> int:
+    return next(k for k, (n, _) in CIVI_OPTIONS[options].items() if n == name)
+
+
+def build_civicrm_member(
+    rng: Random, people: People, by_org: dict[str, list[Record]], southbank: MemberData
+) -> MemberData:
+    """Harbour's clients: 30 also known to a spreadsheet member, 10 also at Southbank
+    (some of them at three members), the rest its own."""
+    data = MemberData(CIVICRM_SPEC)
+    known = sorted(
+        (r for org in ORG_IDS for r in by_org[org] if r.loads and r.identity.birth_date),
+        key=lambda r: (r.org_id, r.source_id),
+    )
+    at_southbank = sorted(
+        (r for r in southbank.records if r.identity.birth_date), key=lambda r: r.source_id
+    )
+    seen: set[int] = set()
+    for pool, wanted in ((known, 30), (at_southbank, 40)):
+        for rec in rng.sample(pool, 60):
+            if id(rec.identity) in seen or len(seen) == wanted:
+                continue
+            seen.add(id(rec.identity))
+            given, family = _vary(rng, rec.identity.given, rec.identity.family)
+            data.records.append(
+                Record(CIVICRM_ORG, rec.identity, given, family, rng.random() >= 0.1)
+            )
+    while len(data.records) < 120:
+        data.records.append(Record(CIVICRM_ORG, people.make(), "", "", rng.random() >= 0.1))
+    for rec in data.records:
+        rec.given, rec.family = rec.given or rec.identity.given, rec.family or rec.identity.family
+        rec.phone = rec.identity.phone if rng.random() < 0.85 else None
+        rec.email = rec.identity.email if rng.random() < 0.8 else None
+    rng.shuffle(data.records)
+    for n, rec in enumerate(data.records, start=1):
+        rec.source_id = str(n)
+    for rec in data.records:
+        plan_activity(rng, data, rec)
+    data.engagements.sort(key=lambda e: (e.start, int(e.person.source_id), e.programme))
+    # The deliberately awkward records, each listed in truth.json with the field at fault.
+    victim = data.records[11]
+    victim.phone = "12"
+    victim.issue = Issue("Phone.phone", "12", "warning", "invalid_phone")
+    who = next(e for e in data.engagements[20:] if e.status == "active")
+    urgent = Engagement(who.person, who.programme, "active", who.start, None, label="Urgent")
+    urgent.issue = Issue("status_id", "Urgent", "error", "unmapped_status")
+    data.engagements.append(urgent)
+    loose = Delivery(who.person, who.programme, who.start + timedelta(days=3), 2)
+    loose.issue = Issue("case_id", None, "error", "not_on_a_case")
+    data.deliveries.append(loose)
+    odd = Outcome(who.person, who.programme, "Confidence up", None, "achieved", date(2025, 9, 9))
+    odd.issue = Issue("Outcomes.outcome", "Confidence up", "error", "unmapped_outcome")
+    data.outcomes.append(odd)
+    # Cases are numbered in start order; activities (deliveries, then outcome reviews, each
+    # in date order) share one id sequence, as in CiviCRM.
+    for n, e in enumerate(data.engagements, start=1):
+        e.source_id = f"{n}:{e.person.source_id}"
+    data.deliveries.sort(key=lambda d: (d.on, int(d.person.source_id), d.programme))
+    data.outcomes.sort(key=lambda o: (o.on, int(o.person.source_id), o.label))
+    for n, row in enumerate([*data.deliveries, *data.outcomes], start=1):
+        row.source_id = f"{n}:{row.person.source_id}"
+    return data
+
+
+def write_civicrm_member(rng: Random, data: MemberData, folder: Path) -> dict[str, str]:
+    """The site's records, entity by entity, as the sandbox serves them."""
+    spec = data.spec
+    tables: dict[str, list[dict[str, Any]]] = {
+        name: []
+        for name in (
+            "Contact",
+            "Email",
+            "Phone",
+            "Address",
+            "Case",
+            "CaseContact",
+            "Activity",
+            "ActivityContact",
+        )
+    }
+
+    def child(entity: str, **record: Any) -> None:
+        tables[entity].append({"id": len(tables[entity]) + 1, **record})
+
+    for rec in data.records:
+        cid = int(rec.source_id)
+        tables["Contact"].append(
+            {
+                "id": cid,
+                "contact_type": "Individual",
+                "first_name": rec.given,
+                "last_name": rec.family,
+                "birth_date": _iso(rec.identity.birth_date),
+                "is_deleted": False,
+                "created_date": CIVI_STAMP,
+                "modified_date": CIVI_STAMP,
+                "Consent.share_data": rec.consent,
+            }
+        )
+    tables["Contact"].sort(key=lambda r: r["id"])
+    for rec in sorted(data.records, key=lambda r: int(r.source_id)):
+        cid = int(rec.source_id)
+        if rec.email:
+            child("Email", contact_id=cid, is_primary=True, email=rec.email)
+        phone = rec.phone if rec.issue else _phone_written("eastgate_skills", rec.phone, rng)
+        if phone:
+            child("Phone", contact_id=cid, is_primary=True, phone=phone)
+        postcode = rec.identity.postcode
+        if postcode:
+            written = postcode.lower() if rng.random() < 0.3 else postcode
+            child("Address", contact_id=cid, is_primary=True, postal_code=written)
+    case_of: dict[tuple[str, str], int] = {}
+    for e in data.engagements:
+        case_id = int(e.source_id.split(":")[0])
+        if e.issue is None:
+            case_of[(e.person.source_id, e.programme)] = case_id
+        tables["Case"].append(
+            {
+                "id": case_id,
+                "case_type_id": _option_id("case_type", e.programme),
+                "status_id": _option_id("case_status", e.label or spec.engagement_status[e.status]),
+                "start_date": _iso(e.start),
+                "end_date": _iso(e.end),
+                "is_deleted": False,
+                "modified_date": CIVI_STAMP,
+            }
+        )
+        child("CaseContact", case_id=case_id, contact_id=int(e.person.source_id))
+    for d in data.deliveries:
+        aid = int(d.source_id.split(":")[0])
+        tables["Activity"].append(
+            {
+                "id": aid,
+                "activity_type_id": _option_id(
+                    "activity_type", rng.choice(("Meeting", "Phone Call"))
+                ),
+                "activity_date_time": f"{_iso(d.on)} {rng.randint(9, 16):02d}:00:00",
+                "status_id": _option_id("activity_status", "Completed"),
+                "duration": 15 * d.quantity,
+                "case_id": None if d.issue else case_of[(d.person.source_id, d.programme)],
+                "is_deleted": False,
+                "modified_date": CIVI_STAMP,
+            }
+        )
+    for o in data.outcomes:
+        aid = int(o.source_id.split(":")[0])
+        tables["Activity"].append(
+            {
+                "id": aid,
+                "activity_type_id": _option_id("activity_type", "Outcome Review"),
+                "activity_date_time": f"{_iso(o.on)} 12:00:00",
+                "status_id": _option_id("activity_status", "Completed"),
+                "duration": 30,
+                "case_id": case_of[(o.person.source_id, o.programme)],
+                "is_deleted": False,
+                "modified_date": CIVI_STAMP,
+                "Outcomes.outcome": _option_id("outcome", o.label),
+                "Outcomes.status": _option_id("outcome_status", spec.outcome_status[o.status]),
+                "Outcomes.value": None,
+            }
+        )
+    tables["Activity"].sort(key=lambda r: r["id"])
+    for a in tables["Activity"]:
+        person = next(
+            row.person.source_id
+            for row in (*data.deliveries, *data.outcomes)
+            if int(row.source_id.split(":")[0]) == a["id"]
+        )
+        child("ActivityContact", activity_id=a["id"], contact_id=int(person), record_type_id=3)
+    entities = (
+        ("person", data.records, "Contact"),
+        ("engagement", data.engagements, "Case"),
+        ("service_delivery", data.deliveries, "Activity"),
+        ("outcome", data.outcomes, "Activity"),
+    )
+    for entity, rows, source_entity in entities:
+        for row in rows:
+            if row.issue is None:
+                continue
+            data.quarantine.append(
+                {
+                    "org_id": spec.org_id,
+                    "entity": entity,
+                    "file": source_entity,
+                    "sheet": None,
+                    "row": None,
+                    "source_id": row.source_id,
+                    "column": row.issue.field,
+                    "field": row.issue.field,
+                    "raw_value": row.issue.raw_value,
+                    "severity": row.issue.severity,
+                    "reason": row.issue.reason,
+                }
+            )
+    body = {
+        "version": "6.9.0",
+        "clock": CIVI_CLOCK,
+        "options": {
+            name: {str(k): list(v) for k, v in values.items()}
+            for name, values in CIVI_OPTIONS.items()
+        },
+        "records": tables,
+    }
+    path = folder / CIVICRM_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_dump_site(body), encoding="utf-8", newline="\n")
+    return {"site": CIVICRM_FILE}
+
+
+def _dump_site(body: dict[str, Any]) -> str:
+    """One record per line: readable and diffable."""
+    lines = ["{"]
+    for key in ("version", "clock"):
+        lines.append(f" {json.dumps(key)}: {json.dumps(body[key])},")
+    lines.append(f' "options": {json.dumps(body["options"], ensure_ascii=False)},')
+    lines.append(' "records": {')
+    entities = list(body["records"].items())
+    for i, (entity, rows) in enumerate(entities):
+        inner = ",\n".join(f"   {json.dumps(r, ensure_ascii=False)}" for r in rows)
+        comma = "," if i < len(entities) - 1 else ""
+        lines.append(f"  {json.dumps(entity)}: [\n{inner}\n  ]{comma}")
+    lines += [" }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------
 
 
 def generate(out: Path) -> dict[str, Any]:
@@ -1623,6 +1930,13 @@ def generate(out: Path) -> dict[str, Any]:
     data = build_salesforce_member(sf_rng, sf_people, by_org)
     files = write_salesforce_member(sf_rng, data, out)
     members[SALESFORCE_ORG] = member_truth(data, files)
+    # The CiviCRM member likewise has its own generator.
+    civi_rng = Random(SEED + 3)
+    civi_people = People(civi_rng)
+    civi_people.keys |= extra_people.keys | sf_people.keys
+    civi = build_civicrm_member(civi_rng, civi_people, by_org, data)
+    files = write_civicrm_member(civi_rng, civi, out)
+    members[CIVICRM_ORG] = member_truth(civi, files)
     truth = {
         "generator": "sample_data/generate.py",
         "seed": SEED,

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 ORGS = ("northside_housing", "riverside_food", "eastgate_skills")  # the spreadsheet members
 SALESFORCE_ORG = "southbank_advice"
+CIVICRM_ORG = "harbour_wellbeing"
+CRM_ORGS = (SALESFORCE_ORG, CIVICRM_ORG)
 
 
 def _generator() -> ModuleType:
@@ -344,7 +346,7 @@ def test_generator_is_deterministic_and_matches_committed_files(tmp_path: Path) 
     _run_generator(tmp_path / "one")
     _run_generator(tmp_path / "two")
     one, two = _files(tmp_path / "one"), _files(tmp_path / "two")
-    assert one.keys() == two.keys() and len(one) == 11
+    assert one.keys() == two.keys() and len(one) == 12
     assert all(one[name] == two[name] for name in one)
     committed = {name: (SAMPLE / name).read_bytes() for name in one}
     stale = [name for name in one if committed[name] != one[name]]
@@ -468,14 +470,14 @@ def test_demo_volumes_and_linkage_cases(truth: dict[str, Any]) -> None:
         assert len({clusters[(p["org_id"], p["source_id"])] for p in ps}) > 1
     assert any(p["postcode"] is None for p in people)
     assert any(p["birth_date"] is None for p in people)
-    assert 700 <= oracle.expected_people_count() <= 800
+    assert 800 <= oracle.expected_people_count() <= 900  # five members, 1,020 records
     assert oracle.expected_cross_member_people() >= 80
 
 
 def test_demo_messy_rows_are_few_and_named(truth: dict[str, Any]) -> None:
     rows = oracle.expected_quarantine()
     per_member = Counter(r["org_id"] for r in rows)
-    assert all(2 <= per_member[org] <= 5 for org in (*ORGS, SALESFORCE_ORG))
+    assert all(2 <= per_member[org] <= 5 for org in (*ORGS, *CRM_ORGS))
     reasons = {r["reason"] for r in rows}
     assert reasons == {
         "missing_id",
@@ -488,11 +490,12 @@ def test_demo_messy_rows_are_few_and_named(truth: dict[str, Any]) -> None:
         "orphan",
         "totals_row",
         "absent",
+        "not_on_a_case",
     }
     for r in rows:
         assert r["severity"] in {"error", "warning", "skipped"}
         assert r["file"] and r["column"]
-        if r["org_id"] == SALESFORCE_ORG:  # a record, named by its object, id and field
+        if r["org_id"] in CRM_ORGS:  # a record, named by its object, id and field
             assert r["row"] is None and r["source_id"] and r["field"] == r["column"]
         else:
             assert r["row"] >= 2
@@ -670,6 +673,87 @@ def test_salesforce_org_file_agrees_with_truth(truth: dict[str, Any]) -> None:
         assert record[q["field"]] == q["raw_value"], q
     # 40 of its clients are also known to a spreadsheet member, written their own way.
     keys = {_key(p) for org in ORGS for p in truth["members"][org]["people"] if p["birth_date"]}
+    shared = [p for p in member["people"] if p["birth_date"] and _key(p) in keys]
+    assert len(shared) == 40
+    assert any(not p["consent"] for p in shared)
+
+
+# ------------------------------------------------------------------------------------------
+# The CiviCRM member: its site file agrees with truth.json record by record
+# ------------------------------------------------------------------------------------------
+
+
+def _site() -> dict[str, Any]:
+    return json.loads((SAMPLE / CIVICRM_ORG / "civicrm_site.json").read_text("utf-8"))
+
+
+def _option_name(site: dict[str, Any], options: str, value: int | None) -> str | None:
+    return None if value is None else site["options"][options][str(value)][0]
+
+
+def test_civicrm_member_yaml_maps_its_site(truth: dict[str, Any]) -> None:
+    member = load_member(ROOT / "members" / f"{CIVICRM_ORG}.yaml")
+    assert member.connector.kind == "civicrm"
+    assert member.connector.api_key.env == "HARBOUR_CIVI_KEY"  # never inline
+    spec = _generator().CIVICRM_SPEC
+    m = member.mappings
+    assert m.programmes == truth["members"][CIVICRM_ORG]["programmes"]
+    assert m.outcomes == spec.outcome_labels()
+    assert m.engagement_status == {v: k for k, v in spec.engagement_status.items()}
+    assert m.outcome_status == {v: k for k, v in spec.outcome_status.items()}
+    site = _site()
+    case_types = {name for name, _ in site["options"]["case_type"].values()}
+    assert set(m.programmes) == case_types  # every case type the site has is mapped
+    activity_types = {name for name, _ in site["options"]["activity_type"].values()}
+    assert set(member.connector.delivery_activity_types) <= activity_types
+
+
+def test_civicrm_site_file_agrees_with_truth(truth: dict[str, Any]) -> None:
+    member = truth["members"][CIVICRM_ORG]
+    site = _site()
+    records = {e: {r["id"]: r for r in rows} for e, rows in site["records"].items()}
+    assert {p["source_id"] for p in member["people"]} == {str(i) for i in records["Contact"]}
+    clients = {f"{r['case_id']}:{r['contact_id']}" for r in records["CaseContact"].values()}
+    targets = {
+        f"{r['activity_id']}:{r['contact_id']}"
+        for r in records["ActivityContact"].values()
+        if r["record_type_id"] == 3
+    }
+    problems = {q["source_id"]: q for q in member["quarantine"]}
+    kept = {e["source_id"] for e in member["engagements"]}
+    assert kept | (set(problems) & clients) == clients and not kept & set(problems)
+    activities = {r["source_id"] for r in (*member["deliveries"], *member["outcomes"])}
+    assert activities | (set(problems) & targets) == targets
+    for e in member["engagements"]:  # the case carries the programme and dates truth names
+        case = records["Case"][int(e["source_id"].split(":")[0])]
+        assert _option_name(site, "case_type", case["case_type_id"]) == e["programme"]
+        assert (case["start_date"], case["end_date"]) == (e["start_date"], e["end_date"])
+    for o in member["outcomes"]:
+        activity = records["Activity"][int(o["source_id"].split(":")[0])]
+        assert activity["activity_date_time"][:10] == o["measured_on"]
+        case = records["Case"][activity["case_id"]]
+        assert _option_name(site, "case_type", case["case_type_id"]) == o["programme"]
+    for q in member["quarantine"]:  # every listed record holds the value truth.json names
+        record_id, contact = [*q["source_id"].split(":"), None][:2]
+        if q["entity"] == "person":
+            phone = next(r for r in records["Phone"].values() if r["contact_id"] == int(record_id))
+            assert phone["phone"] == q["raw_value"]
+        elif q["entity"] == "engagement":
+            case = records["Case"][int(record_id)]
+            assert _option_name(site, "case_status", case["status_id"]) == q["raw_value"]
+        elif q["entity"] == "service_delivery":
+            assert records["Activity"][int(record_id)]["case_id"] is None
+        else:
+            activity = records["Activity"][int(record_id)]
+            assert _option_name(site, "outcome", activity["Outcomes.outcome"]) == q["raw_value"]
+        assert contact is None or int(contact) in records["Contact"]
+    # 40 of its clients are also known elsewhere: to a spreadsheet member or to Southbank.
+    keys = {
+        _key(p)
+        for org in (*ORGS, SALESFORCE_ORG)
+        for p in truth["members"][org]["people"]
+        if p["birth_date"]
+    }
     shared = [p for p in member["people"] if p["birth_date"] and _key(p) in keys]
     assert len(shared) == 40
     assert any(not p["consent"] for p in shared)

@@ -18,10 +18,12 @@ import bisect
 import json
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -229,13 +231,19 @@ class CiviCRMSandbox:
         cases_per_contact: float = 0.5,
         contributions_per_contact: float = 0.5,
         clock_start: datetime = datetime(2025, 6, 1, 9, 0, 0),
+        site_file: str | Path | None = None,
+        port: int = 0,
     ) -> None:
         self.api_key = api_key
         self.site_key = site_key
         self.url_style: UrlStyle = url_style
         self.version = version
         self.permissions: set[str] = set(ALL_PERMISSIONS)
+        self.options: dict[str, dict[int, tuple[str, str]]] = {
+            name: dict(values) for name, values in OPTIONS.items()
+        }
         self.data = SandboxData()
+        self._port = port
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self._lock = threading.RLock()
         self._faults: list[_Fault] = []
@@ -245,6 +253,9 @@ class CiviCRMSandbox:
         self._server: ThreadingHTTPServer | None = None
         self._field_cache: dict[tuple[str, str], dict[str, FieldDef]] = {}
         self._thread: threading.Thread | None = None
+        if site_file is not None:
+            self.load_site(Path(site_file))
+            return
         generate(
             self,
             seed=seed,
@@ -253,6 +264,30 @@ class CiviCRMSandbox:
             cases_per_contact=cases_per_contact,
             contributions_per_contact=contributions_per_contact,
         )
+
+    def load_site(self, path: Path) -> None:
+        """Serve a site's records from a JSON file instead of generated ones.
+
+        The file holds ``{"version", "clock", "options": {list: {id: [name, label]}},
+        "records": {Entity: [{"id": ..., field: value}]}}``; option fields hold option ids,
+        as CiviCRM stores them. The demo's CiviCRM member is served this way.
+        """
+        body = json.loads(path.read_text(encoding="utf-8"))
+        self.version = str(body.get("version", self.version))
+        if body.get("clock"):
+            self._clock = datetime.strptime(body["clock"], TS_FORMAT)
+        for name, values in body.get("options", {}).items():
+            self.options[name] = {int(k): (v[0], v[1]) for k, v in values.items()}
+        for entity, rows in body.get("records", {}).items():
+            if entity not in ENTITY_FIELDS:
+                raise ValueError(f"{path}: unknown entity {entity!r}")
+            table = self.data.tables[entity]
+            for record in rows:
+                row = {f.name: None for f in ENTITY_FIELDS[entity]}
+                row.update(record)
+                table[int(row["id"])] = row
+            self.data.tables[entity] = dict(sorted(table.items()))
+            self.data.next_ids[entity] = max(self.data.tables[entity], default=0) + 1
 
     # ----------------------------------------------------------------- lifecycle
     def __enter__(self) -> CiviCRMSandbox:
@@ -264,7 +299,7 @@ class CiviCRMSandbox:
 
     def start(self) -> None:
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True
@@ -421,7 +456,7 @@ class CiviCRMSandbox:
             if needed not in self.permissions:
                 raise ApiError(403, f"Authorization failed: missing permission '{needed}'")
             if action == "getFields":
-                return self._get_fields(entity)
+                return self._get_fields(entity, params)
             if action == "get":
                 return self._get(entity, params)
             raise ApiError(500, f"Api4 {entity} {action} not supported by the sandbox")
@@ -436,7 +471,14 @@ class CiviCRMSandbox:
             self._field_cache[key] = cached
         return cached
 
-    def _get_fields(self, entity: str) -> dict[str, Any]:
+    def _get_fields(self, entity: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Fields as APIv4 lists them; ``options`` as ``loadOptions`` asks.
+
+        ``loadOptions`` false or absent: ``options`` is just whether the field has a list;
+        true: ``{id: label}``; a list of properties (``["name", "label"]``): one dict per
+        option with ``id`` and those properties.
+        """
+        load = params.get("loadOptions", False)
         values = []
         for f in self._fields(entity).values():
             item: dict[str, Any] = {
@@ -446,8 +488,17 @@ class CiviCRMSandbox:
                 "custom_group": f.custom_group,
                 "label": f.name.split(".")[-1].replace("_", " ").title(),
             }
-            if f.options:
-                item["options"] = {str(k): v[1] for k, v in OPTIONS[f.options].items()}
+            choices = self.options[f.options] if f.options else {}
+            if not f.options or not load:
+                item["options"] = bool(f.options)
+            elif isinstance(load, list):
+                props = {"name": 0, "label": 1}
+                item["options"] = [
+                    {"id": k, **{p: v[props[p]] for p in load if p in props}}
+                    for k, v in choices.items()
+                ]
+            else:
+                item["options"] = {str(k): v[1] for k, v in choices.items()}
             values.append(item)
         return _envelope(entity, "getFields", values, len(values))
 
@@ -466,7 +517,7 @@ class CiviCRMSandbox:
         raw = row.get(fdef.name)
         if suffix and raw is not None:
             assert fdef.options is not None
-            pair = OPTIONS[fdef.options].get(int(raw))
+            pair = self.options[fdef.options].get(int(raw))
             return None if pair is None else pair[0 if suffix == "name" else 1]
         return raw
 
@@ -904,3 +955,33 @@ def generate(
                     "modified_date": stamp(),
                 },
             )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a sandbox site until interrupted: ``python -m connectors.civicrm.sandbox``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--contacts", type=int, default=20)
+    parser.add_argument("--api-key", default="sandbox-api-key")
+    parser.add_argument("--site-file", help="serve this site's records instead of generated ones")
+    args = parser.parse_args(argv)
+    with CiviCRMSandbox(
+        api_key=args.api_key,
+        seed=args.seed,
+        contacts=args.contacts,
+        site_file=args.site_file,
+        port=args.port,
+    ) as sandbox:
+        print(f"CiviCRM sandbox at {sandbox.url} (API key {sandbox.api_key})", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

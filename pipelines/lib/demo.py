@@ -1,10 +1,10 @@
 """The local CRM sandboxes the demo's CRM members talk to.
 
-The demo's Salesforce member (``members/southbank_advice.yaml``) points at a loopback org on
-a fixed port; ``demo_sandboxes`` serves it from the bundled records for as long as the demo
-runs, and puts the sandbox's (non-secret) client secret in the environment variable the
-member's file names. Members that are not in the registry, or whose file points elsewhere,
-are left alone.
+The demo's Salesforce member (``members/southbank_advice.yaml``) and CiviCRM member
+(``members/harbour_wellbeing.yaml``) point at loopback sites on fixed ports;
+``demo_sandboxes`` serves them from the bundled records for as long as the demo runs, and
+puts each sandbox's (non-secret) credential in the environment variable the member's file
+names. Members that are not in the registry, or whose file points elsewhere, are left alone.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.members import Member, SalesforceConnector
+from connectors.members import CiviCRMConnector, Member, SalesforceConnector
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ class DemoOrg:
 
     org_id: str
     port: int
-    org_file: Path
+    data_file: Path  # the records the sandbox serves
     secret_env: str
 
 
@@ -36,6 +36,12 @@ SALESFORCE_DEMO = DemoOrg(
     18443,
     REPO_ROOT / "sample_data" / "southbank_advice" / "salesforce_org.json",
     "SOUTHBANK_SF_SECRET",
+)
+CIVICRM_DEMO = DemoOrg(
+    "harbour_wellbeing",
+    18444,
+    REPO_ROOT / "sample_data" / "harbour_wellbeing" / "civicrm_site.json",
+    "HARBOUR_CIVI_KEY",
 )
 
 
@@ -58,6 +64,7 @@ def _check_port(port: int, org_id: str) -> None:
 @contextmanager
 def demo_sandboxes(members: dict[str, Member]) -> Iterator[list[str]]:
     """Serve the sandboxes the configured demo members need; yield their org ids."""
+    from connectors.civicrm.sandbox import CiviCRMSandbox
     from connectors.salesforce_npsp.sandbox import SalesforceSandbox
 
     started: list[str] = []
@@ -72,9 +79,20 @@ def demo_sandboxes(members: dict[str, Member]) -> Iterator[list[str]]:
             _check_port(demo.port, demo.org_id)
             sandbox = stack.enter_context(
                 SalesforceSandbox(
-                    org_file=demo.org_file, port=demo.port, client_id=member.connector.client_id
+                    org_file=demo.data_file, port=demo.port, client_id=member.connector.client_id
                 )
             )
             os.environ.setdefault(demo.secret_env, sandbox.client_secret)
+            started.append(demo.org_id)
+        demo = CIVICRM_DEMO
+        member = members.get(demo.org_id)
+        if (
+            member is not None
+            and isinstance(member.connector, CiviCRMConnector)
+            and member.connector.site_url.rstrip("/") == f"http://127.0.0.1:{demo.port}"
+        ):
+            _check_port(demo.port, demo.org_id)
+            civi = stack.enter_context(CiviCRMSandbox(site_file=demo.data_file, port=demo.port))
+            os.environ.setdefault(demo.secret_env, civi.api_key)
             started.append(demo.org_id)
         yield started

