@@ -67,10 +67,10 @@ def _run_bare(url: str, key: str, page_size: int, work: Path) -> dict[str, float
     import pyarrow as pa
 
     from connectors.civicrm.client import api_url
-    from connectors.civicrm.source import _specs  # the same field list the connector asks for
+    from connectors.civicrm.source import entity_specs  # the same field list the connector asks for
 
     baseline = peak_mb()
-    fields = list(_specs(_settings(url, page_size))["activity"].fields)
+    fields = list(entity_specs(_settings(url, page_size))["activity"].fields)
     endpoint = api_url(url, "clean", "Activity", "get")
     headers = {"X-Civi-Auth": f"Bearer {key}", "X-Requested-With": "XMLHttpRequest"}
     con = duckdb.connect(str(work / "bare.duckdb"))

@@ -136,27 +136,69 @@ def _check_salesforce(member: Member) -> None:
         raise typer.Exit(1)
 
 
+# Per connector: mapping role -> (what the CRM calls it, the YAML key that maps it).
+MAPPING_WORDS = {
+    "salesforce_npsp": {
+        "programmes": "Program",
+        "engagement_status": "Stage",
+        "outcomes": "outcome",
+        "outcome_status": "outcome status",
+    },
+    "civicrm": {
+        "programmes": "case type",
+        "engagement_status": "case status",
+        "outcomes": "outcome option",
+        "outcome_status": "outcome status option",
+    },
+}
+
+
 def _print_mapping_preview(member: Member, labels: dict[str, list[str]]) -> None:
     """What the member's mappings make of the labels its CRM uses; gaps say what to add."""
     from connectors.members import normalise_label
 
     m = member.mappings
-    absent = {normalise_label(v) for v in getattr(member.connector, "absent_statuses", ())}
+    conn = member.connector
+    absent = {normalise_label(v) for v in getattr(conn, "absent_statuses", ())}
+    words = MAPPING_WORDS[conn.kind]
     tables = {
-        "programmes": ("Program", m.programmes),
-        "engagement_status": ("Stage", m.engagement_status),
-        "outcomes": ("outcome", m.outcomes),
-        "outcome_status": ("outcome status", m.outcome_status),
+        "programmes": m.programmes,
+        "engagement_status": m.engagement_status,
+        "outcomes": m.outcomes,
+        "outcome_status": m.outcome_status,
     }
     if labels:
-        console.print("Mapping (what the hub will make of the labels your org uses):")
+        console.print("Mapping (what the hub will make of the labels your CRM uses):")
     for role, values in labels.items():
         if role == "attendance":
             for value in values:
                 effect = "not counted (absence)" if normalise_label(value) in absent else "counted"
                 console.print(f"  ✓ attendance '{value}': {effect}")
             continue
-        what, mapping = tables[role]
+        if role in ("delivery_activity_types", "delivered_statuses"):
+            chosen = {normalise_label(v) for v in getattr(conn, role)}
+            what, plural = (
+                ("activity type", "activity types")
+                if role == "delivery_activity_types"
+                else ("activity status", "activity statuses")
+            )
+            counted = [v for v in values if normalise_label(v) in chosen]
+            for value in counted:
+                console.print(f"  ✓ {what} '{value}': counted as a delivery")
+            others = len(values) - len(counted)
+            if others:
+                console.print(
+                    f"  · {others} other {plural} are not deliveries "
+                    f"(connector.{role} in members/{member.config_path.name})"
+                )
+            offered = {normalise_label(v) for v in values}
+            for value in [v for v in getattr(conn, role) if normalise_label(v) not in offered]:
+                console.print(
+                    f"  [yellow]! connector.{role} names '{value}', which this site does not "
+                    f"have; correct it in members/{member.config_path.name}[/]"
+                )
+            continue
+        what, mapping = words[role], tables[role]
         mapped = {normalise_label(k): v for k, v in mapping.items()}
         for value in values:
             target = mapped.get(normalise_label(value))
@@ -171,32 +213,28 @@ def _print_mapping_preview(member: Member, labels: dict[str, list[str]]) -> None
 
 
 def _check_civicrm(member: Member) -> None:
-    """Authenticate, read the version and permissions, check the configured fields exist."""
-    from connectors.civicrm import CiviCRMClient
+    """Authenticate, read the version and permissions, check fields, preview the mapping."""
+    from connectors.civicrm.check import check_site
     from connectors.errors import ConnectorError
 
     conn = member.connector
     try:
         site_key = conn.site_key.resolve() if conn.site_key else None
-        with CiviCRMClient(conn.settings(), conn.api_key.resolve(), site_key) as client:
-            report = client.probe()
+        result = check_site(conn.settings(), conn.api_key.resolve(), site_key)
     except ConnectorError as err:
         console.print(f"[bold red]✗[/] {err}")
         raise typer.Exit(1) from err
-    console.print(f"[green]✓[/] authenticated; CiviCRM {report.version}")
-    for permission, granted in sorted(report.permissions.items()):
+    console.print(f"[green]✓[/] authenticated; CiviCRM {result.version}")
+    for permission, granted in sorted(result.permissions.items()):
         console.print(f"  {'✓' if granted else '✗'} permission: {permission}")
-    for entity, fields in sorted(report.entities.items()):
-        console.print(f"  ✓ {entity}: {len(fields)} fields")
-    for problem in report.problems:
+    for entity, count in sorted(result.entities.items()):
+        custom = result.custom_fields.get(entity)
+        extra = f" (custom: {', '.join(custom)})" if custom else ""
+        console.print(f"  ✓ {entity}: {count} fields{extra}")
+    for problem in result.problems:
         console.print(f"[red]✗ {problem}[/]")
-    console.print(
-        "`hub run` loads this member and maps contacts, cases (engagements), completed "
-        f"activities of types {', '.join(conn.delivery_activity_types)} (deliveries) and "
-        "outcome fields onto the shared model; unmapped case types, statuses and outcomes "
-        "are listed in the run's quarantine report."
-    )
-    if report.problems:
+    _print_mapping_preview(member, result.labels)
+    if not result.ok:
         raise typer.Exit(1)
 
 

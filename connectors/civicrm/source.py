@@ -75,7 +75,7 @@ class EntitySpec:
         return f"{SOURCE_NAME}__{self.key}"
 
 
-def _specs(settings: CiviCRMSettings) -> dict[str, EntitySpec]:
+def entity_specs(settings: CiviCRMSettings) -> dict[str, EntitySpec]:
     """The entities read, with member-specific custom fields added from the settings."""
     contact_fields = {
         "id": "id",
@@ -233,7 +233,7 @@ DELETION_COLUMNS = {"is_deleted": "bool", "deleted_in_source": "bool"}
 
 def resource_names(settings: CiviCRMSettings) -> list[str]:
     """The resource (and raw table) names this member's source will have."""
-    specs = _specs(settings)
+    specs = entity_specs(settings)
     return [specs[k].table for k in settings.entities]
 
 
@@ -646,7 +646,7 @@ def civicrm_source(
     ``reconcile`` forces (True) or skips (False) the hard-delete id comparison; None follows
     ``settings.reconcile_every_runs``. No network I/O happens here.
     """
-    specs = _specs(settings)
+    specs = entity_specs(settings)
 
     def connect() -> CiviCRMClient:
         return CiviCRMClient(settings, api_key, site_key)

@@ -75,12 +75,45 @@ def test_check_civicrm_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                 "kind": "civicrm",
                 "site_url": civi.url,
                 "api_key": {"env": "CIVI_TRUST_KEY"},
+                "delivery_activity_types": ["Meeting", "Advice Session", "Home Visit"],
+            },
+            {
+                "programmes": {"housing_support": "housing"},
+                "engagement_status": {"Open": "active", "Closed": "completed"},
+                "outcomes": {"tenancy_sustained": "tenancy_sustained"},
+                "outcome_status": {"achieved": "achieved", "progressing": "progressing"},
             },
         )
         monkeypatch.setenv("CIVI_TRUST_KEY", civi.api_key)
         code, out = _check("civi_trust", tmp_path, monkeypatch)
         assert code == 0, out
-        assert "authenticated; CiviCRM 6.9.0" in out and "permission" in out
+        assert "authenticated; CiviCRM 6.9.0" in out
+        assert "✓ permission: access deleted contacts" in out
+        out = " ".join(out.split())  # rich wraps long lines at the terminal width
+        # Entities read, with the custom fields the site has (Group.field).
+        assert "✓ Contact: 9 fields (custom: Consent.share_data)" in out
+        assert "Outcomes.outcome, Outcomes.status, Outcomes.value" in out
+        # The mapping, from the site's option lists (case types, statuses, outcome options).
+        assert "✓ case type 'housing_support' → housing" in out
+        assert (
+            "! case type 'money_advice' has no mapping: its records will be quarantined; "
+            "add it under mappings.programmes in members/civi_trust.yaml" in out
+        )
+        assert "✓ case status 'Open' → active" in out and "! case status 'Urgent'" in out
+        assert "✓ activity type 'Meeting': counted as a delivery" in out
+        assert "✓ activity type 'Advice Session': counted as a delivery" in out
+        assert "· 2 other activity types are not deliveries" in out
+        assert "! connector.delivery_activity_types names 'Home Visit', which this site" in out
+        assert "✓ activity status 'Completed': counted as a delivery" in out
+        assert "✓ outcome option 'tenancy_sustained' → tenancy_sustained" in out
+        assert "! outcome option 'debt_reduced' has no mapping" in out
+        assert "! outcome status option 'not_achieved' has no mapping" in out
+        # A missing permission is named with its fix, and the check fails.
+        civi.revoke_permission("access deleted contacts")
+        code, out = _check("civi_trust", tmp_path, monkeypatch)
+        assert code == 1
+        assert "✗ permission: access deleted contacts" in out
+        assert "the API user lacks 'access deleted contacts'" in " ".join(out.split())
         monkeypatch.setenv("CIVI_TRUST_KEY", "not-the-key")
         code, out = _check("civi_trust", tmp_path, monkeypatch)
         assert code == 1 and "not-the-key" not in out
