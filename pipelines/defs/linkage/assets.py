@@ -9,13 +9,17 @@ from pipelines.lib.hub import HubResource
 @dg.asset(
     key=["hub", "person_link"],
     group_name="linkage",
-    kinds={"sql", "duckdb"},
+    kinds={"splink", "duckdb"},
     deps=[dg.AssetKey(["canonical", "person"])],
     automation_condition=downstream_of_any_update(),
     pool="warehouse",
 )
 def person_link(context: dg.AssetExecutionContext, hub: HubResource) -> dg.MaterializeResult:
-    """One hub person key per canonical person record; keys are stable across runs."""
+    """One hub person key per canonical person record; keys are stable across runs.
+
+    Deterministic rules, then a Splink model (DuckDB), guards for the hard cases, reviewer
+    decisions, and consent: records without it link only within their own member.
+    """
     from transforms.canonical import remove_members_not_in
     from transforms.linkage import link_people
 
@@ -33,7 +37,12 @@ def person_link(context: dg.AssetExecutionContext, hub: HubResource) -> dg.Mater
             "records": result.records,
             "people": result.people,
             "cross_member_people": result.cross_member_people,
-            "method": "deterministic (exact normalised name + birth date, consent-aware)",
+            "review_queue": result.review_queue,
+            "model_version": result.model_version,
+            "model": "trained on this run's records"
+            if result.model_trained
+            else "bundled (too few records to estimate one)",
+            "key_changes": result.key_changes,
             "members_removed": ", ".join(removed) or "none",
         }
     )

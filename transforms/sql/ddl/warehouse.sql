@@ -130,6 +130,50 @@ CREATE TABLE IF NOT EXISTS hub.person_link (
     PRIMARY KEY (org_id, source_id)
 );
 
+-- Every change to a person key (created, merged into another, split from one, retired), so
+-- a published figure that moves between releases can be explained. Never holds personal data.
+CREATE TABLE IF NOT EXISTS hub.person_key_history (
+    changed_at TIMESTAMP NOT NULL,
+    person_key TEXT NOT NULL,
+    change TEXT NOT NULL,
+    other_key TEXT,
+    records INTEGER NOT NULL,
+    model_version TEXT
+);
+
+-- Trained linkage models, one row per version (a hash of the model's JSON).
+CREATE TABLE IF NOT EXISTS hub.linkage_model (
+    model_version TEXT PRIMARY KEY,
+    trained_at TIMESTAMP NOT NULL,
+    records INTEGER NOT NULL,
+    model_json TEXT NOT NULL
+);
+
+-- Pairs the model is unsure about (between the review and accept thresholds), waiting for a
+-- person's decision; rebuilt by every linkage run.
+CREATE TABLE IF NOT EXISTS hub.link_review (
+    org_id_l TEXT NOT NULL,
+    source_id_l TEXT NOT NULL,
+    org_id_r TEXT NOT NULL,
+    source_id_r TEXT NOT NULL,
+    match_probability DOUBLE PRECISION NOT NULL,
+    model_version TEXT,
+    queued_at TIMESTAMP NOT NULL
+);
+
+-- A person's decisions on pairs (accept: same person; reject: different people). Later runs
+-- honour them over the model.
+CREATE TABLE IF NOT EXISTS hub.link_decision (
+    org_id_l TEXT NOT NULL,
+    source_id_l TEXT NOT NULL,
+    org_id_r TEXT NOT NULL,
+    source_id_r TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    decided_by TEXT NOT NULL,
+    decided_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (org_id_l, source_id_l, org_id_r, source_id_r)
+);
+
 -- Calendar quarters covered by a publication run.
 CREATE TABLE IF NOT EXISTS hub.period (
     period TEXT PRIMARY KEY,

@@ -1,0 +1,222 @@
+"""Link normalised person records into people: the two passes, guards, review and clustering.
+
+The warehouse-independent core of ``hub.person_link`` (``transforms.linkage`` reads and
+writes the warehouse). Works in an in-memory DuckDB over Arrow tables:
+
+1. **Deterministic pass**: same given name, family name and birth date (all present) is the
+   same person, within a member or, when both consent, across members.
+2. **Probabilistic pass**: Splink scores the pairs its blocking rules find (see ``model``).
+3. **Guards** turn a scored pair into a *cannot-link* pair whatever its score, for the hard
+   cases a model over-merges: both birth dates known and plainly different (not a typo, not a
+   day/month swap: parent and child with one name at one address), or given names that are
+   plainly different and not a nickname of one another (twins; a household sharing an e-mail,
+   a landline and an address, where one record has no birth date).
+4. **Decisions** a reviewer recorded win over the model and the guards.
+5. Pairs above ``accept`` link; pairs between ``review`` and ``accept`` go to the review queue.
+6. ``cluster.cluster`` joins links strongest first under the cannot-link and consent rules.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from transforms.dedup import model as link_model
+from transforms.dedup.cluster import Clusters, Link, cluster
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Match probabilities that decide what happens to a scored pair."""
+
+    accept: float = 0.95  # at or above: linked without asking
+    review: float = 0.5  # at or above (and below accept): queued for a person
+    score_floor: float = 0.01  # pairs scored lower are not even kept
+    min_records_to_train: int = 5000  # fewer: use the bundled model, estimated on synthetic data
+
+
+@dataclass
+class LinkOutcome:
+    """Everything a linkage run produced, as Arrow tables and counts."""
+
+    links: pa.Table  # unique_id, group (index of the representative record), probability, method
+    review: pa.Table  # unique_id_l, unique_id_r, match_probability
+    model_json: dict[str, Any]
+    model_version: str
+    trained: bool
+    clusters: Clusters
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+DEFAULT_MODEL = "default_model.json"
+
+
+def bundled_model() -> dict[str, Any]:
+    """The model shipped with the hub, for networks too small to estimate their own."""
+    text = resources.files("transforms.dedup").joinpath(DEFAULT_MODEL).read_text("utf-8")
+    return json.loads(text)
+
+
+def _pairs_sql(predictions: str, records: str, decisions: str) -> str:
+    """Scored pairs with their guard verdict and any reviewer decision, as record indexes."""
+    return f"""
+    WITH scored AS (
+        SELECT unique_id_l, unique_id_r, match_probability FROM {predictions}
+    )
+    SELECT
+        l.idx AS left_idx,
+        r.idx AS right_idx,
+        s.match_probability,
+        CASE
+            WHEN l.birth_date IS NOT NULL AND r.birth_date IS NOT NULL
+                AND l.birth_date <> r.birth_date
+                AND l.birth_date IS DISTINCT FROM r.birth_date_swapped
+                AND damerau_levenshtein(CAST(l.birth_date AS VARCHAR),
+                                        CAST(r.birth_date AS VARCHAR)) > 1
+                THEN 'birth_dates_differ'
+            WHEN l.given_name IS NOT NULL AND r.given_name IS NOT NULL
+                AND l.given_canonical IS DISTINCT FROM r.given_canonical
+                AND jaro_winkler_similarity(l.given_name, r.given_name) < 0.8
+                THEN 'given_names_differ'
+        END AS guard,
+        d.decision
+    FROM scored AS s
+    JOIN {records} AS l ON l.unique_id = s.unique_id_l
+    JOIN {records} AS r ON r.unique_id = s.unique_id_r
+    LEFT JOIN {decisions} AS d
+        ON (d.unique_id_l = s.unique_id_l AND d.unique_id_r = s.unique_id_r)
+        OR (d.unique_id_l = s.unique_id_r AND d.unique_id_r = s.unique_id_l)
+    """
+
+
+DETERMINISTIC_SQL = """
+SELECT l.idx AS left_idx, r.idx AS right_idx
+FROM {records} AS l
+JOIN {records} AS r
+    ON l.given_name = r.given_name AND l.family_name = r.family_name
+    AND l.birth_date = r.birth_date AND l.idx < r.idx
+    AND (l.org_id = r.org_id OR (l.consent AND r.consent))
+"""
+
+
+def link_records(
+    records: pa.Table,
+    *,
+    decisions: pa.Table | None = None,
+    model_json: dict[str, Any] | None = None,
+    thresholds: Thresholds | None = None,
+    seed: int = 2026,
+) -> LinkOutcome:
+    """Cluster normalised records (``normalise_people`` output) into people.
+
+    ``decisions`` holds (unique_id_l, unique_id_r, decision) with decision accept|reject.
+    ``model_json`` reuses a trained model; without it the model is trained on ``records``
+    when there are enough of them, else the bundled model is used.
+    """
+    thresholds = thresholds or Thresholds()
+    con = duckdb.connect()
+    records = records.filter(pa.compute.is_valid(records["unique_id"]))
+    con.register("records_in", records)
+    con.execute("CREATE TABLE records AS SELECT row_number() OVER () - 1 AS idx, * FROM records_in")
+    con.unregister("records_in")
+    if decisions is None:
+        decisions = pa.table(
+            {
+                "unique_id_l": pa.array([], pa.string()),
+                "unique_id_r": pa.array([], pa.string()),
+                "decision": pa.array([], pa.string()),
+            }
+        )
+    con.register("decisions", decisions)
+    n = con.execute("SELECT COUNT(*) FROM records").fetchall()[0][0]
+    stats: dict[str, int] = {"records": n}
+
+    trained = False
+    frame = con.sql("SELECT * EXCLUDE (idx) FROM records").to_arrow_table()
+    linker = None
+    if model_json is None and n >= thresholds.min_records_to_train:
+        linker = link_model.linker_for(frame, link_model.settings(), con)
+        model_json = link_model.train(linker, seed=seed).json
+        trained = True
+    elif model_json is None:
+        model_json = bundled_model()
+    model_json = dict(model_json)
+    # The blocking rules are the code's, whatever model was loaded: consent must hold.
+    model_json["blocking_rules_to_generate_predictions"] = [
+        {"blocking_rule": link_model.blocking_rule(k), "sql_dialect": "duckdb"}
+        for k in link_model.BLOCKING_KEYS
+    ]
+    version = link_model.TrainedModel(model_json).version
+
+    deterministic = con.execute(DETERMINISTIC_SQL.format(records="records")).fetchall()
+    links = [Link(a, b, 1.0, "deterministic") for a, b in deterministic]
+    stats["deterministic_links"] = len(links)
+
+    cannot: list[tuple[int, int]] = []
+    review: list[tuple[int, int, float]] = []
+    if n > 1:
+        if linker is None:
+            linker = link_model.linker_for(frame, model_json, con)
+        predictions = linker.inference.predict(
+            threshold_match_probability=thresholds.score_floor, warning_mode="never"
+        )
+        rows = con.execute(_pairs_sql(predictions.physical_name, "records", "decisions")).fetchall()
+        stats["scored_pairs"] = len(rows)
+        for left, right, probability, guard, decision in rows:
+            if decision == "accept":
+                links.append(Link(left, right, 1.0, "manual"))
+            elif decision == "reject" or guard is not None:
+                cannot.append((left, right))
+            elif probability >= thresholds.accept:
+                links.append(Link(left, right, float(probability), "probabilistic"))
+            elif probability >= thresholds.review:
+                review.append((left, right, float(probability)))
+    # Decisions on pairs the model never scored still count.
+    for left, right, decision in con.execute(
+        """
+        SELECT l.idx, r.idx, d.decision FROM decisions AS d
+        JOIN records AS l ON l.unique_id = d.unique_id_l
+        JOIN records AS r ON r.unique_id = d.unique_id_r
+        """
+    ).fetchall():
+        if decision == "accept":
+            links.append(Link(left, right, 1.0, "manual"))
+        else:
+            cannot.append((left, right))
+    stats["cannot_link_pairs"] = len(cannot)
+
+    meta = con.execute("SELECT unique_id, org_id, consent FROM records ORDER BY idx").fetchall()
+    ids = [m[0] for m in meta]
+    clusters = cluster([m[1] for m in meta], [bool(m[2]) for m in meta], links, cannot)
+    stats["links_refused_for_consent"] = sum(1 for _, why in clusters.refused if why == "consent")
+    stats["links_refused_for_guards"] = sum(1 for _, why in clusters.refused if why != "consent")
+    # A pair already joined through other links needs no review.
+    pending = [(ids[a], ids[b], p) for a, b, p in review if clusters.group[a] != clusters.group[b]]
+    con.close()
+    return LinkOutcome(
+        links=pa.table(
+            {
+                "unique_id": ids,
+                "group": clusters.group,
+                "probability": clusters.probability,
+                "method": clusters.method,
+            }
+        ),
+        review=pa.table(
+            {
+                "unique_id_l": pa.array([p[0] for p in pending], pa.string()),
+                "unique_id_r": pa.array([p[1] for p in pending], pa.string()),
+                "match_probability": pa.array([p[2] for p in pending], pa.float64()),
+            }
+        ),
+        model_json=model_json,
+        model_version=version,
+        trained=trained,
+        clusters=clusters,
+        stats=stats,
+    )

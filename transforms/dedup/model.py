@@ -1,0 +1,177 @@
+"""The probabilistic linkage model: Splink settings, training, and scoring.
+
+Why it is built this way:
+- One dataset, ``dedupe_only``: every member's records are in one table with an ``org_id``
+  column, so a person twice in one member and a person at three members are the same task.
+- Consent is a blocking condition, not a filter afterwards: every blocking rule carries
+  ``(l.org_id = r.org_id OR (l.consent AND r.consent))``, so a record without consent to share
+  is never even compared with another member's records, and cannot contribute to a match
+  across members.
+- Blocking rules are equalities on normalised columns (names, birth date, e-mail, phone,
+  postcode) so DuckDB (or Spark) hash-joins them; together they catch people who moved (name
+  and birth date), married (given name and birth date), use a nickname (formal given name) or
+  mistyped their birth date (name and birth year).
+- Every comparison has a null level (a missing field is no evidence either way) and names
+  carry term-frequency adjustments, so "Smith" agreeing counts for less than "Ashdown".
+- Parameters are estimated from the data (u by random sampling, m by expectation
+  maximisation on two independent blocking rules), seeded, so a re-run on the same records
+  gives the same model. The trained model is JSON; its version is a hash of that JSON.
+
+The settings are plain Splink SQL-free creators, so the same model runs on Spark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # Splink is imported where a linkage runs (it costs import time)
+    import pyarrow as pa
+    from splink import Linker
+
+CONSENT_RULE = "(l.org_id = r.org_id OR (l.consent AND r.consent))"
+
+# Blocking rules: (columns that must be equal), each with the consent rule added.
+BLOCKING_KEYS: tuple[tuple[str, ...], ...] = (
+    ("given_canonical", "family_name", "birth_year"),
+    ("birth_date", "family_name"),
+    ("birth_date", "given_canonical"),
+    ("email",),
+    ("phone",),
+    ("postcode", "given_canonical"),
+    ("family_name", "given_canonical", "postcode_outward"),
+)
+
+
+def blocking_rule(columns: tuple[str, ...]) -> str:
+    """One blocking rule as Splink SQL: the columns equal (and not null), consent honoured."""
+    equal = " AND ".join(f"l.{c} = r.{c}" for c in columns)
+    return f"{equal} AND {CONSENT_RULE}"
+
+
+def settings(probability_two_random_records_match: float = 1e-4) -> Any:
+    """Splink settings for the hub's person records (columns of ``normalise_people``)."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    from splink import SettingsCreator
+
+    given = cl.CustomComparison(
+        output_column_name="given_name",
+        comparison_levels=[
+            cll.NullLevel("given_name"),
+            cll.ExactMatchLevel("given_name").configure(tf_adjustment_column="given_name"),
+            cll.ExactMatchLevel("given_canonical").configure(label_for_charts="nickname"),
+            cll.JaroWinklerLevel("given_name", 0.92),
+            cll.JaroWinklerLevel("given_name", 0.8),
+            cll.ElseLevel(),
+        ],
+    )
+    family = cl.CustomComparison(
+        output_column_name="family_name",
+        comparison_levels=[
+            cll.NullLevel("family_name"),
+            cll.ExactMatchLevel("family_name").configure(tf_adjustment_column="family_name"),
+            cll.JaroWinklerLevel("family_name", 0.92),
+            cll.ArrayIntersectLevel("family_tokens", 1).configure(
+                label_for_charts="shares a part (married, double-barrelled)"
+            ),
+            cll.JaroWinklerLevel("family_name", 0.8),
+            cll.ElseLevel(),
+        ],
+    )
+    birth = cl.CustomComparison(
+        output_column_name="birth_date",
+        comparison_levels=[
+            cll.NullLevel("birth_date"),
+            cll.ExactMatchLevel("birth_date"),
+            cll.CustomLevel(
+                "birth_date_l = birth_date_swapped_r", label_for_charts="day and month swapped"
+            ),
+            # levenshtein exists in DuckDB and Spark SQL alike: one mistyped digit.
+            cll.CustomLevel(
+                "levenshtein(CAST(birth_date_l AS VARCHAR), CAST(birth_date_r AS VARCHAR)) <= 1",
+                label_for_charts="one digit apart",
+            ),
+            cll.AbsoluteDateDifferenceLevel(
+                "birth_date", threshold=1, metric="year", input_is_string=False
+            ),
+            cll.ElseLevel(),
+        ],
+    )
+    postcode = cl.CustomComparison(
+        output_column_name="postcode",
+        comparison_levels=[
+            cll.NullLevel("postcode"),
+            cll.ExactMatchLevel("postcode"),
+            cll.ExactMatchLevel("postcode_outward").configure(label_for_charts="same district"),
+            cll.ElseLevel(),
+        ],
+    )
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        probability_two_random_records_match=probability_two_random_records_match,
+        comparisons=[
+            given,
+            family,
+            birth,
+            cl.ExactMatch("email"),
+            cl.ExactMatch("phone"),
+            postcode,
+        ],
+        blocking_rules_to_generate_predictions=[blocking_rule(k) for k in BLOCKING_KEYS],
+        retain_intermediate_calculation_columns=False,
+        retain_matching_columns=False,
+        additional_columns_to_retain=[],
+    )
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained Splink model and its version (a hash of its JSON)."""
+
+    json: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        body = json.dumps(self.json, sort_keys=True, default=str).encode("utf-8")
+        return "m_" + hashlib.sha256(body).hexdigest()[:12]
+
+
+def train(linker: Linker, *, seed: int = 2026, max_pairs: float = 2e6) -> TrainedModel:
+    """Estimate the model's parameters from the records the linker holds.
+
+    λ (how likely two random records match) from near-certain rules; u by random sampling;
+    m by EM, once blocked on birth date (trains names, contacts, postcode) and once on names
+    (trains birth date and the rest), so no comparison is trained on its own blocking rule.
+    """
+    from splink import block_on
+
+    linker.training.estimate_probability_two_random_records_match(
+        [
+            "l.given_name = r.given_name AND l.family_name = r.family_name "
+            "AND l.birth_date = r.birth_date",
+            "l.email = r.email AND l.birth_date = r.birth_date",
+        ],
+        recall=0.8,
+    )
+    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
+    linker.training.estimate_parameters_using_expectation_maximisation(
+        block_on("birth_date"), estimate_without_term_frequencies=True
+    )
+    linker.training.estimate_parameters_using_expectation_maximisation(
+        block_on("given_canonical", "family_name"), estimate_without_term_frequencies=True
+    )
+    return TrainedModel(linker.misc.save_model_to_json())
+
+
+def linker_for(records: pa.Table, model: dict[str, Any] | Any, connection: Any = None) -> Linker:
+    """A DuckDB-backed linker over normalised records, with settings or a trained model."""
+    import duckdb
+    from splink import DuckDBAPI, Linker
+
+    db_api = DuckDBAPI(connection=connection or duckdb.connect())
+    frame = db_api.register(records, dataset_display_name="people")
+    return Linker(frame, model, log_level=30)
