@@ -27,6 +27,7 @@ error, because a record belongs to exactly one person.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -186,7 +187,10 @@ def score(truth_dir: Path, predicted: pa.Table, against: Against = "linkable") -
     if missing_columns:
         raise ValueError(f"predicted table lacks column(s): {sorted(missing_columns)}")
     con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")  # no bar on stderr for long queries
+    # No bar on stderr for long queries (a global option: refused if another connection in
+    # this process, e.g. the linker's, already set it).
+    with contextlib.suppress(duckdb.Error):
+        con.execute("SET enable_progress_bar = false")
     try:
         con.register("predicted_in", predicted.select(["org_id", "source_id", "person_key"]))
         repeated = con.execute(
