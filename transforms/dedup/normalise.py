@@ -66,10 +66,10 @@ INPUT_COLUMNS = (
 # Honorifics people type into name fields; they say nothing about who the person is.
 TITLES = ("mr", "mrs", "ms", "miss", "mx", "dr")
 
-# Already E.164 (how the hub stores every loaded phone): kept as is, without a parse. The
-# first four digits must not be 0 so that a trunk 0 typed after the country code
-# ("+44 0...", which phonenumbers drops) cannot hide in the 1-3 digits of a country code;
-# the few real numbers that fail this (+20, +39 0..., +1 201...) are simply parsed.
+# Already E.164 (how the hub stores every loaded phone): kept as is, without a parse. None
+# of the first four digits may be 0, so a trunk 0 typed after the country code ("+440...",
+# which phonenumbers drops) cannot pass as E.164 whatever the country code's length; the
+# real numbers this turns away (+20..., +39 0..., +1 201...) are simply parsed.
 E164_PATTERN = r"^\+[1-9]{4}[0-9]{3,11}$"
 # Two more forms skip phonenumbers because its answer is known: a UK number written with
 # +44 or 0044 and spaces, and a UK national number in a UK member's data (the loader's own
