@@ -145,7 +145,6 @@ def normalise_people(
             _SOURCE_VIEW.format(
                 birth_date=birth,
                 default_region=_lit(default_region),
-                phone_separators=_lit(PHONE_SEPARATORS),
             )
         )
         con.register("parsed_phones", _parse_phones(con))
@@ -297,10 +296,6 @@ SELECT
         regexp_replace(lower(CAST(p.email AS VARCHAR)), '\s+', '', 'g'), '^mailto:', ''
     ) AS email_compact,
     trim(CAST(p.phone AS VARCHAR)) AS phone_raw,
-    regexp_replace(
-        regexp_replace(trim(CAST(p.phone AS VARCHAR)), {phone_separators}, '', 'g'),
-        '^00', '+'
-    ) AS phone_compact,
     upper(regexp_replace(CAST(p.postcode AS VARCHAR), '\s+', '', 'g')) AS postcode_compact,
     upper(trim(regexp_replace(CAST(p.postcode AS VARCHAR), '\s+', ' ', 'g')))
         AS postcode_spaced,
@@ -311,12 +306,17 @@ LEFT JOIN names AS g ON g.raw = CAST(p.given_name AS VARCHAR)
 LEFT JOIN names AS f ON f.raw = CAST(p.family_name AS VARCHAR)
 """
 
-# The phone when no parse is needed; null sends it to phonenumbers.
+# The phone when no parse is needed; null sends it to phonenumbers. Separators are removed
+# only for phones that are not E.164 already, so the hub's stored phones cost one regex.
+_PHONE_COMPACT = (
+    f"regexp_replace(regexp_replace(phone_raw, {_lit(PHONE_SEPARATORS)}, '', 'g'), '^00', '+')"
+)
 _PHONE_WITHOUT_PARSE = f"""CASE
     WHEN regexp_full_match(phone_raw, {_lit(E164_PATTERN)}) THEN phone_raw
-    WHEN regexp_full_match(phone_compact, {_lit(GB_INTERNATIONAL_PATTERN)}) THEN phone_compact
-    WHEN region = 'GB' AND regexp_full_match(phone_compact, {_lit(GB_NATIONAL_PATTERN)})
-        THEN '+44' || substr(phone_compact, 2)
+    WHEN regexp_full_match({_PHONE_COMPACT}, {_lit(GB_INTERNATIONAL_PATTERN)})
+        THEN {_PHONE_COMPACT}
+    WHEN region = 'GB' AND regexp_full_match({_PHONE_COMPACT}, {_lit(GB_NATIONAL_PATTERN)})
+        THEN '+44' || substr({_PHONE_COMPACT}, 2)
 END"""
 
 _PHONES_TO_PARSE = f"""
