@@ -1831,13 +1831,12 @@ def write_civicrm_member(rng: Random, data: MemberData, folder: Path) -> dict[st
             }
         )
     tables["Activity"].sort(key=lambda r: r["id"])
+    target = {
+        int(row.source_id.split(":")[0]): int(row.person.source_id)
+        for row in (*data.deliveries, *data.outcomes)
+    }
     for a in tables["Activity"]:
-        person = next(
-            row.person.source_id
-            for row in (*data.deliveries, *data.outcomes)
-            if int(row.source_id.split(":")[0]) == a["id"]
-        )
-        child("ActivityContact", activity_id=a["id"], contact_id=int(person), record_type_id=3)
+        child("ActivityContact", activity_id=a["id"], contact_id=target[a["id"]], record_type_id=3)
     entities = (
         ("person", data.records, "Contact"),
         ("engagement", data.engagements, "Case"),

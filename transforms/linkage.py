@@ -25,7 +25,7 @@ from transforms.canonical import ensure_schema
 from transforms.dedup.cluster import assign_keys
 from transforms.dedup.link import Thresholds, link_records
 from transforms.dedup.normalise import normalise_people
-from transforms.warehouse import Warehouse
+from transforms.warehouse import Session, Warehouse
 
 PEOPLE_SQL = """
 SELECT org_id, source_id, given_name, family_name, birth_date, email, phone, postcode,
@@ -155,14 +155,12 @@ def link_people(warehouse: Warehouse, thresholds: Thresholds | None = None) -> L
     )
 
 
-def _append(session: object, table: str, data: pa.Table) -> None:
+def _append(session: Session, table: str, data: pa.Table) -> None:
     """Insert an Arrow table into hub.<table> through a staging copy (both warehouses)."""
     if data.num_rows == 0:
         return
     staging = f"{table}_incoming"
-    session.replace_table("hub", staging, data)  # type: ignore[attr-defined]
+    session.replace_table("hub", staging, data)
     columns = ", ".join(data.column_names)
-    session.execute(  # type: ignore[attr-defined]
-        f"INSERT INTO hub.{table} ({columns}) SELECT {columns} FROM hub.{staging}"
-    )
-    session.execute(f"DROP TABLE hub.{staging}")  # type: ignore[attr-defined]
+    session.execute(f"INSERT INTO hub.{table} ({columns}) SELECT {columns} FROM hub.{staging}")
+    session.execute(f"DROP TABLE hub.{staging}")

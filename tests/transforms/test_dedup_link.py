@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from transforms.dedup.cluster import Link, assign_keys, cluster
 from transforms.dedup.link import link_records
@@ -144,3 +145,10 @@ def test_person_keys_survive_reruns_merges_and_splits() -> None:
     # All of a person's records deleted: the key is retired.
     _, changes = assign_keys([0], [keys[0]], known_keys={keys[0], keys[2]})
     assert [(c.person_key, c.change) for c in changes] == [(keys[2], "retired")]
+
+
+def test_a_record_without_an_id_stops_the_run_instead_of_vanishing() -> None:
+    rows = _records([("a", "1", "Kit", "Corrow", BORN, None, None, None, True)])
+    broken = rows.set_column(0, "unique_id", pa.array([None], pa.string()))
+    with pytest.raises(ValueError, match="1 person record"):
+        link_records(broken)

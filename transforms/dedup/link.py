@@ -120,7 +120,12 @@ def link_records(
     """
     thresholds = thresholds or Thresholds()
     con = duckdb.connect()
-    records = records.filter(pa.compute.is_valid(records["unique_id"]))
+    if records["unique_id"].null_count:
+        # Every record must come out with a person; one without an id cannot be written back.
+        raise ValueError(
+            f"{records['unique_id'].null_count} person record(s) have no org_id or source_id; "
+            "canonical.person requires both, so the canonical build is at fault"
+        )
     con.register("records_in", records)
     con.execute("CREATE TABLE records AS SELECT row_number() OVER () - 1 AS idx, * FROM records_in")
     con.unregister("records_in")
@@ -168,15 +173,15 @@ def link_records(
         rows = con.execute(_pairs_sql(predictions.physical_name, "records", "decisions")).fetchall()
         stats["scored_pairs"] = len(rows)
         for left, right, probability, guard, decision in rows:
-            if decision == "accept":
-                links.append(Link(left, right, 1.0, "manual"))
-            elif decision == "reject" or guard is not None:
+            if decision is not None:
+                continue  # a person's decision: applied below, with the unscored ones
+            if guard is not None:
                 cannot.append((left, right))
             elif probability >= thresholds.accept:
                 links.append(Link(left, right, float(probability), "probabilistic"))
             elif probability >= thresholds.review:
                 review.append((left, right, float(probability)))
-    # Decisions on pairs the model never scored still count.
+    # Reviewers' decisions, on scored pairs and on pairs the model never scored alike.
     for left, right, decision in con.execute(
         """
         SELECT l.idx, r.idx, d.decision FROM decisions AS d
