@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from connectors.members import Member
     from pipelines.lib.runner import StageResult
     from pipelines.settings import HubSettings
+    from transforms.dedup.review import ReviewPair
+    from transforms.warehouse import Warehouse
 
 console = Console()
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -354,6 +356,223 @@ def demo(
     except SandboxPortBusy as err:
         console.print(f"[red]{err}[/]")
         raise typer.Exit(1) from err
+
+
+REVIEW_CHOICES = {
+    "a": "accept",
+    "accept": "accept",
+    "r": "reject",
+    "reject": "reject",
+    "s": "skip",
+    "skip": "skip",
+    "q": "quit",
+    "quit": "quit",
+}
+
+
+@app.command()
+def review(
+    org: Annotated[
+        str | None, typer.Option(metavar="ORG", help="only pairs with a record of this member")
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", metavar="NAME", help="who is deciding (default: your OS user name)"),
+    ] = None,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="print the numbered queue and exit; decide nothing")
+    ] = False,
+    decide: Annotated[
+        tuple[int, str] | None,
+        typer.Option(
+            metavar="N DECISION",
+            help="decide pair N of `hub review --list` (same --org) without prompting: "
+            "accept or reject. Numbers move after each decision, so list again first.",
+        ),
+    ] = None,
+) -> None:
+    """Decide the pairs of records the model is unsure are one person.
+
+    Each pair waiting in the review queue is shown side by side, every field masked (initials,
+    birth year, last digits of the phone, postcode district) next to how the two values
+    compare; answer a(ccept: one person), r(eject: two people), s(kip) or q(uit). Decisions
+    are recorded at once and win over the model from the next time people are linked
+    (`hub run`). Examples: `hub review`, `hub review --list`, `hub review --decide 1 reject`.
+    """
+    from transforms.dedup.review import ReviewError, parse_decision, pending_pairs
+    from transforms.warehouse import DuckDBWarehouse
+
+    if list_only and decide:
+        raise typer.BadParameter("use --list or --decide, not both", param_hint="--list")
+    decision = ""
+    if decide:
+        try:
+            decision = parse_decision(decide[1])
+        except ReviewError as err:
+            raise typer.BadParameter(str(err), param_hint="--decide") from err
+    settings = _settings()
+    if not settings.warehouse_path.exists():
+        console.print(
+            f"[red]No warehouse at {settings.warehouse_path}: nothing has been loaded or linked "
+            "yet. Run `hub run` first (or set HUB_WAREHOUSE).[/]"
+        )
+        raise typer.Exit(1)
+    warehouse = DuckDBWarehouse(settings.warehouse_path)
+    try:
+        pairs = pending_pairs(warehouse, org_id=org)
+    except ReviewError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from err
+    if not pairs:
+        scope = f" involving {org}" if org else ""
+        console.print(f"No pairs{scope} are waiting for review.")
+        if decide:
+            raise typer.Exit(1)
+        return
+    if list_only:
+        console.print(_review_list(pairs))
+        return
+    reviewer = _reviewer(by)
+    if decide:
+        number = decide[0]
+        if not 1 <= number <= len(pairs):
+            raise typer.BadParameter(
+                f"there is no pair {number}: the queue has {len(pairs)} (see `hub review --list`)",
+                param_hint="--decide",
+            )
+        _decide(warehouse, pairs[number - 1], decision, reviewer)
+        return
+    _review_interactively(warehouse, pairs, reviewer)
+
+
+def _reviewer(by: str | None) -> str:
+    """Who decides: --by, else the OS user; a decision is never recorded anonymously."""
+    if by and by.strip():
+        return by.strip()
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception as err:  # no user name in the environment (some containers)
+        raise typer.BadParameter("say who is deciding with --by NAME", param_hint="--by") from err
+
+
+def _record_label(org_id: str, source_id: str) -> str:
+    """member/record id, escaped: ids come from members' systems and may hold [brackets]."""
+    from rich.markup import escape
+
+    return escape(f"{org_id}/{source_id}")
+
+
+def _decide(warehouse: Warehouse, pair: ReviewPair, decision: str, reviewer: str) -> None:
+    """Record one decision and say what was recorded (and what it replaced)."""
+    from transforms.dedup.review import record_decision
+
+    replaced = record_decision(warehouse, pair, decision, reviewer)
+    note = f" (replacing an earlier {replaced})" if replaced and replaced != decision else ""
+    from rich.markup import escape
+
+    ids = pair.ids
+    console.print(
+        f"[green]✓[/] {decision} recorded for {_record_label(ids.org_id_l, ids.source_id_l)} ↔ "
+        f"{_record_label(ids.org_id_r, ids.source_id_r)} by {escape(reviewer)}{note}"
+    )
+
+
+def _review_list(pairs: list[ReviewPair]) -> Table:
+    """The queue as one numbered table of verdicts (no values, masked or not)."""
+    table = Table(title=f"{len(pairs)} pair(s) waiting for review")
+    table.add_column("#", justify="right")
+    table.add_column("probability", justify="right")
+    table.add_column("left (member/record)")
+    table.add_column("right (member/record)")
+    for field in pairs[0].fields:
+        table.add_column(field.label)
+    for number, pair in enumerate(pairs, start=1):
+        table.add_row(
+            str(number),
+            f"{pair.match_probability:.3f}",
+            _record_label(pair.ids.org_id_l, pair.ids.source_id_l),
+            _record_label(pair.ids.org_id_r, pair.ids.source_id_r),
+            *(field.agreement for field in pair.fields),
+        )
+    return table
+
+
+AGREEMENT_STYLE = {"same": "green", "different": "red", "missing": "dim"}
+
+
+def _show_pair(pair: ReviewPair, number: int, total: int) -> None:
+    """One pair side by side: ids and consent in full, personal fields masked."""
+    console.print(
+        f"[bold]Pair {number} of {total}[/]: match probability {pair.match_probability:.3f} "
+        f"(model {pair.model_version or 'unknown'})"
+    )
+    from rich.markup import escape
+
+    table = Table()
+    for column in ("field", "left", "right", "agreement"):
+        table.add_column(column)
+    ids = pair.ids
+    table.add_row("member", escape(ids.org_id_l), escape(ids.org_id_r), "")
+    table.add_row("record id", escape(ids.source_id_l), escape(ids.source_id_r), "")
+    yes_no = {True: "yes", False: "no"}
+    table.add_row("consent to share", yes_no[pair.consent_l], yes_no[pair.consent_r], "")
+    for field in pair.fields:
+        style = AGREEMENT_STYLE.get(field.agreement, "yellow")
+        table.add_row(
+            field.label, escape(field.left), escape(field.right), f"[{style}]{field.agreement}[/]"
+        )
+    console.print(table)
+
+
+def _review_interactively(warehouse: Warehouse, pairs: list[ReviewPair], reviewer: str) -> None:
+    """Show each pair and ask; every answer is recorded before the next pair is shown."""
+    counts = {"accept": 0, "reject": 0, "skip": 0}
+    from rich.markup import escape
+
+    console.print(
+        f"{len(pairs)} pair(s) to review, deciding as {escape(reviewer)}. "
+        "accept = one person, reject = two people."
+    )
+    for number, pair in enumerate(pairs, start=1):
+        _show_pair(pair, number, len(pairs))
+        try:
+            choice = _ask_decision()
+        except typer.Abort:  # input closed or Ctrl-C: what was decided so far is kept
+            console.print()
+            _review_summary(counts, len(pairs))
+            raise typer.Exit(1) from None
+        if choice == "quit":
+            break
+        if choice == "skip":
+            counts["skip"] += 1
+            continue
+        _decide(warehouse, pair, choice, reviewer)
+        counts[choice] += 1
+    _review_summary(counts, len(pairs))
+
+
+def _ask_decision() -> str:
+    """accept, reject, skip or quit, asked until the answer is one of them."""
+    while True:
+        answer = typer.prompt("a(ccept) / r(eject) / s(kip) / q(uit)")
+        choice = REVIEW_CHOICES.get(answer.strip().lower())
+        if choice:
+            return choice
+        console.print(
+            f"{answer!r} is not one of a, r, s, q (accept, reject, skip, quit).", markup=False
+        )
+
+
+def _review_summary(counts: dict[str, int], total: int) -> None:
+    """What this session decided, and that nothing changes until people are linked again."""
+    decided = counts["accept"] + counts["reject"]
+    console.print(
+        f"{counts['accept']} accepted, {counts['reject']} rejected, {counts['skip']} skipped; "
+        f"{total - decided} still waiting."
+        + (" Decisions take effect the next time people are linked (`hub run`)." if decided else "")
+    )
 
 
 @app.command("dagster-home")
