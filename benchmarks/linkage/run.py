@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         "review_queue": outcome.review.num_rows,
     }
     print(json.dumps(figures, indent=1))
-    print(scores.render() if hasattr(scores, "render") else scores)
+    print(scores.report())
     if args.write_default_model:
         MODEL_PATH.write_text(
             json.dumps(outcome.model_json, indent=1, sort_keys=True, default=str) + "\n",

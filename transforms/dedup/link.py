@@ -38,6 +38,8 @@ class Thresholds:
     review: float = 0.5  # at or above (and below accept): queued for a person
     score_floor: float = 0.01  # pairs scored lower are not even kept
     min_records_to_train: int = 5000  # fewer: use the bundled model, estimated on synthetic data
+    retrain_growth: float = 0.25  # re-estimate (a full run) once the network grew this much
+    max_incremental_share: float = 0.2  # more records changed than this: a full run
 
 
 @dataclass
@@ -104,6 +106,35 @@ JOIN {records} AS r
 """
 
 
+def with_code_blocking_rules(model_json: dict[str, Any]) -> dict[str, Any]:
+    """The model with the code's blocking rules, whatever it was saved with: consent holds."""
+    model_json = dict(model_json)
+    model_json["blocking_rules_to_generate_predictions"] = [
+        {"blocking_rule": link_model.blocking_rule(k), "sql_dialect": "duckdb"}
+        for k in link_model.BLOCKING_KEYS
+    ]
+    return model_json
+
+
+def _empty_decisions() -> pa.Table:
+    return pa.table(
+        {
+            "unique_id_l": pa.array([], pa.string()),
+            "unique_id_r": pa.array([], pa.string()),
+            "decision": pa.array([], pa.string()),
+        }
+    )
+
+
+def _require_ids(records: pa.Table) -> None:
+    if records["unique_id"].null_count:
+        # Every record must come out with a person; one without an id cannot be written back.
+        raise ValueError(
+            f"{records['unique_id'].null_count} person record(s) have no org_id or source_id; "
+            "canonical.person requires both, so the canonical build is at fault"
+        )
+
+
 def link_records(
     records: pa.Table,
     *,
@@ -111,51 +142,34 @@ def link_records(
     model_json: dict[str, Any] | None = None,
     thresholds: Thresholds | None = None,
     seed: int = 2026,
+    term_frequencies: dict[str, pa.Table] | None = None,
 ) -> LinkOutcome:
     """Cluster normalised records (``normalise_people`` output) into people.
 
     ``decisions`` holds (unique_id_l, unique_id_r, decision) with decision accept|reject.
     ``model_json`` reuses a trained model; without it the model is trained on ``records``
-    when there are enough of them, else the bundled model is used.
+    when there are enough of them, else the bundled model is used. ``term_frequencies``
+    (column -> Arrow table of value, tf_<column>) replaces the frequencies Splink would count
+    in ``records``: incremental linking passes those of the whole network, so a name that is
+    common in the hub counts as common in a small neighbourhood of it too.
     """
     thresholds = thresholds or Thresholds()
+    _require_ids(records)
     con = duckdb.connect()
-    if records["unique_id"].null_count:
-        # Every record must come out with a person; one without an id cannot be written back.
-        raise ValueError(
-            f"{records['unique_id'].null_count} person record(s) have no org_id or source_id; "
-            "canonical.person requires both, so the canonical build is at fault"
-        )
     con.register("records_in", records)
     con.execute("CREATE TABLE records AS SELECT row_number() OVER () - 1 AS idx, * FROM records_in")
     con.unregister("records_in")
-    if decisions is None:
-        decisions = pa.table(
-            {
-                "unique_id_l": pa.array([], pa.string()),
-                "unique_id_r": pa.array([], pa.string()),
-                "decision": pa.array([], pa.string()),
-            }
-        )
-    con.register("decisions", decisions)
-    n = con.execute("SELECT COUNT(*) FROM records").fetchall()[0][0]
+    con.register("decisions", decisions if decisions is not None else _empty_decisions())
+    n = records.num_rows
     stats: dict[str, int] = {"records": n}
 
     trained = False
-    frame = con.sql("SELECT * EXCLUDE (idx) FROM records").to_arrow_table()
-    linker = None
     if model_json is None and n >= thresholds.min_records_to_train:
-        linker = link_model.linker_for(frame, link_model.settings(), con)
-        model_json = link_model.train(linker, seed=seed).json
+        model_json = link_model.train(records, seed=seed).json
         trained = True
     elif model_json is None:
         model_json = bundled_model()
-    model_json = dict(model_json)
-    # The blocking rules are the code's, whatever model was loaded: consent must hold.
-    model_json["blocking_rules_to_generate_predictions"] = [
-        {"blocking_rule": link_model.blocking_rule(k), "sql_dialect": "duckdb"}
-        for k in link_model.BLOCKING_KEYS
-    ]
+    model_json = with_code_blocking_rules(model_json)
     version = link_model.TrainedModel(model_json).version
 
     deterministic = con.execute(DETERMINISTIC_SQL.format(records="records")).fetchall()
@@ -165,21 +179,31 @@ def link_records(
     cannot: list[tuple[int, int]] = []
     review: list[tuple[int, int, float]] = []
     if n > 1:
-        if linker is None:
-            linker = link_model.linker_for(frame, model_json, con)
+        db_api = link_model.db_api_for(con)
+        linker = link_model.linker_for(records, model_json, db_api)
+        for column, table in (term_frequencies or {}).items():
+            linker.table_management.register_term_frequency_lookup(db_api.register(table), column)
         predictions = linker.inference.predict(
             threshold_match_probability=thresholds.score_floor, warning_mode="never"
         )
-        rows = con.execute(_pairs_sql(predictions.physical_name, "records", "decisions")).fetchall()
-        stats["scored_pairs"] = len(rows)
-        for left, right, probability, guard, decision in rows:
-            if decision is not None:
-                continue  # a person's decision: applied below, with the unscored ones
+        pairs = _pairs_sql(predictions.physical_name, "records", "decisions")
+        stats["scored_pairs"] = con.execute(
+            f"SELECT COUNT(*) FROM {predictions.physical_name}"
+        ).fetchall()[0][0]
+        # Only the pairs that change something come to Python (a million-person network
+        # scores about a million pairs; most are below the review threshold, unguarded).
+        for left, right, probability, guard in con.execute(
+            f"""
+            SELECT left_idx, right_idx, match_probability, guard FROM ({pairs})
+            WHERE decision IS NULL AND (guard IS NOT NULL OR match_probability >= ?)
+            """,
+            [thresholds.review],
+        ).fetchall():
             if guard is not None:
                 cannot.append((left, right))
             elif probability >= thresholds.accept:
                 links.append(Link(left, right, float(probability), "probabilistic"))
-            elif probability >= thresholds.review:
+            else:
                 review.append((left, right, float(probability)))
     # Reviewers' decisions, on scored pairs and on pairs the model never scored alike.
     for left, right, decision in con.execute(
@@ -195,27 +219,28 @@ def link_records(
             cannot.append((left, right))
     stats["cannot_link_pairs"] = len(cannot)
 
-    meta = con.execute("SELECT unique_id, org_id, consent FROM records ORDER BY idx").fetchall()
-    ids = [m[0] for m in meta]
-    clusters = cluster([m[1] for m in meta], [bool(m[2]) for m in meta], links, cannot)
+    meta = con.execute("SELECT org_id, consent FROM records ORDER BY idx").fetchall()
+    clusters = cluster([m[0] for m in meta], [bool(m[1]) for m in meta], links, cannot)
+    del meta
     stats["links_refused_for_consent"] = sum(1 for _, why in clusters.refused if why == "consent")
     stats["links_refused_for_guards"] = sum(1 for _, why in clusters.refused if why != "consent")
     # A pair already joined through other links needs no review.
-    pending = [(ids[a], ids[b], p) for a, b, p in review if clusters.group[a] != clusters.group[b]]
+    pending = [(a, b, p) for a, b, p in review if clusters.group[a] != clusters.group[b]]
+    ids = records["unique_id"]
     con.close()
     return LinkOutcome(
         links=pa.table(
             {
                 "unique_id": ids,
-                "group": clusters.group,
-                "probability": clusters.probability,
-                "method": clusters.method,
+                "group": pa.array(clusters.group, pa.int64()),
+                "probability": pa.array(clusters.probability, pa.float64()),
+                "method": pa.array(clusters.method, pa.string()),
             }
         ),
         review=pa.table(
             {
-                "unique_id_l": pa.array([p[0] for p in pending], pa.string()),
-                "unique_id_r": pa.array([p[1] for p in pending], pa.string()),
+                "unique_id_l": ids.take(pa.array([p[0] for p in pending], pa.int64())),
+                "unique_id_r": ids.take(pa.array([p[1] for p in pending], pa.int64())),
                 "match_probability": pa.array([p[2] for p in pending], pa.float64()),
             }
         ),
@@ -224,4 +249,81 @@ def link_records(
         trained=trained,
         clusters=clusters,
         stats=stats,
+    )
+
+
+@dataclass
+class Candidates:
+    """What changed records touch: the records they may be the same person as."""
+
+    matched: pa.Array  # unique_ids of other records scoring >= review with a changed one
+    term_frequencies: dict[str, pa.Table]  # of the whole network, for re-linking a part
+    scored_pairs: int
+
+
+def find_candidates(
+    records: pa.Table,
+    changed: pa.Array,
+    *,
+    model_json: dict[str, Any],
+    thresholds: Thresholds | None = None,
+) -> Candidates:
+    """Score the ``changed`` records (unique_ids) against every record, with a saved model.
+
+    The first half of incremental linking: Splink's ``predict_between`` (changed x the
+    rest) and ``predict_within`` (changed x changed) use the same blocking rules and
+    term frequencies as a full run, so a pair scores here exactly as it would there, but only
+    pairs with a changed record are formed. The deterministic rule is applied alike.
+    """
+    thresholds = thresholds or Thresholds()
+    _require_ids(records)
+    model_json = with_code_blocking_rules(model_json)
+    con = duckdb.connect()
+    con.register("records_in", records)
+    con.register("changed_in", pa.table({"unique_id": pa.array(changed, pa.string())}))
+    con.execute("CREATE TABLE changed_ids AS SELECT DISTINCT unique_id FROM changed_in")
+    con.execute(
+        "CREATE TABLE changed AS SELECT r.* FROM records_in AS r SEMI JOIN changed_ids USING "
+        "(unique_id)"
+    )
+    con.execute(
+        "CREATE TABLE unchanged AS SELECT r.* FROM records_in AS r ANTI JOIN changed_ids USING "
+        "(unique_id)"
+    )
+    db_api = link_model.db_api_for(con)
+    linker = link_model.linker_for(records, model_json, db_api)
+    term_frequencies = {
+        column: linker.table_management.compute_tf_table(column).as_pyarrow_table()
+        for column in link_model.term_frequency_columns(model_json)
+    }
+    left, right = db_api.register("changed"), db_api.register("unchanged")
+    between = linker.inference.predict_between(
+        left, right, threshold_match_probability=thresholds.review, warning_mode="never"
+    )
+    within = linker.inference.predict_within(
+        left, threshold_match_probability=thresholds.review, warning_mode="never"
+    )
+    matched_sql = f"""
+        SELECT unique_id_l AS a, unique_id_r AS b FROM {between.physical_name}
+        UNION ALL SELECT unique_id_l, unique_id_r FROM {within.physical_name}
+        UNION ALL SELECT l.unique_id, r.unique_id FROM changed AS l JOIN records_in AS r
+            ON l.given_name = r.given_name AND l.family_name = r.family_name
+            AND l.birth_date = r.birth_date AND l.unique_id <> r.unique_id
+            AND (l.org_id = r.org_id OR (l.consent AND r.consent))
+    """
+    scored = con.execute(
+        f"SELECT (SELECT COUNT(*) FROM {between.physical_name}) "
+        f"+ (SELECT COUNT(*) FROM {within.physical_name})"
+    ).fetchall()[0][0]
+    matched = con.sql(
+        f"""
+        SELECT DISTINCT id AS unique_id FROM (
+            SELECT a AS id FROM ({matched_sql}) UNION ALL SELECT b FROM ({matched_sql})
+        ) ANTI JOIN changed_ids ON changed_ids.unique_id = id
+        ORDER BY unique_id
+        """
+    ).to_arrow_table()["unique_id"]
+    con.close()
+    return Candidates(
+        matched=matched.combine_chunks(), term_frequencies=term_frequencies, scored_pairs=scored
     )

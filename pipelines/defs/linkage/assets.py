@@ -18,7 +18,9 @@ def person_link(context: dg.AssetExecutionContext, hub: HubResource) -> dg.Mater
     """One hub person key per canonical person record; keys are stable across runs.
 
     Deterministic rules, then a Splink model (DuckDB), guards for the hard cases, reviewer
-    decisions, and consent: records without it link only within their own member.
+    decisions, and consent: records without it link only within their own member. Only the
+    people that new, changed or deleted records touch are re-linked, unless a full run is
+    due (the metadata says which, and why).
     """
     from transforms.canonical import remove_members_not_in
     from transforms.linkage import link_people
@@ -39,10 +41,13 @@ def person_link(context: dg.AssetExecutionContext, hub: HubResource) -> dg.Mater
             "cross_member_people": result.cross_member_people,
             "review_queue": result.review_queue,
             "model_version": result.model_version,
-            "model": "trained on this run's records"
-            if result.model_trained
-            else "bundled (too few records to estimate one)",
+            "model": result.model,
             "key_changes": result.key_changes,
+            "mode": result.mode,
+            "why": result.reason,
+            "changed_records": result.changed_records,
+            "deleted_records": result.deleted_records,
+            "relinked_records": result.relinked_records,
             "members_removed": ", ".join(removed) or "none",
         }
     )

@@ -127,8 +127,11 @@ CREATE TABLE IF NOT EXISTS hub.person_link (
     person_key TEXT NOT NULL,
     match_probability DOUBLE PRECISION NOT NULL,
     method TEXT NOT NULL,
+    fingerprint TEXT,
     PRIMARY KEY (org_id, source_id)
 );
+-- Warehouses linked before incremental linking lack the fingerprint (their next run is full).
+ALTER TABLE hub.person_link ADD COLUMN IF NOT EXISTS fingerprint TEXT;
 
 -- Every change to a person key (created, merged into another, split from one, retired), so
 -- a published figure that moves between releases can be explained. Never holds personal data.
@@ -149,8 +152,22 @@ CREATE TABLE IF NOT EXISTS hub.linkage_model (
     model_json TEXT NOT NULL
 );
 
+-- One row per linkage run: full or incremental, why, and how much it re-linked.
+CREATE TABLE IF NOT EXISTS hub.linkage_run (
+    run_at TIMESTAMP NOT NULL,
+    mode TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    model_version TEXT,
+    records INTEGER NOT NULL,
+    changed_records INTEGER NOT NULL,
+    deleted_records INTEGER NOT NULL,
+    relinked_records INTEGER NOT NULL,
+    people INTEGER NOT NULL,
+    seconds DOUBLE PRECISION NOT NULL
+);
+
 -- Pairs the model is unsure about (between the review and accept thresholds), waiting for a
--- person's decision; rebuilt by every linkage run.
+-- person's decision; rebuilt for the people each linkage run re-links.
 CREATE TABLE IF NOT EXISTS hub.link_review (
     org_id_l TEXT NOT NULL,
     source_id_l TEXT NOT NULL,
