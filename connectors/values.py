@@ -312,7 +312,9 @@ def parse_birth_date(
 
 # --- contact details --------------------------------------------------------------------
 
-_EMAIL = re.compile(r"^[^@\s,;<>()\[\]\"']+@[^@\s,;<>()\[\]\"']+\.[A-Za-z]{2,}$")
+# Public: the linker's normaliser (transforms.dedup.normalise) reads e-mails and postcodes
+# with these same patterns, so a value the load accepted is never rejected there.
+EMAIL_PATTERN = re.compile(r"^[^@\s,;<>()\[\]\"']+@[^@\s,;<>()\[\]\"']+\.[A-Za-z]{2,}$")
 
 
 def parse_email(value: Any) -> str | None:
@@ -323,7 +325,7 @@ def parse_email(value: Any) -> str | None:
     text = text.lower()
     if text.startswith("mailto:"):
         text = text[7:]
-    if not _EMAIL.match(text) or ".." in text:
+    if not EMAIL_PATTERN.match(text) or ".." in text:
         raise ValueProblem(
             "invalid_email",
             "not an e-mail address (expected name@domain.tld); the e-mail was left out of "
@@ -370,7 +372,7 @@ def parse_phone(value: Any, region: str = "GB") -> str | None:
     return e164
 
 
-_GB_POSTCODE = re.compile(r"^(?:[A-Z]{1,2}\d[A-Z\d]?|GIR)\d[A-Z]{2}$")
+GB_POSTCODE_PATTERN = re.compile(r"^(?:[A-Z]{1,2}\d[A-Z\d]?|GIR)\d[A-Z]{2}$")
 
 
 def parse_postcode(value: Any, region: str = "GB") -> str | None:
@@ -381,7 +383,7 @@ def parse_postcode(value: Any, region: str = "GB") -> str | None:
     if region.upper() != "GB":
         return " ".join(text.upper().split())
     compact = "".join(text.split()).upper()
-    if not _GB_POSTCODE.match(compact):
+    if not GB_POSTCODE_PATTERN.match(compact):
         raise ValueProblem(
             "invalid_postcode",
             "not a UK postcode (expected e.g. M14 5AB); the postcode was left out of this "

@@ -354,3 +354,27 @@ def test_row_count_and_schema_are_kept() -> None:
 def test_missing_input_column_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="phone"):
         normalise_people(people({}).drop_columns(["phone"]))
+
+
+def test_rows_come_out_in_the_input_order() -> None:
+    # Many record batches, as a warehouse read returns them: DuckDB scans them in parallel,
+    # which on its own would reorder the rows.
+    n = 300_000
+    forms = ("07700 9{:05d}", "+4477009{:05d}", "0044 7700 9{:05d}")
+    table = pa.table(
+        {
+            "org_id": pa.array(["org_a"] * n),
+            "source_id": pa.array([str(i) for i in range(n)]),
+            "given_name": pa.array([f"Name{i % 997}" for i in range(n)]),
+            "family_name": pa.array([None] * n, pa.string()),
+            "birth_date": pa.array([None] * n, pa.date32()),
+            "email": pa.array([None] * n, pa.string()),
+            "phone": pa.array([forms[i % 3].format(i % 100_000) for i in range(n)]),
+            "postcode": pa.array([None] * n, pa.string()),
+            "consent_to_share": pa.array([True] * n),
+        }
+    )
+    table = pa.Table.from_batches(table.to_batches(max_chunksize=10_000))
+    out = normalise_people(table)
+    assert out["source_id"].to_pylist() == table["source_id"].to_pylist()
+    assert out["phone"].to_pylist()[:3] == ["+447700900000", "+447700900001", "+447700900002"]

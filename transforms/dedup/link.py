@@ -226,7 +226,9 @@ def link_records(
     stats["links_refused_for_guards"] = sum(1 for _, why in clusters.refused if why != "consent")
     # A pair already joined through other links needs no review.
     pending = [(a, b, p) for a, b, p in review if clusters.group[a] != clusters.group[b]]
-    ids = records["unique_id"]
+    # Record indexes are positions in the ``records`` table (idx), not in the Arrow input.
+    ids = con.sql("SELECT unique_id FROM records ORDER BY idx").to_arrow_table()["unique_id"]
+    ids = ids.combine_chunks()
     con.close()
     return LinkOutcome(
         links=pa.table(

@@ -26,9 +26,7 @@ from nicknames import NickNamer
 
 # The loader's patterns, imported rather than copied so that linkage and load cannot drift
 # apart. Both are plain regular expressions that RE2 (DuckDB) reads as Python does.
-from connectors.values import _EMAIL as EMAIL_PATTERN
-from connectors.values import _GB_POSTCODE as GB_POSTCODE_PATTERN
-from connectors.values import ValueProblem, parse_phone
+from connectors.values import EMAIL_PATTERN, GB_POSTCODE_PATTERN, ValueProblem, parse_phone
 
 NORMALISED_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("unique_id", pa.string()),  # "org_id|source_id": Splink's record id (null if either is)
@@ -120,10 +118,11 @@ def normalise_people(
 ) -> pa.Table:
     """Return the match fields of every person row (see :data:`NORMALISED_COLUMNS`).
 
-    Every input row comes out, however empty, because the linker must give each canonical
-    record a person key; a field that cannot be read becomes null rather than costing the
-    row. ``phone_regions`` maps org_id to the region a member's numbers are dialled from
-    (an Irish member's ``087 ...``), since a national number means nothing without one.
+    Every input row comes out, in the input's order (callers may line columns up by
+    position), however empty, because the linker must give each canonical record a person
+    key; a field that cannot be read becomes null rather than costing the row.
+    ``phone_regions`` maps org_id to the region a member's numbers are dialled from (an
+    Irish member's ``087 ...``), since a national number means nothing without one.
     """
     missing = [name for name in INPUT_COLUMNS if name not in people.column_names]
     if missing:
@@ -133,6 +132,10 @@ def normalise_people(
             "org_id": pa.array([str(org) for org in (phone_regions or {})], pa.string()),
             "region": pa.array([r.upper() for r in (phone_regions or {}).values()], pa.string()),
         }
+    )
+    # Joins do not keep row order; the input's position puts every row back in its place.
+    people = people.select(list(INPUT_COLUMNS)).append_column(
+        "hub_row", pa.array(range(people.num_rows), pa.int64())
     )
     with duckdb.connect() as con:
         con.register("people_in", people)
@@ -285,6 +288,7 @@ LEFT JOIN nickname_canonicals AS nk ON nk.name = split_part(clean, ' ', 1)
 _SOURCE_VIEW = r"""
 CREATE TEMP VIEW src AS
 SELECT
+    p.hub_row,
     CAST(p.org_id AS VARCHAR) AS org_id,
     CAST(p.source_id AS VARCHAR) AS source_id,
     coalesce(TRY_CAST(p.consent_to_share AS BOOLEAN), false) AS consent,
@@ -356,4 +360,5 @@ SELECT
     END AS postcode_outward
 FROM src AS s
 LEFT JOIN parsed_phones AS ph ON ph.parsed_region = s.region AND ph.parsed_text = s.phone_raw
+ORDER BY s.hub_row
 """
