@@ -321,6 +321,14 @@ def _link_all(
 ) -> tuple[LinkOutcome, list[KeyChange], pa.Table, int]:
     """Link every record (re-estimating the model when there are enough records)."""
     outcome = link_records(records, decisions=state.decisions, thresholds=thresholds)
+    keys, changes = _keys(outcome, state, known_keys=set(state.previous["person_key"].to_pylist()))
+    return outcome, changes, _link_table(outcome, keys, prints), outcome.links.num_rows
+
+
+def _keys(
+    outcome: LinkOutcome, state: _State, known_keys: set[str]
+) -> tuple[list[str], list[KeyChange]]:
+    """Person keys for the linked records, keeping those they had (``assign_keys``)."""
     previous = dict(
         zip(
             state.previous["unique_id"].to_pylist(),
@@ -328,13 +336,11 @@ def _link_all(
             strict=True,
         )
     )
-    ids = outcome.links["unique_id"].to_pylist()
-    keys, changes = assign_keys(
+    return assign_keys(
         outcome.links["group"].to_pylist(),
-        [previous.get(u) for u in ids],
-        known_keys=set(previous.values()),
+        [previous.get(u) for u in outcome.links["unique_id"].to_pylist()],
+        known_keys=known_keys,
     )
-    return outcome, changes, _link_table(outcome, keys, prints), len(ids)
 
 
 def _link_changes(
@@ -399,24 +405,12 @@ def _link_changes(
         term_frequencies=candidates.term_frequencies if candidates else None,
     )
     outcome.stats["candidate_pairs"] = candidates.scored_pairs if candidates else 0
-    previous = dict(
-        zip(
-            state.previous["unique_id"].to_pylist(),
-            state.previous["person_key"].to_pylist(),
-            strict=True,
-        )
-    )
-    ids = outcome.links["unique_id"].to_pylist()
-    keys, changes = assign_keys(
-        outcome.links["group"].to_pylist(),
-        [previous.get(u) for u in ids],
-        known_keys=set(touched.to_pylist()),
-    )
+    keys, changes = _keys(outcome, state, known_keys=set(touched.to_pylist()))
     clock.lap("relink")
     replaced = pa.concat_arrays(
         [outcome.links["unique_id"].combine_chunks(), deleted["unique_id"].combine_chunks()]
     )
-    return outcome, changes, _link_table(outcome, keys, prints), len(ids), replaced
+    return outcome, changes, _link_table(outcome, keys, prints), outcome.links.num_rows, replaced
 
 
 def _link_table(outcome: LinkOutcome, keys: list[str], prints: pa.Table) -> pa.Table:

@@ -4,13 +4,13 @@
     .venv/bin/python -m benchmarks.linkage.incremental --data /tmp/lb1m --new 10000
 
 Builds a DuckDB warehouse whose canonical.person holds the generated records minus ``--new``
-of them (a seeded random choice), links it in full with ``link_people``, then adds the held
-back records and links again (incremental: only they and the people they touch are
-re-linked), then flags ``--delete`` records deleted and links again. Each stage runs in its
-own child process, so its time and peak memory (``VmHWM``) are its own and include reading
-and writing the warehouse. The network after the additions is scored against the generator's
-truth (``score.py``); ``--compare-full`` also links that same state in full, for the
-difference incremental linking makes to quality.
+of them (a seeded random choice; phones in E.164, as the loaders store them), links it in
+full with ``link_people``, then adds the held back records and links again (incremental:
+only they and the people they touch are re-linked), then flags ``--delete`` records deleted
+and links again. Each stage runs in its own child process, so its time and peak memory
+(``VmHWM``) are its own and include reading and writing the warehouse. The network after
+the additions is scored against the generator's truth (``score.py``); ``--compare-full``
+also links that same state in full, for the difference incremental linking makes to quality.
 """
 
 from __future__ import annotations
@@ -35,8 +35,18 @@ STAGES = ("load_base", "link", "add_new", "delete", "score")
 
 
 def _canonical(records: pa.Table) -> pa.Table:
-    """Generated records in canonical.person's shape."""
+    """Generated records in canonical.person's shape.
+
+    Phones as the loaders store them: E.164 (``connectors.values.parse_phone`` with the
+    member's region, on load), here through the linker's own normaliser, which follows the
+    same rules; unreadable numbers become null, as a load would leave them.
+    """
+    from transforms.dedup.normalise import normalise_people
+
     n = records.num_rows
+    if n:
+        phones = normalise_people(records)["phone"]
+        records = records.set_column(records.schema.get_field_index("phone"), "phone", phones)
     return (
         records.append_column("source_system", pa.array(["benchmark"] * n))
         .append_column(

@@ -17,21 +17,12 @@ import pytest
 from benchmarks.linkage.generate import generate
 from transforms.canonical import ensure_schema
 from transforms.dedup.link import Thresholds
+from transforms.dedup.normalise import INPUT_COLUMNS
 from transforms.linkage import link_people
 from transforms.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
 Person = tuple[str, str, str, str, date | None, str | None, str | None, str | None, bool]
-COLUMNS = (
-    "org_id",
-    "source_id",
-    "given_name",
-    "family_name",
-    "birth_date",
-    "email",
-    "phone",
-    "postcode",
-    "consent_to_share",
-)
+COLUMNS = INPUT_COLUMNS
 
 BASE: list[Person] = [
     ("a", "1", "Robert", "Ashdown", date(1984, 3, 7), "rob@example.org", None, "M14 5AB", True),

@@ -86,13 +86,18 @@ def settings(probability_two_random_records_match: float = 1e-4) -> Any:
         comparison_levels=[
             cll.NullLevel("birth_date"),
             cll.ExactMatchLevel("birth_date"),
+            # Custom SQL is written in DuckDB's dialect and said so, so that Splink
+            # translates it (sqlglot) for another backend: CAST(... AS VARCHAR) is STRING on
+            # Spark. levenshtein exists in both: one mistyped digit.
             cll.CustomLevel(
-                "birth_date_l = birth_date_swapped_r", label_for_charts="day and month swapped"
+                "birth_date_l = birth_date_swapped_r",
+                label_for_charts="day and month swapped",
+                base_dialect_str="duckdb",
             ),
-            # levenshtein exists in DuckDB and Spark SQL alike: one mistyped digit.
             cll.CustomLevel(
                 "levenshtein(CAST(birth_date_l AS VARCHAR), CAST(birth_date_r AS VARCHAR)) <= 1",
                 label_for_charts="one digit apart",
+                base_dialect_str="duckdb",
             ),
             cll.AbsoluteDateDifferenceLevel(
                 "birth_date", threshold=1, metric="year", input_is_string=False
@@ -210,6 +215,47 @@ def term_frequency_columns(model_json: dict[str, Any]) -> list[str]:
         if level.get("tf_adjustment_column")
     }
     return sorted(columns)
+
+
+PARAMETERS = ("m_probability", "u_probability")
+
+
+def model_for_dialect(model_json: dict[str, Any], dialect: str) -> dict[str, Any]:
+    """A saved model's estimated parameters on the code's comparisons, in another SQL dialect.
+
+    A model saved by a DuckDB run holds DuckDB SQL (double-quoted identifiers,
+    ``jaro_winkler_similarity``) that Splink does not translate when the model is loaded on
+    Spark, where ``"a" = "b"`` compares two string literals. So the comparisons are built
+    afresh for ``dialect`` from :func:`settings` (Splink's dialect-aware creators) and the
+    saved λ, m and u copied onto them level by level; a model whose levels do not line up
+    with the code's (saved before the comparisons changed) is refused, not half applied.
+    """
+    fresh = settings(model_json["probability_two_random_records_match"]).create_settings_dict(
+        dialect
+    )
+    saved = model_json["comparisons"]
+    if [c["output_column_name"] for c in saved] != [
+        c["output_column_name"] for c in fresh["comparisons"]
+    ]:
+        raise ValueError(
+            "the saved linkage model compares other fields than this code does; "
+            "link in full once to estimate a new one"
+        )
+    for old, new in zip(saved, fresh["comparisons"], strict=True):
+        labels_old = [level.get("label_for_charts") for level in old["comparison_levels"]]
+        labels_new = [level.get("label_for_charts") for level in new["comparison_levels"]]
+        if labels_old != labels_new:
+            raise ValueError(
+                f"the saved linkage model's levels for {new['output_column_name']} "
+                f"({labels_old}) are not this code's ({labels_new}); link in full once"
+            )
+        for level_old, level_new in zip(
+            old["comparison_levels"], new["comparison_levels"], strict=True
+        ):
+            for name in PARAMETERS:
+                if name in level_old:
+                    level_new[name] = level_old[name]
+    return fresh
 
 
 def db_api_for(connection: Any = None) -> Any:

@@ -45,7 +45,7 @@ from typing import NamedTuple
 import duckdb
 import pyarrow as pa
 
-from transforms.dedup.normalise import normalise_people
+from transforms.dedup.normalise import INPUT_COLUMNS, normalise_people
 from transforms.warehouse import Session, Warehouse
 
 DECISIONS = ("accept", "reject")
@@ -123,15 +123,7 @@ class ReviewPair:
         return next(f.agreement for f in self.fields if f.label == label)
 
 
-PERSON_COLUMNS = (
-    "given_name",
-    "family_name",
-    "birth_date",
-    "email",
-    "phone",
-    "postcode",
-    "consent_to_share",
-)
+PERSON_COLUMNS = INPUT_COLUMNS[2:]  # after org_id and source_id
 
 # Deleted records are left out: linkage no longer places them, so a decision would be moot.
 # A pair decided in either orientation is decided (the linker reads decisions both ways).
