@@ -127,6 +127,9 @@ def link_people(
     changed is re-linked, unless a full run is due (see the module docstring).
     """
     clock = _Laps()
+    # A run is dated by when it read the warehouse: a decision recorded while it ran is
+    # newer than the run, so the next run picks it up.
+    run_at = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     thresholds = thresholds or Thresholds()
     with warehouse.connect() as session:
         ensure_schema(session, warehouse.dialect)
@@ -163,7 +166,7 @@ def link_people(
         replaced = None
         clock.lap("link")
     elif not seeds and deleted.num_rows == 0:
-        return _record_unchanged(warehouse, records.num_rows, state, clock)
+        return _record_unchanged(warehouse, records.num_rows, state, clock, run_at)
     else:
         outcome, changes, link_table, relinked, replaced = _link_changes(
             records, prints, state, seeds, deleted, thresholds, clock
@@ -224,7 +227,7 @@ def link_people(
                 "timings": clock.laps,
             }
         )
-        _log_run(session, now, result)
+        _log_run(session, run_at, result)
     return result
 
 
@@ -515,9 +518,8 @@ def _counts(session: Session, result: LinkResult) -> LinkResult:
 
 
 def _record_unchanged(
-    warehouse: Warehouse, records: int, state: _State, clock: _Laps
+    warehouse: Warehouse, records: int, state: _State, clock: _Laps, run_at: datetime
 ) -> LinkResult:
-    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     with warehouse.connect() as session:
         result = _counts(
             session,
@@ -533,17 +535,17 @@ def _record_unchanged(
                 timings=clock.laps,
             ),
         )
-        _log_run(session, now, result)
+        _log_run(session, run_at, result)
     return result
 
 
-def _log_run(session: Session, now: datetime, result: LinkResult) -> None:
+def _log_run(session: Session, run_at: datetime, result: LinkResult) -> None:
     session.execute(
         "INSERT INTO hub.linkage_run (run_at, mode, reason, model_version, records, "
         "changed_records, deleted_records, relinked_records, people, seconds) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            now,
+            run_at,
             result.mode,
             result.reason,
             result.model_version,
