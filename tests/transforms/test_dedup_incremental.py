@@ -7,7 +7,7 @@ touches the person a full run would, and leaves every other person key exactly a
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -161,7 +161,7 @@ def test_decision_made_after_a_run_is_honoured_by_the_next_incremental_run(
     with warehouse.connect() as session:
         session.execute(
             "INSERT INTO hub.link_decision VALUES ('a', '1', 'b', '7', 'reject', 'tester', ?)",
-            [datetime.now().replace(microsecond=0)],
+            [datetime.now(UTC).replace(tzinfo=None, microsecond=0)],
         )
     result = link_people(warehouse, INCREMENTAL)
     assert result.mode == "incremental" and result.changed_records == 2
