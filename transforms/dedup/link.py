@@ -96,13 +96,17 @@ def _pairs_sql(predictions: str, records: str, decisions: str) -> str:
     """
 
 
-DETERMINISTIC_SQL = """
+# The deterministic rule, one place for full and incremental runs: same given name, family
+# name and birth date (all present), consent honoured as in every blocking rule.
+DETERMINISTIC_MATCH = (
+    "l.given_name = r.given_name AND l.family_name = r.family_name "
+    f"AND l.birth_date = r.birth_date AND {link_model.CONSENT_RULE}"
+)
+
+DETERMINISTIC_SQL = f"""
 SELECT l.idx AS left_idx, r.idx AS right_idx
-FROM {records} AS l
-JOIN {records} AS r
-    ON l.given_name = r.given_name AND l.family_name = r.family_name
-    AND l.birth_date = r.birth_date AND l.idx < r.idx
-    AND (l.org_id = r.org_id OR (l.consent AND r.consent))
+FROM {{records}} AS l
+JOIN {{records}} AS r ON {DETERMINISTIC_MATCH} AND l.idx < r.idx
 """
 
 
@@ -309,9 +313,7 @@ def find_candidates(
         SELECT unique_id_l AS a, unique_id_r AS b FROM {between.physical_name}
         UNION ALL SELECT unique_id_l, unique_id_r FROM {within.physical_name}
         UNION ALL SELECT l.unique_id, r.unique_id FROM changed AS l JOIN records_in AS r
-            ON l.given_name = r.given_name AND l.family_name = r.family_name
-            AND l.birth_date = r.birth_date AND l.unique_id <> r.unique_id
-            AND (l.org_id = r.org_id OR (l.consent AND r.consent))
+            ON {DETERMINISTIC_MATCH} AND l.unique_id <> r.unique_id
     """
     scored = con.execute(
         f"SELECT (SELECT COUNT(*) FROM {between.physical_name}) "
