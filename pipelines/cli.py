@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -258,17 +260,151 @@ def _instance(home: Path) -> dg.DagsterInstance:
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="also print Dagster's own step log")]
 
 
+Wait = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        help="if another hub run is using this home, wait up to SECONDS for it (default: "
+        "refuse at once)",
+    ),
+]
+EXIT_HOME_BUSY = 4
+# After Ctrl-C or SIGTERM, the stage under way gets this long to end before the process
+# stops anyway; what it leaves is recovered by the next run.
+STOP_GRACE_SECONDS = 5.0
+
+
 @app.command()
 def run(
     org: Annotated[list[str] | None, typer.Option(help="only these members (repeatable)")] = None,
     verbose: Verbose = False,
+    wait: Wait = 0,
 ) -> None:
-    """Load every member (or those named), then link people and publish a release."""
+    """Load every member (or those named), then link people and publish a release.
+
+    A member whose load or mapping fails is held back: the release counts its
+    last good data and says so. Nothing is published until a member has data.
+
+    Exit codes:
+      0  every member current, and a release written
+      1  a release written, but a member is held back (its last good data is in
+         it) or a step failed; the summary names them
+      2  usage error (such as an unknown member)
+      3  no release written (publishing failed, or nothing to publish)
+      4  another hub run holds this home
+
+    One run at a time per hub home: a second one refuses (exit 4), or waits with --wait.
+    A run whose process died earlier is found, marked failed and its slots freed first.
+    Ctrl-C or SIGTERM stops it within seconds; the next run carries on from there.
+    """
+    from pipelines.lib.home_lock import HomeBusyError, hold_home
+
     settings = _settings()
-    _run(settings, org, verbose)
+    try:
+        with hold_home(settings.home, wait_seconds=wait, command="hub run"):
+            _run(settings, org, verbose)
+    except HomeBusyError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(EXIT_HOME_BUSY) from err
+
+
+def _recover(instance: dg.DagsterInstance, settings: HubSettings) -> None:
+    """Clean up after a run that died: its Dagster runs, pool slots and staging folders.
+
+    Called with the home held, so nothing found here belongs to a live ``hub run``.
+    """
+    from pipelines.lib.run_health import recover_dead_runs
+    from transforms.release import remove_stale_staging
+
+    for recovered in recover_dead_runs(instance):
+        console.print(f"[yellow]recovered: {recovered.describe()}[/]")
+    for folder in remove_stale_staging(settings.releases_dir):
+        console.print(f"[yellow]recovered: removed the half-written release {folder.name}[/]")
+
+
+def _supervised(
+    work: Callable[[threading.Event], list[StageResult]], instance: dg.DagsterInstance
+) -> list[StageResult]:
+    """Run ``work`` in a thread while this (main) thread answers Ctrl-C and SIGTERM.
+
+    Dagster's in-process executor defers interrupts, and can wait for a pool slot without
+    ever looking at them; so signals are handled here. The first signal lets the stage under
+    way end (for up to STOP_GRACE_SECONDS) and starts no other; then, or at a second signal,
+    this process marks its own runs failed, frees their slots and exits. Nothing is left
+    that the next run trusts: warehouse writes are transactions, releases are renamed into
+    place only when complete, and dlt finishes an interrupted load package on its next run.
+    """
+    import signal
+    import time
+
+    stop = threading.Event()
+    received: list[int] = []
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["results"] = work(stop)
+        except BaseException as err:  # re-raised in the main thread
+            outcome["error"] = err
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    worker = threading.Thread(target=target, name="hub-run", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive() and not stop.is_set():
+            worker.join(0.2)
+        if stop.is_set():
+            name = signal.Signals(received[0]).name if received else "a signal"
+            console.print(f"[yellow]{name}: stopping; no further stage will start[/]")
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            while worker.is_alive() and time.monotonic() < deadline and len(received) < 2:
+                worker.join(0.2)
+            code = 128 + (received[0] if received else signal.SIGTERM)
+            if worker.is_alive():
+                _abandon_own_runs(instance, name)
+                console.print(
+                    "[yellow]stopped during a stage; `hub run` again carries on from there[/]"
+                )
+                console.file.flush()
+                os._exit(code)
+            console.print("[yellow]stopped between stages; `hub run` again carries on[/]")
+            raise typer.Exit(code)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["results"]
+
+
+def _abandon_own_runs(instance: dg.DagsterInstance, why: str) -> None:
+    """Mark this process's unfinished runs failed and free their slots before exiting."""
+    import dagster as dg
+
+    from pipelines.lib.run_health import PID_TAG
+
+    records = instance.get_run_records(
+        dg.RunsFilter(
+            tags={PID_TAG: str(os.getpid())},
+            statuses=[
+                dg.DagsterRunStatus.NOT_STARTED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+            ],
+        )
+    )
+    for record in records:
+        instance.report_run_failed(record.dagster_run, f"hub run was stopped by {why}")
+        instance.event_log_storage.free_concurrency_slots_for_run(record.dagster_run.run_id)
 
 
 def _run(settings: HubSettings, orgs: list[str] | None, verbose: bool = False) -> None:
+    """Refresh the members (the caller holds the home)."""
     from pipelines.lib.members import registry
     from pipelines.lib.runner import refresh
 
@@ -295,6 +431,7 @@ def _run(settings: HubSettings, orgs: list[str] | None, verbose: bool = False) -
         raise typer.Exit(2)
     home = Path(os.environ.get("DAGSTER_HOME") or settings.home / "dagster")
     instance = _instance(home)
+    _recover(instance, settings)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -312,17 +449,24 @@ def _run(settings: HubSettings, orgs: list[str] | None, verbose: bool = False) -
             )
             progress.advance(task)
 
-        results = refresh(
-            settings,
-            wanted,
+        results = _supervised(
+            lambda stop: refresh(
+                settings,
+                wanted,
+                instance,
+                on_stage=started,
+                on_done=done,
+                log_level="DEBUG" if verbose else "CRITICAL",
+                stop=stop,
+            ),
             instance,
-            on_stage=started,
-            on_done=done,
-            log_level="DEBUG" if verbose else "CRITICAL",
         )
     _print_results(results, settings)
-    if not all(r.success for r in results):
-        raise typer.Exit(1)
+    from pipelines.lib.summary import exit_code
+
+    code = exit_code(results, settings)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -331,11 +475,46 @@ def demo(
         ".hub/demo"
     ),
     verbose: Verbose = False,
+    wait: Wait = 0,
 ) -> None:
     """Run the hub end to end on the bundled sample members, from a clean slate."""
+    from pipelines.lib.home_lock import HomeBusyError, hold_home
+
     home = home.resolve()
-    if home.exists():
-        shutil.rmtree(home)
+    try:
+        with hold_home(home, wait_seconds=wait, command="hub demo"):
+            _clear_demo_home(home)
+            _demo(home, verbose)
+    except HomeBusyError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(EXIT_HOME_BUSY) from err
+
+
+# What a hub home holds; a folder with none of these is not one, and the demo will not empty it.
+HOME_ENTRIES = {"warehouse.duckdb", "warehouse.duckdb.wal", "dagster", "dlt", "releases"}
+
+
+def _clear_demo_home(home: Path) -> None:
+    """Empty the demo's home (keeping the lock we hold), refusing a folder that is not one."""
+    from pipelines.lib.home_lock import LOCK_NAME, OWNER_NAME
+
+    entries = [p for p in home.iterdir() if p.name not in (LOCK_NAME, OWNER_NAME)]
+    if entries and not any(p.name in HOME_ENTRIES for p in entries):
+        console.print(
+            f"[red]{home} is not empty and does not look like a hub home (no warehouse, "
+            "releases, dagster or dlt folder): refusing to delete it. Pass --home with a new "
+            "or empty folder.[/]"
+        )
+        raise typer.Exit(2)
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _demo(home: Path, verbose: bool) -> None:
+    """The demo proper: its members, their local CRM sandboxes, one run (home held)."""
     os.environ["HUB_HOME"] = str(home)
     os.environ.setdefault("HUB_MEMBERS_DIR", str(REPO_ROOT / "members"))
     for var in ("HUB_WAREHOUSE", "HUB_DLT_DIR", "HUB_RELEASES_DIR"):

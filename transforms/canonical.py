@@ -303,12 +303,18 @@ def remove_members_not_in(warehouse: Warehouse, org_ids: Iterable[str]) -> list[
     removed: list[str] = []
     with warehouse.connect() as session:
         ensure_schema(session, warehouse.dialect)
-        present = {r[0] for r in session.fetchall("SELECT org_id FROM hub.member")}
+        present = {
+            r[0]
+            for r in session.fetchall(
+                "SELECT org_id FROM hub.member UNION SELECT org_id FROM hub.member_status"
+            )
+        }
         for org_id in sorted(present - keep):
             for table in [
                 *(f"canonical.{t}" for t in CANONICAL_TABLES),
                 "quarantine.rejected_rows",
                 "hub.label_map",
+                "hub.member_status",
                 "hub.member",
             ]:
                 session.execute(f"DELETE FROM {table} WHERE org_id = ?", [org_id])

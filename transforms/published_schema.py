@@ -35,6 +35,8 @@ NO_PERSONAL_DATA = (
 _PERIOD_PATTERN = r"[0-9]{4}-Q[1-4]"
 # A UK postcode outward code (district), never a full postcode; or the two reserved values.
 _AREA_PATTERN = r"([A-Za-z]{1,2}[0-9][A-Za-z0-9]?|unknown|all)"
+# The only reasons a release gives for holding a member back (never error text).
+HELD_BACK_REASON_PATTERN = r"its last (load|mapping) failed on [0-9]{4}-[0-9]{2}-[0-9]{2}"
 
 
 class SchemaError(ValueError):
@@ -302,8 +304,11 @@ ORGANISATION_SUMMARY = PublishedTable(
     title="Member organisations and their data",
     description=(
         "Each member organisation, how many records it contributed and how many were set "
-        "aside (quarantined) because they failed validation, and when its data was last "
-        "refreshed. It holds no counts of people, so it is not disclosure-controlled. "
+        "aside (quarantined) because they failed validation, when its data was last "
+        "refreshed, and whether its data is current or held back: when a member's latest "
+        "load or mapping failed, its last good data is still counted in every table of the "
+        "release and status says held_back, with when that data was loaded and why it was "
+        "held back. It holds no counts of people, so it is not disclosure-controlled. "
         + NO_PERSONAL_DATA
     ),
     primary_key=("org_id",),
@@ -330,6 +335,28 @@ ORGANISATION_SUMMARY = PublishedTable(
             "last_refreshed",
             "datetime",
             "When the member's data was last loaded, in UTC (ISO 8601).",
+        ),
+        PublishedField(
+            "status",
+            "string",
+            "current: the member's latest data was loaded and is counted. held_back: its "
+            "latest load or mapping failed, so the release counts its last good data (loaded "
+            "at last_good_load) instead.",
+            {"required": True, "enum": ["current", "held_back"]},
+        ),
+        PublishedField(
+            "last_good_load",
+            "datetime",
+            "When the member's data counted in this release was loaded and mapped, in UTC "
+            "(ISO 8601); for a held-back member, how old its figures are.",
+        ),
+        PublishedField(
+            "held_back_reason",
+            "string",
+            "Why the member is held back: 'its last load failed on YYYY-MM-DD' (its data "
+            "could not be read) or 'its last mapping failed on YYYY-MM-DD' (it was read but "
+            "could not be mapped onto the shared model). Empty when status is current.",
+            {"pattern": HELD_BACK_REASON_PATTERN},
         ),
     ),
     disclosure_controlled=False,

@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,7 @@ def _datapackage(
     created: str,
     schemas: list[PublishedTable],
     threshold: int,
+    held_back: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     resources = []
     for schema in schemas:
@@ -170,8 +172,41 @@ def _datapackage(
         "description": _package_description(threshold),
         "licenses": [LICENSE],
         "keywords": ["charity", "outcomes", "open data", "disclosure control"],
+        # A custom property: members whose latest data could not be taken, so this release
+        # counts their last good data (empty when every member is current).
+        "heldBackMembers": held_back or [],
         "resources": resources,
     }
+
+
+def _held_back(tables: list[tuple[PublishedTable, pa.Table]]) -> list[dict[str, Any]]:
+    """Held-back members as organisation_summary states them (its fixed-phrase reason only)."""
+    for schema, table in tables:
+        if schema.name != "organisation_summary":
+            continue
+        return [
+            {
+                "org_id": row["org_id"],
+                "name": row["name"],
+                "last_good_load": _csv_cell(row["last_good_load"]) or None,
+                "reason": row["held_back_reason"],
+            }
+            for row in table.to_pylist()
+            if row["status"] == "held_back"
+        ]
+    return []
+
+
+def _check_has_data(tables: list[tuple[PublishedTable, pa.Table]]) -> None:
+    """Refuse a release in which no member contributed a record (it would say nothing)."""
+    for schema, table in tables:
+        if schema.name == "organisation_summary" and not any(
+            (n or 0) > 0 for n in table.column("records_loaded").to_pylist()
+        ):
+            raise ReleaseError(
+                "nothing to publish: no member has loaded data yet (organisation_summary "
+                "has no records loaded)"
+            )
 
 
 def _validate(descriptor_path: Path) -> list[str]:
@@ -199,6 +234,7 @@ td.suppressed{background:#fff4d6;color:#7a5a00;font-style:italic;text-align:cent
 td.na{color:#999;text-align:center}
 .scroll{max-height:40rem;overflow:auto;border:1px solid #ddd;display:inline-block;max-width:100%}
 .note{background:#f6f8fa;border-left:4px solid #888;padding:.5rem 1rem}
+.held-back{background:#fff4d6;border-left:4px solid #b07d00;padding:.5rem 1rem}
 code{background:#f3f3f3;padding:0 .2rem}
 """
 
@@ -249,8 +285,23 @@ def _index_html(
     created: str,
     description: str,
     tables: list[tuple[PublishedTable, pa.Table]],
+    held_back: list[dict[str, Any]] | None = None,
 ) -> str:
     e = html.escape
+    held = ""
+    if held_back:
+        items = "".join(
+            f"<li>{e(m['name'])} (<code>{e(m['org_id'])}</code>): {e(m['reason'] or '')}; "
+            f"this release counts its data loaded {e(m['last_good_load'] or 'never')}</li>"
+            for m in held_back
+        )
+        held = (
+            '<div class="held-back" id="held-back"><p><strong>Not every member\'s data is '
+            "current.</strong> The latest data of these members could not be taken, so this "
+            "release counts their last good data (see <code>status</code> in "
+            f'<a href="#organisation_summary">organisation_summary</a>):</p><ul>{items}</ul>'
+            "</div>"
+        )
     toc = "".join(
         f'<li><a href="#{e(s.name)}">{e(s.title)}</a> (<code>{e(s.name)}</code>, '
         f"{t.num_rows} rows)</li>"
@@ -289,7 +340,7 @@ def _index_html(
         f"<h1>{e(title)}</h1>"
         f'<p class="meta">Version <strong>{e(version)}</strong> · created {e(created)} · '
         f"licence {e(LICENSE['title'])} ({e(LICENSE['name'])})</p>"
-        f"<p>{e(description)}</p>"
+        f"{held}<p>{e(description)}</p>"
         f"<h2>Contents</h2><ul>{toc}</ul>"
         '<p>Metadata: <a href="datapackage.json">datapackage.json</a> (Frictionless Data '
         'Package: every field typed and described) · <a href="lineage.json">lineage.json</a> '
@@ -326,6 +377,8 @@ def write_release(
         if schema.disclosure_controlled:
             _check_disclosed(schema, table, disclosure_threshold)
         conformed.append((schema, table))
+    _check_has_data(conformed)
+    held_back = _held_back(conformed)
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -334,13 +387,22 @@ def write_release(
         raise ReleaseExistsError(f"release {version} already exists at {final}; not overwriting")
 
     created = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=root))
+    remove_stale_staging(root)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{version}.pid{os.getpid()}.", suffix=STAGING_SUFFIX, dir=root)
+    )
     try:
         for schema, table in conformed:
             pq.write_table(table, staging / f"{schema.name}.parquet")
             _write_csv(staging / f"{schema.name}.csv", table)
         package = _datapackage(
-            staging, version, title, created, [s for s, _ in conformed], disclosure_threshold
+            staging,
+            version,
+            title,
+            created,
+            [s for s, _ in conformed],
+            disclosure_threshold,
+            held_back,
         )
         descriptor = staging / "datapackage.json"
         descriptor.write_text(
@@ -352,7 +414,7 @@ def write_release(
             encoding="utf-8",
         )
         (staging / "index.html").write_text(
-            _index_html(title, version, created, package["description"], conformed),
+            _index_html(title, version, created, package["description"], conformed, held_back),
             encoding="utf-8",
         )
         problems = _validate(descriptor)
@@ -368,10 +430,45 @@ def write_release(
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
-    pointer = root / ".LATEST.tmp"
+    pointer = root / f".LATEST.{os.getpid()}.tmp"  # per writer: two writers never share it
     pointer.write_text(version + "\n", encoding="utf-8")
     os.replace(pointer, root / "LATEST")
     return final
+
+
+STAGING_SUFFIX = ".partial"
+_STAGING_PID = re.compile(r"\.pid([0-9]+)\.")
+# A staging folder without a writer's pid (older releases) is stale after this long.
+_STAGING_MAX_AGE_SECONDS = 3600
+
+
+def remove_stale_staging(root: Path) -> list[Path]:
+    """Remove half-written release folders whose writer is gone; return what was removed.
+
+    A crash while publishing leaves ``.<version>.pid<N>.<random>.partial``; it was never
+    visible as a release (LATEST never named it), so removing it loses nothing. A folder
+    whose writer is still alive is left alone (another process may be publishing).
+    """
+    from transforms.processes import process_alive
+
+    root = Path(root)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for entry in root.iterdir():
+        if not (entry.name.startswith(".") and entry.name.endswith(STAGING_SUFFIX)):
+            continue
+        if not entry.is_dir() or entry.is_symlink():
+            continue
+        found = _STAGING_PID.search(entry.name)
+        if found:
+            stale = not process_alive(int(found.group(1)), entry.stat().st_mtime)
+        else:
+            stale = time.time() - entry.stat().st_mtime > _STAGING_MAX_AGE_SECONDS
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def latest_release(root: Path) -> Path | None:

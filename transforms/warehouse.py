@@ -7,6 +7,8 @@ a fork of every transform. SQL models are transpiled to ``Warehouse.dialect`` by
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -105,6 +107,37 @@ class DuckDBSession(_InformationSchema):
             self.con.unregister("_hub_incoming")
 
 
+class WarehouseBusyError(RuntimeError):
+    """Another process kept the DuckDB warehouse for longer than the wait allows."""
+
+
+def lock_wait_seconds() -> float:
+    """How long to wait for the warehouse (``HUB_WAREHOUSE_LOCK_SECONDS``, default 15 min)."""
+    value = os.environ.get("HUB_WAREHOUSE_LOCK_SECONDS", "900")
+    try:
+        return max(0.0, float(value))
+    except ValueError as err:
+        raise ValueError(
+            f"HUB_WAREHOUSE_LOCK_SECONDS={value!r} must be a number of seconds"
+        ) from err
+
+
+_LOCKS: dict[str, Any] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> Any:
+    """One lock object per warehouse file and process, so holding it is re-entrant (a raw
+    load holds it around dlt's own connection and may open a session inside)."""
+    from filelock import FileLock
+
+    key = str(path.resolve())
+    with _LOCKS_GUARD:
+        if key not in _LOCKS:
+            _LOCKS[key] = FileLock(f"{key}.lock", preserve_lock_file=True)
+        return _LOCKS[key]
+
+
 class DuckDBWarehouse:
     """An embedded DuckDB file: the hub's default warehouse."""
 
@@ -114,25 +147,54 @@ class DuckDBWarehouse:
         self.path = Path(path)
 
     @contextmanager
-    def connect(self) -> Iterator[DuckDBSession]:
+    def exclusive(self) -> Iterator[None]:
+        """Hold the warehouse against every other process until the block ends.
+
+        DuckDB lets one process open a file for writing at a time and fails the others at
+        once ("Could not set lock on file"); this waits instead, with a clear error after
+        ``HUB_WAREHOUSE_LOCK_SECONDS``. Dagster's ``warehouse`` pool already runs one step at
+        a time within an instance; the lock also covers asset checks, ``hub review``, the run
+        summary and processes on another Dagster instance. The kernel frees it when its
+        process dies, so a crash never leaves it held.
+        """
+        from filelock import Timeout
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = _file_lock(self.path)
+        wait = lock_wait_seconds()
+        try:
+            lock.acquire(timeout=wait)
+        except Timeout as err:
+            raise WarehouseBusyError(
+                f"the warehouse {self.path} was in use by another hub process for over "
+                f"{wait:g} s (a run, a daemon step or `hub review`); try again when it "
+                "finishes, or raise HUB_WAREHOUSE_LOCK_SECONDS"
+            ) from err
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[DuckDBSession]:
         """Open the file for one unit of work, inside a transaction, and close it after.
 
-        Connections are short-lived on purpose: DuckDB lets one process write a file at a
-        time, and dlt opens its own connection while loading.
+        Connections are short-lived on purpose: DuckDB lets one process open a file at a
+        time (readers included), and dlt opens its own connection while loading.
         """
         import duckdb
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path))
-        try:
-            con.execute("BEGIN TRANSACTION")
-            yield DuckDBSession(con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
+        with self.exclusive():
+            con = duckdb.connect(str(self.path), read_only=read_only)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                yield DuckDBSession(con)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.close()
 
     def dlt_destination(self) -> Any:
         """The dlt destination that loads raw data into this same file."""

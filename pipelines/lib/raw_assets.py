@@ -41,7 +41,8 @@ def run_source(
     error becomes a Failure that is never retried, a transient one is left to retry policy."""
     outputs = [f"{dataset}.{name}" for name in source.selected_resources]
     try:
-        with hub.lineage(context, inputs=inputs, outputs=outputs):
+        # dlt opens the DuckDB file itself: hold it against other processes meanwhile.
+        with hub.warehouse().exclusive(), hub.lineage(context, inputs=inputs, outputs=outputs):
             yield from dlt_resource.run(
                 context=context,
                 dlt_source=source,

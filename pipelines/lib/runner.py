@@ -8,6 +8,7 @@ publication once for the network. Runs go to the instance at $DAGSTER_HOME when 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource
 
 from pipelines.lib.hub import HubResource
+from pipelines.lib.run_health import run_tags
 from pipelines.settings import HubSettings
 
 
@@ -27,6 +29,12 @@ class StageResult:
     run_id: str
     error: str | None = None
     metadata: dict[str, dict] = field(default_factory=dict)
+    skipped: bool = False  # not run at all (``error`` says why)
+
+    @property
+    def released(self) -> bool:
+        """Whether this stage wrote a release (the publish stage, when it succeeded)."""
+        return self.success and "published/release" in self.metadata
 
 
 def _error_text(result: dg.ExecuteInProcessResult) -> str:
@@ -89,7 +97,7 @@ def run_stage(
         instance=instance,
         resources=resources_for(settings),
         raise_on_error=False,
-        tags={"hub/stage": name},
+        tags={"hub/stage": name, **run_tags()},
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     return StageResult(
@@ -108,11 +116,20 @@ def refresh(
     on_stage: Callable[[str], None] | None = None,
     on_done: Callable[[StageResult], None] | None = None,
     log_level: str = "CRITICAL",
+    stop: threading.Event | None = None,
 ) -> list[StageResult]:
-    """Load and map each member, then link and publish; one member's failure stops no other."""
+    """Load and map each member, then link and publish; one member's failure stops no other.
+
+    When ``stop`` is set (Ctrl-C, SIGTERM) no further stage starts.
+    """
+    from connectors.members import load_members
     from pipelines.defs.ingest import civicrm, salesforce, spreadsheets
-    from pipelines.lib.members import registry
+    from pipelines.lib.members import sync_member_partitions
     from transforms.canonical import CANONICAL_TABLES
+
+    members = load_members(settings.members_dir)
+    # Member partitions are dynamic: the instance must know each member before it runs.
+    sync_member_partitions(instance, members)
 
     raw_keys = {
         kind: [dg.AssetKey(["raw", t]) for t in module.RAW_TABLES]
@@ -127,7 +144,7 @@ def refresh(
     ]
     stages: list[tuple[str, list[dg.AssetKey], str | None]] = []
     for org in org_ids:
-        kind = registry().members[org].connector.kind
+        kind = members.members[org].connector.kind
         stages.append((f"load {org}", raw_keys[kind], org))
         stages.append((f"map {org}", canonical_keys, org))
     stages.append(("link people", [dg.AssetKey(["hub", "person_link"])], None))
@@ -135,8 +152,17 @@ def refresh(
     results: list[StageResult] = []
     failed_orgs: set[str] = set()
     for name, keys, partition in stages:
+        if stop is not None and stop.is_set():
+            break
         if partition in failed_orgs:
             continue
+        if partition is None and (why := _nothing_to_publish(settings, results)):
+            # Linking and publishing nobody's data would write an empty release.
+            result = StageResult("publish", success=False, run_id="", error=why, skipped=True)
+            results.append(result)
+            if on_done:
+                on_done(result)
+            break
         if on_stage:
             on_stage(name)
         result = run_stage(name, keys, settings, instance, partition, log_level=log_level)
@@ -146,6 +172,27 @@ def refresh(
         if on_done:
             on_done(result)
     return results
+
+
+def _nothing_to_publish(settings: HubSettings, results: Sequence[StageResult]) -> str | None:
+    """Why linking and publishing would be pointless (no member has loaded data), or None."""
+    from transforms.member_status import NOTHING_TO_PUBLISH, members_with_data
+    from transforms.warehouse import DuckDBWarehouse
+
+    if settings.warehouse_path.exists():
+        try:
+            if members_with_data(DuckDBWarehouse(settings.warehouse_path)):
+                return None
+        except Exception:  # let the publish assets decide (and say why)
+            return None
+    failed = [
+        f"{r.name}: {((r.error or '').strip().splitlines() or ['failed'])[0][:300]}"
+        for r in results
+        if not r.success
+    ]
+    if failed:
+        return f"{NOTHING_TO_PUBLISH} (all loads failed: {'; '.join(failed)})"
+    return f"{NOTHING_TO_PUBLISH} (no member's load brought any records)"
 
 
 def _publish_keys() -> list[dg.AssetKey]:

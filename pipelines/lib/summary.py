@@ -12,19 +12,46 @@ from pipelines.settings import HubSettings
 
 MAX_REASONS = 40
 
+# `hub run` exit codes (2: usage error, such as an unknown member; 4: the home is busy).
+EXIT_OK = 0  # every member current, and a release written
+EXIT_HELD_BACK = 1  # a release written, but some member held back (or a step failed)
+EXIT_NO_RELEASE = 3  # no release written: publishing failed, or nothing to publish
+
 
 def _query(settings: HubSettings, sql: str) -> list[tuple]:
     import duckdb
 
+    from transforms.warehouse import DuckDBWarehouse
+
     if not settings.warehouse_path.exists():
         return []
-    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        return con.execute(sql).fetchall()
+        with DuckDBWarehouse(settings.warehouse_path).connect(read_only=True) as session:
+            return session.fetchall(sql)
     except duckdb.CatalogException:
         return []
-    finally:
-        con.close()
+
+
+def held_back(settings: HubSettings) -> list[tuple]:
+    """(org_id, last good load, stage, failed at, reason) of every held-back member."""
+    return _query(
+        settings,
+        "SELECT org_id, last_good_load, stage, failed_at, reason FROM hub.member_status "
+        "WHERE status = 'held_back' ORDER BY org_id",
+    )
+
+
+def exit_code(results: Sequence[StageResult], settings: HubSettings) -> int:
+    """0, 1 or 3: see ``EXIT_*`` (and `hub run --help`)."""
+    if not any(r.released for r in results):
+        return EXIT_NO_RELEASE
+    if held_back(settings) or not all(r.success for r in results):
+        return EXIT_HELD_BACK
+    return EXIT_OK
+
+
+def _when(value: object) -> str:
+    return f"{value:%Y-%m-%d %H:%M} UTC" if value is not None else "never"
 
 
 def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Group:
@@ -56,6 +83,23 @@ def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Gro
                 f"dropped, {skipped} non-data rows skipped"
             )
         )
+    stale = held_back(settings)
+    if stale:
+        parts.append(
+            Text(
+                "Held back — the latest data of these members could not be taken; the release "
+                "counts their last good data and says so:",
+                style="bold yellow",
+            )
+        )
+        for org_id, last_good, stage, failed_at, reason in stale:
+            parts.append(
+                Text(
+                    f"  ! {org_id}: last good load {_when(last_good)}; its {stage} failed "
+                    f"{_when(failed_at)}: {reason}",
+                    style="yellow",
+                )
+            )
     people = _query(settings, "SELECT COUNT(*), COUNT(DISTINCT person_key) FROM hub.person_link")
     cross = _query(
         settings,
@@ -97,7 +141,7 @@ def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Gro
                 Text(f"  … and {len(reasons) - MAX_REASONS} more in quarantine.rejected_rows")
             )
     latest = settings.releases_dir / "LATEST"
-    if latest.exists():
+    if latest.exists() and any(r.released for r in results):
         version = latest.read_text(encoding="utf-8").strip()
         folder = settings.releases_dir / version
         parts.append(
@@ -105,6 +149,15 @@ def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Gro
                 f"Release {version}: {folder}\n  open {folder / 'index.html'} to "
                 "browse it; datapackage.json describes every file.",
                 style="bold",
+            )
+        )
+    else:
+        before = latest.read_text(encoding="utf-8").strip() if latest.exists() else None
+        parts.append(
+            Text(
+                "No release was written by this run"
+                + (f"; the latest is still {before}." if before else "."),
+                style="bold red",
             )
         )
     parts.append(Text(f"Warehouse: {settings.warehouse_path}"))

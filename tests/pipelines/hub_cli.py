@@ -1,6 +1,6 @@
 """Run the `hub` command in a fresh process, as a member or operator would.
 
-A fresh process is needed because member partitions are read when definitions load.
+A fresh process, so each command sees only its own environment (HUB_*, DAGSTER_HOME).
 """
 
 from __future__ import annotations

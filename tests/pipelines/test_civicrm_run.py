@@ -1,7 +1,7 @@
 """A CiviCRM member through `hub run`: its raw data loads over real HTTP, incrementally.
 
-The sandbox runs in this process; `hub run` runs in a fresh one (member partitions are read
-when definitions load) and reaches the sandbox over loopback.
+The sandbox runs in this process; `hub run` runs in a fresh one, as an operator runs
+it, and reaches the sandbox over loopback.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The whole graph, run by the `hub run` command on real CSV files, against a hand count.
 
 The network is tests/transforms/scenario.py's, written as the spreadsheets members send. The
-run happens in a fresh process because member partitions are read when definitions load.
+run happens in a fresh process, as an operator runs it.
 """
 
 from __future__ import annotations

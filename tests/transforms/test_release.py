@@ -29,7 +29,7 @@ from transforms.release import (
 LINEAGE = {"run_id": "run-1", "code_version": "abc123", "tables": {"cross_org_reach": {}}}
 
 
-def _tables() -> dict[str, pa.Table]:
+def _tables(*, beta_held_back: bool = False) -> dict[str, pa.Table]:
     reach = pa.Table.from_pylist(
         [
             {
@@ -84,6 +84,15 @@ def _tables() -> dict[str, pa.Table]:
             "last_refreshed": pa.array(
                 [datetime(2025, 3, 31, 12, 30, tzinfo=UTC), None], pa.timestamp("us", tz="UTC")
             ),
+            "status": ["current", "held_back" if beta_held_back else "current"],
+            "last_good_load": pa.array(
+                [datetime(2025, 3, 31, 12, 30, tzinfo=UTC), datetime(2025, 2, 1, 9, 0)],
+                pa.timestamp("us"),
+            ),
+            "held_back_reason": [
+                None,
+                "its last load failed on 2025-03-31" if beta_held_back else None,
+            ],
         }
     )
     return {
@@ -243,3 +252,57 @@ def test_html_page_is_self_contained_and_shows_the_tables(release: Path) -> None
     assert "Beta &lt;Money&gt; &amp; Advice" in page  # escaped
     assert not re.search(r"(https?:)?//", page.replace("<!DOCTYPE html>", ""))
     assert "<script" not in page and "<link" not in page
+
+
+def test_held_back_members_are_named_in_the_package_and_on_the_page(tmp_path: Path) -> None:
+    folder = write_release(tmp_path, "v1", _tables(beta_held_back=True), LINEAGE)
+    report = frictionless.validate(str(folder / "datapackage.json"))
+    assert report.valid, report.to_summary()
+    package = json.loads((folder / "datapackage.json").read_text(encoding="utf-8"))
+    assert package["heldBackMembers"] == [
+        {
+            "org_id": "beta",
+            "name": "Beta <Money> & Advice",
+            "last_good_load": "2025-02-01T09:00:00Z",
+            "reason": "its last load failed on 2025-03-31",
+        }
+    ]
+    with (folder / "organisation_summary.csv").open(encoding="utf-8", newline="") as fh:
+        rows = {row["org_id"]: row for row in csv.DictReader(fh)}
+    assert rows["beta"]["status"] == "held_back"
+    assert rows["beta"]["last_good_load"] == "2025-02-01T09:00:00Z"
+    assert rows["alpha"]["status"] == "current" and rows["alpha"]["held_back_reason"] == ""
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    note = page[page.index('id="held-back"') : page.index("<h2>Contents</h2>")]
+    assert "Not every member" in note and "Beta &lt;Money&gt; &amp; Advice" in note
+    assert "its last load failed on 2025-03-31" in note and "2025-02-01T09:00:00Z" in note
+    assert "Alpha" not in note
+
+
+def test_no_note_when_every_member_is_current(release: Path) -> None:
+    package = json.loads((release / "datapackage.json").read_text(encoding="utf-8"))
+    assert package["heldBackMembers"] == []
+    assert 'id="held-back"' not in (release / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_reason_other_than_the_fixed_phrases_is_not_published(tmp_path: Path) -> None:
+    tables = _tables(beta_held_back=True)
+    orgs = tables["organisation_summary"]
+    reasons = pa.array([None, "beta: /srv/beta/people.csv not found"])
+    tables["organisation_summary"] = orgs.set_column(
+        orgs.column_names.index("held_back_reason"), "held_back_reason", reasons
+    )
+    with pytest.raises(ReleaseError, match="not a valid data package"):
+        write_release(tmp_path, "v1", tables, LINEAGE)
+    assert not (tmp_path / "v1").exists() and not (tmp_path / "LATEST").exists()
+
+
+def test_a_release_without_any_loaded_record_is_refused(tmp_path: Path) -> None:
+    tables = _tables()
+    orgs = tables["organisation_summary"]
+    tables["organisation_summary"] = orgs.set_column(
+        orgs.column_names.index("records_loaded"), "records_loaded", pa.array([0, 0])
+    )
+    with pytest.raises(ReleaseError, match="nothing to publish"):
+        write_release(tmp_path, "v1", tables, LINEAGE)
+    assert not (tmp_path / "v1").exists() and not (tmp_path / "LATEST").exists()

@@ -9,10 +9,9 @@ from dagster_dlt import DagsterDltResource
 from connectors.errors import MemberConfigError
 from connectors.members import CiviCRMConnector
 from pipelines.lib.hub import HubResource
-from pipelines.lib.members import members_of
+from pipelines.lib.member_status import records_load_failures
+from pipelines.lib.members import MEMBERS, member_to_load
 from pipelines.lib.raw_assets import raw_specs, run_source, selected
-
-CIVICRM_MEMBERS = members_of("civicrm")
 
 RAW_TABLES = {
     "civicrm__contact": "Individuals, with trashed contacts flagged and hard deletes marked.",
@@ -30,20 +29,23 @@ RAW_TABLES = {
 @dg.multi_asset(
     name="civicrm_raw",
     specs=raw_specs(RAW_TABLES, {"dlt", "duckdb"}),
-    partitions_def=CIVICRM_MEMBERS,
+    partitions_def=MEMBERS,
     can_subset=True,
     pool="warehouse",
     # 5xx and timeouts are retried inside the client first; a run that still fails on a
     # transient fault is tried again later. Member-facing errors are never retried.
     retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
 )
+@records_load_failures
 def civicrm_raw(
     context: dg.AssetExecutionContext, hub: HubResource, dlt_resource: DagsterDltResource
 ) -> Iterator[Any]:
     """Load the member's changed CiviCRM records into raw_<org> (incremental, merged on id)."""
     from connectors.civicrm import civicrm_source, raw_pipeline
 
-    member = hub.member(context.partition_key)
+    member = member_to_load(context, hub, "civicrm")
+    if member is None:
+        return
     connector = member.connector
     assert isinstance(connector, CiviCRMConnector)
     try:

@@ -9,10 +9,9 @@ from dagster_dlt import DagsterDltResource
 from connectors.errors import MemberConfigError
 from connectors.members import SalesforceConnector
 from pipelines.lib.hub import HubResource
-from pipelines.lib.members import members_of
+from pipelines.lib.member_status import records_load_failures
+from pipelines.lib.members import MEMBERS, member_to_load
 from pipelines.lib.raw_assets import raw_specs, run_source, selected
-
-SALESFORCE_MEMBERS = members_of("salesforce_npsp")
 
 RAW_TABLES = {
     "npsp__account": "Household and organisation Accounts.",
@@ -30,11 +29,12 @@ RAW_TABLES = {
 @dg.multi_asset(
     name="salesforce_raw",
     specs=raw_specs(RAW_TABLES, {"dlt", "salesforce"}),
-    partitions_def=SALESFORCE_MEMBERS,
+    partitions_def=MEMBERS,
     can_subset=True,
     pool="warehouse",
     retry_policy=dg.RetryPolicy(max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL),
 )
+@records_load_failures
 def salesforce_raw(
     context: dg.AssetExecutionContext, hub: HubResource, dlt_resource: DagsterDltResource
 ) -> Iterator[Any]:
@@ -45,7 +45,9 @@ def salesforce_raw(
     """
     from connectors.salesforce_npsp import SyncReport, npsp_source, raw_pipeline
 
-    member = hub.member(context.partition_key)
+    member = member_to_load(context, hub, "salesforce_npsp")
+    if member is None:
+        return
     connector = member.connector
     assert isinstance(connector, SalesforceConnector)
     try:

@@ -1,18 +1,31 @@
-"""Event-driven loads: a member's spreadsheet changing on disk starts that member's load."""
+"""Event-driven loads, decided from each sensor's cursor.
+
+``member_files`` keeps the member partitions in step with the member files and loads a member
+whose file is added, fixed or edited; ``spreadsheet_changed`` loads a spreadsheet member whose
+data files change. Downstream assets follow by declarative automation.
+"""
 
 import json
 
 import dagster as dg
 
-from connectors.members import SpreadsheetConnector
-from pipelines.defs.ingest.spreadsheets import spreadsheet_raw
+from connectors.members import MemberRegistry, SpreadsheetConnector
+from pipelines.defs.ingest.loads import ALL_RAW, load_request
 from pipelines.lib.hub import HubResource
+from pipelines.lib.members import (
+    MEMBERS,
+    loadable_members,
+    member_file_stamps,
+    partition_changes,
+)
+
+PERSON_LINK = dg.AssetKey(["hub", "person_link"])
 
 
-def _file_stamps(hub: HubResource) -> dict[str, str]:
+def _file_stamps(members: MemberRegistry) -> dict[str, str]:
     """Per spreadsheet member, a stamp of its files' sizes and modification times."""
     stamps: dict[str, str] = {}
-    for org_id, member in hub.registry().members.items():
+    for org_id, member in members.members.items():
         if not isinstance(member.connector, SpreadsheetConnector):
             continue
         parts = []
@@ -28,35 +41,112 @@ def _file_stamps(hub: HubResource) -> dict[str, str]:
 
 
 @dg.sensor(
-    target=spreadsheet_raw,
+    target=ALL_RAW | dg.AssetSelection.assets(PERSON_LINK),
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def member_files(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.SensorResult:
+    """Add a partition for each new member file and load it; drop a deleted member's partition.
+
+    A member is loaded (its connector kind's raw assets) when its file appears, becomes valid
+    again or is edited. A member whose file turns invalid keeps its partition and its last
+    good data. A deleted member's partition goes, and people are re-linked without its rows.
+    The cursor holds each member file's stamp and which members were loadable.
+    """
+    folder = hub.settings().members_dir
+    if not folder.is_dir():  # unmounted or misconfigured: never read as "every member left"
+        return dg.SensorResult(
+            skip_reason=f"members folder {folder} not found (HUB_MEMBERS_DIR): "
+            "member partitions left as they are",
+            cursor=context.cursor,
+        )
+    previous = json.loads(context.cursor) if context.cursor else {}
+    seen_files: dict[str, str] = previous.get("files", {})
+    was_loadable = set(previous.get("loadable", []))
+    members = hub.registry()
+    files = member_file_stamps(folder)
+    loadable = loadable_members(members)
+    added, removed = partition_changes(
+        context.instance.get_dynamic_partitions(MEMBERS.name), members
+    )
+    to_load = [
+        org for org in loadable if org not in was_loadable or seen_files.get(org) != files.get(org)
+    ]
+    requests = [
+        load_request(
+            org, loadable[org], run_key=f"{org}:member-file:{files.get(org)}", trigger="member_file"
+        )
+        for org in to_load
+    ]
+    if removed:
+        # The linkage asset removes members whose file is gone; publication follows.
+        gone = "+".join(f"{org}@{seen_files.get(org, 'unseen')}" for org in removed)
+        requests.append(
+            dg.RunRequest(
+                run_key=f"removed:{gone}",
+                asset_selection=[PERSON_LINK],
+                tags={"hub/trigger": "member_removed"},
+            )
+        )
+    partition_requests: list[
+        dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest
+    ] = []
+    if added:
+        partition_requests.append(MEMBERS.build_add_request(added))
+    if removed:
+        partition_requests.append(MEMBERS.build_delete_request(removed))
+    if members.errors:
+        context.log.warning(
+            f"member file(s) invalid, their partitions and last good data kept: "
+            f"{sorted(members.errors)} (see `hub members`)"
+        )
+    cursor = json.dumps({"files": files, "loadable": sorted(loadable)}, sort_keys=True)
+    if not requests and not partition_requests:
+        return dg.SensorResult(
+            skip_reason=f"no member file added, changed or removed ({len(loadable)} members "
+            f"loadable, {len(members.errors)} invalid)",
+            cursor=cursor,
+        )
+    return dg.SensorResult(
+        run_requests=requests, dynamic_partitions_requests=partition_requests, cursor=cursor
+    )
+
+
+@dg.sensor(
+    target=ALL_RAW,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def spreadsheet_changed(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.SensorResult:
-    """Request a load of each member whose spreadsheet files changed since the last tick.
+    """Request a load of each spreadsheet member whose files changed since the last tick.
 
-    The load itself compares content fingerprints, so a file touched but not changed costs
-    one quick run that loads nothing; downstream assets follow by declarative automation.
+    A member seen for the first time is only watched from then on: its first load is the
+    ``member_files`` sensor's. The load itself compares content fingerprints, so a file touched
+    but not changed costs one quick run that loads nothing.
     """
     known: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    current = _file_stamps(hub)
-    partitions = set(spreadsheet_raw.partitions_def.get_partition_keys())  # type: ignore[union-attr]
-    changed = [org for org, stamp in sorted(current.items()) if known.get(org) != stamp]
-    new = [org for org in changed if org not in partitions]
-    if new:
-        context.log.warning(
-            f"member file(s) added since the code location loaded: {new}; reload the code "
-            "location (Deployment → Reload) so they get partitions"
-        )
+    members = hub.registry()
+    current = _file_stamps(members)
+    partitions = set(context.instance.get_dynamic_partitions(MEMBERS.name))
+    first_seen = [org for org in sorted(current) if org not in known]
+    changed = [org for org in sorted(current) if org in known and known[org] != current[org]]
+    # No partition yet (the member_files sensor adds it): ask again on a later tick.
+    waiting = [org for org in changed if org not in partitions]
+    cursor = {
+        **{org: stamp for org, stamp in known.items() if org in members.errors},
+        **current,
+        **{org: known[org] for org in waiting},
+    }
     requests = [
-        dg.RunRequest(
-            run_key=f"{org}:{current[org]}", partition_key=org, tags={"hub/trigger": "file"}
-        )
+        load_request(org, "spreadsheet", run_key=f"{org}:{current[org]}", trigger="file")
         for org in changed
-        if org in partitions
+        if org not in waiting
     ]
-    if not requests:
-        return dg.SensorResult(
-            skip_reason="no member spreadsheet changed", cursor=json.dumps(current)
-        )
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(current))
+    if requests:
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+    reason = f"no member spreadsheet changed ({len(current)} members watched)"
+    if first_seen:
+        reason += f"; now watching {', '.join(first_seen)} (first loads come from member_files)"
+    if waiting:
+        reason += f"; changed but waiting for a partition: {', '.join(waiting)}"
+    return dg.SensorResult(skip_reason=reason, cursor=json.dumps(cursor, sort_keys=True))

@@ -8,10 +8,9 @@ from dagster_dlt import DagsterDltResource
 
 from connectors.errors import PermanentSourceError
 from pipelines.lib.hub import HubResource
-from pipelines.lib.members import members_of
+from pipelines.lib.member_status import records_load_failures
+from pipelines.lib.members import MEMBERS, member_to_load
 from pipelines.lib.raw_assets import raw_specs, run_source, selected
-
-SPREADSHEET_MEMBERS = members_of("spreadsheet")
 
 RAW_TABLES = {
     "spreadsheet__person": "People as the member's spreadsheet lists them (typed, one row each).",
@@ -25,21 +24,25 @@ RAW_TABLES = {
 @dg.multi_asset(
     name="spreadsheet_raw",
     specs=raw_specs(RAW_TABLES, {"dlt", "duckdb"}),
-    partitions_def=SPREADSHEET_MEMBERS,
+    partitions_def=MEMBERS,
     can_subset=True,
     pool="warehouse",
 )
+@records_load_failures
 def spreadsheet_raw(
     context: dg.AssetExecutionContext, hub: HubResource, dlt_resource: DagsterDltResource
 ) -> Iterator[Any]:
     """Load the member's changed spreadsheets into raw_<org>; unchanged files are skipped."""
     from connectors.spreadsheets import changed_tables, raw_pipeline, spreadsheet_source
 
-    member = hub.member(context.partition_key)
+    member = member_to_load(context, hub, "spreadsheet")
+    if member is None:
+        return
     settings = hub.settings()
     pipeline = raw_pipeline(member, hub.warehouse().dlt_destination(), settings.pipelines_dir)
     try:
-        changed = changed_tables(member, pipeline)
+        with hub.warehouse().exclusive():  # dlt reads its state back from the warehouse
+            changed = changed_tables(member, pipeline)
     except PermanentSourceError as err:
         raise dg.Failure(description=str(err), allow_retries=False) from err
     wanted = selected(context, changed)

@@ -18,8 +18,21 @@ DESCRIPTIONS = {
     "outcomes_summary": "People engaged and achieving outcomes per quarter, district and "
     "outcome; counts below the threshold suppressed.",
     "cross_org_reach": "People served per quarter and district, by how many members served them.",
-    "organisation_summary": "Records each member contributed and had quarantined.",
+    "organisation_summary": "Records each member contributed and had quarantined, and "
+    "whether its data is current or held back (its last good data published).",
 }
+
+
+def _refuse_if_nothing_to_publish(hub: HubResource) -> None:
+    """A release needs a member with loaded data: refuse (never retried) rather than write
+    empty tables and move LATEST to them."""
+    from transforms.member_status import nothing_to_publish
+
+    reason = nothing_to_publish(hub.warehouse())
+    if reason:
+        raise dg.Failure(description=reason, allow_retries=False)
+
+
 INPUTS = [
     dg.AssetKey(["hub", "person_link"]),
     *(
@@ -50,6 +63,7 @@ def published_tables(context: dg.AssetExecutionContext, hub: HubResource):
     from transforms.disclosure import apply_disclosure_control
     from transforms.publish import compute_counts, write_published
 
+    _refuse_if_nothing_to_publish(hub)
     threshold = hub.settings().disclosure_threshold
     warehouse = hub.warehouse()
     inputs = [".".join(key.path) for key in INPUTS]
@@ -117,6 +131,7 @@ def release(context: dg.AssetExecutionContext, hub: HubResource) -> dg.Materiali
     from transforms.lineage import build_lineage
     from transforms.release import write_release
 
+    _refuse_if_nothing_to_publish(hub)
     settings = hub.settings()
     version = datetime.now(UTC).strftime("%Y.%m.%d-%H%M%S")
     inputs = [f"published.{name}" for name in PUBLISHED_TABLES]

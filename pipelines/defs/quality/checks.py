@@ -1,4 +1,9 @@
-"""Quality checks that gate publication (Great Expectations suites, imported lazily)."""
+"""Quality checks that gate publication (Great Expectations suites, imported lazily).
+
+Every check opens the DuckDB warehouse, so every check is in the ``warehouse`` pool like the
+assets: under the daemon's multiprocess executor two checks opening the file at once failed
+with "Could not set lock on file".
+"""
 
 import dagster as dg
 
@@ -7,7 +12,7 @@ from pipelines.lib.hub import HubResource
 PERSON_LINK = dg.AssetKey(["hub", "person_link"])
 
 
-@dg.asset_check(asset=PERSON_LINK, blocking=True)
+@dg.asset_check(asset=PERSON_LINK, blocking=True, pool="warehouse")
 def every_person_has_one_pseudonymous_key(hub: HubResource) -> dg.AssetCheckResult:
     """Each live canonical person record maps to exactly one well-formed person key."""
     from transforms.validation import validate_person_link
@@ -21,7 +26,7 @@ def every_person_has_one_pseudonymous_key(hub: HubResource) -> dg.AssetCheckResu
     )
 
 
-@dg.asset_check(asset=PERSON_LINK, blocking=False)
+@dg.asset_check(asset=PERSON_LINK, blocking=False, pool="warehouse")
 def linked_people_are_well_formed(hub: HubResource) -> dg.AssetCheckResult:
     """The canonical people behind the links have ids, E.164 phones, clean emails/postcodes."""
     from transforms.validation import validate_people
@@ -44,6 +49,7 @@ def _disclosure_check(name: str) -> dg.AssetChecksDefinition:
         asset=dg.AssetKey(["published", name]),
         name=f"{name}_hides_small_counts",
         blocking=True,
+        pool="warehouse",
         description=f"No count in published.{name} below the threshold is visible, and no "
         "hidden cell can be recovered from a total.",
     )

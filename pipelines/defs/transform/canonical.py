@@ -6,7 +6,8 @@ import dagster as dg
 
 from pipelines.lib.automation import downstream_of_any_update
 from pipelines.lib.hub import HubResource
-from pipelines.lib.members import MEMBERS, same_member
+from pipelines.lib.member_status import held_back_on_failure, record_current
+from pipelines.lib.members import MEMBERS
 from transforms import sql
 from transforms.canonical import CANONICAL_TABLES, MODELS_BY_CONNECTOR, build_member
 
@@ -20,16 +21,19 @@ DESCRIPTIONS = {
 
 
 def _raw_deps(target: str) -> list[dg.AssetDep]:
-    """Raw assets a canonical table reads, found by parsing each connector's SQL models."""
+    """Raw assets a canonical table reads, found by parsing each connector's SQL models.
+
+    Raw and canonical assets share the member partitions: partition maps to partition.
+    """
     deps: dict[dg.AssetKey, dg.AssetDep] = {}
-    for kind, models in MODELS_BY_CONNECTOR.items():
+    for models in MODELS_BY_CONNECTOR.values():
         for model in models:
             if model.target != target:
                 continue
             for schema, table in sql.upstream_tables(model.name, model.tables):
                 if schema == "raw" and not table.endswith("_quarantine"):
                     key = dg.AssetKey(["raw", table])
-                    deps[key] = dg.AssetDep(key, partition_mapping=same_member(kind))
+                    deps[key] = dg.AssetDep(key)
     return list(deps.values())
 
 
@@ -62,19 +66,23 @@ def _raw_deps(target: str) -> list[dg.AssetDep]:
 def canonical_model(
     context: dg.AssetExecutionContext, hub: HubResource
 ) -> Iterator[dg.MaterializeResult]:
-    """Map the member's raw rows onto the canonical model; set aside what does not map."""
-    member = hub.member(context.partition_key)
-    models = MODELS_BY_CONNECTOR.get(member.connector.kind, [])
-    inputs = sorted(
-        {
-            f"{member.raw_dataset if schema == 'raw' else schema}.{table}"
-            for model in models
-            for schema, table in sql.upstream_tables(model.name, model.tables)
-        }
-    )
-    outputs = sorted({model.target for model in models})
-    with hub.lineage(context, inputs=inputs, outputs=outputs):
-        build = build_member(hub.warehouse(), member)
+    """Map the member's raw rows onto the canonical model; set aside what does not map.
+
+    On failure the member's last good rows stay and it is recorded as held back."""
+    with held_back_on_failure(context, hub, "mapping"):
+        member = hub.member(context.partition_key)
+        models = MODELS_BY_CONNECTOR.get(member.connector.kind, [])
+        inputs = sorted(
+            {
+                f"{member.raw_dataset if schema == 'raw' else schema}.{table}"
+                for model in models
+                for schema, table in sql.upstream_tables(model.name, model.tables)
+            }
+        )
+        outputs = sorted({model.target for model in models})
+        with hub.lineage(context, inputs=inputs, outputs=outputs):
+            build = build_member(hub.warehouse(), member)
+    record_current(context, hub)
     if build.skipped_models:
         context.log.info(f"{member.org_id}: no raw data yet for {build.skipped_models}")
     for table in CANONICAL_TABLES:

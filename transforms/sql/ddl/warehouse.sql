@@ -121,6 +121,19 @@ CREATE TABLE IF NOT EXISTS hub.member (
     last_refreshed TIMESTAMP
 );
 
+-- Whether each member's data is current or held back (its last load or mapping failed, so
+-- its last good canonical rows stay published), and why. reason is the member-facing error
+-- text, kept inside the hub: releases carry only status, stage and dates.
+CREATE TABLE IF NOT EXISTS hub.member_status (
+    org_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    stage TEXT,
+    reason TEXT,
+    last_good_load TIMESTAMP,
+    failed_at TIMESTAMP,
+    updated_at TIMESTAMP NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS hub.person_link (
     org_id TEXT NOT NULL,
     source_id TEXT NOT NULL,

@@ -1,0 +1,196 @@
+"""A `hub run` killed at any point leaves nothing the next run trusts, and never wedges it.
+
+Real processes throughout: `hub run` is started as a subprocess (through
+tests/pipelines/crash_harness.py, which makes it stop dead at a chosen point), killed with
+SIGKILL, and the next plain `hub run` must finish on its own, saying what it recovered, with
+a warehouse and a release equal to those of a clean run on the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.pipelines.hub_cli import ROOT, hub, hub_env
+from tests.pipelines.test_hub_run import _write_network
+
+pytestmark = pytest.mark.slow
+
+TIMESTAMP_TYPES = ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "DATE")
+
+
+def _start_paused(point: str, env: dict[str, str], marker: Path) -> subprocess.Popen[str]:
+    """`hub run` in a new process that stops at ``point`` (the marker file says it got there)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.pipelines.crash_harness", point, str(marker), "run"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        if process.poll() is not None:
+            out = process.stdout.read() if process.stdout else ""
+            pytest.fail(f"hub run ended (rc {process.returncode}) before reaching {point}:\n{out}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"hub run never reached {point}")
+        time.sleep(0.1)
+    marker.unlink()
+    return process
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    if process.stdout:
+        process.stdout.close()
+
+
+def _rows(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple]:
+    """The table's rows, without load ids and timestamps (they differ between any two runs)."""
+    described = con.execute(f"DESCRIBE {table}").fetchall()
+    keep = [
+        f'"{name}"'
+        for name, kind, *_ in described
+        if name != "_load_id" and not any(kind.startswith(t) for t in TIMESTAMP_TYPES[:2])
+    ]
+    return sorted(
+        con.execute(f"SELECT {', '.join(keep)} FROM {table}").fetchall(),
+        key=lambda row: tuple(str(v) for v in row),
+    )
+
+
+def _snapshot(home: Path) -> dict[str, object]:
+    """What a reader of the warehouse and the latest release sees (keys are random, so people
+    are compared as groups of records)."""
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        tables = [
+            f"{schema}.{name}"
+            for schema, name in con.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_schema IN ('canonical', 'quarantine', 'published') "
+                "ORDER BY 1, 2"
+            ).fetchall()
+        ]
+        snapshot: dict[str, object] = {table: _rows(con, table) for table in tables}
+        groups: dict[str, set[tuple[str, str]]] = {}
+        for org_id, source_id, key in con.execute(
+            "SELECT org_id, source_id, person_key FROM hub.person_link"
+        ).fetchall():
+            groups.setdefault(key, set()).add((org_id, source_id))
+        snapshot["people"] = sorted(sorted(g) for g in groups.values())
+    finally:
+        con.close()
+    releases = home / "releases"
+    latest = releases / (releases / "LATEST").read_text(encoding="utf-8").strip()
+    for name in ("outcomes_summary", "cross_org_reach"):
+        with (latest / f"{name}.csv").open(encoding="utf-8") as fh:
+            snapshot[f"release/{name}.csv"] = list(csv.reader(fh))
+    snapshot["release/files"] = sorted(p.name for p in latest.iterdir())
+    return snapshot
+
+
+def _no_partial_releases(home: Path) -> None:
+    left = [p.name for p in (home / "releases").iterdir() if p.name.endswith(".partial")]
+    assert not left, f"half-written release folders left behind: {left}"
+
+
+def test_sigkill_at_every_stage_then_the_next_run_matches_a_clean_run(tmp_path: Path) -> None:
+    members = _write_network(tmp_path)
+    clean_home = tmp_path / "clean"
+    clean_env = hub_env(tmp_path / "c", members, HUB_HOME=str(clean_home))
+    clean = hub(["run"], clean_env)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    expected = _snapshot(clean_home)
+
+    home = tmp_path / "crashed"
+    env = hub_env(tmp_path / "k", members, HUB_HOME=str(home))
+    marker = tmp_path / "reached"
+    # Each run is killed at the next point; it also has to recover from the kill before it.
+    for point in ("load", "mapping", "linkage", "publish"):
+        _kill(_start_paused(point, env, marker))
+    if (home / "releases").exists():
+        partial = [p for p in (home / "releases").iterdir() if p.name.endswith(".partial")]
+        assert partial, "the kill during publish should have left a staging folder"
+    recovered = hub(["run"], env)
+    out = recovered.stdout + recovered.stderr
+    assert recovered.returncode == 0, out
+    assert "recovered: run" in out and "pool slot" in out, out
+    assert "removed the half-written release" in out, out
+    _no_partial_releases(home)
+    assert _snapshot(home) == expected
+    # Nothing more to recover the time after.
+    again = hub(["run"], env)
+    assert again.returncode == 0 and "recovered" not in again.stdout, again.stdout
+
+
+def test_a_second_run_is_refused_and_sigterm_stops_a_run_within_seconds(tmp_path: Path) -> None:
+    members = _write_network(tmp_path)
+    home = tmp_path / "hub"
+    env = hub_env(tmp_path, members)
+    marker = tmp_path / "reached"
+    first = _start_paused("mapping", env, marker)
+    try:
+        second = hub(["run"], env)
+        assert second.returncode == 4, second.stdout + second.stderr
+        said = " ".join(second.stdout.split())
+        assert f"another hub run (pid {first.pid}, started" in said, said
+        assert str(home) in said.replace(" ", "") or "is using" in said
+        waited = hub(["run", "--wait", "1"], env)
+        assert waited.returncode == 4 and "waited 1 s" in " ".join(waited.stdout.split())
+        started = time.monotonic()
+        first.send_signal(signal.SIGTERM)
+        out, _ = first.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 128 + signal.SIGTERM, out
+    assert took < 15, f"SIGTERM took {took:.1f} s to stop hub run"
+    assert "SIGTERM: stopping" in out, out
+    # The stopped run marked its own runs failed: nothing is left for the next to recover,
+    # and the next run completes on its own.
+    after = hub(["run"], env)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "recovered: run" not in after.stdout, after.stdout
+    _no_partial_releases(home)
+
+
+def test_a_second_ctrl_c_stops_a_run_at_once(tmp_path: Path) -> None:
+    members = _write_network(tmp_path)
+    env = hub_env(tmp_path, members)
+    marker = tmp_path / "reached"
+    first = _start_paused("load", env, marker)
+    try:
+        first.send_signal(signal.SIGINT)
+        first.send_signal(signal.SIGINT)  # a second Ctrl-C: stop now
+        out, _ = first.communicate(timeout=20)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 128 + signal.SIGINT, out
+    after = hub(["run"], env)
+    assert after.returncode == 0, after.stdout + after.stderr
+
+
+def test_demo_refuses_to_empty_a_folder_that_is_not_a_hub_home(tmp_path: Path) -> None:
+    precious = tmp_path / "documents"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("keep me", encoding="utf-8")
+    env = {**os.environ, "COLUMNS": "200"}
+    done = hub(["demo", "--home", str(precious)], env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "does not look like a hub home" in done.stdout
+    assert (precious / "thesis.txt").read_text(encoding="utf-8") == "keep me"
