@@ -1,0 +1,69 @@
+"""Stopping `hub run`: a second run is refused while one holds the home, and Ctrl-C or SIGTERM
+stops a run within seconds, leaving nothing the next run has to recover.
+
+Real processes: `hub run` is started through tests/pipelines/crash_harness.py, which makes it
+stand still inside a stage, and signalled there.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.pipelines.hub_cli import hub, hub_env
+from tests.pipelines.test_crash_recovery import _no_partial_releases, _start_paused
+from tests.pipelines.test_hub_run import _write_network
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_second_run_is_refused_and_sigterm_stops_a_run_within_seconds(tmp_path: Path) -> None:
+    members = _write_network(tmp_path)
+    home = tmp_path / "hub"
+    env = hub_env(tmp_path, members)
+    marker = tmp_path / "reached"
+    first = _start_paused("mapping", env, marker)
+    try:
+        second = hub(["run"], env)
+        assert second.returncode == 4, second.stdout + second.stderr
+        said = " ".join(second.stdout.split())
+        assert f"another hub run (pid {first.pid}, started" in said, said
+        assert str(home) in said.replace(" ", "") or "is using" in said
+        waited = hub(["run", "--wait", "1"], env)
+        assert waited.returncode == 4 and "waited 1 s" in " ".join(waited.stdout.split())
+        started = time.monotonic()
+        first.send_signal(signal.SIGTERM)
+        out, _ = first.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 128 + signal.SIGTERM, out
+    assert took < 15, f"SIGTERM took {took:.1f} s to stop hub run"
+    assert "SIGTERM: stopping" in out, out
+    # The stopped run marked its own runs failed: nothing is left for the next to recover,
+    # and the next run completes on its own.
+    after = hub(["run"], env)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "recovered: run" not in after.stdout, after.stdout
+    _no_partial_releases(home)
+
+
+def test_a_second_ctrl_c_stops_a_run_at_once(tmp_path: Path) -> None:
+    members = _write_network(tmp_path)
+    env = hub_env(tmp_path, members)
+    marker = tmp_path / "reached"
+    first = _start_paused("load", env, marker)
+    try:
+        first.send_signal(signal.SIGINT)
+        first.send_signal(signal.SIGINT)  # a second Ctrl-C: stop now
+        out, _ = first.communicate(timeout=20)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 128 + signal.SIGINT, out
+    after = hub(["run"], env)
+    assert after.returncode == 0, after.stdout + after.stderr
