@@ -3,9 +3,10 @@
 For each point (during a load, a mapping, linkage and publish) a `hub run` on the demo
 members is stopped dead there (tests/pipelines/crash_harness.py) and killed with SIGKILL;
 then a plain `hub run` is timed from its start to its exit, with the moment it printed
-"recovered:" (detection: the dead run failed, its pool slots freed). The baseline, measured in
-the same session, is a plain `hub run` after a clean one (nothing changed: the same work a
-recovery run has when the killed run had got no further).
+"recovered:" (detection: the dead run failed, its pool slots freed). Each killed run is the
+first on a fresh home, so every stage has work to do. The baselines, measured in the same
+session: a clean first run (all the work) and a second run with nothing changed (the least a
+run does).
 
 Run from the repository root: ``.venv/bin/python benchmarks/recovery.py``.
 """
@@ -87,11 +88,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, demo_sandboxes(registry().members):
         root = Path(tmp)
         base_env = _env(root / "baseline")
-        _timed_run(base_env)  # first run: loads everything
-        rows.append(("baseline (second run, nothing changed)", *_timed_run(base_env)))
+        rows.append(("baseline: first run (loads everything)", *_timed_run(base_env)))
+        rows.append(("baseline: second run (nothing changed)", *_timed_run(base_env)))
         for point in POINTS:
             env = _env(root / point)
-            _timed_run(env)  # a clean first run, so the kill hits an incremental run
+            # The first run on a fresh home is killed: every stage has work to do there.
             _kill_at(point, env, root / f"{point}.marker")
             rows.append((f"after SIGKILL during {point}", *_timed_run(env)))
     print(f"{'':42} {'detected (s)':>13} {'next run done (s)':>18}")
