@@ -254,7 +254,14 @@ def _instance(home: Path) -> dg.DagsterInstance:
     from pipelines.lib.instance import prepare_dagster_home
 
     prepare_dagster_home(home)
-    return dg.DagsterInstance.from_config(str(home))
+    instance = dg.DagsterInstance.from_config(str(home))
+    if not instance.run_monitoring_enabled:  # an older copy of dagster.yaml, kept on purpose
+        console.print(
+            f"[yellow]{home / 'dagster.yaml'} has no run_monitoring: under the daemon a run "
+            "killed mid-way would hold its pool slot until a `hub run`. Compare it with the "
+            "repository's dagster.yaml.[/]"
+        )
+    return instance
 
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="also print Dagster's own step log")]
