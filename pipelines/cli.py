@@ -280,6 +280,8 @@ EXIT_HOME_BUSY = 4
 # After Ctrl-C or SIGTERM, the stage under way gets this long to end before the process
 # stops anyway; what it leaves is recovered by the next run.
 STOP_GRACE_SECONDS = 5.0
+# How often a run that waits for a pool slot looks up (and says) which run holds it.
+POOL_WAIT_REPORT_SECONDS = 5.0
 
 
 @app.command()
@@ -345,6 +347,8 @@ def _supervised(
     import signal
     import time
 
+    from pipelines.lib.run_health import pool_waits, recover_dead_runs
+
     stop = threading.Event()
     received: list[int] = []
     outcome: dict[str, Any] = {}
@@ -362,9 +366,21 @@ def _supervised(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     worker = threading.Thread(target=target, name="hub-run", daemon=True)
     worker.start()
+    said: set[str] = set()
+    next_look = time.monotonic() + POOL_WAIT_REPORT_SECONDS
     try:
         while worker.is_alive() and not stop.is_set():
             worker.join(0.2)
+            if time.monotonic() >= next_look:  # say who we wait for, once per holder
+                next_look = time.monotonic() + POOL_WAIT_REPORT_SECONDS
+                waits = pool_waits(instance, os.getpid())
+                for line in waits:
+                    if line not in said:
+                        said.add(line)
+                        console.print(f"[yellow]{line}[/]")
+                if waits:  # a holder that died meanwhile is recovered now, not at next start
+                    for recovered in recover_dead_runs(instance):
+                        console.print(f"[yellow]recovered: {recovered.describe()}[/]")
         if stop.is_set():
             name = signal.Signals(received[0]).name if received else "a signal"
             console.print(f"[yellow]{name}: stopping; no further stage will start[/]")

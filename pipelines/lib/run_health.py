@@ -162,3 +162,34 @@ class HubRunLauncher(dg.DefaultRunLauncher):
         if status == WorkerStatus.FAILED:
             return CheckRunHealthResult(WorkerStatus.FAILED, why)
         return CheckRunHealthResult(WorkerStatus.RUNNING, why)
+
+
+def pool_waits(instance: dg.DagsterInstance, pid: int) -> list[str]:
+    """What this process's runs are waiting for: one line per pool whose slots another run
+    holds while a step of ours waits (so a wait is never silent)."""
+    ours = {
+        record.dagster_run.run_id
+        for record in instance.get_run_records(
+            dg.RunsFilter(tags={PID_TAG: str(pid)}, statuses=IN_PROGRESS_RUN_STATUSES)
+        )
+    }
+    if not ours:
+        return []
+    storage = instance.event_log_storage
+    lines = []
+    for key in sorted(storage.get_concurrency_keys()):
+        info = storage.get_concurrency_info(key)
+        if not any(step.run_id in ours for step in info.pending_steps):
+            continue
+        holders = sorted({c.run_id for c in info.claimed_slots if c.run_id not in ours})
+        described = []
+        for run_id in holders:
+            run = instance.get_run_by_id(run_id)
+            if run is None:
+                continue
+            what = run.tags.get("hub/stage") or run.tags.get("dagster/sensor_name") or run.job_name
+            _, why = worker_status(instance, run)
+            described.append(f"run {run_id[:8]} ({what}; {why})")
+        if described:
+            lines.append(f"waiting for the {key} pool, held by " + ", ".join(described))
+    return lines

@@ -67,3 +67,68 @@ def test_a_second_ctrl_c_stops_a_run_at_once(tmp_path: Path) -> None:
     assert first.returncode == 128 + signal.SIGINT, out
     after = hub(["run"], env)
     assert after.returncode == 0, after.stdout + after.stderr
+
+
+def test_a_run_waiting_for_the_pool_says_who_holds_it_and_goes_on_when_the_holder_dies(
+    tmp_path: Path,
+) -> None:
+    """Another process's run (the daemon's, say) holds the warehouse slot: `hub run` names it
+    instead of waiting in silence, and when that process dies, frees the slot and finishes."""
+    import subprocess
+    import sys
+    import uuid
+
+    import dagster as dg
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    from pipelines.lib.instance import prepare_dagster_home
+    from pipelines.lib.run_health import run_tags
+    from tests.pipelines.hub_cli import ROOT
+
+    members = _write_network(tmp_path)
+    env = hub_env(tmp_path, members)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    instance = dg.DagsterInstance.from_config(str(prepare_dagster_home(tmp_path / "dagster")))
+    waiting: subprocess.Popen[str] | None = None
+    try:
+        run = instance.add_run(
+            DagsterRun(
+                job_name="__ASSET_JOB",
+                run_id=str(uuid.uuid4()),
+                status=dg.DagsterRunStatus.STARTED,
+                tags={**run_tags(), "hub/pid": str(holder.pid), "hub/stage": "someone else"},
+            )
+        )
+        instance.event_log_storage.set_concurrency_slots("warehouse", 1)
+        instance.event_log_storage.claim_concurrency_slot("warehouse", run.run_id, "step")
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "run"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert waiting.stdout is not None
+        seen = []
+        deadline = time.monotonic() + 120
+        for line in waiting.stdout:
+            seen.append(line)
+            if "waiting for the warehouse pool" in line:
+                break
+            assert time.monotonic() < deadline, "".join(seen)
+        said = " ".join("".join(seen[-3:]).split())
+        assert (
+            f"run {run.run_id[:8]} (someone else; its process (pid {holder.pid}) is alive)" in said
+        )
+        holder.kill()
+        holder.wait()
+        rest, _ = waiting.communicate(timeout=240)
+    finally:
+        holder.kill()
+        if waiting is not None and waiting.poll() is None:
+            waiting.kill()
+    out = "".join(seen) + rest
+    assert waiting.returncode == 0, out
+    assert f"recovered: run {run.run_id[:8]} (someone else) had died" in out, out
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
