@@ -93,6 +93,28 @@ def mark_held_back(warehouse: Warehouse, org_id: str, stage: str, reason: str) -
         session.execute(_INSERT, [org_id, HELD_BACK, stage, _short(reason), last_good, now, now])
 
 
+def clear_load_hold(warehouse: Warehouse, org_id: str) -> bool:
+    """A load succeeded with nothing new to bring: a member held back by an earlier *load*
+    failure is current again (its canonical data already is the source's data). A mapping
+    hold stays until a mapping succeeds. Returns whether a hold was cleared.
+
+    Without this, a file that went missing and came back unchanged would leave the member
+    held back under the daemon, where an unchanged load triggers no new mapping.
+    """
+    with warehouse.connect() as session:
+        ensure_schema(session, warehouse.dialect)
+        rows = session.fetchall(
+            "SELECT last_good_load FROM hub.member_status "
+            "WHERE org_id = ? AND status = ? AND stage = 'load'",
+            [org_id, HELD_BACK],
+        )
+        if not rows:
+            return False
+        session.execute("DELETE FROM hub.member_status WHERE org_id = ?", [org_id])
+        session.execute(_INSERT, [org_id, CURRENT, None, None, rows[0][0], None, _now()])
+    return True
+
+
 def member_statuses(warehouse: Warehouse) -> dict[str, MemberStatus]:
     """Every member's status by org_id: recorded ones, and members with data but no record
     (current since their last mapping)."""

@@ -50,6 +50,15 @@ def record_current(context: dg.AssetExecutionContext, hub: HubResource) -> None:
     mark_current(hub.warehouse(), context.partition_key)
 
 
+def lift_load_hold(context: dg.AssetExecutionContext, hub: HubResource) -> None:
+    """The member's source read fine but brought nothing new, so no mapping follows: a hold
+    from an earlier failed load ends here."""
+    from transforms.member_status import clear_load_hold
+
+    if clear_load_hold(hub.warehouse(), context.partition_key):
+        context.log.info(f"{context.partition_key}: its source reads again; no longer held back")
+
+
 def records_load_failures(
     compute: Callable[..., Iterator[Any]],
 ) -> Callable[..., Iterator[Any]]:

@@ -44,6 +44,8 @@ class Daemon:
         self.automation_cursor = None
         self.ran: list[tuple[str | None, frozenset[dg.AssetKey]]] = []
 
+    expect_success = True
+
     def _run(self, keys: set[dg.AssetKey], partition: str | None, tags=None) -> None:
         result = dg.materialize(
             self.graph,
@@ -54,7 +56,9 @@ class Daemon:
             tags=tags,
             raise_on_error=False,
         )
-        assert result.success, f"run of {sorted(k.to_user_string() for k in keys)} failed"
+        assert result.success == self.expect_success, (
+            f"run of {sorted(k.to_user_string() for k in keys)}: success={result.success}"
+        )
         self.ran.append((partition, frozenset(keys)))
 
     def tick(self, sensor: dg.SensorDefinition) -> dg.SensorExecutionData:
@@ -183,3 +187,24 @@ def test_daemon_loads_links_and_publishes_without_a_reload(tmp_path: Path) -> No
         assert [r.partition_key for r in third.run_requests or []] == ["gamma"]
         assert "gamma" in instance.get_dynamic_partitions(MEMBERS.name)
         assert _raw_partitions(daemon, since) == {"gamma"}  # loaded with the same definitions
+
+        # 4. Alpha's people file goes missing: its load fails and alpha is held back, with
+        # its last good data kept. When the file comes back unchanged, the load finds
+        # nothing new (so no mapping follows) and alpha is current again.
+        from transforms.member_status import member_statuses
+        from transforms.warehouse import DuckDBWarehouse
+
+        aside = people.with_suffix(".aside")
+        people.rename(aside)
+        daemon.expect_success = False
+        gone = daemon.tick(spreadsheet_changed)
+        daemon.expect_success = True
+        assert [r.partition_key for r in gone.run_requests or []] == ["alpha"]
+        statuses = member_statuses(DuckDBWarehouse(home / "warehouse.duckdb"))
+        assert statuses["alpha"].status == "held_back" and statuses["alpha"].stage == "load"
+        assert statuses["beta"].status == "current"
+        aside.rename(people)
+        back = daemon.tick(spreadsheet_changed)
+        assert [r.partition_key for r in back.run_requests or []] == ["alpha"]
+        statuses = member_statuses(DuckDBWarehouse(home / "warehouse.duckdb"))
+        assert statuses["alpha"].status == "current"

@@ -13,6 +13,7 @@ import pytest
 from tests.transforms import scenario
 from transforms.canonical import build_member, ensure_schema, remove_members_not_in
 from transforms.member_status import (
+    clear_load_hold,
     mark_current,
     mark_held_back,
     member_statuses,
@@ -116,3 +117,17 @@ def test_a_member_that_leaves_leaves_its_status(warehouse: Warehouse) -> None:
 def test_stage_is_checked(warehouse: Warehouse) -> None:
     with pytest.raises(ValueError, match="stage"):
         mark_held_back(_empty(warehouse), "alpha", "linking", "no")
+
+
+def test_an_unchanged_load_lifts_a_load_hold_but_not_a_mapping_hold(warehouse: Warehouse) -> None:
+    _empty(warehouse)
+    good = datetime(2025, 4, 1, 9, 0)
+    mark_current(warehouse, "alpha", good)
+    mark_held_back(warehouse, "alpha", "load", "its file is missing")
+    assert clear_load_hold(warehouse, "alpha")
+    alpha = member_statuses(warehouse)["alpha"]
+    assert alpha.status == "current" and alpha.last_good_load == good
+    assert not clear_load_hold(warehouse, "alpha")  # nothing to lift
+    mark_held_back(warehouse, "alpha", "mapping", "a column is missing")
+    assert not clear_load_hold(warehouse, "alpha")
+    assert member_statuses(warehouse)["alpha"].status == "held_back"

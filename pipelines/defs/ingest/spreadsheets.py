@@ -8,7 +8,7 @@ from dagster_dlt import DagsterDltResource
 
 from connectors.errors import PermanentSourceError
 from pipelines.lib.hub import HubResource
-from pipelines.lib.member_status import records_load_failures
+from pipelines.lib.member_status import lift_load_hold, records_load_failures
 from pipelines.lib.members import MEMBERS, member_to_load
 from pipelines.lib.raw_assets import raw_specs, run_source, selected
 
@@ -54,6 +54,7 @@ def spreadsheet_raw(
     if unchanged:
         context.log.info(f"{member.org_id}: unchanged since the last load, skipped: {unchanged}")
     if not wanted:
+        lift_load_hold(context, hub)
         return
     files = sorted(
         {
