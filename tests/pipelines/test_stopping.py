@@ -8,12 +8,20 @@ stand still inside a stage, and signalled there.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
+from dagster._core.storage.dagster_run import DagsterRun
 
-from tests.pipelines.hub_cli import hub, hub_env
+from pipelines.lib.instance import prepare_dagster_home
+from pipelines.lib.run_health import run_tags
+from tests.pipelines.hub_cli import ROOT, hub, hub_env
 from tests.pipelines.test_crash_recovery import _no_partial_releases, _start_paused
 from tests.pipelines.test_hub_run import _write_network
 
@@ -69,66 +77,90 @@ def test_a_second_ctrl_c_stops_a_run_at_once(tmp_path: Path) -> None:
     assert after.returncode == 0, after.stdout + after.stderr
 
 
-def test_a_run_waiting_for_the_pool_says_who_holds_it_and_goes_on_when_the_holder_dies(
-    tmp_path: Path,
-) -> None:
-    """Another process's run (the daemon's, say) holds the warehouse slot: `hub run` names it
-    instead of waiting in silence, and when that process dies, frees the slot and finishes."""
-    import subprocess
-    import sys
-    import uuid
+class PoolHolder:
+    """Another live process's run (the daemon's, say) holding the warehouse pool's one slot,
+    and a `hub run` started behind it, read until it says who it waits for."""
 
-    import dagster as dg
-    from dagster._core.storage.dagster_run import DagsterRun
-
-    from pipelines.lib.instance import prepare_dagster_home
-    from pipelines.lib.run_health import run_tags
-    from tests.pipelines.hub_cli import ROOT
-
-    members = _write_network(tmp_path)
-    env = hub_env(tmp_path, members)
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    instance = dg.DagsterInstance.from_config(str(prepare_dagster_home(tmp_path / "dagster")))
-    waiting: subprocess.Popen[str] | None = None
-    try:
-        run = instance.add_run(
+    def __init__(self, tmp_path: Path) -> None:
+        self.holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        home = prepare_dagster_home(tmp_path / "dagster")
+        self.instance = dg.DagsterInstance.from_config(str(home))
+        self.run = self.instance.add_run(
             DagsterRun(
                 job_name="__ASSET_JOB",
                 run_id=str(uuid.uuid4()),
                 status=dg.DagsterRunStatus.STARTED,
-                tags={**run_tags(), "hub/pid": str(holder.pid), "hub/stage": "someone else"},
+                tags={**run_tags(), "hub/pid": str(self.holder.pid), "hub/stage": "someone else"},
             )
         )
-        instance.event_log_storage.set_concurrency_slots("warehouse", 1)
-        instance.event_log_storage.claim_concurrency_slot("warehouse", run.run_id, "step")
-        waiting = subprocess.Popen(
+        storage = self.instance.event_log_storage
+        storage.set_concurrency_slots("warehouse", 1)
+        storage.claim_concurrency_slot("warehouse", self.run.run_id, "step")
+        self.waiting = subprocess.Popen(
             [sys.executable, "-m", "pipelines.cli", "run"],
-            env=env,
+            env=hub_env(tmp_path, _write_network(tmp_path)),
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        assert waiting.stdout is not None
-        seen = []
+        self.seen: list[str] = []
+
+    def wait_until_it_says_who(self) -> str:
+        assert self.waiting.stdout is not None
         deadline = time.monotonic() + 120
-        for line in waiting.stdout:
-            seen.append(line)
+        for line in self.waiting.stdout:
+            self.seen.append(line)
             if "waiting for the warehouse pool" in line:
                 break
-            assert time.monotonic() < deadline, "".join(seen)
-        said = " ".join("".join(seen[-3:]).split())
-        assert (
-            f"run {run.run_id[:8]} (someone else; its process (pid {holder.pid}) is alive)" in said
-        )
-        holder.kill()
-        holder.wait()
-        rest, _ = waiting.communicate(timeout=240)
+            assert time.monotonic() < deadline, "".join(self.seen)
+        return " ".join("".join(self.seen[-3:]).split())
+
+    def close(self) -> None:
+        for process in (self.holder, self.waiting):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def pool_holder(tmp_path: Path) -> Iterator[PoolHolder]:
+    holding = PoolHolder(tmp_path)
+    try:
+        yield holding
     finally:
-        holder.kill()
-        if waiting is not None and waiting.poll() is None:
-            waiting.kill()
-    out = "".join(seen) + rest
-    assert waiting.returncode == 0, out
+        holding.close()
+
+
+def test_a_run_waiting_for_the_pool_says_who_holds_it_and_goes_on_when_the_holder_dies(
+    pool_holder: PoolHolder,
+) -> None:
+    """`hub run` names the run holding the slot instead of waiting in silence, and when that
+    run's process dies, frees the slot and finishes."""
+    run, holder = pool_holder.run, pool_holder.holder
+    said = pool_holder.wait_until_it_says_who()
+    assert f"run {run.run_id[:8]} (someone else; its process (pid {holder.pid}) is alive)" in said
+    holder.kill()
+    holder.wait()
+    rest, _ = pool_holder.waiting.communicate(timeout=240)
+    out = "".join(pool_holder.seen) + rest
+    assert pool_holder.waiting.returncode == 0, out
     assert f"recovered: run {run.run_id[:8]} (someone else) had died" in out, out
-    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert pool_holder.instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_sigterm_stops_a_run_that_waits_for_the_pool(pool_holder: PoolHolder) -> None:
+    """Dagster's in-process executor waits for a slot without looking at signals; `hub run`
+    still stops within seconds, fails its own run and leaves the live holder's alone."""
+    pool_holder.wait_until_it_says_who()
+    started = time.monotonic()
+    pool_holder.waiting.send_signal(signal.SIGTERM)
+    rest, _ = pool_holder.waiting.communicate(timeout=30)
+    took = time.monotonic() - started
+    out = "".join(pool_holder.seen) + rest
+    assert pool_holder.waiting.returncode == 128 + signal.SIGTERM, out
+    assert took < 15, f"SIGTERM took {took:.1f} s"
+    instance = pool_holder.instance
+    assert instance.get_run_by_id(pool_holder.run.run_id).status == dg.DagsterRunStatus.STARTED
+    ours = instance.get_runs(filters=dg.RunsFilter(tags={"hub/pid": str(pool_holder.waiting.pid)}))
+    assert ours and all(r.status == dg.DagsterRunStatus.FAILURE for r in ours)
