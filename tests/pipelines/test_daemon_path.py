@@ -10,6 +10,7 @@ automation requests nothing.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
 from collections import defaultdict
@@ -23,6 +24,8 @@ from dagster_dlt import DagsterDltResource
 
 from pipelines.definitions import defs
 from pipelines.defs.ingest.sensors import member_files, spreadsheet_changed
+from pipelines.defs.publish.assets import PUBLISH_KEYS
+from pipelines.defs.publish.sensors import republish_when_held_back
 from pipelines.lib.hub import HubResource
 from pipelines.lib.instance import prepare_dagster_home
 from pipelines.lib.members import MEMBERS
@@ -43,6 +46,7 @@ class Daemon:
         self.cursors: dict[str, str | None] = {}
         self.automation_cursor = None
         self.ran: list[tuple[str | None, frozenset[dg.AssetKey]]] = []
+        self.results: list[dg.ExecuteInProcessResult] = []
 
     expect_success = True
 
@@ -60,6 +64,7 @@ class Daemon:
             f"run of {sorted(k.to_user_string() for k in keys)}: success={result.success}"
         )
         self.ran.append((partition, frozenset(keys)))
+        self.results.append(result)
 
     def tick(self, sensor: dg.SensorDefinition) -> dg.SensorExecutionData:
         context = dg.build_sensor_context(
@@ -174,6 +179,7 @@ def test_daemon_loads_links_and_publishes_without_a_reload(tmp_path: Path) -> No
         assert {p for p, keys in rounds[0].items() if canonical in keys} == {"alpha"}
         assert _raw_partitions(daemon, since) == {"alpha"}
         assert {p for p, _ in daemon.ran[since:] if p is not None} == {"alpha"}
+        summary_after_change = _published(home)[0]
         second_release = _latest(releases)
         assert second_release != first_release
         assert (releases / second_release / "datapackage.json").exists()
@@ -203,6 +209,25 @@ def test_daemon_loads_links_and_publishes_without_a_reload(tmp_path: Path) -> No
         statuses = member_statuses(DuckDBWarehouse(home / "warehouse.duckdb"))
         assert statuses["alpha"].status == "held_back" and statuses["alpha"].stage == "load"
         assert statuses["beta"].status == "current"
+        # A failed load materialises nothing for automation to follow; the failure sensor
+        # asks for a new release, which names alpha as held back with its last good data.
+        failed = daemon.results[-1]
+        context = dg.build_run_status_sensor_context(
+            sensor_name=republish_when_held_back.name,
+            dagster_event=failed.get_run_failure_event(),
+            dagster_instance=instance,
+            dagster_run=failed.dagster_run,
+            resources=daemon.resources,
+        ).for_run_failure()
+        request = republish_when_held_back(context)
+        assert isinstance(request, dg.RunRequest), request
+        before = _latest(releases)
+        daemon._run(set(PUBLISH_KEYS), None, request.tags)
+        held = _latest(releases)
+        assert held != before
+        package = json.loads((releases / held / "datapackage.json").read_text(encoding="utf-8"))
+        assert [m["org_id"] for m in package["heldBackMembers"]] == ["alpha"]
+        assert _published(home)[0] == summary_after_change  # alpha's last good data, counted
         aside.rename(people)
         back = daemon.tick(spreadsheet_changed)
         assert [r.partition_key for r in back.run_requests or []] == ["alpha"]
