@@ -48,3 +48,24 @@ def postgres_dsn() -> Iterator[str]:
             yield " ".join(f"{k}={v}" for k, v in params.items())
         finally:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(autouse=True)
+def _forget_closed_dagster_instances() -> Iterator[None]:
+    """Leave no closed Dagster instance behind as the current definitions-state store.
+
+    ``with DagsterInstance(...)`` (``dg.instance_for_test()`` too) makes the instance's state
+    storage the current one for definition loading (a context variable), and Dagster 1.13
+    never undoes that on exit: the undo runs only when the garbage collector finalises the
+    instance, at any later moment, and then restores whatever was current before it, often
+    an earlier test's deleted instance. A later test loading the definitions then opens a
+    deleted SQLite file ("unable to open database file"), depending on test order. So: collect
+    now, while the test's instances are unreachable, then clear the variable.
+    """
+    yield
+    import gc
+
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    gc.collect()
+    _current_storage.set(None)
