@@ -306,3 +306,34 @@ def test_a_release_without_any_loaded_record_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ReleaseError, match="nothing to publish"):
         write_release(tmp_path, "v1", tables, LINEAGE)
     assert not (tmp_path / "v1").exists() and not (tmp_path / "LATEST").exists()
+
+
+def test_stale_staging_folders_go_and_a_live_writers_stays(tmp_path: Path) -> None:
+    """A crash while publishing leaves a hidden staging folder: it is removed once its writer
+    is gone, never while the writer (another process publishing) is alive."""
+    import os
+
+    from transforms.release import remove_stale_staging
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = tmp_path / f".2026.01.01-000000.pid{int(done.stdout)}.abc.partial"
+    live = tmp_path / f".2026.01.01-000001.pid{os.getpid()}.def.partial"
+    old_unmarked = tmp_path / ".2025.01.01-000000.xyz.partial"
+    young_unmarked = tmp_path / ".2026.01.01-000002.xyz.partial"
+    release = tmp_path / "2026.01.01-000000"
+    for folder in (dead, live, old_unmarked, young_unmarked, release):
+        folder.mkdir()
+        (folder / "outcomes_summary.csv").write_text("period\n", encoding="utf-8")
+    a_day_ago = datetime.now(UTC).timestamp() - 86400
+    os.utime(old_unmarked, (a_day_ago, a_day_ago))
+
+    removed = remove_stale_staging(tmp_path)
+
+    assert sorted(p.name for p in removed) == sorted([dead.name, old_unmarked.name])
+    assert live.exists() and young_unmarked.exists() and release.exists()
+    assert not dead.exists() and not old_unmarked.exists()
