@@ -147,9 +147,11 @@ class PublishedTable:
                 try:
                     column = column.cast(f.arrow_type)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                    # Arrow's message quotes the value that failed: never repeat it.
                     raise SchemaError(
-                        f"{self.name}.{f.name}: cannot cast {column.type} to {f.arrow_type}: {err}"
-                    ) from err
+                        f"{self.name}.{f.name}: cannot cast {column.type} to {f.arrow_type} "
+                        "(a value does not fit the published type)"
+                    ) from None
             if f.required and column.null_count:
                 raise SchemaError(f"{self.name}.{f.name}: {column.null_count} empty value(s)")
             columns.append(column)

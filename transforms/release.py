@@ -94,11 +94,26 @@ def _check_disclosed(schema: PublishedTable, table: pa.Table, threshold: int) ->
                     f"{schema.name}.{measure}: a value flagged as suppressed is not empty"
                 )
             if value is not None and value < threshold:
-                raise ReleaseError(
-                    f"{schema.name}.{measure}: published value {value} is below the "
-                    f"disclosure threshold {threshold}; apply transforms.disclosure first "
-                    "(or pass the threshold it used)"
+                raise ReleaseError(  # the count itself is what must stay hidden: not shown
+                    f"{schema.name}.{measure}: a published value is below the disclosure "
+                    f"threshold {threshold}; apply transforms.disclosure first (or pass the "
+                    "threshold it used)"
                 )
+
+
+# A spreadsheet opening a CSV treats a cell starting with one of these as a formula (or, for
+# tab and carriage return, shifts it); text published from members' own labels (their
+# names) must never run as one. Such cells get a leading apostrophe in the CSV (the OWASP
+# advice); the Parquet files keep the text as it is.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_text(value: Any) -> str:
+    """A CSV cell, with text that a spreadsheet would run as a formula neutralised."""
+    text = _csv_cell(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_STARTS):
+        return "'" + text
+    return text
 
 
 def _csv_cell(value: Any) -> str:
@@ -119,7 +134,7 @@ def _write_csv(path: Path, table: pa.Table) -> None:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(table.column_names)
         for row in zip(*columns, strict=True):
-            writer.writerow([_csv_cell(v) for v in row])
+            writer.writerow([_csv_text(v) for v in row])
 
 
 def _sha256(path: Path) -> str:
@@ -216,10 +231,25 @@ def _validate(descriptor_path: Path) -> list[str]:
     report = frictionless.validate(str(descriptor_path))
     if report.valid:
         return []
-    problems = [f"package: {e.message}" for e in report.errors]
+    problems = [_problem("package", e) for e in report.errors]
     for task in report.tasks:
-        problems.extend(f"{task.name}: {e.message}" for e in task.errors)
-    return problems or [report.to_summary()]
+        problems.extend(_problem(task.name, e) for e in task.errors)
+    return problems or ["the package does not validate (frictionless found no detail)"]
+
+
+def _problem(where: str, error: Any) -> str:
+    """Where and which rule, never the cell's value: frictionless's own message quotes the
+    cell, and a cell that failed a check may be exactly what must not be shown (a name or an
+    e-mail address in an area column, say)."""
+    parts = [f"{where}: {error.type}"]
+    field = getattr(error, "field_name", None)
+    row = getattr(error, "row_number", None)
+    if field:
+        parts.append(f"field {field!r}")
+    if row:
+        parts.append(f"row {row}")
+    note = getattr(error, "note", "")
+    return ", ".join(parts) + (f" ({note})" if note else "")
 
 
 _CSS = """

@@ -6,6 +6,7 @@ written once and transpiled by sqlglot, so both must give the same figures.
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -140,3 +141,25 @@ def test_counts_match_hand_computation(built: Warehouse) -> None:
     }
     # alpha: 7 people + 1 programme + 7 engagements + 6 outcomes; beta: 6 + 1 + 6 + 5 + 6
     assert orgs == {"alpha": (21, 2), "beta": (24, 1)}
+
+
+def test_only_uk_postcodes_become_areas(built: Warehouse) -> None:
+    """A member's postcode column may hold anything (a foreign postcode, an e-mail, free
+    text): only a UK postcode becomes an area, whatever its case or spacing."""
+    with built.connect() as session:
+        people = session.fetchall(
+            "SELECT org_id, source_id FROM canonical.person ORDER BY org_id, source_id"
+        )
+        odd = ["jo.bloggs@example.org", "10115", "Flat 2, High St", " m14  4ab "]
+        for (org_id, source_id), postcode in zip(people, itertools.cycle(odd), strict=False):
+            session.execute(
+                "UPDATE canonical.person SET postcode = ? WHERE org_id = ? AND source_id = ?",
+                [postcode, org_id, source_id],
+            )
+    counts = compute_counts(built)
+    areas = {
+        *counts.outcomes_summary.column("area").to_pylist(),
+        *counts.cross_org_reach.column("area").to_pylist(),
+    }
+    assert all(re.fullmatch(r"[A-Z]{1,2}[0-9][A-Z0-9]?|unknown|all", a) for a in areas), areas
+    assert {"unknown", "M14", "all"} == areas  # " m14  4ab " is M14; the rest unknown

@@ -337,3 +337,51 @@ def test_stale_staging_folders_go_and_a_live_writers_stays(tmp_path: Path) -> No
     assert sorted(p.name for p in removed) == sorted([dead.name, old_unmarked.name])
     assert live.exists() and young_unmarked.exists() and release.exists()
     assert not dead.exists() and not old_unmarked.exists()
+
+
+def test_member_text_cannot_run_as_a_spreadsheet_formula(tmp_path: Path) -> None:
+    """A member's name is published text: in the CSV a leading =, +, -, @, tab or CR is
+    neutralised with an apostrophe (the Parquet file keeps the text as it is)."""
+    tables = _tables()
+    names = ['=HYPERLINK("https://evil.example","Click")', "-2+3"]
+    tables["organisation_summary"] = tables["organisation_summary"].set_column(
+        1, "name", pa.array(names)
+    )
+    folder = write_release(tmp_path / "releases", "2025.04.01-1", tables, LINEAGE)
+    with (folder / "organisation_summary.csv").open(encoding="utf-8", newline="") as fh:
+        published = [row["name"] for row in csv.DictReader(fh)]
+    assert published == ["'" + name for name in names]
+    parquet = pq.read_table(folder / "organisation_summary.parquet")
+    assert parquet.column("name").to_pylist() == names
+    assert frictionless.validate(str(folder / "datapackage.json")).valid
+
+
+def test_a_refused_release_never_repeats_the_offending_value(tmp_path: Path) -> None:
+    """An area that is not a district (here an e-mail address) stops the release; the
+    error names the table, field, row and rule, not the value."""
+    tables = _tables()
+    outcomes = tables["outcomes_summary"]
+    areas = outcomes.column("area").to_pylist()
+    areas[2] = "jo.bloggs@example.org"
+    tables["outcomes_summary"] = outcomes.set_column(
+        outcomes.column_names.index("area"), "area", pa.array(areas)
+    )
+    with pytest.raises(ReleaseError) as refused:
+        write_release(tmp_path / "releases", "2025.04.01-1", tables, LINEAGE)
+    said = str(refused.value)
+    assert "jo.bloggs" not in said and "example.org" not in said
+    assert "outcomes_summary: constraint-error, field 'area', row 4" in said
+    assert not (tmp_path / "releases" / "LATEST").exists()
+
+
+def test_an_uncontrolled_small_count_is_refused_without_showing_it(tmp_path: Path) -> None:
+    tables = _tables()
+    reach = tables["cross_org_reach"]
+    people = reach.column("people").to_pylist()
+    people[0] = 3
+    tables["cross_org_reach"] = reach.set_column(
+        reach.column_names.index("people"), "people", pa.array(people, pa.int64())
+    )
+    with pytest.raises(ReleaseError, match="a published value is below") as refused:
+        write_release(tmp_path / "releases", "2025.04.01-1", tables, LINEAGE)
+    assert "3" not in str(refused.value).replace("threshold 5", "")

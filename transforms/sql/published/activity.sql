@@ -1,28 +1,45 @@
 -- One row per counted activity per quarter: an engagement active in the quarter (not merely
 -- applied), a service delivery dated in it, or an outcome measured in it; each carries the
 -- hub person_key, the member and the outcome area it counts towards, and the person's area
--- (the outward code of their most recent postcode, or 'unknown').
+-- (the outward code of their most recent UK postcode, or 'unknown').
 WITH linked AS (
     SELECT l.org_id, l.source_id, l.person_key
     FROM hub.person_link AS l
 ),
 person_area AS (
-    SELECT person_key, area
+    -- The outward code of the person's most recent postcode that is a UK postcode; 'unknown'
+    -- when none is. Anything else a member writes (a foreign postcode, an e-mail, free text)
+    -- never becomes an area.
+    SELECT person_key, COALESCE(LEFT(uk_postcode, LENGTH(uk_postcode) - 3), 'unknown') AS area
     FROM (
         SELECT
-            l.person_key,
-            COALESCE(NULLIF(UPPER(SPLIT_PART(TRIM(p.postcode), ' ', 1)), ''), 'unknown') AS area,
+            person_key,
+            uk_postcode,
             ROW_NUMBER() OVER (
-                PARTITION BY l.person_key
+                PARTITION BY person_key
                 ORDER BY
-                    CASE WHEN p.postcode IS NULL THEN 1 ELSE 0 END,
-                    p.source_updated_at DESC NULLS LAST,
-                    p.org_id,
-                    p.source_id
+                    CASE WHEN uk_postcode IS NULL THEN 1 ELSE 0 END,
+                    source_updated_at DESC NULLS LAST,
+                    org_id,
+                    source_id
             ) AS rank_in_person
-        FROM linked AS l
-        JOIN canonical.person AS p ON p.org_id = l.org_id AND p.source_id = l.source_id
-        WHERE NOT p.is_deleted
+        FROM (
+            SELECT
+                l.person_key,
+                CASE
+                    WHEN REGEXP_MATCHES(
+                        UPPER(REPLACE(TRIM(p.postcode), ' ', '')),
+                        '^([A-Z]{1,2}[0-9][A-Z0-9]?|GIR)[0-9][A-Z]{2}$'
+                    )
+                        THEN UPPER(REPLACE(TRIM(p.postcode), ' ', ''))
+                END AS uk_postcode,
+                p.source_updated_at,
+                p.org_id,
+                p.source_id
+            FROM linked AS l
+            JOIN canonical.person AS p ON p.org_id = l.org_id AND p.source_id = l.source_id
+            WHERE NOT p.is_deleted
+        ) AS person_postcode
     ) AS ranked
     WHERE rank_in_person = 1
 ),
