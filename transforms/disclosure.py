@@ -299,7 +299,7 @@ def relation_violations(
             if not hidden[m][r] and vals[r_out] != orig[m][r]:
                 problems.append(f"{keys[r]} {m}: shown value differs from the original")
             if vals[r_out] is not None and vals[r_out] < threshold:
-                problems.append(f"{keys[r]} {m}: published value {vals[r_out]} < {threshold}")
+                problems.append(f"{keys[r]} {m}: published value below {threshold}")
 
     def check(label: str, total: tuple[str, int], parts: list[tuple[str, int]]) -> None:
         tm, tr = total
@@ -307,7 +307,8 @@ def relation_violations(
             return
         sup = [orig[m][r] for m, r in parts if orig[m][r] is not None and hidden[m][r]]
         if len(sup) == 1 or (sup and sum(sup) < threshold):
-            problems.append(f"{label}: withheld parts {sup} recoverable from total")
+            # The cells, never their values: these messages become check metadata.
+            problems.append(f"{label}: {len(sup)} withheld part(s) recoverable from total")
 
     for rel in spec.relations:
         if isinstance(rel, RowSum):

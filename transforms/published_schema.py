@@ -146,7 +146,7 @@ class PublishedTable:
             if column.type != f.arrow_type:
                 try:
                     column = column.cast(f.arrow_type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     # Arrow's message quotes the value that failed: never repeat it.
                     raise SchemaError(
                         f"{self.name}.{f.name}: cannot cast {column.type} to {f.arrow_type} "

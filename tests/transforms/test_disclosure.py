@@ -280,3 +280,31 @@ def test_tens_of_thousands_of_rows_are_fast() -> None:
     assert time.perf_counter() - started < 10
     assert result.table.num_rows == 20008
     assert relation_violations(result.table, SPECS["cross_org_reach"], table, threshold=5) == []
+
+
+def test_violations_name_cells_never_their_values() -> None:
+    """What the blocking check reports (and Dagster stores as metadata) names the cells and
+    the rule, never a hidden or small value."""
+    original = pa.Table.from_pylist(
+        [
+            {
+                "period": "2025-Q1",
+                "area": "all",
+                "people": 9,
+                "served_by_1": 7,
+                "served_by_2": 2,
+                "served_by_3_plus": 0,
+            },
+        ]
+    )
+    leaky = original.append_column("people_suppressed", pa.array([False]))
+    for m in ("served_by_1", "served_by_2", "served_by_3_plus"):
+        leaky = leaky.append_column(f"{m}_suppressed", pa.array([m == "served_by_2"]))
+    leaky = leaky.set_column(
+        leaky.column_names.index("served_by_2"), "served_by_2", pa.array([None], pa.int64())
+    )
+    problems = relation_violations(leaky, SPECS["cross_org_reach"], original, threshold=5)
+    assert problems, "one hidden part of a shown total is recoverable"
+    said = " ".join(problems)
+    assert "recoverable from total" in said and "below 5" in said
+    assert "[2]" not in said and " 2 " not in said.replace("2025", "")
