@@ -514,7 +514,15 @@ def demo(
 
 
 # What a hub home holds; a folder with none of these is not one, and the demo will not empty it.
-HOME_ENTRIES = {"warehouse.duckdb", "warehouse.duckdb.wal", "dagster", "dlt", "releases"}
+HOME_ENTRIES = {
+    "warehouse.duckdb",
+    "warehouse.duckdb.wal",
+    "warehouse.duckdb.lock",
+    "dagster",
+    "dlt",
+    "releases",
+    "openlineage",
+}
 
 
 def _clear_demo_home(home: Path) -> None:

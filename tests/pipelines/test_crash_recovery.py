@@ -145,3 +145,16 @@ def test_demo_refuses_to_empty_a_folder_that_is_not_a_hub_home(tmp_path: Path) -
     assert done.returncode == 2, done.stdout + done.stderr
     assert "does not look like a hub home" in done.stdout
     assert (precious / "thesis.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def test_demo_empties_a_home_that_an_interrupted_demo_left(tmp_path: Path) -> None:
+    """A demo stopped early may leave only some of a home (its lineage log, its lock): the
+    next demo must still recognise and empty it rather than refuse."""
+    from pipelines.cli import _clear_demo_home
+
+    home = tmp_path / "demo"
+    (home / "openlineage").mkdir(parents=True)
+    (home / "openlineage" / "events.jsonl").write_text("{}\n", encoding="utf-8")
+    (home / "hub.lock").write_text("", encoding="utf-8")
+    _clear_demo_home(home)
+    assert sorted(p.name for p in home.iterdir()) == ["hub.lock"]
