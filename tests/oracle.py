@@ -203,51 +203,106 @@ def _events(truth: Truth) -> tuple[list[_Event], dict[PersonId, str]]:
     return events, areas
 
 
-def expected_outcomes_summary(truth: Truth | Path | str | None = None) -> dict[tuple, dict]:
+def _shipped_taxonomy() -> dict[str, str]:
+    """Outcome code -> outcome area of the taxonomy the hub ships (the grid's codes), read
+    from the YAML file itself."""
+    import yaml
+
+    path = Path(__file__).resolve().parent.parent / "connectors" / "taxonomy.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {
+        code: area
+        for area, spec in data["outcome_areas"].items()
+        for code in (spec.get("outcomes") or {})
+    }
+
+
+def _published_areas(
+    events: list[_Event], areas: dict[PersonId, str], threshold: int
+) -> tuple[dict[tuple[str, PersonId], str], dict[str, set[str]]]:
+    """Each (period, person)'s published area, and the areas each period shows.
+
+    A district is named in a period only when at least ``threshold`` distinct people from it
+    were counted in that period; its people are otherwise in ``other``. ``other``,
+    ``unknown`` and ``all`` are shown in every period.
+    """
+    people: dict[tuple[str, str], set[PersonId]] = defaultdict(set)
+    for ev in events:
+        people[(ev.period, areas[ev.person])].add(ev.person)
+    placed: dict[tuple[str, PersonId], str] = {}
+    shown: dict[str, set[str]] = defaultdict(lambda: {"other", "unknown", "all"})
+    for ev in events:
+        area = areas[ev.person]
+        if area != "unknown" and len(people[(ev.period, area)]) < threshold:
+            area = "other"
+        placed[(ev.period, ev.person)] = area
+        shown[ev.period].add(area)
+    return placed, shown
+
+
+def expected_outcomes_summary(
+    truth: Truth | Path | str | None = None, *, threshold: int = 5
+) -> dict[tuple, dict]:
     """(period, area, outcome_area, outcome_code) -> the row's counts, before suppression.
 
-    ``area`` is a district, ``unknown`` or ``all``; ``outcome_code`` is a code or ``all``.
+    ``area`` is a named district, ``other``, ``unknown`` or ``all``; ``outcome_code`` is a
+    code or ``all``. Every period has a row for each area it shows times each outcome area
+    and code of the taxonomy (zeros included); ``organisations`` is given on ``all`` area
+    rows only.
     """
-    events, areas = _events(load_truth(truth))
+    truth = load_truth(truth)
+    events, areas = _events(truth)
+    placed, shown = _published_areas(events, areas, threshold)
+    taxonomy: dict[str, str] = {**_shipped_taxonomy(), **truth["taxonomy"]}
     groups: dict[tuple, list[_Event]] = defaultdict(list)
     for ev in events:
-        for area in (areas[ev.person], "all"):
+        for area in (placed[(ev.period, ev.person)], "all"):
             groups[(ev.period, area, ev.outcome_area, "all")].append(ev)
             if ev.kind == "outcome":
                 groups[(ev.period, area, ev.outcome_area, ev.outcome_code)].append(ev)
+    grid = [(oa, code) for code, oa in taxonomy.items()]
+    outcome_areas = set(taxonomy.values()) | {ev.outcome_area for ev in events}
+    grid += [(oa, "all") for oa in sorted(outcome_areas)]
     rows: dict[tuple, dict] = {}
-    for key in sorted(groups):
-        group = groups[key]
-        achieving = len(
-            {ev.person for ev in group if ev.kind == "outcome" and ev.status == "achieved"}
-        )
-        row = {
-            "organisations": len({ev.org for ev in group}),
-            "people_engaged": len({ev.person for ev in group}),
-            "people_achieving": achieving,
-            "engagements": sum(ev.kind == "engagement" for ev in group),
-            "deliveries": sum(ev.kind == "delivery" for ev in group),
-        }
-        if key[3] != "all":
-            row["engagements"] = row["deliveries"] = None
-        if row["people_engaged"] or row["engagements"] or row["deliveries"]:
-            rows[key] = row
-    return rows
+    for period, _, _ in _periods(truth):
+        for area in sorted(shown[period]):
+            for outcome_area, code in grid:
+                key = (period, area, outcome_area, code)
+                group = groups.get(key, [])
+                achieving = len(
+                    {ev.person for ev in group if ev.kind == "outcome" and ev.status == "achieved"}
+                )
+                row = {
+                    "organisations": len({ev.org for ev in group}) if area == "all" else None,
+                    "people_engaged": len({ev.person for ev in group}),
+                    "people_achieving": achieving,
+                    "engagements": sum(ev.kind == "engagement" for ev in group),
+                    "deliveries": sum(ev.kind == "delivery" for ev in group),
+                }
+                if code != "all":
+                    row["engagements"] = row["deliveries"] = None
+                rows[key] = row
+    return dict(sorted(rows.items()))
 
 
-def expected_cross_org_reach(truth: Truth | Path | str | None = None) -> dict[tuple, dict]:
-    """(period, area) -> people served and by how many members, before suppression."""
-    events, areas = _events(load_truth(truth))
+def expected_cross_org_reach(
+    truth: Truth | Path | str | None = None, *, threshold: int = 5
+) -> dict[tuple, dict]:
+    """(period, area) -> people served and by how many members, before suppression; a row
+    for every area each period shows (see ``expected_outcomes_summary``)."""
+    truth = load_truth(truth)
+    events, areas = _events(truth)
+    placed, shown = _published_areas(events, areas, threshold)
     members: dict[tuple[str, PersonId], set[str]] = defaultdict(set)
     for ev in events:
         members[(ev.period, ev.person)].add(ev.org)
-    rows: dict[tuple, dict] = {}
-    for (period, person), orgs in sorted(members.items(), key=lambda kv: repr(kv[0])):
-        for area in (areas[person], "all"):
-            row = rows.setdefault(
-                (period, area),
-                {"people": 0, "served_by_1": 0, "served_by_2": 0, "served_by_3_plus": 0},
-            )
+    empty = {"people": 0, "served_by_1": 0, "served_by_2": 0, "served_by_3_plus": 0}
+    rows: dict[tuple, dict] = {
+        (period, area): dict(empty) for period, _, _ in _periods(truth) for area in shown[period]
+    }
+    for (period, person), orgs in members.items():
+        for area in (placed[(period, person)], "all"):
+            row = rows[(period, area)]
             row["people"] += 1
             bucket = (
                 "served_by_1"

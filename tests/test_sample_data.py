@@ -280,11 +280,18 @@ def test_oracle_outcomes_summary_by_hand() -> None:
         ("2025-Q2", "M14", e, "felt_listened_to"): _code_row(1, 1, 1),
         ("2025-Q2", "all", e, "felt_listened_to"): _code_row(1, 1, 1),
     }
-    assert oracle.expected_outcomes_summary(TINY) == expected
+    # Threshold 1 names every district; the zero rows of the full grid are checked in
+    # tests/transforms, and organisations is given on 'all' area rows only.
+    for key, row in expected.items():
+        if key[1] != "all":
+            row["organisations"] = None
+    got = oracle.expected_outcomes_summary(TINY, threshold=1)
+    assert {k: v for k, v in got.items() if v["people_engaged"]} == expected
 
 
 def test_oracle_cross_org_reach_by_hand() -> None:
-    assert oracle.expected_cross_org_reach(TINY) == {
+    got = oracle.expected_cross_org_reach(TINY, threshold=1)
+    assert {k: v for k, v in got.items() if v["people"]} == {
         ("2025-Q1", "M14"): _reach(2, 1, 0, 1),  # P1 served by a, b and c; P4 by a
         ("2025-Q1", "M15"): _reach(1, 1, 0, 0),
         ("2025-Q1", "all"): _reach(3, 2, 0, 1),

@@ -16,11 +16,19 @@ from transforms.warehouse import Session
 
 # Published table -> the models that compute it, upstream first.
 PUBLISHED_MODELS: dict[str, list[str]] = {
-    "outcomes_summary": ["published/activity", "published/outcomes_summary"],
-    "cross_org_reach": ["published/activity", "published/cross_org_reach"],
+    "outcomes_summary": [
+        "published/activity",
+        "published/published_activity",
+        "published/outcomes_summary",
+    ],
+    "cross_org_reach": [
+        "published/activity",
+        "published/published_activity",
+        "published/cross_org_reach",
+    ],
     "organisation_summary": ["published/organisation_summary"],
 }
-INTERMEDIATE = {("hub", "activity")}
+INTERMEDIATE = {("hub", "activity"), ("hub", "published_activity")}
 
 
 def _loads(session: Session) -> dict[str, dict[str, list[str]]]:
@@ -52,7 +60,7 @@ def build_lineage(session: Session, *, run_id: str, code_version: str) -> dict[s
             "inputs": sorted(set(inputs)),
             # Models are written in DuckDB SQL whatever the warehouse; read them as such.
             "column_lineage": {m: column_lineage(sql.sql_text(m)) for m in models},
-            "disclosure_control": name != "organisation_summary",
+            "disclosure_control": True,
         }
     rows = session.fetchall("SELECT org_id, last_refreshed FROM hub.member ORDER BY org_id")
     refreshed = {org: str(ts) for org, ts in rows}

@@ -8,6 +8,7 @@ disclosure-controlled tables are written to the ``published`` schema.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -54,8 +55,14 @@ def _write_reference(session: Session, taxonomy: Taxonomy) -> list[str]:
     return [q[0] for q in quarters]
 
 
-def compute_counts(warehouse: Warehouse, taxonomy: Taxonomy | None = None) -> Counts:
-    """Count people, engagements and deliveries per quarter and area (undisclosed)."""
+def compute_counts(
+    warehouse: Warehouse, taxonomy: Taxonomy | None = None, *, threshold: int = 5
+) -> Counts:
+    """Count people, engagements and deliveries per quarter and area (undisclosed).
+
+    ``threshold`` (the disclosure threshold) decides which postcode districts a quarter
+    names: one with fewer people is counted in 'other'.
+    """
     taxonomy = taxonomy or load_taxonomy()
     with warehouse.connect() as session:
         ensure_schema(session, warehouse.dialect)
@@ -63,6 +70,13 @@ def compute_counts(warehouse: Warehouse, taxonomy: Taxonomy | None = None) -> Co
         session.execute("DROP TABLE IF EXISTS hub.activity")
         activity = sql.render("published/activity", dialect=warehouse.dialect)
         session.execute(f"CREATE TABLE hub.activity AS {activity}")
+        session.execute("DROP TABLE IF EXISTS hub.published_activity")
+        published_activity = sql.render(
+            "published/published_activity",
+            dialect=warehouse.dialect,
+            params={"threshold": str(int(threshold))},
+        )
+        session.execute(f"CREATE TABLE hub.published_activity AS {published_activity}")
         tables = {
             name: session.arrow(sql.render(f"published/{name}", dialect=warehouse.dialect))
             for name in PUBLISHED_TABLES
@@ -70,12 +84,69 @@ def compute_counts(warehouse: Warehouse, taxonomy: Taxonomy | None = None) -> Co
     return Counts(**tables, periods=periods)
 
 
-def write_published(warehouse: Warehouse, tables: dict[str, pa.Table]) -> dict[str, int]:
-    """Replace the ``published`` schema's tables with disclosure-controlled ones."""
+def counted_tables(counts: Counts) -> dict[str, pa.Table]:
+    """The uncontrolled published tables by name."""
+    return {name: getattr(counts, name) for name in PUBLISHED_TABLES}
+
+
+def write_published(
+    warehouse: Warehouse, tables: dict[str, pa.Table], loss: dict[str, Any] | None = None
+) -> dict[str, int]:
+    """Replace the ``published`` schema's tables with disclosure-controlled ones, and
+    ``hub.disclosure_report`` with what control withheld (``loss``: table -> TableLoss), which
+    the release states in ``datapackage.json`` and on its page."""
     written: dict[str, int] = {}
     with warehouse.connect() as session:
         ensure_schema(session, warehouse.dialect)
         for name, table in tables.items():
             session.replace_table("published", name, table)
             written[name] = table.num_rows
+        if loss is not None:
+            rows = [
+                {"table_name": name, **{_SNAKE[k]: v for k, v in item.as_dict().items()}}
+                for name, item in loss.items()
+            ]
+            report = pa.Table.from_pylist(rows, schema=_REPORT_SCHEMA)
+            session.replace_table("hub", "disclosure_report", report)
     return written
+
+
+_SNAKE = {
+    "cells": "cells",
+    "withheldCells": "withheld_cells",
+    "withheldShare": "withheld_share",
+    "primary": "primary_cells",
+    "secondary": "secondary_cells",
+    "peopleWithheldShare": "people_withheld_share",
+}
+_REPORT_SCHEMA = pa.schema(
+    [
+        ("table_name", pa.string()),
+        ("cells", pa.int64()),
+        ("withheld_cells", pa.int64()),
+        ("withheld_share", pa.float64()),
+        ("primary_cells", pa.int64()),
+        ("secondary_cells", pa.int64()),
+        ("people_withheld_share", pa.float64()),
+    ]
+)
+
+
+def disclosure_summary(warehouse: Warehouse) -> dict[str, Any]:
+    """What a release says about its disclosure control: the relations the audit used and
+    the information lost per table (from the last ``write_published``)."""
+    from transforms.disclosure import RULES
+
+    loss: dict[str, Any] = {}
+    with warehouse.connect() as session:
+        if session.table_exists("hub", "disclosure_report"):
+            for row in session.arrow("SELECT * FROM hub.disclosure_report").to_pylist():
+                name = row.pop("table_name")
+                loss[name] = {camel: row[snake] for camel, snake in _SNAKE.items()}
+    return {
+        "method": "primary suppression below the threshold (0 included), secondary "
+        "suppression until an integer-programming attack over every relation below cannot "
+        "narrow any withheld count to a range narrower than the threshold",
+        "relations": [{"name": k, "description": v} for k, v in RULES.items()],
+        "informationLoss": loss,
+    }

@@ -33,8 +33,8 @@ NO_PERSONAL_DATA = (
     "(distinct pseudonymous hub person keys), places are postcode districts."
 )
 _PERIOD_PATTERN = r"[0-9]{4}-Q[1-4]"
-# A UK postcode outward code (district), never a full postcode; or the two reserved values.
-_AREA_PATTERN = r"([A-Za-z]{1,2}[0-9][A-Za-z0-9]?|unknown|all)"
+# A UK postcode outward code (district), never a full postcode; or the reserved values.
+_AREA_PATTERN = r"([A-Za-z]{1,2}[0-9][A-Za-z0-9]?|other|unknown|all)"
 # The only reasons a release gives for holding a member back (never error text).
 HELD_BACK_REASON_PATTERN = r"its last (load|mapping) failed on [0-9]{4}-[0-9]{2}-[0-9]{2}"
 
@@ -177,9 +177,12 @@ def _area() -> PublishedField:
         "area",
         "string",
         "Postcode district (the outward part of a UK postcode, such as M14) where the people "
-        "live; 'unknown' when no usable postcode is held; 'all' for the total across areas. "
-        "Each person is placed in one area (their most recent postcode), so the area rows of "
-        "a quarter add up to its 'all' row.",
+        "live, named only in a quarter in which at least the disclosure threshold of people "
+        "from it were counted; 'other' for the people of the quarter's smaller districts; "
+        "'unknown' when no usable UK postcode is held; 'all' for the total across areas. Each "
+        "person is placed in one area (their most recent postcode), so the area rows of a "
+        "quarter add up to its 'all' row. Every quarter has a row for each area it names and "
+        "for other, unknown and all, whatever their counts.",
         {"required": True, "pattern": _AREA_PATTERN},
     )
 
@@ -204,8 +207,10 @@ def _flag(measure: str) -> PublishedField:
 
 _SUPPRESSION_NOTE = (
     "Counts below the disclosure threshold (5 by default), including 0, are withheld, and "
-    "further counts are withheld where a withheld count could otherwise be worked out from "
-    "totals; a withheld count is an empty cell with its <measure>_suppressed flag set to true."
+    "further counts are withheld wherever a reader could otherwise narrow a withheld count "
+    "down (from totals, from the other measures and tables, or from earlier releases) to a "
+    "range narrower than the threshold; a withheld count is an empty cell with its "
+    "<measure>_suppressed flag set to true."
 )
 
 OUTCOMES_SUMMARY = PublishedTable(
@@ -239,9 +244,9 @@ OUTCOMES_SUMMARY = PublishedTable(
         ),
         _count(
             "organisations",
-            "Number of member organisations contributing to the row (counts organisations, "
-            "not people, so it is not withheld).",
-            nullable=False,
+            "Number of member organisations contributing to the row, on 'all' area rows "
+            "only (empty on district rows: for one district, whether it is 0 would tell "
+            "whether anyone from there was counted). Withheld whenever people_engaged is.",
         ),
         _count(
             "people_engaged",
@@ -267,6 +272,7 @@ OUTCOMES_SUMMARY = PublishedTable(
             "Only on 'all' rows: service deliveries dated in the quarter in programmes of the "
             "outcome area. Empty on outcome-code rows, where it does not apply.",
         ),
+        _flag("organisations"),
         _flag("people_engaged"),
         _flag("people_achieving"),
         _flag("engagements"),
@@ -310,8 +316,8 @@ ORGANISATION_SUMMARY = PublishedTable(
         "refreshed, and whether its data is current or held back: when a member's latest "
         "load or mapping failed, its last good data is still counted in every table of the "
         "release and status says held_back, with when that data was loaded and why it was "
-        "held back. It holds no counts of people, so it is not disclosure-controlled. "
-        + NO_PERSONAL_DATA
+        "held back. Record counts below the disclosure threshold, including 0, are withheld "
+        "like the other tables' counts. " + NO_PERSONAL_DATA
     ),
     primary_key=("org_id",),
     fields=(
@@ -326,12 +332,10 @@ ORGANISATION_SUMMARY = PublishedTable(
             "records_loaded",
             "Records (people, programmes, engagements, service deliveries, outcomes) loaded "
             "into the hub's canonical model.",
-            nullable=False,
         ),
         _count(
             "records_quarantined",
             "Records set aside because they failed validation (errors only).",
-            nullable=False,
         ),
         PublishedField(
             "last_refreshed",
@@ -360,8 +364,10 @@ ORGANISATION_SUMMARY = PublishedTable(
             "could not be mapped onto the shared model). Empty when status is current.",
             {"pattern": HELD_BACK_REASON_PATTERN},
         ),
+        _flag("records_loaded"),
+        _flag("records_quarantined"),
     ),
-    disclosure_controlled=False,
+    disclosure_controlled=True,
 )
 
 PUBLISHED_SCHEMAS: dict[str, PublishedTable] = {

@@ -65,13 +65,18 @@ def _package_description(threshold: int) -> str:
         "Outcomes of the people helped by the member organisations of the network, counted "
         "across members by calendar quarter and postcode district. People are counted once "
         "however many members helped them (records are linked to pseudonymous hub person "
-        "keys). Disclosure control: any count of people, engagements or deliveries below "
-        f"{threshold}, including 0, is withheld, and further counts are withheld wherever a "
-        "withheld count could otherwise be worked out from a published total (area rows add "
-        "up to the 'all' row; in cross_org_reach, people = served_by_1 + served_by_2 + "
-        "served_by_3_plus). A withheld count is an empty cell and its <measure>_suppressed "
-        "column is true. Each table is also provided as Parquet with the same name. "
-        + NO_PERSONAL_DATA
+        "keys). A quarter names a postcode district only when at least "
+        f"{threshold} people from it were counted; smaller districts are counted together as "
+        "'other'. Disclosure control: any count of people, engagements, deliveries or "
+        f"records below {threshold}, including 0, is withheld, and further counts are "
+        "withheld wherever a reader could otherwise narrow a withheld count down, using "
+        "every relation between the published figures (listed in disclosureControl.relations) "
+        "; every release is attacked with an integer program before it is published, and is "
+        f"refused unless each withheld count could still lie in a range at least {threshold} "
+        "wide (a small one anywhere from 0 to at least the threshold). A withheld count is an "
+        "empty cell and its <measure>_suppressed column is true; disclosureControl."
+        "informationLoss says how much was withheld. Each table is also provided as Parquet "
+        "with the same name. " + NO_PERSONAL_DATA
     )
 
 
@@ -84,8 +89,15 @@ def _check_version(version: str) -> None:
 
 
 def _check_disclosed(schema: PublishedTable, table: pa.Table, threshold: int) -> None:
-    """Refuse count tables that were not disclosure-controlled (with this threshold)."""
+    """Refuse count tables that were not disclosure-controlled (with this threshold).
+
+    ``organisations`` counts members, not people: it may be shown below the threshold (it is
+    withheld with the people count beside it, which this check does cover)."""
+    from transforms.disclosure.control import COMPANIONS
+
     for measure in schema.measures:
+        if (schema.name, measure) in COMPANIONS:
+            continue
         values = table.column(measure).to_pylist()
         flags = table.column(suppressed_flag(measure)).to_pylist()
         for value, flag in zip(values, flags, strict=True):
@@ -158,6 +170,7 @@ def _datapackage(
     schemas: list[PublishedTable],
     threshold: int,
     held_back: list[dict[str, Any]] | None = None,
+    disclosure: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     resources = []
     for schema in schemas:
@@ -190,6 +203,8 @@ def _datapackage(
         # A custom property: members whose latest data could not be taken, so this release
         # counts their last good data (empty when every member is current).
         "heldBackMembers": held_back or [],
+        # A custom property: how disclosure control was applied and what it cost.
+        "disclosureControl": {"threshold": threshold, **(disclosure or {})},
         "resources": resources,
     }
 
@@ -213,14 +228,15 @@ def _held_back(tables: list[tuple[PublishedTable, pa.Table]]) -> list[dict[str, 
 
 
 def _check_has_data(tables: list[tuple[PublishedTable, pa.Table]]) -> None:
-    """Refuse a release in which no member contributed a record (it would say nothing)."""
+    """Refuse a release in which no member shows a record loaded (it would say nothing:
+    every member loaded none, or fewer than the disclosure threshold, which is withheld)."""
     for schema, table in tables:
         if schema.name == "organisation_summary" and not any(
             (n or 0) > 0 for n in table.column("records_loaded").to_pylist()
         ):
             raise ReleaseError(
                 "nothing to publish: no member has loaded data yet (organisation_summary "
-                "has no records loaded)"
+                "shows no records loaded)"
             )
 
 
@@ -309,6 +325,36 @@ def _html_table(schema: PublishedTable, table: pa.Table) -> str:
     )
 
 
+def _withheld_html(disclosure: dict[str, Any]) -> str:
+    """The page's "What is withheld" section: the information lost per table, in words."""
+    e = html.escape
+    loss = disclosure.get("informationLoss") or {}
+    if not loss:
+        return ""
+    rows = []
+    for name, item in loss.items():
+        people = item.get("peopleWithheldShare")
+        rows.append(
+            f"<tr><td><code>{e(name)}</code></td><td>{item['withheldCells']} of {item['cells']}"
+            f" ({round(100 * item['withheldShare'])}%)</td><td>"
+            + ("—" if people is None else f"about {round(100 * people)}%")
+            + "</td></tr>"
+        )
+    threshold = disclosure.get("threshold")
+    return (
+        '<section id="withheld"><h2>What is withheld, and why</h2>'
+        f"<p>Counts below {e(str(threshold))} (including 0) are withheld, because a small "
+        "count can identify someone; so are further counts wherever the published figures "
+        "would let a reader work a withheld one out. Before this release was published, an "
+        "integer program tried to narrow every withheld count down using every relation "
+        "between the figures; each could still lie in a range at least "
+        f"{e(str(threshold))} wide.</p>"
+        "<table><thead><tr><th>table</th><th>counts withheld</th>"
+        "<th>share of people in withheld counts</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
 def _index_html(
     title: str,
     version: str,
@@ -316,8 +362,10 @@ def _index_html(
     description: str,
     tables: list[tuple[PublishedTable, pa.Table]],
     held_back: list[dict[str, Any]] | None = None,
+    disclosure: dict[str, Any] | None = None,
 ) -> str:
     e = html.escape
+    withheld = _withheld_html(disclosure or {})
     held = ""
     if held_back:
         items = "".join(
@@ -371,7 +419,7 @@ def _index_html(
         f'<p class="meta">Version <strong>{e(version)}</strong> · created {e(created)} · '
         f"licence {e(LICENSE['title'])} ({e(LICENSE['name'])})</p>"
         f"{held}<p>{e(description)}</p>"
-        f"<h2>Contents</h2><ul>{toc}</ul>"
+        f"<h2>Contents</h2><ul>{toc}</ul>{withheld}"
         '<p>Metadata: <a href="datapackage.json">datapackage.json</a> (Frictionless Data '
         'Package: every field typed and described) · <a href="lineage.json">lineage.json</a> '
         "(the SQL, source columns, loads, run and code version behind each table)</p>"
@@ -388,6 +436,7 @@ def write_release(
     *,
     title: str = DEFAULT_TITLE,
     disclosure_threshold: int = 5,
+    disclosure: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``root/<version>/`` and point ``root/LATEST`` at it; return the folder.
 
@@ -395,7 +444,9 @@ def write_release(
     the count tables already disclosure-controlled with ``disclosure_threshold``. Raises
     ``SchemaError`` naming a column that is not in the published schema,
     ``ReleaseExistsError`` if the version exists, and ``ReleaseError`` if the package does
-    not validate (listing every problem) or a count was not controlled.
+    not validate (listing every problem) or a count was not controlled. ``disclosure``
+    (the audit's summary: relations used, information lost per table) goes into
+    ``datapackage.json`` as ``disclosureControl`` and onto the page.
     """
     _check_version(version)
     if not tables:
@@ -433,6 +484,7 @@ def write_release(
             [s for s, _ in conformed],
             disclosure_threshold,
             held_back,
+            disclosure,
         )
         descriptor = staging / "datapackage.json"
         descriptor.write_text(
@@ -444,7 +496,15 @@ def write_release(
             encoding="utf-8",
         )
         (staging / "index.html").write_text(
-            _index_html(title, version, created, package["description"], conformed, held_back),
+            _index_html(
+                title,
+                version,
+                created,
+                package["description"],
+                conformed,
+                held_back,
+                package["disclosureControl"],
+            ),
             encoding="utf-8",
         )
         problems = _validate(descriptor)

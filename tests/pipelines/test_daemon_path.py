@@ -161,7 +161,7 @@ def test_daemon_loads_links_and_publishes_without_a_reload(tmp_path: Path) -> No
         first_release = _latest(releases)
         assert (releases / first_release / "datapackage.json").exists()
         summary, reach = _published(home)
-        assert summary[("all", "financial_inclusion", "all")] == (6, 5, 6, 5)  # hand count
+        assert summary[("all", "housing", "all")] == (7, 5, 7, None)  # hand count
         assert reach["all"] == (10, None, None, None)
         assert _organisations(home) == ["alpha", "beta"]
         assert daemon.tick(member_files).skip_message.startswith("no member file added")

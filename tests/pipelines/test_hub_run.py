@@ -180,20 +180,20 @@ def test_hub_run_publishes_hand_counted_figures(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "On hold" in done.stdout and "B99" in done.stdout  # quarantine is reported
     summary, reach = _published(home)
-    # Hand count (scenario.py) with threshold 5: anything below 5 is hidden, and where one
-    # area's figure is hidden the other area's is hidden too so totals reveal neither.
-    assert summary[("M14", "housing", "all")] == (7, 5, 7, None)  # 0 deliveries: suppressed
-    assert summary[("all", "housing", "tenancy_sustained")] == (6, 5, None, None)
-    assert summary[("M14", "financial_inclusion", "all")] == (None, None, None, None)
-    assert summary[("M15", "financial_inclusion", "all")] == (None, None, None, None)
-    assert summary[("all", "financial_inclusion", "all")] == (6, 5, 6, 5)
-    # 10 people: 3 served by both members (A1-A3 = B1-B3); A7/B4 are not linked (no consent).
-    # Before control: all (10, 7, 3, 0), M14 (8, 5, 3, 0), M15 (2, 2, 0, 0). The hidden 3 and 0
-    # of a row sum to 3 < 5, so its served_by_1 is hidden too; then M15's hidden 2 people
-    # would follow from 10 - 8, so M14's people are hidden as well.
+    # Hand count (scenario.py) with threshold 5. M15's two people are counted in 'other'
+    # (a district is named only with at least 5 people). Before control: reach all
+    # (10, 7, 3, 0), M14 (8, 5, 3, 0), other (2, 2, 0, 0), unknown (0, ...). Anything below
+    # 5 is withheld, and so is whatever would let a reader narrow a withheld count down: with
+    # 'all' shown, M14's 8 would give other's 2 away, so M14 is withheld too; the
+    # engagements of financial_inclusion (6) stay, its 6 people do not.
+    assert set(reach) == {"M14", "other", "unknown", "all"}
     assert reach["all"] == (10, None, None, None)
-    assert reach["M14"] == (None, None, None, None)
-    assert reach["M15"] == (None, None, None, None)
+    assert reach["M14"] == reach["other"] == (None, None, None, None)
+    assert not [key for key in summary if key[0] == "M15"]
+    assert summary[("all", "housing", "all")] == (7, 5, 7, None)  # 0 deliveries: withheld
+    assert summary[("all", "housing", "tenancy_sustained")] == (6, 5, None, None)
+    assert summary[("all", "financial_inclusion", "all")] == (None, 5, 6, 5)
+    assert summary[("M14", "financial_inclusion", "all")] == (None, None, None, None)
     latest = (home / "releases" / "LATEST").read_text(encoding="utf-8").strip()
     release = home / "releases" / latest
     assert (release / "datapackage.json").exists() and (release / "index.html").exists()

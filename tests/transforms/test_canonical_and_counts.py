@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from connectors.taxonomy import load_taxonomy
 from tests.transforms import scenario
 from transforms.canonical import build_member
 from transforms.linkage import link_people
 from transforms.publish import compute_counts
 from transforms.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
+
+TAXONOMY = load_taxonomy()
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -106,7 +109,9 @@ def test_rebuilding_one_member_leaves_the_other(built: Warehouse, tmp_path: Path
 
 
 def test_counts_match_hand_computation(built: Warehouse) -> None:
-    counts = compute_counts(built)
+    # Threshold 1 names every district (M15 has 2 people); rows of zeros (the full grid) are
+    # left out of the comparison and checked below.
+    counts = compute_counts(built, threshold=1)
     assert counts.periods == ["2025-Q1"]
     summary = {
         (r["area"], r["outcome_area"], r["outcome_code"]): (
@@ -117,24 +122,45 @@ def test_counts_match_hand_computation(built: Warehouse) -> None:
             r["deliveries"],
         )
         for r in counts.outcomes_summary.to_pylist()
+        if r["people_engaged"]
     }
+    # organisations is given on 'all' area rows only (per district it would say whether
+    # anyone from there was counted).
     assert summary == {
-        ("M14", "housing", "all"): (1, 7, 5, 7, 0),
-        ("M14", "housing", "tenancy_sustained"): (1, 6, 5, None, None),
+        ("M14", "housing", "all"): (None, 7, 5, 7, 0),
+        ("M14", "housing", "tenancy_sustained"): (None, 6, 5, None, None),
         ("all", "housing", "all"): (1, 7, 5, 7, 0),
         ("all", "housing", "tenancy_sustained"): (1, 6, 5, None, None),
-        ("M14", "financial_inclusion", "all"): (1, 4, 4, 4, 4),
-        ("M14", "financial_inclusion", "debt_reduced"): (1, 4, 4, None, None),
-        ("M15", "financial_inclusion", "all"): (1, 2, 1, 2, 1),
-        ("M15", "financial_inclusion", "debt_reduced"): (1, 2, 1, None, None),
+        ("M14", "financial_inclusion", "all"): (None, 4, 4, 4, 4),
+        ("M14", "financial_inclusion", "debt_reduced"): (None, 4, 4, None, None),
+        ("M15", "financial_inclusion", "all"): (None, 2, 1, 2, 1),
+        ("M15", "financial_inclusion", "debt_reduced"): (None, 2, 1, None, None),
         ("all", "financial_inclusion", "all"): (1, 6, 5, 6, 5),
         ("all", "financial_inclusion", "debt_reduced"): (1, 6, 5, None, None),
     }
+    # The full grid: every area of the quarter (with other and unknown) times every outcome
+    # area and code of the taxonomy, zeros included.
+    taxonomy_rows = len(TAXONOMY.outcomes) + len(set(TAXONOMY.outcomes.values()))
+    assert counts.outcomes_summary.num_rows == 5 * taxonomy_rows
+    zero = next(
+        r for r in counts.outcomes_summary.to_pylist() if r["outcome_code"] == "job_started"
+    )
+    assert zero["people_engaged"] == 0 and zero["engagements"] is None
     reach = {
         r["area"]: (r["people"], r["served_by_1"], r["served_by_2"], r["served_by_3_plus"])
         for r in counts.cross_org_reach.to_pylist()
     }
-    assert reach == {"M14": (8, 5, 3, 0), "M15": (2, 2, 0, 0), "all": (10, 7, 3, 0)}
+    assert reach == {
+        "M14": (8, 5, 3, 0),
+        "M15": (2, 2, 0, 0),
+        "other": (0, 0, 0, 0),
+        "unknown": (0, 0, 0, 0),
+        "all": (10, 7, 3, 0),
+    }
+    # At the real threshold, M15's two people are counted in 'other', never named.
+    named = compute_counts(built, threshold=5)
+    reach = {r["area"]: r["people"] for r in named.cross_org_reach.to_pylist()}
+    assert reach == {"M14": 8, "other": 2, "unknown": 0, "all": 10}
     orgs = {
         r["org_id"]: (r["records_loaded"], r["records_quarantined"])
         for r in counts.organisation_summary.to_pylist()
@@ -156,10 +182,10 @@ def test_only_uk_postcodes_become_areas(built: Warehouse) -> None:
                 "UPDATE canonical.person SET postcode = ? WHERE org_id = ? AND source_id = ?",
                 [postcode, org_id, source_id],
             )
-    counts = compute_counts(built)
+    counts = compute_counts(built, threshold=1)  # name every district, however small
     areas = {
         *counts.outcomes_summary.column("area").to_pylist(),
         *counts.cross_org_reach.column("area").to_pylist(),
     }
-    assert all(re.fullmatch(r"[A-Z]{1,2}[0-9][A-Z0-9]?|unknown|all", a) for a in areas), areas
-    assert {"unknown", "M14", "all"} == areas  # " m14  4ab " is M14; the rest unknown
+    assert all(re.fullmatch(r"[A-Z]{1,2}[0-9][A-Z0-9]?|other|unknown|all", a) for a in areas)
+    assert {"unknown", "M14", "other", "all"} == areas  # " m14  4ab " is M14; rest unknown

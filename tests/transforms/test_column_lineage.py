@@ -76,16 +76,18 @@ def test_star_is_expanded_with_a_schema() -> None:
 
 def test_published_models_trace_to_warehouse_columns() -> None:
     reach = column_lineage(sql.sql_text("published/cross_org_reach"))
-    assert reach["served_by_2"] == ["hub.activity.org_id"]
-    assert reach["people"] == ["hub.activity.*"]
+    assert reach["served_by_2"] == ["hub.published_activity.org_id"]
+    assert reach["people"] == ["hub.published_activity.*"]
+    recoded = column_lineage(sql.sql_text("published/published_activity"))
+    assert recoded["area"] == ["hub.activity.area", "hub.activity.person_key"]
     activity = column_lineage(sql.sql_text("published/activity"))
     assert activity["area"] == ["canonical.person.postcode"]
     assert activity["person_key"] == ["hub.person_link.person_key"]
     summary = column_lineage(sql.sql_text("published/outcomes_summary"))
     assert summary["people_achieving"] == [
-        "hub.activity.kind",
-        "hub.activity.person_key",
-        "hub.activity.status",
+        "hub.published_activity.kind",
+        "hub.published_activity.person_key",
+        "hub.published_activity.status",
     ]
 
 

@@ -17,8 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from transforms import release as release_module
-from transforms.disclosure import apply_disclosure_control
-from transforms.published_schema import PUBLISHED_SCHEMAS, SchemaError
+from transforms.published_schema import (
+    PUBLISHED_SCHEMAS,
+    SchemaError,
+    published_table,
+    suppressed_flag,
+)
 from transforms.release import (
     ReleaseError,
     ReleaseExistsError,
@@ -27,6 +31,25 @@ from transforms.release import (
 )
 
 LINEAGE = {"run_id": "run-1", "code_version": "abc123", "tables": {"cross_org_reach": {}}}
+
+
+def _withheld(name: str, table: pa.Table, also: set[tuple[str, str]] = frozenset()) -> pa.Table:
+    """``table`` as the writer receives it: counts below 5 and the ``also`` cells (area,
+    measure) withheld, flags set. The writer only checks the result; how disclosure control
+    chooses cells is tested in tests/transforms/test_disclosure.py."""
+    schema = published_table(name)
+    out = table
+    for measure in schema.measures:
+        values = table.column(measure).to_pylist()
+        areas = table.column("area").to_pylist() if "area" in table.column_names else []
+        hide = [
+            v is not None and (v < 5 or (areas[i] if areas else None, measure) in also)
+            for i, v in enumerate(values)
+        ]
+        column = pa.array([None if h else v for v, h in zip(values, hide, strict=True)], pa.int64())
+        out = out.set_column(out.column_names.index(measure), measure, column)
+        out = out.append_column(suppressed_flag(measure), pa.array(hide, pa.bool_()))
+    return schema.conform(out)
 
 
 def _tables(*, beta_held_back: bool = False) -> dict[str, pa.Table]:
@@ -96,9 +119,11 @@ def _tables(*, beta_held_back: bool = False) -> dict[str, pa.Table]:
         }
     )
     return {
-        "outcomes_summary": apply_disclosure_control("outcomes_summary", outcomes),
-        "cross_org_reach": apply_disclosure_control("cross_org_reach", reach),
-        "organisation_summary": orgs,
+        "outcomes_summary": _withheld("outcomes_summary", outcomes),
+        "cross_org_reach": _withheld(
+            "cross_org_reach", reach, {("all", "served_by_1"), ("M14", "people")}
+        ),
+        "organisation_summary": _withheld("organisation_summary", orgs),
     }
 
 
@@ -299,10 +324,13 @@ def test_a_reason_other_than_the_fixed_phrases_is_not_published(tmp_path: Path) 
 
 def test_a_release_without_any_loaded_record_is_refused(tmp_path: Path) -> None:
     tables = _tables()
-    orgs = tables["organisation_summary"]
-    tables["organisation_summary"] = orgs.set_column(
+    orgs = tables["organisation_summary"].drop_columns(
+        [c for c in tables["organisation_summary"].column_names if c.endswith("_suppressed")]
+    )
+    orgs = orgs.set_column(
         orgs.column_names.index("records_loaded"), "records_loaded", pa.array([0, 0])
     )
+    tables["organisation_summary"] = _withheld("organisation_summary", orgs)
     with pytest.raises(ReleaseError, match="nothing to publish"):
         write_release(tmp_path, "v1", tables, LINEAGE)
     assert not (tmp_path / "v1").exists() and not (tmp_path / "LATEST").exists()

@@ -59,9 +59,10 @@ INPUTS = [
     pool="warehouse",
 )
 def published_tables(context: dg.AssetExecutionContext, hub: HubResource):
-    """Count people per quarter and district, then apply disclosure control."""
-    from transforms.disclosure import apply_disclosure_control
-    from transforms.publish import compute_counts, write_published
+    """Count people per quarter and district, then apply disclosure control (withholding
+    until the integer-programming attack cannot narrow any withheld count down)."""
+    from transforms.disclosure import control_release
+    from transforms.publish import compute_counts, counted_tables, write_published
 
     _refuse_if_nothing_to_publish(hub)
     threshold = hub.settings().disclosure_threshold
@@ -69,24 +70,21 @@ def published_tables(context: dg.AssetExecutionContext, hub: HubResource):
     inputs = [".".join(key.path) for key in INPUTS]
     outputs = [f"published.{name}" for name in PUBLISHED_TABLES]
     with hub.lineage(context, inputs=inputs, outputs=outputs):
-        counts = compute_counts(warehouse)
-        tables = {}
-        for name in PUBLISHED_TABLES:
-            raw = getattr(counts, name)
-            tables[name] = (
-                apply_disclosure_control(name, raw, threshold=threshold)
-                if name != "organisation_summary"
-                else raw
-            )
-        write_published(warehouse, tables)
-    for name, table in tables.items():
-        flags = [c for c in table.column_names if c.endswith("_suppressed")]
-        suppressed = sum(sum(1 for v in table.column(c).to_pylist() if v) for c in flags)
+        counts = compute_counts(warehouse, threshold=threshold)
+        controlled = control_release(counted_tables(counts), threshold=threshold)
+        write_published(warehouse, controlled.tables, controlled.loss)
+    context.log.info(
+        f"disclosure control: {controlled.rounds} audit round(s), {controlled.audit.solves} "
+        f"solver runs, {controlled.audit.seconds:.1f} s"
+    )
+    for name, table in controlled.tables.items():
+        loss = controlled.loss.get(name)
         yield dg.MaterializeResult(
             asset_key=["published", name],
             metadata={
                 "dagster/row_count": table.num_rows,
-                "suppressed_cells": suppressed,
+                "suppressed_cells": loss.withheld if loss else 0,
+                "withheld_share": loss.withheld_share if loss else 0.0,
                 "threshold": threshold,
                 "periods": ", ".join(counts.periods),
             },
@@ -129,6 +127,7 @@ def _code_version() -> str:
 def release(context: dg.AssetExecutionContext, hub: HubResource) -> dg.MaterializeResult:
     """A versioned release folder: CSV, Parquet, datapackage.json, lineage.json, index.html."""
     from transforms.lineage import build_lineage
+    from transforms.publish import disclosure_summary
     from transforms.release import write_release
 
     _refuse_if_nothing_to_publish(hub)
@@ -147,6 +146,7 @@ def release(context: dg.AssetExecutionContext, hub: HubResource) -> dg.Materiali
             tables,
             lineage,
             disclosure_threshold=settings.disclosure_threshold,
+            disclosure=disclosure_summary(hub.warehouse()),
         )
         lineage_run.outputs.extend(str(path) for path in sorted(folder.iterdir()))
     return dg.MaterializeResult(
