@@ -7,6 +7,7 @@ answer at once.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -316,6 +317,64 @@ def run(
     except HomeBusyError as err:
         console.print(f"[red]{err}[/]")
         raise typer.Exit(EXIT_HOME_BUSY) from err
+
+
+@app.command()
+def publish(
+    revise: Annotated[
+        list[str] | None,
+        typer.Option(help="recount this published quarter, e.g. 2025-Q2 (repeatable)"),
+    ] = None,
+    provisional: Annotated[
+        bool, typer.Option(help="also publish the quarter that has not ended yet")
+    ] = False,
+    verbose: Verbose = False,
+    wait: Wait = 0,
+) -> None:
+    """Publish a release from the data already loaded (no member is loaded again).
+
+    Quarters are published once they have ended, then frozen: later releases repeat their
+    values unchanged, whatever late data arrives. --revise recounts a published quarter
+    with today's data; the revision is disclosure-controlled together with every earlier
+    version of that quarter and refused if the change could single anyone out.
+    --provisional also publishes the open quarter (frozen the same way).
+
+    Exit codes: 0 a release written; 2 usage error; 3 no release written (the reason is
+    printed); 4 another hub run holds this home.
+    """
+    from pipelines.lib.home_lock import HomeBusyError, hold_home
+    from pipelines.lib.runner import publish as run_publish
+
+    settings = _settings()
+    for period in revise or []:
+        if not re.fullmatch(r"[0-9]{4}-Q[1-4]", period):
+            console.print(f"[red]--revise {period!r}: a quarter is written like 2025-Q2[/]")
+            raise typer.Exit(2)
+    try:
+        with hold_home(settings.home, wait_seconds=wait, command="hub publish"):
+            home = Path(os.environ.get("DAGSTER_HOME") or settings.home / "dagster")
+            instance = _instance(home)
+            _recover(instance, settings)
+            results = _supervised(
+                lambda stop: [
+                    run_publish(
+                        settings,
+                        instance,
+                        revise=revise or [],
+                        provisional=provisional,
+                        log_level="DEBUG" if verbose else "CRITICAL",
+                    )
+                ],
+                instance,
+            )
+    except HomeBusyError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(EXIT_HOME_BUSY) from err
+    result = results[0] if results else None
+    if result is None or not result.success:
+        console.print(f"[red]✗ publish: {result.error if result else 'stopped'}[/]")
+        raise typer.Exit(3)
+    _print_results(results, settings)
 
 
 def _recover(instance: dg.DagsterInstance, settings: HubSettings) -> None:

@@ -341,6 +341,46 @@ def _withheld_html(disclosure: dict[str, Any]) -> str:
             + "</td></tr>"
         )
     threshold = disclosure.get("threshold")
+    quarters = ""
+    periods = disclosure.get("periods") or []
+    if periods:
+        words = {
+            "new": "published for the first time",
+            "carried": "repeated unchanged from release {v}",
+            "revised": "revised: recounted with later data, and controlled together with "
+            "the earlier release(s) {e}",
+        }
+        items = "".join(
+            f"<li><code>{e(p['period'])}</code>: "
+            + e(
+                words.get(p["status"], p["status"]).format(
+                    v=p.get("valuesFrom") or "", e=", ".join(p.get("earlierVersions") or [])
+                )
+            )
+            + (" (provisional: the quarter had not ended)" if p.get("provisional") else "")
+            + "</li>"
+            for p in periods
+        )
+        pending = disclosure.get("pendingRevisions") or []
+        open_quarters = disclosure.get("openQuartersNotPublished") or []
+        quarters = (
+            f"<h3>Quarters in this release</h3><ul>{items}</ul>"
+            + (
+                "<p>Counts have changed since publication for "
+                + e(", ".join(pending))
+                + "; they are repeated unchanged until a revision is published.</p>"
+                if pending
+                else ""
+            )
+            + (
+                "<p>Not yet published (the quarter has not ended): "
+                + e(", ".join(open_quarters))
+                + ".</p>"
+                if open_quarters
+                else ""
+            )
+            + f"<p>{e(disclosure.get('revisionPolicy') or '')}</p>"
+        )
     return (
         '<section id="withheld"><h2>What is withheld, and why</h2>'
         f"<p>Counts below {e(str(threshold))} (including 0) are withheld, because a small "
@@ -351,7 +391,7 @@ def _withheld_html(disclosure: dict[str, Any]) -> str:
         f"{e(str(threshold))} wide.</p>"
         "<table><thead><tr><th>table</th><th>counts withheld</th>"
         "<th>share of people in withheld counts</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></section>"
+        f"<tbody>{''.join(rows)}</tbody></table>{quarters}</section>"
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 from dagster_dlt import DagsterDltResource
@@ -80,6 +81,7 @@ def run_stage(
     instance: dg.DagsterInstance,
     partition_key: str | None = None,
     log_level: str = "CRITICAL",
+    publish_config: dict[str, Any] | None = None,
 ) -> StageResult:
     """Materialise ``keys`` (and their checks) in one in-process run.
 
@@ -98,7 +100,10 @@ def run_stage(
         resources=resources_for(settings),
         raise_on_error=False,
         tags={"hub/stage": name, **run_tags()},
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config={
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+            **({"ops": {"published_tables": {"config": publish_config}}} if publish_config else {}),
+        },
     )
     return StageResult(
         name=name,
@@ -193,6 +198,23 @@ def _nothing_to_publish(settings: HubSettings, results: Sequence[StageResult]) -
     if failed:
         return f"{NOTHING_TO_PUBLISH} (all loads failed: {'; '.join(failed)})"
     return f"{NOTHING_TO_PUBLISH} (no member's load brought any records)"
+
+
+def publish(
+    settings: HubSettings,
+    instance: dg.DagsterInstance,
+    *,
+    revise: Sequence[str] = (),
+    provisional: bool = False,
+    log_level: str = "CRITICAL",
+) -> StageResult:
+    """Publish a release from the data already loaded: quarters that have ended for the
+    first time, frozen ones repeated, ``revise`` recounted (a revision), the open quarter
+    only if ``provisional``."""
+    config = {"revise": list(revise), "provisional": provisional}
+    return run_stage(
+        "publish", _publish_keys(), settings, instance, log_level=log_level, publish_config=config
+    )
 
 
 def _publish_keys() -> list[dg.AssetKey]:

@@ -307,3 +307,64 @@ def test_audit_refuses_a_tampered_release_and_names_cells_not_values(tmp_path: P
     findings = audit_release(cells.to_tables(counts), counts, threshold=THRESHOLD)
     below = [p for ps in findings.problems.values() for p in ps if "below the threshold" in p]
     assert below == [f"{cells.refs[small].label()}: shown below the threshold {THRESHOLD}"]
+
+
+# -- releases over time -------------------------------------------------------------------
+
+
+def _only(tables: dict[str, pa.Table], periods: tuple[str, ...]) -> dict[str, pa.Table]:
+    import pyarrow.compute as pc
+
+    return {
+        n: t.filter(pc.is_in(t.column("period"), pa.array(periods)))
+        if "period" in t.column_names
+        else t
+        for n, t in tables.items()
+    }
+
+
+def test_differencing_a_revision_cannot_single_out_a_late_person(tmp_path: Path) -> None:
+    """Publish; add one person to one member's closed quarter; revise. A revision controlled
+    on its own would give the person away (refused by the audit); controlled together with
+    the first release, no change they made can be told from no change."""
+    from transforms.disclosure import EarlierRelease
+
+    rows = _demo_like_network()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    before = counts_of(rows, tmp_path / "a")
+    first = control_release(before, threshold=THRESHOLD)
+    late = [
+        Activity("2025-Q1", "engagement", "org1", "late", "employment", None, None, "M15"),
+        Activity(
+            "2025-Q1", "outcome", "org1", "late", "employment", "job_started", "achieved", "M15"
+        ),
+    ]
+    after = _only(counts_of(rows + late, tmp_path / "b"), ("2025-Q1",))
+    history = [EarlierRelease("v1", first.tables, before, ("2025-Q1",))]
+
+    naive = control_release(after, threshold=THRESHOLD)
+    findings = audit_release(naive.tables, after, threshold=THRESHOLD, history=history)
+    told = [p for ps in findings.problems.values() for p in ps]
+    assert told and all("change since v1" in p and "added or removed" in p for p in told)
+    assert any(
+        "area=M15, outcome_area=employment, outcome_code=all).people_engaged" in p for p in told
+    )
+
+    revision = control_release(after, threshold=THRESHOLD, history=history)
+    assert audit_release(revision.tables, after, threshold=THRESHOLD, history=history).passed
+    reader = [EarlierRelease("v1", first.tables, None, ("2025-Q1",))]
+    ranges = reader_attack(revision.tables, threshold=THRESHOLD, history=reader)
+    person = [
+        label
+        for label in ranges
+        if "change since v1" in label
+        and "outcome_area=employment" in label
+        and ("area=M15," in label or "area=all," in label)
+        and ("outcome_code=all)" in label or "outcome_code=job_started)" in label)
+        and label.endswith((".people_engaged", ".people_achieving", ".engagements"))
+    ]
+    assert len(person) == 10
+    for label in person:
+        lo, hi = ranges[label]
+        assert lo <= 0 <= hi and hi - lo >= THRESHOLD, label

@@ -49,16 +49,31 @@ class AuditResult:
         return not self.failed
 
 
-def fails(lower: float, upper: float, truth: int | None, threshold: int) -> bool:
+def fails(
+    lower: float, upper: float, truth: int | None, threshold: int, role: str = "count"
+) -> bool:
     """Whether a withheld cell with range ``[lower, upper]`` is disclosed.
 
-    ``truth`` (when known) says whether it is a small count, which must be able to lie
-    anywhere from 0 to at least the threshold; any withheld cell needs a range at least the
-    threshold wide.
+    A count: ``truth`` (when known) says whether it is a small count, which must be able to
+    lie anywhere from 0 to at least the threshold; any withheld count needs a range at least
+    the threshold wide. A change between releases that is small but not 0 (a few people
+    added or removed) must be indistinguishable from no change: its range must hold 0 and
+    be at least the threshold wide.
     """
     if upper - lower < threshold:
         return True
+    if role == "change":
+        return not lower <= 0 <= upper
     return truth is not None and truth < threshold and (lower > 0 or upper < threshold)
+
+
+def judged(cells: Cells, cell: int, threshold: int) -> bool:
+    """Whether the audit must judge ``cell``: every withheld count, and every change between
+    releases that is small but not 0 (the others say nothing about a few people)."""
+    if cells.role[cell] == "change":
+        truth = cells.truth[cell]
+        return truth is None or 0 < abs(truth) < threshold
+    return cells.hidden[cell]
 
 
 class _Union:
@@ -133,6 +148,9 @@ class _Model:
         self.cells, self.constraints, self.bound = cells, constraints, bound
         self.column = {c: j for j, c in enumerate(column_cells)}
         self.n = len(column_cells)
+        self.col_lower = np.array(
+            [max(cells.lower(c), -float(bound)) for c in column_cells], dtype=float
+        )
         # Each row as (column indices, coefficients, lower, upper) after shown cells are
         # moved to the bounds, plus the column of its "then" cell when that is withheld.
         self.rows: list[tuple[np.ndarray, np.ndarray, float, float, int | None]] = []
@@ -184,7 +202,7 @@ class _Model:
         h.addCols(
             n,
             np.zeros(n),
-            np.zeros(n) if lower is None else lower,
+            self.col_lower if lower is None else lower,
             np.full(n, float(self.bound)),
             0,
             empty_i,
@@ -250,7 +268,7 @@ class _Model:
         if self.on.get(then) == on:
             return
         h = self._inner
-        h.changeColBounds(then, 1.0 if on else 0.0, float(self.bound))
+        h.changeColBounds(then, 1.0 if on else float(self.col_lower[then]), float(self.bound))
         for r in self.then_rows[then]:
             idx, val, _, _, _ = self.rows[r]
             h.changeCoeff(r, then, float(val[np.flatnonzero(idx == then)[0]]) if on else -1.0)
@@ -334,7 +352,7 @@ class _Model:
     # -- solving --------------------------------------------------------------------------
     def feasible(self, x: np.ndarray) -> bool:
         """Whether whole-number point ``x`` satisfies every relation and column bound."""
-        if np.any(x < 0) or np.any(x > self.bound):
+        if np.any(x < self.col_lower) or np.any(x > self.bound):
             return False
         activity = np.bincount(
             self.row_of, weights=self.flat_val * x[self.flat_idx], minlength=len(self.rows)
@@ -420,6 +438,8 @@ def cell_ranges(
     true counts satisfy every relation).
     """
     wanted = [t for t in targets if cells.hidden[t]]
+    if not wanted:
+        return {}, 0, 0
     members, linked = _components(cells, constraints)
     union_of: dict[int, int] = {}
     for root, group in members.items():
@@ -439,15 +459,20 @@ def cell_ranges(
         for t in sorted(group_targets):
             if t in ranges:
                 continue
-            truth = cells.truth[t]
+            truth, role = cells.truth[t], cells.role[t]
+            floor = truth == 0 and role == "count"
             if threshold is not None:
-                low = 0.0 if truth == 0 else model.witnessed(t, maximise=False)
+                low = 0.0 if floor else model.witnessed(t, maximise=False)
                 high = model.witnessed(t, maximise=True)
                 solves += 2
-                if low is not None and high is not None and not fails(low, high, truth, threshold):
+                if (
+                    low is not None
+                    and high is not None
+                    and not fails(low, high, truth, threshold, role)
+                ):
                     ranges[t] = (low, high)
                     continue
-            low = 0.0 if truth == 0 else model.extreme(t, maximise=False)
+            low = 0.0 if floor else model.extreme(t, maximise=False)
             high = model.extreme(t, maximise=True)
             solves += 2
             ranges[t] = (low, high)
@@ -471,13 +496,15 @@ def _settle_in_batches(
     low = {t: float(base[j]) for t, j in columns.items()}
     high = dict(low)
     for t in targets:
-        if cells.truth[t] == 0:
+        if cells.truth[t] == 0 and cells.role[t] == "count":
             low[t] = 0.0
 
     def needs(t: int) -> tuple[bool, bool]:
-        lo, hi, truth = low[t], high[t], cells.truth[t]
-        if not fails(lo, hi, truth, threshold):
+        lo, hi, truth, role = low[t], high[t], cells.truth[t], cells.role[t]
+        if not fails(lo, hi, truth, threshold, role):
             return False, False
+        if role == "change":
+            return hi < max(0.0, lo + threshold), lo > min(0.0, hi - threshold)
         small = truth is not None and truth < threshold
         up = hi < threshold if small else True
         down = lo > 0 if small else True
@@ -526,7 +553,9 @@ def audit(
         cells, constraints, targets, bound=bound, threshold=threshold
     )
     failed = [
-        c for c, (lo, hi) in sorted(ranges.items()) if fails(lo, hi, cells.truth[c], threshold)
+        c
+        for c, (lo, hi) in sorted(ranges.items())
+        if fails(lo, hi, cells.truth[c], threshold, cells.role[c])
     ]
     return AuditResult(
         ranges=ranges,

@@ -9,7 +9,8 @@ outcome-code row) does not apply to its row and is not a cell.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,11 @@ class Cells:
     shown: list[int | None] = field(default_factory=list)
     hidden: list[bool] = field(default_factory=list)
     truth: list[int | None] = field(default_factory=list)
+    # "count" (a published count), or "change" (a revised count minus an earlier release's,
+    # never published itself but computed by any reader holding both).
+    role: list[str] = field(default_factory=list)
+    # Cells of an earlier release: already published, so control can never withhold them.
+    fixed: list[bool] = field(default_factory=list)
     index: dict[CellRef, int] = field(default_factory=dict)
     # table -> primary key -> measure -> cell number
     rows: dict[str, dict[tuple[Any, ...], dict[str, int]]] = field(default_factory=dict)
@@ -130,7 +136,16 @@ class Cells:
                 cells.rows.setdefault(name, {}).setdefault(key, {})
         return cells
 
-    def _add(self, ref: CellRef, shown: int | None, hidden: bool, truth: int | None) -> None:
+    def _add(
+        self,
+        ref: CellRef,
+        shown: int | None,
+        hidden: bool,
+        truth: int | None,
+        *,
+        role: str = "count",
+        fixed: bool = False,
+    ) -> int:
         if ref in self.index:
             raise ValueError(f"duplicate row in {ref.table}: {ref.label()}")
         i = len(self.refs)
@@ -138,8 +153,61 @@ class Cells:
         self.shown.append(shown)
         self.hidden.append(hidden)
         self.truth.append(truth)
+        self.role.append(role)
+        self.fixed.append(fixed)
         self.index[ref] = i
-        self.rows.setdefault(ref.table, {}).setdefault(ref.key, {})[ref.measure] = i
+        if role == "count":
+            self.rows.setdefault(ref.table, {}).setdefault(ref.key, {})[ref.measure] = i
+        return i
+
+    def lower(self, cell: int) -> float:
+        """The least value the cell can take: 0 for a count; a change can be negative."""
+        return 0.0 if self.role[cell] == "count" else -math.inf
+
+    def add_release(
+        self,
+        tables: Mapping[str, pa.Table],
+        truth: Mapping[str, pa.Table] | None,
+        tag: str,
+        periods: Iterable[str],
+    ) -> list[tuple[int, int, int]]:
+        """Add an earlier release's cells of ``periods`` (as published, with their true
+        values when known), fixed, under period ``<period>@<tag>``, and one change cell per
+        count that the current cells also have: ``(change, current, earlier)`` cells are
+        returned; the relation tying them is ``change = current - earlier``.
+
+        The period tag keeps the earlier version's relations apart from the current ones
+        (each version is a full set of counts of its own)."""
+        wanted = set(periods)
+        earlier = Cells.from_published(
+            {n: t for n, t in tables.items() if n != "organisation_summary"}, truth
+        )
+        pairs: list[tuple[int, int, int]] = []
+        for c, ref in enumerate(earlier.refs):
+            if ref.key[0] not in wanted:
+                continue
+            tagged = CellRef(ref.table, (f"{ref.key[0]}@{tag}", *ref.key[1:]), ref.measure)
+            old = self._add(
+                tagged, earlier.shown[c], earlier.hidden[c], earlier.truth[c], fixed=True
+            )
+            current = self.index.get(ref)
+            if current is None:
+                continue
+            true_change = (
+                None
+                if self.truth[current] is None or earlier.truth[c] is None
+                else self.truth[current] - earlier.truth[c]
+            )
+            change = self._add(
+                CellRef(ref.table, (f"{ref.key[0]} change since {tag}", *ref.key[1:]), ref.measure),
+                None,
+                True,
+                true_change,
+                role="change",
+                fixed=True,
+            )
+            pairs.append((change, current, old))
+        return pairs
 
     def to_tables(self, tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
         """``tables`` with withheld cells emptied and every ``_suppressed`` flag set, in the

@@ -24,15 +24,20 @@ The result reports the information lost per table (share of cells and of people 
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from transforms.disclosure.audit import AuditResult, audit, audit_bound
+from transforms.disclosure.audit import AuditResult, audit, audit_bound, judged
 from transforms.disclosure.cells import CONTROLLED_TABLES, Cells
-from transforms.disclosure.relations import Constraint, Layout, reader_relations
+from transforms.disclosure.relations import (
+    Constraint,
+    Layout,
+    change_relations,
+    reader_relations,
+)
 
 DEFAULT_THRESHOLD = 5
 
@@ -98,7 +103,13 @@ def _hide_companions(cells: Cells) -> list[int]:
     for (table, measure), anchor in COMPANIONS.items():
         for measures in cells.rows.get(table, {}).values():
             c, a = measures.get(measure), measures.get(anchor)
-            if c is not None and a is not None and cells.hidden[a] and not cells.hidden[c]:
+            if (
+                c is not None
+                and a is not None
+                and cells.hidden[a]
+                and not cells.hidden[c]
+                and not cells.fixed[c]
+            ):
                 cells.hide(c)
                 newly.append(c)
     return newly
@@ -177,11 +188,39 @@ def _nearest_shown(cells: Cells, start: int, links: list[list[int]], rank: list[
                 if d not in seen:
                     seen.add(d)
                     ring.append(d)
-        shown = [d for d in ring if not cells.hidden[d]]
+        shown = [d for d in ring if not cells.hidden[d] and not cells.fixed[d]]
         if shown:
             return min(shown, key=lambda d: (cells.truth[d] or 0, rank[d]))
         frontier = ring
     return None
+
+
+@dataclass(frozen=True)
+class EarlierRelease:
+    """An earlier release's values of quarters now being published again (a revision): what
+    a reader already holds. ``truth`` (the counts it was made from) is known to the hub's own
+    audit and unknown to a reader."""
+
+    tag: str
+    tables: Mapping[str, pa.Table]
+    truth: Mapping[str, pa.Table] | None
+    periods: tuple[str, ...]
+
+
+def _with_history(cells: Cells, history: Sequence[EarlierRelease]) -> list[tuple[int, int, int]]:
+    changes: list[tuple[int, int, int]] = []
+    for earlier in history:
+        changes += cells.add_release(earlier.tables, earlier.truth, earlier.tag, earlier.periods)
+    return changes
+
+
+def _targets(cells: Cells, threshold: int) -> list[int]:
+    return [
+        c
+        for c in range(len(cells))
+        if (cells.role[c] == "change" and judged(cells, c, threshold) and audited(cells, c))
+        or (cells.hidden[c] and audited(cells, c) and not cells.fixed[c])
+    ]
 
 
 def control_release(
@@ -189,27 +228,42 @@ def control_release(
     *,
     threshold: int = DEFAULT_THRESHOLD,
     layout: Layout = "grid",
+    history: Sequence[EarlierRelease] = (),
     max_rounds: int = 1000,
 ) -> ControlResult:
     """Disclosure-control the count tables of a release (``counts``: name -> uncontrolled
-    table) and return them conformed to their published schemas."""
+    table) and return them conformed to their published schemas.
+
+    ``history``: earlier releases of quarters ``counts`` revises. Their cells cannot be
+    withheld any more; the change of each count since is what a reader holding both
+    releases computes, and a small change (a few people added or removed) must not be
+    told from no change. Raises ``DisclosureError`` (naming the cells) when no further
+    withholding can achieve that: the revision is refused.
+    """
     if threshold < 1:
         raise ValueError(f"disclosure threshold must be at least 1, got {threshold}")
     cells = Cells.from_counts(counts)
+    changes = _with_history(cells, history)
     bound = audit_bound(cells, threshold)
     constraints = reader_relations(cells, threshold=threshold, bound=bound, layout=layout)
+    constraints += change_relations(changes)
     rank = _rank(cells)
 
     for c in range(len(cells)):
-        if audited(cells, c) and (cells.truth[c] or 0) < threshold:
+        if (
+            cells.role[c] == "count"
+            and not cells.fixed[c]
+            and audited(cells, c)
+            and (cells.truth[c] or 0) < threshold
+        ):
             cells.hide(c)
-    primary = list(cells.hidden)
+    primary = [h and not f for h, f in zip(cells.hidden, cells.fixed, strict=True)]
     _hide_companions(cells)
     _first_pass(cells, constraints, threshold, rank)
     _hide_companions(cells)
 
     links = _neighbours(constraints, len(cells))
-    targets = [c for c in range(len(cells)) if cells.hidden[c] and audited(cells, c)]
+    targets = _targets(cells, threshold)
     audited_cells = len(targets)
     total = AuditResult()
     rounds = 0
@@ -234,7 +288,8 @@ def control_release(
             if pick is None:
                 raise DisclosureError(
                     "no further count can be withheld to protect "
-                    f"{cells.refs[c].label()}: the relations pin it whatever is shown"
+                    f"{cells.refs[c].label()}: the relations (and any earlier release) pin "
+                    "it whatever is shown"
                 )
             chosen.add(pick)
         for c in chosen:
@@ -261,7 +316,11 @@ def control_release(
 def _loss(cells: Cells, primary: list[bool], threshold: int) -> dict[str, TableLoss]:
     out: dict[str, TableLoss] = {}
     for table in CONTROLLED_TABLES:
-        mine = [c for c, ref in enumerate(cells.refs) if ref.table == table]
+        mine = [
+            c
+            for c, ref in enumerate(cells.refs)
+            if ref.table == table and cells.role[c] == "count" and not cells.fixed[c]
+        ]
         if not mine and table not in cells.rows:
             continue
         withheld = [c for c in mine if cells.hidden[c]]
@@ -285,18 +344,26 @@ def _loss(cells: Cells, primary: list[bool], threshold: int) -> dict[str, TableL
 
 
 def reader_attack(
-    tables: Mapping[str, pa.Table], *, threshold: int, layout: Layout = "grid"
+    tables: Mapping[str, pa.Table],
+    *,
+    threshold: int,
+    layout: Layout = "grid",
+    history: Sequence[EarlierRelease] = (),
 ) -> dict[str, tuple[float, float]]:
     """What a reader holding only ``tables`` (as published) can say about each withheld
     cell: ``{cell label: (lowest, highest)}``. A range at least ``threshold`` wide may be
     reported narrower than the reader's best (it is proven by alternative counts, not
-    maximised); a narrower one is exact. Used by the tests and the benchmark."""
+    maximised); a narrower one is exact. With ``history`` (earlier releases of revised
+    quarters, without their truth), the change of every count since is attacked too.
+    Used by the tests and the benchmark."""
     from transforms.disclosure.audit import cell_ranges
 
     cells = Cells.from_published(tables)
+    changes = _with_history(cells, history)
     bound = audit_bound(cells, threshold)
     constraints = reader_relations(cells, threshold=threshold, bound=bound, layout=layout)
-    targets = [c for c in range(len(cells)) if cells.hidden[c] and audited(cells, c)]
+    constraints += change_relations(changes)
+    targets = _targets(cells, threshold)
     ranges, _, _ = cell_ranges(cells, constraints, targets, bound=bound, threshold=threshold)
     return {cells.refs[c].label(): r for c, r in ranges.items()}
 
@@ -320,6 +387,7 @@ def audit_release(
     *,
     threshold: int,
     layout: Layout = "grid",
+    history: Sequence[EarlierRelease] = (),
 ) -> ReleaseFindings:
     """Attack ``published`` (the tables as a reader gets them) knowing ``truth`` (the same
     tables before control): every shown count must be true and at least the threshold,
@@ -339,9 +407,10 @@ def audit_release(
         if _key_set(published[name], key) != _key_set(truth[name], key):
             problem(name, "the published rows are not the rows counted")
     cells = Cells.from_published(published, truth)
+    changes = _with_history(cells, history)
     for c, ref in enumerate(cells.refs):
         shown = cells.shown[c]
-        if shown is None:
+        if shown is None or cells.fixed[c]:
             continue
         if shown < threshold and audited(cells, c):
             problem(ref.table, f"{ref.label()}: shown below the threshold {threshold}")
@@ -360,7 +429,8 @@ def audit_release(
                     problem(name, f"{name}.{m}: a cell flagged as withheld is not empty")
     bound = audit_bound(cells, threshold)
     constraints = reader_relations(cells, threshold=threshold, bound=bound, layout=layout)
-    targets = [c for c in range(len(cells)) if cells.hidden[c] and audited(cells, c)]
+    constraints += change_relations(changes)
+    targets = _targets(cells, threshold)
     for c in targets:
         table = cells.refs[c].table
         findings.audited[table] = findings.audited.get(table, 0) + 1
@@ -368,13 +438,33 @@ def audit_release(
     findings.solves = result.solves
     for c in result.failed:
         ref = cells.refs[c]
-        problem(
-            ref.table,
-            f"{ref.label()}: a reader can narrow it to a range narrower than {threshold}",
-        )
+        if cells.role[c] == "change":
+            problem(
+                ref.table,
+                f"{ref.label()}: a reader comparing the releases can tell that a few people "
+                "were added or removed",
+            )
+        else:
+            problem(
+                ref.table,
+                f"{ref.label()}: a reader can narrow it to a range narrower than {threshold}",
+            )
     return findings
 
 
 def _key_set(table: pa.Table, key: tuple[str, ...]) -> list[str]:
     columns = [table.column(k).to_pylist() for k in key]
     return sorted(map(str, zip(*columns, strict=True)))
+
+
+def measure_loss(
+    published: Mapping[str, pa.Table], truth: Mapping[str, pa.Table], *, threshold: int
+) -> dict[str, TableLoss]:
+    """The information lost in published tables (withheld cells and people), judged against
+    the counts behind them: small withheld counts are primary, the others secondary."""
+    cells = Cells.from_published(published, truth)
+    primary = [
+        cells.hidden[c] and audited(cells, c) and (cells.truth[c] or 0) < threshold
+        for c in range(len(cells))
+    ]
+    return _loss(cells, primary, threshold)

@@ -14,8 +14,15 @@ count can exceed, as ``a <= bound * b``.
 
 Not used, because they hold only for particular data or give nothing beyond the above:
 people served by two or more members against the organisations counts of the outcome
-areas; and structural facts that follow from the member count alone (with two members
-nobody is served by three), which describe the network, not anyone in it.
+areas; members' records loaded against a quarter's engagements, and organisations against
+the member count (a frozen quarter repeats counts made on older data, when the members
+were not the same, so neither need hold); and structural facts that follow from the member
+count alone (with two members nobody is served by three), which describe the network, not
+anyone in it.
+
+Across releases (``transforms.disclosure.history``), a revised quarter's cells are tied to
+the cells of every earlier version of it by a change cell (``new - old``), which is what a
+reader comparing the two releases computes.
 """
 
 from __future__ import annotations
@@ -43,17 +50,16 @@ RULES: dict[str, str] = {
     "engaged_has_activity": "People engaged with an outcome area are at most its engagements "
     "plus its deliveries plus the people engaged with its codes.",
     "activity_has_people": "An outcome area with an engagement or a delivery has someone engaged.",
-    "organisations_serve_people": "Organisations are at most the member count, and are 0 "
-    "exactly when nobody is counted on the row.",
+    "organisations_serve_people": "Organisations are 0 exactly when nobody is counted on the row.",
     "reach_row_sum": "In cross_org_reach, people = served_by_1 + served_by_2 + served_by_3_plus.",
     "reach_covers_outcome_areas": "People served in a quarter and area are at least the "
     "people engaged with any one outcome area there, and at most their sum.",
-    "records_cover_activity": "The members' records loaded are at least the engagements and "
-    "deliveries counted in any one quarter.",
     "named_district": "A quarter names a postcode district only when at least the threshold "
     "of people from it were counted (smaller districts are counted in 'other').",
     "row_exists": "(releases before the full grid) A row is present only when someone is "
     "counted in it.",
+    "revision_change": "A revised quarter's count minus the same count in an earlier release "
+    "is the change between them.",
 }
 
 
@@ -122,8 +128,6 @@ def reader_relations(
     b = _Builder()
     outcomes = cells.rows.get("outcomes_summary", {})
     reach = cells.rows.get("cross_org_reach", {})
-    members = cells.rows.get("organisation_summary", {})
-    member_count = len(members) if members else bound
 
     def o(key: tuple[Any, ...], measure: str) -> int | None:
         return cells.at("outcomes_summary", key, measure)
@@ -184,9 +188,8 @@ def reader_relations(
         b.at_least("achieving_within_engaged", o(key, "people_engaged"), o(key, "people_achieving"))
         orgs, engaged = o(key, "organisations"), o(key, "people_engaged")
         if orgs is not None:
-            b.implies("organisations_serve_people", engaged, [orgs], member_count)
+            b.implies("organisations_serve_people", engaged, [orgs], bound)
             b.implies("organisations_serve_people", orgs, [engaged], bound)
-            b.add("organisations_serve_people", [(orgs, 1)], upper=member_count)
         if layout == "sparse":
             b.add("row_exists", [(engaged, 1)], lower=1)
 
@@ -222,20 +225,14 @@ def reader_relations(
         for m in ("people", "served_by_1", "served_by_2", "served_by_3_plus"):
             b.equal("area_total", r(total, m), [r(k, m) for k in parts])
 
-    if members:
-        loaded = [cells.at("organisation_summary", k, "records_loaded") for k in members]
-        activity_periods = {k[0] for k in outcomes}
-        for period in activity_periods:
-            counted = [
-                o(k, m)
-                for k in by_place.get((period, ALL), [])
-                for m in ("engagements", "deliveries")
-            ]
-            b.add(
-                "records_cover_activity",
-                [*((c, 1) for c in loaded), *((c, -1) for c in counted)],
-                lower=0,
-            )
+    return b.out
+
+
+def change_relations(changes: Iterable[tuple[int, int, int]]) -> list[Constraint]:
+    """``change = current - earlier`` for each (change, current, earlier) cell triple."""
+    b = _Builder()
+    for change, current, earlier in changes:
+        b.add("revision_change", [(change, 1), (current, -1), (earlier, 1)], 0, 0)
     return b.out
 
 

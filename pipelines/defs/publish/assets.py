@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from pipelines.lib.automation import downstream_of_any_update
 from pipelines.lib.hub import HubResource
@@ -33,6 +34,16 @@ def _refuse_if_nothing_to_publish(hub: HubResource) -> None:
         raise dg.Failure(description=reason, allow_retries=False)
 
 
+class PublishConfig(dg.Config):
+    """What a publication does beyond the default (new quarters that have ended, frozen
+    quarters repeated unchanged): ``revise`` recounts published quarters (a revision,
+    audited against every earlier version of them); ``provisional`` also publishes the
+    quarter that has not ended yet (frozen the same way once published)."""
+
+    revise: list[str] = Field(default_factory=list)
+    provisional: bool = False
+
+
 INPUTS = [
     dg.AssetKey(["hub", "person_link"]),
     *(
@@ -58,35 +69,61 @@ INPUTS = [
     ],
     pool="warehouse",
 )
-def published_tables(context: dg.AssetExecutionContext, hub: HubResource):
-    """Count people per quarter and district, then apply disclosure control (withholding
-    until the integer-programming attack cannot narrow any withheld count down)."""
-    from transforms.disclosure import control_release
-    from transforms.publish import compute_counts, counted_tables, write_published
+def published_tables(context: dg.AssetExecutionContext, hub: HubResource, config: PublishConfig):
+    """Count people per quarter and district, repeat frozen quarters, revise the quarters
+    asked for, and apply disclosure control (withholding until the integer-programming
+    attack cannot narrow any withheld count, or any small change since an earlier release,
+    down)."""
+    from transforms.disclosure import DisclosureError
+    from transforms.publish import prepare_release
+    from transforms.release_plan import PlanError
 
     _refuse_if_nothing_to_publish(hub)
     threshold = hub.settings().disclosure_threshold
     warehouse = hub.warehouse()
+    now = datetime.now(UTC)
+    version = now.strftime("%Y.%m.%d-%H%M%S")
     inputs = [".".join(key.path) for key in INPUTS]
     outputs = [f"published.{name}" for name in PUBLISHED_TABLES]
     with hub.lineage(context, inputs=inputs, outputs=outputs):
-        counts = compute_counts(warehouse, threshold=threshold)
-        controlled = control_release(counted_tables(counts), threshold=threshold)
-        write_published(warehouse, controlled.tables, controlled.loss)
+        try:
+            prepared = prepare_release(
+                warehouse,
+                threshold=threshold,
+                version=version,
+                today=now.date(),
+                revise=config.revise,
+                provisional=config.provisional,
+            )
+        except (PlanError, DisclosureError) as err:
+            raise dg.Failure(description=str(err), allow_retries=False) from None
+    plan, control, version = prepared.plan, prepared.control, prepared.version
     context.log.info(
-        f"disclosure control: {controlled.rounds} audit round(s), {controlled.audit.solves} "
-        f"solver runs, {controlled.audit.seconds:.1f} s"
+        f"release {version}: new {', '.join(plan.new) or 'none'}; revised "
+        f"{', '.join(plan.revised) or 'none'}; repeated unchanged "
+        f"{', '.join(plan.carried) or 'none'}; disclosure control {control.rounds} audit "
+        f"round(s), {control.audit.solves} solver runs, {control.audit.seconds:.1f} s"
     )
-    for name, table in controlled.tables.items():
-        loss = controlled.loss.get(name)
+    if prepared.pending_revisions:
+        context.log.warning(
+            "counts changed since publication for "
+            + ", ".join(prepared.pending_revisions)
+            + ": they are repeated unchanged; publish a revision to update them"
+        )
+    for name, table in prepared.tables.items():
+        loss = prepared.loss.get(name)
         yield dg.MaterializeResult(
             asset_key=["published", name],
             metadata={
                 "dagster/row_count": table.num_rows,
+                "release_version": version,
                 "suppressed_cells": loss.withheld if loss else 0,
                 "withheld_share": loss.withheld_share if loss else 0.0,
                 "threshold": threshold,
-                "periods": ", ".join(counts.periods),
+                "new_periods": ", ".join(plan.new),
+                "revised_periods": ", ".join(plan.revised),
+                "frozen_periods": ", ".join(plan.carried),
+                "pending_revisions": ", ".join(prepared.pending_revisions),
             },
         )
 
@@ -127,12 +164,23 @@ def _code_version() -> str:
 def release(context: dg.AssetExecutionContext, hub: HubResource) -> dg.MaterializeResult:
     """A versioned release folder: CSV, Parquet, datapackage.json, lineage.json, index.html."""
     from transforms.lineage import build_lineage
-    from transforms.publish import disclosure_summary
+    from transforms.publish import disclosure_summary, release_meta
     from transforms.release import write_release
 
     _refuse_if_nothing_to_publish(hub)
     settings = hub.settings()
-    version = datetime.now(UTC).strftime("%Y.%m.%d-%H%M%S")
+    meta = release_meta(hub.warehouse())
+    if meta is None:
+        raise dg.Failure(
+            description="no release has been prepared: materialise the published tables first",
+            allow_retries=False,
+        )
+    version = meta["version"]
+    if (settings.releases_dir / version).exists():  # written already (a retried run)
+        folder = settings.releases_dir / version
+        return dg.MaterializeResult(
+            metadata={"version": version, "path": dg.MetadataValue.path(str(folder))}
+        )
     inputs = [f"published.{name}" for name in PUBLISHED_TABLES]
     with hub.lineage(context, inputs=inputs) as lineage_run:
         with hub.warehouse().connect() as session:

@@ -66,15 +66,36 @@ def published_tables_resist_attack(hub: HubResource):
     with the cells that could be narrowed down, named by table and key, never by value.
     """
     from transforms.disclosure import audit_release
-    from transforms.publish import compute_counts, counted_tables
+    from transforms.disclosure.history import earlier_releases, frozen
+    from transforms.publish import release_meta, release_truth
 
     threshold = hub.settings().disclosure_threshold
-    with hub.warehouse().connect() as session:
+    warehouse = hub.warehouse()
+    with warehouse.connect() as session:
         published = {
             name: session.arrow(f"SELECT * FROM published.{name}") for name in DISCLOSURE_CHECKS
         }
-    truth = counted_tables(compute_counts(hub.warehouse(), threshold=threshold))
-    findings = audit_release(published, truth, threshold=threshold)
+    meta = release_meta(warehouse) or {}
+    history = earlier_releases(warehouse, meta.get("revised", []), before=meta.get("version"))
+    findings = audit_release(
+        published, release_truth(warehouse), threshold=threshold, history=history
+    )
+    # Frozen quarters must repeat, unchanged, what the release that counted them published.
+    carried = meta.get("carried", [])
+    if carried:
+        import pyarrow.compute as pc
+
+        earlier, _ = frozen(warehouse, carried)
+        for name, table in earlier.items():
+            now = published[name].filter(
+                pc.is_in(published[name].column("period"), table.column("period").unique())
+            )
+            if sorted(map(str, now.to_pylist())) != sorted(
+                map(str, table.cast(now.schema).to_pylist())
+            ):
+                findings.problems.setdefault(name, []).append(
+                    f"{name}: a frozen quarter's rows differ from the release that published them"
+                )
     for name, spec in DISCLOSURE_CHECKS.items():
         problems = findings.problems.get(name, [])
         yield dg.AssetCheckResult(
