@@ -99,6 +99,9 @@ def test_demo_release_resists_the_attack(demo: HubSettings) -> None:
     loss = package["disclosureControl"]["informationLoss"]
     assert set(loss) == {"outcomes_summary", "cross_org_reach", "organisation_summary"}
     assert 0 < loss["outcomes_summary"]["peopleWithheldShare"] < 0.5
+    assert [p["status"] for p in package["disclosureControl"]["periods"]] == ["new"] * 4
+    page = (demo.releases_dir / version / "index.html").read_text(encoding="utf-8")
+    assert "What is withheld, and why" in page and "Quarters in this release" in page
     assert {r["name"] for r in package["disclosureControl"]["relations"]} >= {
         "area_total",
         "code_bounds",
