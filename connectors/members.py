@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -91,6 +92,10 @@ class SecretRef(_Strict):
 
     env: str | None = None
     file: Path | None = None
+    # The member whose secret this is, set when the member file is loaded: resolving checks
+    # the reference is still that member's own (connectors.scope), e.g. after a symlink
+    # changed.
+    _org_id: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _one_of(self) -> SecretRef:
@@ -98,11 +103,42 @@ class SecretRef(_Strict):
             raise ValueError("give exactly one of 'env: VARIABLE_NAME' or 'file: /path/to/key'")
         return self
 
+    def scope_problem(self, org_id: str) -> str | None:
+        """Why this reference is not one of ``org_id``'s own secrets, or None."""
+        from connectors.scope import env_problem, file_problem
+
+        if self.env is not None:
+            return env_problem(org_id, self.env)
+        return file_problem(org_id, self._path(org_id))
+
+    def _path(self, org_id: str | None) -> Path:
+        """The key file; a relative name is inside the member's secrets folder."""
+        from connectors.scope import secrets_dir
+
+        assert self.file is not None
+        if self.file.is_absolute() or org_id is None:
+            return self.file
+        return secrets_dir(org_id) / self.file
+
+    def checked_file(self) -> Path:
+        """The key file, after checking it is still inside its member's secrets folder."""
+        self._check_scope()
+        return self._path(self._org_id)
+
+    def bind(self, org_id: str) -> None:
+        """Tie the reference to its member (done when the member file is loaded)."""
+        self._org_id = org_id
+
+    def _check_scope(self) -> None:
+        if self._org_id is not None and (problem := self.scope_problem(self._org_id)):
+            raise MemberConfigError(self._org_id, [problem])
+
     def __repr__(self) -> str:
         return f"SecretRef(env={self.env!r})" if self.env else f"SecretRef(file={self.file!s})"
 
     def resolve(self) -> str:
         """Read the secret at run time (never at import or definition load)."""
+        self._check_scope()
         if self.env is not None:
             value = os.environ.get(self.env)
             if not value:
@@ -110,8 +146,7 @@ class SecretRef(_Strict):
                     "environment", [f"environment variable {self.env} is not set; export it"]
                 )
             return value
-        assert self.file is not None
-        return self.file.read_text(encoding="utf-8").strip()
+        return self.checked_file().read_text(encoding="utf-8").strip()
 
 
 class SpreadsheetTable(_Strict):
@@ -181,7 +216,7 @@ class SalesforceConnector(SalesforceSettings):
         if self.auth == "jwt_bearer":
             assert self.private_key is not None
             if self.private_key.file is not None:
-                return JwtBearerCredentials(private_key_path=self.private_key.file)
+                return JwtBearerCredentials(private_key_path=self.private_key.checked_file())
             return JwtBearerCredentials(private_key_pem=self.private_key.resolve())
         assert self.client_secret is not None
         return ClientCredentials(self.client_secret.resolve())
@@ -340,10 +375,25 @@ def _explain(err: dict[str, Any]) -> str:
     return f"key '{key}': {err['msg']}"
 
 
+def _secret_refs(connector: Any) -> list[tuple[str, SecretRef]]:
+    """The connector's secret references with their keys."""
+    refs = []
+    for name in ("api_key", "site_key", "client_secret", "private_key"):
+        ref = getattr(connector, name, None)
+        if isinstance(ref, SecretRef):
+            refs.append((name, ref))
+    return refs
+
+
 def _check_semantics(member: Member, taxonomy: Taxonomy) -> list[str]:
     """Cross-field checks pydantic cannot express: fields, taxonomy values, secrets."""
     problems: list[str] = []
     conn = member.connector
+    for name, ref in _secret_refs(conn):
+        ref.bind(member.org_id)
+        if problem := ref.scope_problem(member.org_id):
+            kind = "env" if ref.env is not None else "file"
+            problems.append(f"key 'connector.{name}.{kind}': {problem}")
     if isinstance(conn, SpreadsheetConnector):
         if "person" not in conn.tables:
             problems.append(

@@ -653,7 +653,7 @@ def test_salesforce_member_yaml_maps_its_org(truth: dict[str, Any]) -> None:
     member = load_member(ROOT / "members" / f"{SALESFORCE_ORG}.yaml")
     assert member.connector.kind == "salesforce_npsp"
     assert member.connector.client_secret is not None
-    assert member.connector.client_secret.env == "SOUTHBANK_SF_SECRET"  # never inline
+    assert member.connector.client_secret.env == "HUB_SOUTHBANK_ADVICE_SF_SECRET"  # never inline
     spec = _generator().SALESFORCE_SPEC
     m = member.mappings
     assert m.programmes == truth["members"][SALESFORCE_ORG]["programmes"]
@@ -701,7 +701,7 @@ def _option_name(site: dict[str, Any], options: str, value: int | None) -> str |
 def test_civicrm_member_yaml_maps_its_site(truth: dict[str, Any]) -> None:
     member = load_member(ROOT / "members" / f"{CIVICRM_ORG}.yaml")
     assert member.connector.kind == "civicrm"
-    assert member.connector.api_key.env == "HARBOUR_CIVI_KEY"  # never inline
+    assert member.connector.api_key.env == "HUB_HARBOUR_WELLBEING_CIVI_KEY"  # never inline
     spec = _generator().CIVICRM_SPEC
     m = member.mappings
     assert m.programmes == truth["members"][CIVICRM_ORG]["programmes"]

@@ -82,8 +82,11 @@ class CiviCRMSettings(BaseModel):
     @field_validator("site_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("site_url must start with http:// or https://")
+        from connectors.scope import url_problems
+
+        problems = url_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
         return value.rstrip("/")
 
     @field_validator("entities")

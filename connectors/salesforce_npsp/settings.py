@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
@@ -96,6 +96,18 @@ class SalesforceSettings(_Strict):
     max_retries: int = Field(default=5, ge=0)
     backoff_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, ge=0)
+
+    @field_validator("login_url", "instance_url")
+    @classmethod
+    def _safe_url(cls, value: str | None) -> str | None:
+        from connectors.scope import url_problems
+
+        if value is None:
+            return value
+        problems = url_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,13 @@ SALESFORCE_DEMO = DemoOrg(
     "southbank_advice",
     18443,
     REPO_ROOT / "sample_data" / "southbank_advice" / "salesforce_org.json",
-    "SOUTHBANK_SF_SECRET",
+    "HUB_SOUTHBANK_ADVICE_SF_SECRET",
 )
 CIVICRM_DEMO = DemoOrg(
     "harbour_wellbeing",
     18444,
     REPO_ROOT / "sample_data" / "harbour_wellbeing" / "civicrm_site.json",
-    "HARBOUR_CIVI_KEY",
+    "HUB_HARBOUR_WELLBEING_CIVI_KEY",
 )
 
 

@@ -123,7 +123,7 @@ SALESFORCE = {
         "kind": "salesforce_npsp",
         "login_url": "https://acme.my.salesforce.com",
         "client_id": "3MVG9-consumer-key",
-        "client_secret": {"env": "ACME_SF_SECRET"},
+        "client_secret": {"env": "HUB_ACME_TRUST_SF_SECRET"},
         "consent_field": "Consent_To_Share__c",
     },
 }
@@ -133,7 +133,7 @@ CIVICRM = {
         "kind": "civicrm",
         "site_url": "https://crm.acme.example",
         "url_style": "wordpress",
-        "api_key": {"env": "ACME_CIVI_KEY"},
+        "api_key": {"env": "HUB_ACME_TRUST_CIVI_KEY"},
     },
 }
 
@@ -144,10 +144,10 @@ def test_salesforce_member_resolves_credentials_only_at_run_time(
     member = load_member(_write(tmp_path, SALESFORCE))
     assert member.connector.kind == "salesforce_npsp"
     assert member.connector.settings().client_id == "3MVG9-consumer-key"
-    monkeypatch.delenv("ACME_SF_SECRET", raising=False)
-    with pytest.raises(MemberConfigError, match="ACME_SF_SECRET is not set"):
+    monkeypatch.delenv("HUB_ACME_TRUST_SF_SECRET", raising=False)
+    with pytest.raises(MemberConfigError, match="HUB_ACME_TRUST_SF_SECRET is not set"):
         member.connector.credentials()
-    monkeypatch.setenv("ACME_SF_SECRET", "s3cret")
+    monkeypatch.setenv("HUB_ACME_TRUST_SF_SECRET", "s3cret")
     assert member.connector.credentials().client_secret == "s3cret"
     assert "s3cret" not in repr(member)
 

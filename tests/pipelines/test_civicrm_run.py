@@ -39,13 +39,13 @@ def test_civicrm_member_loads_raw_data_and_then_only_changes(tmp_path: Path) -> 
                     "connector": {
                         "kind": "civicrm",
                         "site_url": civi.url,
-                        "api_key": {"env": "BRIDGE_CIVI_KEY"},
+                        "api_key": {"env": "HUB_BRIDGE_CENTRE_CIVI_KEY"},
                     },
                 }
             ),
             encoding="utf-8",
         )
-        env = hub_env(tmp_path, members, BRIDGE_CIVI_KEY=civi.api_key)
+        env = hub_env(tmp_path, members, HUB_BRIDGE_CENTRE_CIVI_KEY=civi.api_key)
         first = hub(["run"], env)
         assert first.returncode == 0, first.stdout + first.stderr
         assert "✓ load bridge_centre" in first.stdout
@@ -59,7 +59,7 @@ def test_civicrm_member_loads_raw_data_and_then_only_changes(tmp_path: Path) -> 
         assert second.returncode == 0, second.stdout + second.stderr
         assert _count(home, "civicrm__contact") == contacts  # merged on id, no duplicates
         assert _count(home, "civicrm__contact", f"id = {trashed} AND is_deleted") == 1
-        env["BRIDGE_CIVI_KEY"] = "wrong-key"
+        env["HUB_BRIDGE_CENTRE_CIVI_KEY"] = "wrong-key"
         refused = hub(["run"], env)
         assert refused.returncode == 1
         assert "✗ load bridge_centre" in refused.stdout and "API key" in refused.stdout

@@ -38,13 +38,13 @@ def test_salesforce_member_loads_raw_data_and_then_only_changes(tmp_path: Path) 
                         "kind": "salesforce_npsp",
                         "login_url": sf.url,
                         "client_id": sf.client_id,
-                        "client_secret": {"env": "ACME_SF_SECRET"},
+                        "client_secret": {"env": "HUB_ACME_TRUST_SF_SECRET"},
                     },
                 }
             ),
             encoding="utf-8",
         )
-        env = hub_env(tmp_path, members, ACME_SF_SECRET=sf.client_secret)
+        env = hub_env(tmp_path, members, HUB_ACME_TRUST_SF_SECRET=sf.client_secret)
         first = hub(["run"], env)
         assert first.returncode == 0, first.stdout + first.stderr
         assert "✓ load acme_trust" in first.stdout
@@ -60,7 +60,7 @@ def test_salesforce_member_loads_raw_data_and_then_only_changes(tmp_path: Path) 
         after = _rows(home, "SELECT id, is_deleted FROM raw_acme_trust.npsp__contact ORDER BY id")
         assert len(after) == len(contacts)  # merged on Id: the deletion updates, never duplicates
         assert dict(after)[gone] is True
-        env["ACME_SF_SECRET"] = "wrong-secret"
+        env["HUB_ACME_TRUST_SF_SECRET"] = "wrong-secret"
         refused = hub(["run"], env)
         assert refused.returncode == 1 and "✗ load acme_trust" in refused.stdout
         assert "wrong-secret" not in refused.stdout + refused.stderr

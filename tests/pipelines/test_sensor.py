@@ -50,7 +50,7 @@ def _crm_member(folder: Path, org: str) -> None:
                 "connector": {
                     "kind": "civicrm",
                     "site_url": "https://crm.example.org",
-                    "api_key": {"env": f"{org.upper()}_CIVI_KEY"},
+                    "api_key": {"env": f"HUB_{org.upper()}_CIVI_KEY"},
                 },
             }
         ),

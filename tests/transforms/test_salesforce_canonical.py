@@ -54,7 +54,7 @@ def _member_yaml(path: Path, sf: SalesforceSandbox, **connector: Any) -> None:
                     "kind": "salesforce_npsp",
                     "login_url": sf.url,
                     "client_id": sf.client_id,
-                    "client_secret": {"env": "ACME_SF_SECRET"},
+                    "client_secret": {"env": "HUB_ACME_TRUST_SF_SECRET"},
                     "absent_statuses": sorted(ABSENT),
                     **connector,
                 },
@@ -179,7 +179,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module", autouse=True)
 def _secret(monkeypatch_module: pytest.MonkeyPatch) -> None:
-    monkeypatch_module.setenv("ACME_SF_SECRET", "sandbox-consumer-secret")
+    monkeypatch_module.setenv("HUB_ACME_TRUST_SF_SECRET", "sandbox-consumer-secret")
 
 
 @pytest.fixture(scope="module")

@@ -187,7 +187,9 @@ def release(context: dg.AssetExecutionContext, hub: HubResource) -> dg.Materiali
             tables = {
                 name: session.arrow(f"SELECT * FROM published.{name}") for name in PUBLISHED_TABLES
             }
-            lineage = build_lineage(session, run_id=context.run_id, code_version=_code_version())
+            lineage = build_lineage(
+                session, run_id=context.run.run_id, code_version=_code_version()
+            )
         folder = write_release(
             settings.releases_dir,
             version,

@@ -1,0 +1,126 @@
+"""What a member's config may reach: only its own secrets, and CRMs over https.
+
+Why: many members share one hub and each writes its own YAML file, so a member file is
+untrusted input. Without a scope, ``api_key: {env: ANOTHER_MEMBERS_SECRET}`` or
+``site_key: {file: <another member's key file>}`` plus a ``site_url`` of the member's
+choosing sends another member's secret to any server. So:
+
+- a member's environment variables must start with a prefix derived from its id
+  (``HUB_<ORG_ID>_`` by default; the hub operator may change the template with
+  ``HUB_SECRET_ENV_PREFIX``, e.g. ``CHARITY_{ORG}_``, never the member);
+- a member's key files must lie, after following symlinks, inside its own secrets folder
+  (``$HUB_SECRETS_DIR/<org_id>/``, default ``$HUB_HOME/secrets/<org_id>/``);
+- CRM URLs must be ``https`` (plain ``http`` only to a loopback address, for sandboxes and
+  tests), without a user name, password or secret-looking query parameter (those would be
+  written into logs and lineage events).
+
+Problems are messages naming the key and the fix; they never repeat a secret or a URL's
+credentials.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+PREFIX_TEMPLATE_ENV = "HUB_SECRET_ENV_PREFIX"
+SECRETS_DIR_ENV = "HUB_SECRETS_DIR"
+DEFAULT_PREFIX_TEMPLATE = "HUB_{ORG}_"
+_SECRET_WORDS = re.compile(
+    r"key|secret|token|pass|pwd|auth|sig|credential|session|bearer", re.IGNORECASE
+)
+
+
+def env_prefix(org_id: str) -> str:
+    """The prefix every environment variable a member names must start with."""
+    template = os.environ.get(PREFIX_TEMPLATE_ENV) or DEFAULT_PREFIX_TEMPLATE
+    return template.replace("{ORG}", org_id.upper())
+
+
+def secrets_dir(org_id: str) -> Path:
+    """The member's own secrets folder (resolved; it need not exist yet)."""
+    root = os.environ.get(SECRETS_DIR_ENV)
+    base = Path(root) if root else Path(os.environ.get("HUB_HOME", ".hub")) / "secrets"
+    return (base / org_id).resolve()
+
+
+def env_problem(org_id: str, name: str) -> str | None:
+    """Why environment variable ``name`` is not one of ``org_id``'s secrets, or None."""
+    prefix = env_prefix(org_id)
+    if not name.startswith(prefix) or len(name) == len(prefix):
+        return (
+            f"environment variable {name} is not one of this member's secrets: a member may "
+            f"only use variables starting with {prefix} (for example {prefix}API_KEY); "
+            "rename it and export it under that name"
+        )
+    return None
+
+
+def file_problem(org_id: str, path: Path) -> str | None:
+    """Why key file ``path`` is outside ``org_id``'s secrets folder, or None.
+
+    The path is resolved following symlinks, so a link from inside the folder to a file
+    elsewhere is refused too."""
+    folder = secrets_dir(org_id)
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return f"the key file {path.name} cannot be resolved (a symlink loop?); replace it"
+    if not resolved.is_relative_to(folder):
+        return (
+            f"key files must be inside this member's secrets folder {folder} (after following "
+            f"symlinks); move {path.name} there and name it relative to that folder"
+        )
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def url_problems(url: str) -> list[str]:
+    """Why ``url`` may not be used to reach a member's CRM (empty when it may).
+
+    The messages never repeat the URL: it may carry credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return ["the URL cannot be read; write it like https://crm.example.org"]
+    problems: list[str] = []
+    if parts.scheme == "http":
+        if not _loopback(host):
+            problems.append(
+                "the URL must start with https:// (plain http:// is allowed only for a "
+                "loopback address such as 127.0.0.1, for sandboxes and tests)"
+            )
+    elif parts.scheme != "https":
+        problems.append("the URL must start with https://")
+    if not host:
+        problems.append("the URL has no host name; write it like https://crm.example.org")
+    if parts.username is not None or parts.password is not None:
+        problems.append(
+            "the URL carries a user name or password; remove it (credentials belong in the "
+            "secret references, e.g. api_key: {env: …})"
+        )
+    secret_params = sorted(
+        {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+        | ({parts.query} if parts.query and "=" not in parts.query else set())
+    )
+    if any(_SECRET_WORDS.search(name) for name in secret_params):
+        problems.append(
+            "the URL has a query parameter that looks like a secret (key, token, password…); "
+            "remove it (credentials belong in the secret references)"
+        )
+    if parts.fragment:
+        problems.append("the URL has a #fragment; remove it")
+    return problems

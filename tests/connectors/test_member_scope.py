@@ -1,0 +1,242 @@
+"""A member's config reaches only its own secrets, and CRMs only over https (issue #18).
+
+Tried as a hostile member would: name another member's environment variable or key file and
+point the CRM URL at a capture server of one's choosing. The file is refused before anything
+is sent, and no output — messages, the warehouse, lineage events, Dagster's storage —
+ever holds a secret (a planted canary is searched for in every file the hub writes).
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import yaml
+
+from connectors.errors import MemberConfigError
+from connectors.members import load_member
+from connectors.scope import env_prefix, secrets_dir, url_problems
+from tests.pipelines.hub_cli import hub, hub_env
+
+CANARY = "canary-5f3b9e-never-print-me"
+
+
+def _write(folder: Path, org: str, connector: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{org}.yaml"
+    path.write_text(yaml.safe_dump({"name": org.title(), "connector": connector}), "utf-8")
+    return path
+
+
+def _civicrm(url: str, **secrets: dict) -> dict:
+    return {"kind": "civicrm", "site_url": url, **secrets}
+
+
+@pytest.fixture
+def secrets_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "secrets"
+    monkeypatch.setenv("HUB_SECRETS_DIR", str(root))
+    monkeypatch.delenv("HUB_SECRET_ENV_PREFIX", raising=False)
+    return root
+
+
+def test_environment_variables_are_scoped_to_the_member(
+    tmp_path: Path, secrets_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUB_SOUTHBANK_ADVICE_SF_SECRET", CANARY)
+    path = _write(
+        tmp_path / "members",
+        "mallory",
+        _civicrm("https://crm.example.org", api_key={"env": "HUB_SOUTHBANK_ADVICE_SF_SECRET"}),
+    )
+    with pytest.raises(MemberConfigError) as err:
+        load_member(path)
+    text = str(err.value)
+    assert "connector.api_key.env" in text and "HUB_MALLORY_" in text
+    assert CANARY not in text
+    # Its own variable is fine; the operator, not the member, may change the prefix.
+    assert env_prefix("mallory") == "HUB_MALLORY_"
+    ok = _write(
+        tmp_path / "members",
+        "mallory",
+        _civicrm("https://crm.example.org", api_key={"env": "HUB_MALLORY_CIVI_KEY"}),
+    )
+    assert load_member(ok).connector.api_key.env == "HUB_MALLORY_CIVI_KEY"
+    monkeypatch.setenv("HUB_SECRET_ENV_PREFIX", "CHARITY_{ORG}_")
+    with pytest.raises(MemberConfigError, match="CHARITY_MALLORY_"):
+        load_member(ok)
+
+
+def test_key_files_are_confined_to_the_members_folder(
+    tmp_path: Path, secrets_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = secrets_dir("southbank_advice")
+    other.mkdir(parents=True)
+    (other / "site.key").write_text(CANARY, "utf-8")
+    mine = secrets_dir("mallory")
+    mine.mkdir(parents=True)
+    (mine / "link.key").symlink_to(other / "site.key")
+    (mine / "own.key").write_text("mallory-site-key", "utf-8")
+    monkeypatch.setenv("HUB_MALLORY_CIVI_KEY", "k")
+    members = tmp_path / "members"
+    for reference in (str(other / "site.key"), "../southbank_advice/site.key", "link.key"):
+        path = _write(
+            members,
+            "mallory",
+            _civicrm(
+                "https://crm.example.org",
+                api_key={"env": "HUB_MALLORY_CIVI_KEY"},
+                site_key={"file": reference},
+            ),
+        )
+        with pytest.raises(MemberConfigError, match=r"connector\.site_key\.file") as err:
+            load_member(path)
+        assert CANARY not in str(err.value) and "secrets folder" in str(err.value)
+    path = _write(
+        members,
+        "mallory",
+        _civicrm(
+            "https://crm.example.org",
+            api_key={"env": "HUB_MALLORY_CIVI_KEY"},
+            site_key={"file": "own.key"},
+        ),
+    )
+    member = load_member(path)
+    assert member.connector.site_key.resolve() == "mallory-site-key"
+    # Swapped for a link after loading: refused when read, not followed.
+    (mine / "own.key").unlink()
+    (mine / "own.key").symlink_to(other / "site.key")
+    with pytest.raises(MemberConfigError, match="secrets folder"):
+        member.connector.site_key.resolve()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://crm.example.org", "must start with https://"),
+        ("ftp://crm.example.org", "must start with https://"),
+        ("https://admin:pw@crm.example.org", "user name or password"),
+        ("https://crm.example.org/?api_key=abc", "looks like a secret"),
+        ("https://crm.example.org/?page=CiviCRM&token=abc", "looks like a secret"),
+        ("https://", "no host name"),
+    ],
+)
+def test_crm_urls_must_be_https_without_credentials(url: str, problem: str) -> None:
+    problems = url_problems(url)
+    assert any(problem in p for p in problems), problems
+    assert not any("pw" in p or "abc" in p for p in problems)  # never repeated
+
+
+def test_loopback_http_and_plain_https_are_allowed() -> None:
+    for url in (
+        "https://crm.example.org",
+        "https://crm.example.org/wp-admin/admin.php?page=CiviCRM",
+        "http://127.0.0.1:8080",
+        "http://localhost:9000/civicrm",
+        "http://[::1]:8000",
+    ):
+        assert url_problems(url) == [], url
+
+
+class _Capture(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        length = int(self.headers.get("Content-Length") or 0)
+        self.seen.append(bytes(self.headers) + self.rfile.read(length))
+        self.send_response(500)
+        self.end_headers()
+
+    do_GET = do_POST  # noqa: N815
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def capture() -> Iterator[tuple[str, list[bytes]]]:
+    _Capture.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", _Capture.seen
+    finally:
+        server.shutdown()
+
+
+def test_hub_check_sends_no_other_members_secret_to_a_capture_server(
+    tmp_path: Path, capture: tuple[str, list[bytes]]
+) -> None:
+    url, seen = capture
+    other = tmp_path / "hub" / "secrets" / "southbank_advice"
+    other.mkdir(parents=True)
+    (other / "site.key").write_text(CANARY, "utf-8")
+    members = tmp_path / "members"
+    _write(
+        members,
+        "mallory",
+        _civicrm(
+            url,
+            api_key={"env": "HUB_SOUTHBANK_ADVICE_SF_SECRET"},
+            site_key={"file": str(other / "site.key")},
+        ),
+    )
+    env = hub_env(tmp_path, members, HUB_SOUTHBANK_ADVICE_SF_SECRET=CANARY)
+    env.pop("HUB_SECRETS_DIR", None)
+    for args in (["check", "mallory"], ["run"]):
+        done = hub(args, env)
+        output = done.stdout + done.stderr
+        assert done.returncode != 0, output
+        assert "not one of this member's secrets" in output or "invalid" in output
+        assert CANARY not in output
+    assert seen == []  # nothing was sent at all
+    assert not _files_holding(tmp_path / "hub", CANARY.encode(), skip=other)
+
+
+def _files_holding(root: Path, needle: bytes, skip: Path | None = None) -> list[Path]:
+    found = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = Path(folder) / name
+            if skip is not None and path.is_relative_to(skip):
+                continue
+            try:
+                if needle in path.read_bytes():
+                    found.append(path)
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.slow
+def test_a_members_own_secret_appears_in_no_output(tmp_path: Path) -> None:
+    """A canary API key, used for real against the CiviCRM sandbox (with a wrong key once,
+    so errors are written too): absent from every message and every file the hub writes
+    (warehouse, dlt state, lineage, Dagster storage, releases)."""
+    from connectors.civicrm.sandbox import CiviCRMSandbox
+
+    members = tmp_path / "members"
+    with CiviCRMSandbox(contacts=6, activities_per_contact=1, api_key=CANARY) as civi:
+        _write(
+            members,
+            "bridge_centre",
+            _civicrm(civi.url, api_key={"env": "HUB_BRIDGE_CENTRE_CIVI_KEY"}),
+        )
+        env = hub_env(tmp_path, members, HUB_BRIDGE_CENTRE_CIVI_KEY=CANARY)
+        outputs = []
+        for args in (["check", "bridge_centre"], ["run"]):
+            done = hub(args, env)
+            outputs.append(done.stdout + done.stderr)
+            assert done.returncode in (0, 1), done.stdout + done.stderr
+        assert "✓ load bridge_centre" in outputs[-1]
+        env["HUB_BRIDGE_CENTRE_CIVI_KEY"] = CANARY + "-wrong"
+        done = hub(["run"], env)
+        outputs.append(done.stdout + done.stderr)
+    assert not [o for o in outputs if CANARY in o]
+    assert not _files_holding(tmp_path, CANARY.encode(), skip=members)
