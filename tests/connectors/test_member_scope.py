@@ -146,13 +146,13 @@ def test_loopback_http_and_plain_https_are_allowed() -> None:
 class _Capture(http.server.BaseHTTPRequestHandler):
     seen: ClassVar[list[bytes]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.seen.append(bytes(self.headers) + self.rfile.read(length))
         self.send_response(500)
         self.end_headers()
 
-    do_GET = do_POST  # noqa: N815
+    do_GET = do_POST
 
     def log_message(self, *args: object) -> None:
         return
