@@ -508,16 +508,57 @@ def _inline_secrets(data: Any, path: str = "") -> list[str]:
     return found
 
 
+# A member file is a few dozen lines; anything far bigger is not one.
+MAX_MEMBER_FILE_CHARS = 256 * 1024
+
+
+def _unbounded_yaml(text: str) -> str | None:
+    """Why ``text`` must not be parsed as YAML, or None.
+
+    A ~350-byte file of nested anchors and aliases ("billion laughs") expands to billions of
+    nodes when loaded and hung every command. Anchors and aliases are refused outright (a
+    member file never needs them), found by scanning tokens, which expands nothing.
+    """
+    if len(text) > MAX_MEMBER_FILE_CHARS:
+        return (
+            f"the file has {len(text):,} characters, over the limit of "
+            f"{MAX_MEMBER_FILE_CHARS:,} for a member file; keep only the member's settings in it"
+        )
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
+                mark = token.start_mark
+                return (
+                    f"line {mark.line + 1}, column {mark.column + 1}: YAML anchors and aliases "
+                    "('&name' and '*name') are not allowed in member files; write each value "
+                    "out in full"
+                )
+    except yaml.YAMLError:
+        return None  # safe_load reports the syntax error with its position
+    return None
+
+
 def load_member(path: Path, taxonomy: Taxonomy | None = None) -> Member:
     """Read and validate one member file; raise MemberConfigError listing every problem."""
     taxonomy = taxonomy or load_taxonomy()
     shown = str(path)
     try:
+        if path.stat().st_size > 4 * MAX_MEMBER_FILE_CHARS:  # before reading it into memory
+            raise MemberConfigError(
+                shown,
+                [
+                    f"the file is {path.stat().st_size:,} bytes, far over the limit for a "
+                    "member file; keep only the member's settings in it"
+                ],
+            )
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError as err:
         raise MemberConfigError(shown, ["file not found; create it or check the path"]) from err
     except (OSError, UnicodeDecodeError) as err:
         raise MemberConfigError(shown, [f"cannot read the file ({err}); save it as UTF-8"]) from err
+    bounded = _unbounded_yaml(text)
+    if bounded:
+        raise MemberConfigError(shown, [bounded])
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

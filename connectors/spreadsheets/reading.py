@@ -21,6 +21,7 @@ import charset_normalizer
 
 from connectors.errors import SpreadsheetError
 from connectors.members import Member, SpreadsheetTable, normalise_label
+from connectors.spreadsheets.limits import Limits, file_problem, workbook_problem
 from connectors.values import cell_text
 
 CSV_SUFFIXES = frozenset({".csv", ".txt", ".tsv"})
@@ -155,6 +156,19 @@ def _check_file(member: Member, entity: str, path: Path) -> None:
             path,
             "the file is empty",
             "export the data again; the file has no rows at all",
+        )
+    limits = Limits.from_env()
+    problem = file_problem(path, limits)
+    if problem is None and path.suffix.lower() in EXCEL_SUFFIXES:
+        problem = workbook_problem(path, limits)
+    if problem:
+        raise _error(
+            member,
+            entity,
+            path,
+            problem,
+            "the hub checks member files against limits before reading them (README: "
+            "limits for member files)",
         )
 
 
@@ -312,6 +326,8 @@ def _open_csv(member: Member, entity: str, table: SpreadsheetTable, path: Path) 
             )
     else:
         delimiter = sniff_delimiter(_sample_text(path, encoding), wanted)
+    # A field longer than this is a broken file (or an attack), not data to buffer.
+    csv.field_size_limit(Limits.from_env().field_chars)
     handle = path.open("r", encoding=encoding, errors="strict", newline="")
     reader = csv.reader(handle, delimiter=delimiter)
     numbered = _guard_decoding(member, entity, path, encoding, reader)

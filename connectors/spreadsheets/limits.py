@@ -1,0 +1,156 @@
+"""Limits checked before a member's spreadsheet is read, so a tiny hostile file cannot stop
+the hub.
+
+Why: an XLSX file is a zip of XML, and a 1.6 KB workbook with one cell at A1 and one at
+XFD1048576 makes the reader allocate a 16,384 x 1,048,576 grid (512 GiB): the process
+aborts, and every member after it is skipped. So, before any reader touches a file:
+
+- its size on disk is bounded (``HUB_MAX_FILE_BYTES``, default 1 GiB);
+- for a workbook, the zip's total uncompressed size (``HUB_MAX_UNCOMPRESSED_BYTES``, default
+  2 GiB), its number of entries (10,000) and its compression ratio (at most 200:1 over all
+  entries, above 1 MiB) are bounded, and every worksheet's extent — its declared
+  ``<dimension>`` and the furthest cell it really has, found by streaming the XML without
+  building it — must hold at most ``HUB_MAX_CELLS`` cells (default 50,000,000) and 16,384
+  columns;
+- a CSV field longer than ``HUB_MAX_FIELD_CHARS`` (default 1,000,000 characters) is a
+  broken file, not a reason to buffer the whole file.
+
+A file over a limit is refused with the reason and the limit (a SpreadsheetError for that
+member); the other members go on. The limits are the hub operator's, set in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+_CHUNK = 1 << 20
+_DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="([A-Z]+)?([0-9]+)?(?::([A-Z]+)([0-9]+))?"')
+_CELL_REF = re.compile(rb'<(?:\w+:)?c\s[^>]*?r="([A-Z]{1,3})([0-9]{1,7})"')
+_MAX_COLUMNS = 16384
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds a member file must keep to."""
+
+    file_bytes: int = 1 << 30
+    uncompressed_bytes: int = 2 << 30
+    zip_entries: int = 10_000
+    compression_ratio: int = 200
+    cells: int = 50_000_000
+    field_chars: int = 1_000_000
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        def read(name: str, default: int) -> int:
+            value = os.environ.get(name)
+            if not value:
+                return default
+            try:
+                number = int(value)
+            except ValueError:
+                raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+            if number < 1:
+                raise ValueError(f"{name} must be at least 1, got {number}")
+            return number
+
+        base = cls()
+        return cls(
+            file_bytes=read("HUB_MAX_FILE_BYTES", base.file_bytes),
+            uncompressed_bytes=read("HUB_MAX_UNCOMPRESSED_BYTES", base.uncompressed_bytes),
+            zip_entries=base.zip_entries,
+            compression_ratio=base.compression_ratio,
+            cells=read("HUB_MAX_CELLS", base.cells),
+            field_chars=read("HUB_MAX_FIELD_CHARS", base.field_chars),
+        )
+
+
+def column_number(letters: bytes | str) -> int:
+    """A1-style column letters as a 1-based number (A=1, XFD=16384)."""
+    number = 0
+    for ch in letters.decode() if isinstance(letters, bytes) else letters:
+        number = number * 26 + (ord(ch) - 64)
+    return number
+
+
+def file_problem(path: Path, limits: Limits) -> str | None:
+    """Why ``path`` is too big to read at all, or None."""
+    size = path.stat().st_size
+    if size > limits.file_bytes:
+        return (
+            f"the file is {size:,} bytes, over the limit of {limits.file_bytes:,} "
+            "(HUB_MAX_FILE_BYTES); split it, or ask the hub operator to raise the limit"
+        )
+    return None
+
+
+def workbook_problem(path: Path, limits: Limits) -> str | None:
+    """Why workbook ``path`` must not be handed to a reader, or None (see the module)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return None  # not a zip (an old .xls, or broken): the reader says what it is
+    with archive:
+        entries = archive.infolist()
+        if len(entries) > limits.zip_entries:
+            return (
+                f"the workbook holds {len(entries):,} parts, over the limit of "
+                f"{limits.zip_entries:,}; save it again from Excel"
+            )
+        unpacked = sum(e.file_size for e in entries)
+        packed = sum(e.compress_size for e in entries) or 1
+        if unpacked > limits.uncompressed_bytes:
+            return (
+                f"the workbook unpacks to {unpacked:,} bytes, over the limit of "
+                f"{limits.uncompressed_bytes:,} (HUB_MAX_UNCOMPRESSED_BYTES); export the "
+                "sheet as CSV or split it"
+            )
+        if unpacked > (1 << 20) and unpacked / packed > limits.compression_ratio:
+            return (
+                f"the workbook unpacks {unpacked / packed:,.0f} times larger than it is, far "
+                "beyond any real spreadsheet (a zip bomb?); save it again from Excel"
+            )
+        for entry in entries:
+            if entry.filename.startswith("xl/worksheets/") and entry.filename.endswith(".xml"):
+                problem = _sheet_problem(archive, entry, limits)
+                if problem:
+                    return problem
+    return None
+
+
+def _sheet_problem(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, limits: Limits) -> str | None:
+    """The sheet's extent, declared and real, streamed: never more than a chunk in memory."""
+    max_row = max_col = 0
+    declared: tuple[int, int] | None = None
+    tail = b""
+    with archive.open(entry) as fh:
+        while chunk := fh.read(_CHUNK):
+            data = tail + chunk
+            if declared is None and (found := _DIMENSION.search(data)):
+                end_col, end_row = (
+                    found.group(3) or found.group(1),
+                    found.group(4) or found.group(2),
+                )
+                if end_col and end_row:
+                    declared = (int(end_row), column_number(end_col))
+            for match in _CELL_REF.finditer(data):
+                max_col = max(max_col, column_number(match.group(1)))
+                max_row = max(max_row, int(match.group(2)))
+            tail = data[-256:]
+    for rows, cols, what in (
+        (*(declared or (0, 0)), "declares"),
+        (max_row, max_col, "has a cell at"),
+    ):
+        if cols > _MAX_COLUMNS or rows * cols > limits.cells:
+            name = entry.filename.rsplit("/", 1)[-1]
+            return (
+                f"worksheet {name} {what} row {rows:,}, column {cols:,}: {rows * cols:,} cells, "
+                f"over the limit of {limits.cells:,} (HUB_MAX_CELLS); delete the stray cells "
+                "far from the data (Ctrl+End shows the last one) and save it again, or "
+                "export the sheet as CSV"
+            )
+    return None

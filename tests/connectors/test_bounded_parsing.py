@@ -1,0 +1,185 @@
+"""Tiny hostile files are refused before any parser expands them (issue #18, part 3).
+
+A 1.6 KB workbook with cells at A1 and XFD1048576 made the reader allocate 512 GiB and abort
+the process; a ~350-byte "billion laughs" member file hung every command. Each is generated
+here and must be refused at once, with the reason, while the other members go on.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pytest
+import yaml
+
+from connectors.errors import MemberConfigError, SpreadsheetError
+from connectors.members import load_member, load_members
+from connectors.spreadsheets import open_table, read_entity
+from tests.connectors.spreadsheet_helpers import member, person_table, write_text
+from tests.pipelines.hub_cli import ROOT
+
+BILLION_LAUGHS = """\
+name: Laughs
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def _bomb_workbook(path: Path) -> Path:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet["A1"] = "Client ID"
+    sheet["XFD1048576"] = "x"
+    book.save(path)
+    return path
+
+
+def test_an_alias_bomb_member_file_is_refused_at_once(tmp_path: Path) -> None:
+    (tmp_path / "laughs.yaml").write_text(BILLION_LAUGHS, encoding="utf-8")
+    started = time.monotonic()
+    with pytest.raises(MemberConfigError, match="anchors and aliases") as err:
+        load_member(tmp_path / "laughs.yaml")
+    assert time.monotonic() - started < 2
+    assert "line 2" in str(err.value)
+    registry = load_members(tmp_path)
+    assert list(registry.errors) == ["laughs"]
+
+
+def test_hub_members_lists_the_others_beside_an_alias_bomb(tmp_path: Path) -> None:
+    members = tmp_path / "members"
+    members.mkdir()
+    (members / "laughs.yaml").write_text(BILLION_LAUGHS, encoding="utf-8")
+    (members / "plain.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "Plain",
+                "connector": {
+                    "kind": "spreadsheet",
+                    "tables": {
+                        "person": {"file": "people.csv", "columns": {"source_id": "Client ID"}}
+                    },
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
+    env = {"HUB_MEMBERS_DIR": str(members), "HUB_HOME": str(tmp_path / "hub"), "COLUMNS": "200"}
+    import os
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "members"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    output = done.stdout + done.stderr
+    assert "plain" in output and "laughs" in output and "anchors and aliases" in output
+
+
+def test_a_huge_member_file_is_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text("name: Huge\n" + "# padding\n" * 200_000, encoding="utf-8")
+    with pytest.raises(MemberConfigError, match="over the limit|far over the limit"):
+        load_member(path)
+
+
+def test_a_workbook_with_a_far_cell_is_refused_before_reading(tmp_path: Path) -> None:
+    path = _bomb_workbook(tmp_path / "bomb.xlsx")
+    assert path.stat().st_size < 10_000
+    m = member(
+        tmp_path,
+        {"person": person_table(path, {"source_id": "Client ID"})},
+        sharing={"consent": "none"},
+    )
+    started = time.monotonic()
+    with pytest.raises(SpreadsheetError) as err:
+        open_table(m, "person")
+    assert time.monotonic() - started < 5
+    assert "XFD" not in err.value.problem  # says it in numbers
+    assert "column 16,384" in err.value.problem and "HUB_MAX_CELLS" in err.value.problem
+
+
+def test_a_zip_bomb_workbook_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ratio.xlsx"
+    real = _bomb_workbook(tmp_path / "base.xlsx")
+    with zipfile.ZipFile(real) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in source.infolist():
+            out.writestr(item, source.read(item))
+        out.writestr("xl/media/padding.bin", b"\0" * (30 << 20))
+    assert path.stat().st_size < 200_000
+    m = member(
+        tmp_path,
+        {"person": person_table(path, {"source_id": "Client ID"})},
+        sharing={"consent": "none"},
+    )
+    with pytest.raises(SpreadsheetError, match="zip bomb"):
+        open_table(m, "person")
+
+
+def test_limits_are_configurable_and_a_huge_csv_field_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_text(tmp_path / "people.csv", ["Client ID,Notes", "1," + "x" * 5000, "2,ok"])
+    m = member(
+        tmp_path,
+        {"person": person_table(path, {"source_id": "Client ID"})},
+        sharing={"consent": "none"},
+    )
+    assert len(list(read_entity(m, "person"))) >= 1  # within the default limits
+    monkeypatch.setenv("HUB_MAX_FIELD_CHARS", "1000")
+    with pytest.raises(SpreadsheetError, match="broken CSV"):
+        list(read_entity(m, "person"))
+    monkeypatch.setenv("HUB_MAX_FILE_BYTES", "100")
+    with pytest.raises(SpreadsheetError, match="HUB_MAX_FILE_BYTES"):
+        open_table(m, "person")
+    monkeypatch.setenv("HUB_MAX_FILE_BYTES", "many")
+    with pytest.raises(ValueError, match="HUB_MAX_FILE_BYTES must be a whole number"):
+        open_table(m, "person")
+
+
+@pytest.mark.slow
+def test_hub_run_goes_on_past_a_workbook_bomb(tmp_path: Path) -> None:
+    """The bomb member fails with the reason; the others load and a release is written."""
+    from tests.pipelines.hub_cli import hub, hub_env
+    from tests.pipelines.test_hub_run import _write_network
+
+    members = _write_network(tmp_path)
+    _bomb_workbook(tmp_path / "data" / "gamma.xlsx")
+    (members / "gamma.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "Gamma",
+                "connector": {
+                    "kind": "spreadsheet",
+                    "tables": {
+                        "person": {
+                            "file": "../data/gamma.xlsx",
+                            "columns": {"source_id": "Client ID"},
+                        }
+                    },
+                },
+                "sharing": {"consent": "none"},
+            }
+        ),
+        encoding="utf-8",
+    )
+    done = hub(["run"], hub_env(tmp_path, members))
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output  # a release, with a member that failed
+    assert "✗ load gamma" in output and "HUB_MAX_CELLS" in output
+    assert "✓ load alpha" in output and "✓ load beta" in output
+    assert (tmp_path / "hub" / "releases" / "LATEST").exists()
