@@ -93,7 +93,7 @@ def test_hub_members_lists_the_others_beside_an_alias_bomb(tmp_path: Path) -> No
 def test_a_huge_member_file_is_not_read(tmp_path: Path) -> None:
     path = tmp_path / "huge.yaml"
     path.write_text("name: Huge\n" + "# padding\n" * 200_000, encoding="utf-8")
-    with pytest.raises(MemberConfigError, match="over the limit|far over the limit"):
+    with pytest.raises(MemberConfigError, match="over the limit"):
         load_member(path)
 
 
