@@ -400,6 +400,12 @@ def _check_semantics(member: Member, taxonomy: Taxonomy) -> list[str]:
                 "key 'connector.tables': no 'person' table; every member needs one "
                 "(add connector.tables.person with file and columns)"
             )
+        from connectors.scope import data_file_problem, data_root
+
+        root = data_root(member.base_dir)
+        for entity, table in conn.tables.items():
+            if problem := data_file_problem(member.org_id, member.resolve(table.file), root):
+                problems.append(f"key 'connector.tables.{entity}.file': {problem}")
         for entity, table in conn.tables.items():
             if entity not in ENTITY_FIELDS:
                 problems.append(

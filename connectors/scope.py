@@ -124,3 +124,37 @@ def url_problems(url: str) -> list[str]:
     if parts.fragment:
         problems.append("the URL has a #fragment; remove it")
     return problems
+
+
+DATA_DIR_ENV = "HUB_DATA_DIR"
+
+
+def data_root(members_dir: Path) -> Path:
+    """Where members' data files live: ``$HUB_DATA_DIR``, else the folder above the members
+    folder (the network's folder). Resolved."""
+    root = os.environ.get(DATA_DIR_ENV)
+    return (Path(root) if root else members_dir.parent).resolve()
+
+
+def data_file_problem(org_id: str, path: Path, root: Path) -> str | None:
+    """Why data file ``path`` is not the member's to read, or None.
+
+    A member's files must lie, after following symlinks, in a folder named after the member
+    somewhere under the data root (``<root>/…/<org_id>/…``): so ``../``, absolute paths
+    elsewhere, another member's folder and links out of the member's folder are refused.
+    """
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):
+        return f"{path.name} cannot be resolved (a symlink loop?); replace it with the file"
+    if not resolved.is_relative_to(root):
+        return (
+            f"{path.name} is outside the members' data folder {root} (after following "
+            f"symlinks); put it in {root / org_id} and name it relative to the member file"
+        )
+    if org_id not in resolved.relative_to(root).parts[:-1]:
+        return (
+            f"{path.name} is not in a folder named {org_id}: a member reads only its own "
+            f"folder under {root} (such as {root / org_id}); move the file there"
+        )
+    return None

@@ -589,11 +589,14 @@ def _clear_demo_home(home: Path) -> None:
     from pipelines.lib.home_lock import LOCK_NAME, OWNER_NAME
 
     entries = [p for p in home.iterdir() if p.name not in (LOCK_NAME, OWNER_NAME)]
-    if entries and not any(p.name in HOME_ENTRIES for p in entries):
+    foreign = sorted(p.name for p in entries if p.name not in HOME_ENTRIES)
+    if foreign or (home / "secrets").exists():
+        # Only a folder holding nothing but what a demo writes is emptied: anything else
+        # (a project, a home directory, a real hub's secrets) is never deleted.
         console.print(
-            f"[red]{home} is not empty and does not look like a hub home (no warehouse, "
-            "releases, dagster or dlt folder): refusing to delete it. Pass --home with a new "
-            "or empty folder.[/]"
+            f"[red]{home} holds {len(foreign)} thing(s) a demo does not write (such as "
+            f"{', '.join(foreign[:3])}): refusing to delete it. Pass --home with a new or "
+            "empty folder, or a previous demo's home.[/]"
         )
         raise typer.Exit(2)
     for entry in entries:

@@ -121,6 +121,18 @@ def open_table(member: Member, entity: str) -> OpenedTable:
 
 
 def _check_file(member: Member, entity: str, path: Path) -> None:
+    from connectors.scope import data_file_problem, data_root
+
+    # Checked again at read time: a link may have been swapped in since the file was loaded.
+    if problem := data_file_problem(member.org_id, path, data_root(member.base_dir)):
+        raise _error(
+            member,
+            entity,
+            path,
+            problem,
+            f"correct {_config_key(member, entity, 'file')}; the hub reads only the member's "
+            "own data folder",
+        )
     fix_path = (
         f"put the file at {path}, or correct {_config_key(member, entity, 'file')} "
         "(relative paths start from the YAML file's folder)"

@@ -43,9 +43,27 @@ def member(
             config["connector"][key] = value
         else:
             config[key] = value
+    for table in tables.values():
+        _into_member_folder(tmp_path, org_id, table)
     path = folder / f"{org_id}.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return load_member(path)
+
+
+def _into_member_folder(tmp_path: Path, org_id: str, table: dict[str, Any]) -> None:
+    """A member reads only files in a folder named after it (connectors.scope): move a file
+    written at ``tmp_path`` into ``tmp_path/<org_id>/`` and point the table there. The old
+    path becomes a link to it, so a test that rewrites the file still changes what is read."""
+    file = Path(table["file"])
+    if not file.is_absolute() or file.parent != tmp_path:
+        return
+    target = tmp_path / org_id / file.name
+    target.parent.mkdir(exist_ok=True)
+    if file.exists() and not file.is_symlink():
+        file.replace(target)
+    if not file.exists() and not file.is_symlink():
+        file.symlink_to(target)
+    table["file"] = str(target)
 
 
 def person_table(

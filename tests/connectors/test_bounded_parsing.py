@@ -158,7 +158,8 @@ def test_hub_run_goes_on_past_a_workbook_bomb(tmp_path: Path) -> None:
     from tests.pipelines.test_hub_run import _write_network
 
     members = _write_network(tmp_path)
-    _bomb_workbook(tmp_path / "data" / "gamma.xlsx")
+    (tmp_path / "data" / "gamma").mkdir()
+    _bomb_workbook(tmp_path / "data" / "gamma" / "gamma.xlsx")
     (members / "gamma.yaml").write_text(
         yaml.safe_dump(
             {
@@ -167,7 +168,7 @@ def test_hub_run_goes_on_past_a_workbook_bomb(tmp_path: Path) -> None:
                     "kind": "spreadsheet",
                     "tables": {
                         "person": {
-                            "file": "../data/gamma.xlsx",
+                            "file": "../data/gamma/gamma.xlsx",
                             "columns": {"source_id": "Client ID"},
                         }
                     },

@@ -240,3 +240,81 @@ def test_a_members_own_secret_appears_in_no_output(tmp_path: Path) -> None:
         outputs.append(done.stdout + done.stderr)
     assert not [o for o in outputs if CANARY in o]
     assert not _files_holding(tmp_path, CANARY.encode(), skip=members)
+
+
+# -- member data files stay in the member's own folder -----------------------------------
+
+
+def _sheet_member(members: Path, org: str, file: str) -> Path:
+    members.mkdir(parents=True, exist_ok=True)
+    path = members / f"{org}.yaml"
+    config = {
+        "name": org.title(),
+        "connector": {
+            "kind": "spreadsheet",
+            "tables": {"person": {"file": file, "columns": {"source_id": "id"}}},
+        },
+        "sharing": {"consent": "none"},
+    }
+    path.write_text(yaml.safe_dump(config), "utf-8")
+    return path
+
+
+def test_member_files_are_confined_to_the_members_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HUB_DATA_DIR", raising=False)
+    members = tmp_path / "members"
+    (tmp_path / "mallory").mkdir()
+    (tmp_path / "mallory" / "people.csv").write_text("id\n1\n", "utf-8")
+    (tmp_path / "northside").mkdir()
+    (tmp_path / "northside" / "people.csv").write_text("id\nsecret-person\n", "utf-8")
+    (tmp_path / "mallory" / "passwd.csv").symlink_to("/etc/passwd")
+    (tmp_path / "mallory" / "theirs.csv").symlink_to(tmp_path / "northside" / "people.csv")
+    for reference, says in (
+        ("../northside/people.csv", "not in a folder named mallory"),
+        ("../mallory/../northside/people.csv", "not in a folder named mallory"),
+        ("/etc/passwd", "outside the members' data folder"),
+        ("../../../../../../etc/passwd", "outside the members' data folder"),
+        ("../mallory/passwd.csv", "outside the members' data folder"),
+        ("../mallory/theirs.csv", "not in a folder named mallory"),
+    ):
+        with pytest.raises(MemberConfigError) as err:
+            load_member(_sheet_member(members, "mallory", reference))
+        assert "connector.tables.person.file" in str(err.value) and says in str(err.value)
+    ok = load_member(_sheet_member(members, "mallory", "../mallory/people.csv"))
+    assert ok.connector.tables["person"].file == Path("../mallory/people.csv")
+    # The operator moves the data root; the member's folder moves with it.
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "elsewhere"))
+    with pytest.raises(MemberConfigError, match="outside the members' data folder"):
+        load_member(_sheet_member(members, "mallory", "../mallory/people.csv"))
+
+
+def test_a_link_swapped_in_after_loading_is_not_read(tmp_path: Path) -> None:
+    from connectors.errors import SpreadsheetError
+    from connectors.spreadsheets import read_entity
+
+    members = tmp_path / "members"
+    (tmp_path / "mallory").mkdir()
+    people = tmp_path / "mallory" / "people.csv"
+    people.write_text("id\n1\n", "utf-8")
+    member = load_member(_sheet_member(members, "mallory", "../mallory/people.csv"))
+    people.unlink()
+    people.symlink_to("/etc/passwd")
+    with pytest.raises(SpreadsheetError, match="outside the members' data folder"):
+        list(read_entity(member, "person"))
+
+
+@pytest.mark.slow
+def test_a_symlink_to_etc_passwd_puts_nothing_of_it_in_the_warehouse(tmp_path: Path) -> None:
+    """The review's case: a member file linked to /etc/passwd put its fields into
+    quarantine.rejected_rows. Now hub run refuses the member and the file is never read."""
+    members = tmp_path / "members"
+    (tmp_path / "mallory").mkdir()
+    (tmp_path / "mallory" / "people.csv").symlink_to("/etc/passwd")
+    _sheet_member(members, "mallory", "../mallory/people.csv")
+    done = hub(["run"], hub_env(tmp_path, members))
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "outside the members' data folder" in output
+    assert "root:" not in output
+    assert not _files_holding(tmp_path / "hub", b"root:x:0:0")

@@ -17,7 +17,7 @@ VALID = {
         "date_order": "day_first",
         "tables": {
             "person": {
-                "file": "people.csv",
+                "file": "acme_trust/people.csv",
                 "columns": {"source_id": "Client ID", "consent_to_share": "Consent"},
             }
         },
@@ -47,7 +47,8 @@ def test_valid_member_loads_with_defaults(tmp_path: Path) -> None:
     assert member.org_id == "acme_trust"
     assert member.raw_dataset == "raw_acme_trust"
     assert member.sharing.consent == "per_record"
-    assert member.resolve(member.connector.tables["person"].file) == tmp_path / "people.csv"
+    person_file = member.resolve(member.connector.tables["person"].file)
+    assert person_file == tmp_path / "acme_trust" / "people.csv"
 
 
 def test_all_problems_reported_together_with_fixes(tmp_path: Path) -> None:
@@ -106,7 +107,16 @@ def test_labels_equal_but_for_case_and_spaces_are_flagged(tmp_path: Path) -> Non
 
 
 def test_registry_keeps_good_members_when_one_is_broken(tmp_path: Path) -> None:
-    _write(tmp_path, VALID, "good_one")
+    good = {
+        **VALID,
+        "connector": {
+            **VALID["connector"],
+            "tables": {
+                "person": {**VALID["connector"]["tables"]["person"], "file": "good_one/people.csv"}
+            },
+        },
+    }
+    _write(tmp_path, good, "good_one")
     _write(tmp_path, {"name": "x"}, "bad_one")
     registry = load_members(tmp_path)
     assert list(registry.members) == ["good_one"]

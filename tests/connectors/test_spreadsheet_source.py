@@ -41,7 +41,7 @@ OUTCOMES = [
 
 
 def _member(tmp_path: Path) -> Member:
-    data = tmp_path / "data"
+    data = tmp_path / "acme_trust"  # a member reads only a folder named after it
     data.mkdir(exist_ok=True)
     people = write_text(data / "people.csv", PEOPLE)
     write_text(data / "engagements.csv", ENGAGEMENTS)
@@ -51,7 +51,7 @@ def _member(tmp_path: Path) -> Member:
         {
             "person": person_table(people),
             "engagement": {
-                "file": "../data/engagements.csv",
+                "file": "../acme_trust/engagements.csv",
                 "columns": {
                     "person_source_id": "client id",
                     "programme": "Programme",
@@ -284,7 +284,8 @@ def test_check_member_reports_unreadable_files_without_raising(tmp_path: Path) -
 def test_check_member_reports_rows_naming_unknown_people(tmp_path: Path) -> None:
     m = _member(tmp_path)
     write_text(
-        tmp_path / "data" / "outcomes.csv", [*OUTCOMES, "00999\tDebt reduced\tYes\t1/3/2025\t1"]
+        tmp_path / "acme_trust" / "outcomes.csv",
+        [*OUTCOMES, "00999\tDebt reduced\tYes\t1/3/2025\t1"],
     )
     tables = {t.entity: t for t in check_member(m).tables}
     assert tables["outcome"].orphan_rows == 1

@@ -35,7 +35,7 @@ def test_check_salesforce_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                 "kind": "salesforce_npsp",
                 "login_url": sf.url,
                 "client_id": sf.client_id,
-                "client_secret": {"env": "SF_TRUST_SECRET"},
+                "client_secret": {"env": "HUB_SF_TRUST_SECRET"},
             },
             {
                 "programmes": {"Housing Support": "housing"},
@@ -43,7 +43,7 @@ def test_check_salesforce_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                 "outcome_status": {"Achieved": "achieved"},
             },
         )
-        monkeypatch.setenv("SF_TRUST_SECRET", sf.client_secret)
+        monkeypatch.setenv("HUB_SF_TRUST_SECRET", sf.client_secret)
         code, out = _check("sf_trust", tmp_path, monkeypatch)
         assert code == 0, out
         assert "authenticated; API version 62.0 offered" in out
@@ -60,7 +60,7 @@ def test_check_salesforce_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert "! outcome status 'In progress' has no mapping" in out
         assert "✓ attendance 'Absent': not counted (absence)" in out
         assert "✓ attendance 'Present': counted" in out
-        monkeypatch.setenv("SF_TRUST_SECRET", "wrong")
+        monkeypatch.setenv("HUB_SF_TRUST_SECRET", "wrong")
         code, out = _check("sf_trust", tmp_path, monkeypatch)
         assert code == 1 and "wrong" not in out
         assert "client" in out.lower()  # says the client credentials were refused
@@ -74,7 +74,7 @@ def test_check_civicrm_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             {
                 "kind": "civicrm",
                 "site_url": civi.url,
-                "api_key": {"env": "CIVI_TRUST_KEY"},
+                "api_key": {"env": "HUB_CIVI_TRUST_KEY"},
                 "delivery_activity_types": ["Meeting", "Advice Session", "Home Visit"],
             },
             {
@@ -84,7 +84,7 @@ def test_check_civicrm_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                 "outcome_status": {"achieved": "achieved", "progressing": "progressing"},
             },
         )
-        monkeypatch.setenv("CIVI_TRUST_KEY", civi.api_key)
+        monkeypatch.setenv("HUB_CIVI_TRUST_KEY", civi.api_key)
         code, out = _check("civi_trust", tmp_path, monkeypatch)
         assert code == 0, out
         assert "authenticated; CiviCRM 6.9.0" in out
@@ -114,7 +114,7 @@ def test_check_civicrm_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert code == 1
         assert "✗ permission: access deleted contacts" in out
         assert "the API user lacks 'access deleted contacts'" in " ".join(out.split())
-        monkeypatch.setenv("CIVI_TRUST_KEY", "not-the-key")
+        monkeypatch.setenv("HUB_CIVI_TRUST_KEY", "not-the-key")
         code, out = _check("civi_trust", tmp_path, monkeypatch)
         assert code == 1 and "not-the-key" not in out
         assert "API key" in out
@@ -129,7 +129,7 @@ def test_crm_members_are_listed_but_not_loaded_yet(
         {
             "kind": "civicrm",
             "site_url": "http://127.0.0.1:9",
-            "api_key": {"env": "X"},
+            "api_key": {"env": "HUB_CIVI_TRUST_X"},
         },
     )
     monkeypatch.setenv("HUB_MEMBERS_DIR", str(tmp_path))

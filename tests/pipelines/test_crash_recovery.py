@@ -143,8 +143,13 @@ def test_demo_refuses_to_empty_a_folder_that_is_not_a_hub_home(tmp_path: Path) -
     env = {**os.environ, "COLUMNS": "200"}
     done = hub(["demo", "--home", str(precious)], env)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "does not look like a hub home" in done.stdout
+    assert "refusing to delete it" in done.stdout and "thesis.txt" in done.stdout
     assert (precious / "thesis.txt").read_text(encoding="utf-8") == "keep me"
+    # A folder that merely has a hub-like entry beside other things is refused too.
+    (precious / "releases").mkdir()
+    done = hub(["demo", "--home", str(precious)], env)
+    assert done.returncode == 2 and "refusing to delete it" in done.stdout
+    assert (precious / "thesis.txt").exists() and (precious / "releases").exists()
 
 
 def test_demo_empties_a_home_that_an_interrupted_demo_left(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -168,7 +169,7 @@ def test_daemon_loads_links_and_publishes_without_a_reload(tmp_path: Path) -> No
 
         # 2. One member's CSV gains a row: only that member is reloaded and remapped.
         since = len(daemon.ran)
-        people = tmp_path / "data" / "alpha_people.csv"
+        people = tmp_path / "data" / "alpha" / "alpha_people.csv"
         with people.open("a", encoding="utf-8", newline="") as fh:
             csv.writer(fh).writerow(["A99", "Nia", "Okafor", "02/02/1990", "M14 5AB", "Yes"])
         later = time.time() + 5
@@ -187,6 +188,9 @@ def test_daemon_loads_links_and_publishes_without_a_reload(tmp_path: Path) -> No
         # 3. A third member file: its partition is added and its load requested, no reload.
         config = yaml.safe_load((members / "beta.yaml").read_text(encoding="utf-8"))
         config["name"] = "Gamma Advice"
+        shutil.copytree(tmp_path / "data" / "beta", tmp_path / "data" / "gamma")  # its own
+        for table in config["connector"]["tables"].values():
+            table["file"] = table["file"].replace("/beta/", "/gamma/")
         (members / "gamma.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
         since = len(daemon.ran)
         third = daemon.tick(member_files)

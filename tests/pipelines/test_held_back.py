@@ -38,7 +38,7 @@ def test_failed_member_is_held_back_and_named(tmp_path: Path) -> None:
     assert {r["status"] for r in before.values()} == {"current"}
     assert before["beta"]["held_back_reason"] == "" and before["beta"]["last_good_load"]
 
-    (tmp_path / "data" / "beta_people.csv").unlink()  # beta's next load fails
+    (tmp_path / "data" / "beta" / "beta_people.csv").unlink()  # beta's next load fails
     second = hub(["run"], env)
     out = second.stdout + second.stderr
     assert second.returncode == 1, out
@@ -67,7 +67,7 @@ def test_failed_member_is_held_back_and_named(tmp_path: Path) -> None:
 def test_nothing_is_published_without_any_member_data(tmp_path: Path) -> None:
     members = _write_network(tmp_path)
     (members / "beta.yaml").unlink()
-    (tmp_path / "data" / "alpha_people.csv").unlink()
+    (tmp_path / "data" / "alpha" / "alpha_people.csv").unlink()
     releases = tmp_path / "hub" / "releases"
     done = hub(["run"], hub_env(tmp_path, members))
     assert done.returncode == 3, done.stdout + done.stderr

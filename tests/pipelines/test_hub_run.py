@@ -34,8 +34,9 @@ def _uk(iso: str) -> str:
 
 def _write_network(root: Path) -> Path:
     data, members = root / "data", root / "members"
-    data.mkdir()
     members.mkdir()
+    for org in ("alpha", "beta"):  # a member reads only a folder named after it
+        (data / org).mkdir(parents=True)
     person_cols = {
         "source_id": "Client ID",
         "given_name": "First name",
@@ -46,18 +47,18 @@ def _write_network(root: Path) -> Path:
     }
     for org, people in (("alpha", PEOPLE), ("beta", BETA_PEOPLE)):
         _csv(
-            data / f"{org}_people.csv",
+            data / org / f"{org}_people.csv",
             list(person_cols.values()),
             [[i, g, f, _uk(b), pc, "Yes" if c else "No"] for i, g, f, b, pc, c in people],
         )
     _csv(
-        data / "alpha_engagements.csv",
+        data / "alpha" / "alpha_engagements.csv",
         ["Client ID", "Programme", "Status", "Start"],
         [[p[0], "tenancy  support", "open ", "10/01/2025"] for p in PEOPLE]
         + [["A1", "Tenancy Support", "On hold", "01/02/2025"]],
     )
     _csv(
-        data / "alpha_outcomes.csv",
+        data / "alpha" / "alpha_outcomes.csv",
         ["Client ID", "Outcome", "Status", "Date"],
         [
             [p[0], "Tenancy sustained", "Achieved" if p[0] <= "A5" else "In progress", "01/03/2025"]
@@ -65,12 +66,12 @@ def _write_network(root: Path) -> Path:
         ],
     )
     _csv(
-        data / "beta_engagements.csv",
+        data / "beta" / "beta_engagements.csv",
         ["Client ID", "Programme", "Status", "Start", "End"],
         [[p[0], "Money Help", "Closed", "01/02/2025", "15/03/2025"] for p in BETA_PEOPLE],
     )
     _csv(
-        data / "beta_outcomes.csv",
+        data / "beta" / "beta_outcomes.csv",
         ["Client ID", "Outcome", "Status", "Date"],
         [
             [p[0], "Debt reduced", "No" if p[0] == "B6" else "Yes", "10/03/2025"]
@@ -78,14 +79,14 @@ def _write_network(root: Path) -> Path:
         ],
     )
     _csv(
-        data / "beta_sessions.csv",
+        data / "beta" / "beta_sessions.csv",
         ["Client ID", "Programme", "Date"],
         [[p[0], "Money Help", "15/02/2025"] for p in BETA_PEOPLE[:5]]
         + [["B99", "Money Help", "15/02/2025"]],
     )
 
     def table(file: str, **columns: str) -> dict:
-        return {"file": f"../data/{file}", "columns": columns}
+        return {"file": f"../data/{file.split('_')[0]}/{file}", "columns": columns}
 
     engagement = {
         "person_source_id": "Client ID",

@@ -51,7 +51,7 @@ def test_a_late_person_changes_nothing_until_a_revision_that_hides_them(tmp_path
     assert [p["status"] for p in _package(first)["disclosureControl"]["periods"]] == ["new"]
 
     # A late record for 2025-Q1: one more person at alpha, engaged and achieving.
-    data = tmp_path / "data"
+    data = tmp_path / "data" / "alpha"
     _append(data / "alpha_people.csv", ["A99", "Late", "Comer", "02/02/1990", "M14 4ZZ", "No"])
     _append(data / "alpha_engagements.csv", ["A99", "Tenancy Support", "Open", "12/01/2025"])
     _append(data / "alpha_outcomes.csv", ["A99", "Tenancy sustained", "Achieved", "20/03/2025"])

@@ -26,7 +26,14 @@ PERSON_LINK = dg.AssetKey(["hub", "person_link"])
 
 
 def _member(folder: Path, org: str, file: Path) -> None:
+    """A member reading ``file``, through a hard link in its own folder (a member reads only
+    a folder named after it), so that rewriting ``file`` changes what every member reads."""
     folder.mkdir(parents=True, exist_ok=True)
+    own = file.parent / org / file.name
+    own.parent.mkdir(exist_ok=True)
+    if not own.exists():
+        os.link(file, own)
+    file = own
     (folder / f"{org}.yaml").write_text(
         yaml.safe_dump(
             {

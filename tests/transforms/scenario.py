@@ -12,6 +12,7 @@ for an unknown person B99.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from connectors.members import Member
 from tests.transforms.rawdata import d, write_member_yaml, write_raw
@@ -55,13 +56,16 @@ def build(tmp: Path, warehouse: Warehouse | None = None) -> tuple[Warehouse, dic
     """Write both members' YAML and raw tables; return the warehouse path and members."""
     db = warehouse or DuckDBWarehouse(tmp / "warehouse.duckdb")
     members_dir = tmp / "members"
-    table = {"file": "x.csv", "columns": {"source_id": "id", "consent_to_share": "c"}}
+
+    def table(org: str) -> dict[str, Any]:  # never read: raw tables are written directly
+        return {"file": f"{org}/x.csv", "columns": {"source_id": "id", "consent_to_share": "c"}}
+
     alpha = write_member_yaml(
         members_dir,
         "alpha",
         {
             "name": "Alpha Housing",
-            "connector": {"kind": "spreadsheet", "tables": {"person": table}},
+            "connector": {"kind": "spreadsheet", "tables": {"person": table("alpha")}},
             "mappings": {
                 "programmes": {"Tenancy Support": "housing"},
                 "engagement_status": {"Open": "active"},
@@ -75,7 +79,7 @@ def build(tmp: Path, warehouse: Warehouse | None = None) -> tuple[Warehouse, dic
         "beta",
         {
             "name": "Beta Money Advice",
-            "connector": {"kind": "spreadsheet", "tables": {"person": table}},
+            "connector": {"kind": "spreadsheet", "tables": {"person": table("beta")}},
             "mappings": {
                 "programmes": {"Money Help": "financial_inclusion"},
                 "engagement_status": {"Closed": "completed"},

@@ -130,7 +130,7 @@ def built(tmp_path_factory: pytest.TempPathFactory):
                     "connector": {
                         "kind": "civicrm",
                         "site_url": civi.url,
-                        "api_key": {"env": "BRIDGE_KEY"},
+                        "api_key": {"env": "HUB_BRIDGE_CENTRE_KEY"},
                         "delivery_activity_types": sorted(DELIVERY_TYPES),
                     },
                     "mappings": {
@@ -230,7 +230,11 @@ def test_a_trashed_case_is_deleted_in_the_hub(tmp_path: Path) -> None:
             yaml.safe_dump(
                 {
                     "name": "Bridge Centre",
-                    "connector": {"kind": "civicrm", "site_url": civi.url, "api_key": {"env": "K"}},
+                    "connector": {
+                        "kind": "civicrm",
+                        "site_url": civi.url,
+                        "api_key": {"env": "HUB_BRIDGE_CENTRE_K"},
+                    },
                     "mappings": {
                         "programmes": {
                             "housing_support": "housing",

@@ -24,7 +24,11 @@ def loaded(tmp_path: Path):
             yaml.safe_dump(
                 {
                     "name": "Bridge Centre",
-                    "connector": {"kind": "civicrm", "site_url": civi.url, "api_key": {"env": "K"}},
+                    "connector": {
+                        "kind": "civicrm",
+                        "site_url": civi.url,
+                        "api_key": {"env": "HUB_BRIDGE_CENTRE_K"},
+                    },
                 }
             ),
             encoding="utf-8",

@@ -76,22 +76,14 @@ class Cells:
     @classmethod
     def from_counts(cls, tables: Mapping[str, pa.Table]) -> Cells:
         """Cells of tables before disclosure control: everything true, nothing withheld."""
-        cells = cls()
-        for name in CONTROLLED_TABLES:
-            if name not in tables:
-                continue
-            schema = published_table(name)
-            table = tables[name]
-            keys = _keys(table, schema.primary_key)
-            for measure in schema.measures:
-                values = table.column(measure).to_pylist()
-                for key, value in zip(keys, values, strict=True):
-                    if value is not None:
-                        if value < 0:
-                            raise ValueError(f"negative count in {name}.{measure}")
-                        cells._add(CellRef(name, key, measure), int(value), False, int(value))
-            for key in keys:
-                cells.rows.setdefault(name, {}).setdefault(key, {})
+        plain = {
+            name: table.drop_columns([c for c in table.column_names if c.endswith("_suppressed")])
+            for name, table in tables.items()
+        }
+        cells = cls.from_published(plain, plain)
+        if any(v is not None and v < 0 for v in cells.truth):
+            c = next(i for i, v in enumerate(cells.truth) if v is not None and v < 0)
+            raise ValueError(f"negative count in {cells.refs[c].table}.{cells.refs[c].measure}")
         return cells
 
     @classmethod

@@ -95,7 +95,13 @@ def frozen(
     """The published rows and true counts of frozen ``periods``, each from the last version
     that counted it: ``(published, truth)`` tables by name, without the version column."""
     versions = published_periods(warehouse)
-    picks = {p: [versions[p][-1][0]] for p in periods if p in versions}
+    return _picked(warehouse, {p: [versions[p][-1][0]] for p in periods if p in versions})
+
+
+def _picked(
+    warehouse: Warehouse, picks: dict[str, list[str]]
+) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
+    """The published rows and the counts of each period's chosen versions, by table."""
     published: dict[str, pa.Table] = {}
     truth: dict[str, pa.Table] = {}
     for name in PERIOD_TABLES:
@@ -120,14 +126,7 @@ def earlier_releases(
                 by_version.setdefault(version, []).append(period)
     out: list[EarlierRelease] = []
     for version, its_periods in sorted(by_version.items()):
-        picks = {p: [version] for p in its_periods}
-        tables: dict[str, pa.Table] = {}
-        truth: dict[str, pa.Table] = {}
-        for name in PERIOD_TABLES:
-            for kind, target in (("published", tables), ("truth", truth)):
-                rows = _versions_rows(warehouse, kind, name, picks)
-                if rows is not None:
-                    target[name] = rows.drop_columns(["version"])
+        tables, truth = _picked(warehouse, {p: [version] for p in its_periods})
         out.append(EarlierRelease(version, tables, truth, tuple(sorted(its_periods))))
     return out
 
