@@ -257,7 +257,8 @@ class Sharing(_Strict):
     consent: Literal["per_record", "all", "none"] = Field(
         default="per_record",
         description="per_record: read each person's consent column (missing means no); "
-        "all: the member holds consent to share for everyone; none: never share",
+        "all: the member holds consent to share for everyone who has not answered (a "
+        "blank or missing answer counts as yes; an explicit no stays no); none: never share",
     )
     consent_yes: tuple[str, ...] = DEFAULT_CONSENT_YES
     consent_no: tuple[str, ...] = DEFAULT_CONSENT_NO

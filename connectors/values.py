@@ -419,16 +419,16 @@ def parse_number(value: Any) -> float | None:
 
 def consent_parser(
     policy: str, yes: tuple[str, ...], no: tuple[str, ...], config_name: str
-) -> Callable[[Any], bool]:
+) -> Callable[[Any], bool | None]:
     """Build the consent reader for a member's sharing policy.
 
-    'all' and 'none' ignore the column. 'per_record' matches the cell against the member's
-    consent_yes / consent_no words (case-insensitive); a blank cell means no consent; an
-    unknown word means no consent *and* a warning, because it usually means the member's
-    spreadsheet uses a word the YAML does not list yet.
+    'per_record' matches the cell against the member's consent_yes / consent_no words
+    (case-insensitive); a blank cell means no consent; an unknown word means no consent
+    *and* a warning, because it usually means the member's spreadsheet uses a word the YAML
+    does not list yet. 'all' reads the cell the same way but returns None for a blank one:
+    only a blank is filled in as consent (by the caller), so an explicit "No" stays "No".
+    'none' ignores the column.
     """
-    if policy == "all":
-        return lambda value: True
     if policy == "none":
         return lambda value: False
     yes_set = {" ".join(w.split()).casefold() for w in yes}
@@ -438,6 +438,8 @@ def consent_parser(
         if isinstance(value, bool):
             return value
         text = " ".join(cell_text(value).split()).casefold()
+        if not text and policy == "all":
+            return None  # no answer: the caller fills it in
         if not text or text in no_set:
             return False
         if text in yes_set:

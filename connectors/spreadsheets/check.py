@@ -87,6 +87,8 @@ class TableCheck:
     unmapped: list[UnmappedLabel] = field(default_factory=list)
     orphan_rows: int = 0
     orphan_examples: list[str] = field(default_factory=list)
+    consent_policy: str | None = None
+    consent: dict[str, int] = field(default_factory=dict)  # see EntityReader._consent
 
 
 @dataclass
@@ -143,6 +145,8 @@ class CheckReport:
                     f"    {rows} a person not in the people file (e.g. "
                     f"{examples}): they will be quarantined; fix the ids or the people rows"
                 )
+            if t.consent_policy is not None and t.consent:
+                lines.append(f"    {_consent_line(t.consent_policy, t.consent)}")
             for u in t.unmapped:
                 lines.append(
                     f"    unmapped {u.column} '{u.label}' ({u.rows} rows): add it under "
@@ -229,6 +233,9 @@ def _count(
                     if norm not in known[mapping]:
                         counter[norm] += 1
                         first_spelling.setdefault((column, norm), label)
+        if entity == "person":
+            report.consent_policy = member.sharing.consent
+            report.consent = dict(reader.consent_counts)
     except SpreadsheetError as err:  # e.g. an encoding error half-way through the file
         report.readable = False
         report.problem, report.fix = err.problem, err.fix
@@ -249,6 +256,23 @@ def _count(
                     rows=rows,
                 )
             )
+
+
+def _consent_line(policy: str, counts: dict[str, int]) -> str:
+    """What the sharing policy did to the people's consent answers, in numbers."""
+    yes, no = counts.get("yes", 0), counts.get("no", 0) + counts.get("no_kept", 0)
+    if policy == "all":
+        return (
+            f"consent (sharing.consent: all): {counts.get('blank_taken_as_yes', 0)} people with "
+            f"no answer counted as consenting; {yes} answered yes; "
+            f"{counts.get('no_kept', 0)} answered no and stay not consenting"
+        )
+    if policy == "none":
+        return (
+            f"consent (sharing.consent: none): nobody is linked across members; "
+            f"{counts.get('yes_not_shared', 0)} people who answered yes are not shared"
+        )
+    return f"consent (per record): {yes} people consent to sharing, {no} do not (or gave no answer)"
 
 
 def check_member(member: Member) -> CheckReport:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -245,6 +246,8 @@ class EntityReader:
         self.seen_ids: dict[str, int] = {}
         self.occurrences: dict[str, int] = {}
         self.consent_policy = member.sharing.consent if entity == "person" else None
+        # What the sharing policy did to the answers read (for hub check): see _consent.
+        self.consent_counts: Counter[str] = Counter()
 
     def _empty(self) -> dict[str, list[Any]]:
         return {name: [] for name in self.raw_columns}
@@ -419,16 +422,32 @@ class EntityReader:
             return
         if warnings:
             issues.extend(warnings)
-        if self.consent_policy == "per_record":
-            values["consent_to_share"] = bool(values.get("consent_to_share"))
-        elif self.consent_policy is not None:
-            values["consent_to_share"] = self.consent_policy == "all"
+        if self.consent_policy is not None:
+            values["consent_to_share"] = self._consent(values.get("consent_to_share"))
         if self.id_index is None:
             values["source_id"] = self._derived_id(values)
         for name, target in self._targets:
             target.append(values.get(name))
         self._files.append(self.file_name)
         self._numbers.append(number)
+
+    def _consent(self, answer: bool | None) -> bool:
+        """The consent kept for a person under the member's policy, counted by what it did.
+
+        per_record: a yes is consent, anything else is not. all: only a missing answer is
+        filled in as consent; an explicit no (or an unrecognised word) stays no. none: never.
+        """
+        if self.consent_policy == "all":
+            if answer is None:
+                self.consent_counts["blank_taken_as_yes"] += 1
+                return True
+            self.consent_counts["yes" if answer else "no_kept"] += 1
+            return bool(answer)
+        if self.consent_policy == "none":
+            self.consent_counts["yes_not_shared" if answer else "no"] += 1
+            return False
+        self.consent_counts["yes" if answer else "no"] += 1
+        return bool(answer)
 
     def _derived_id(self, values: dict[str, Any]) -> str:
         """A stable id from the row's natural key, numbered for exact repeats.

@@ -178,6 +178,38 @@ def test_sharing_all_sets_consent_without_a_column(tmp_path: Path) -> None:
     assert all(r["consent_to_share"] is True for r in rows)
 
 
+def test_sharing_all_fills_only_blanks_and_an_explicit_no_stays_no(tmp_path: Path) -> None:
+    """`consent: all` once turned explicit "No" answers into consent, silently (issue #18)."""
+    from connectors.spreadsheets.check import check_member
+
+    columns = {"source_id": "Client ID", "consent_to_share": "Consent"}
+    path = write_text(
+        tmp_path / "people.csv",
+        ["Client ID,Consent", "1,Yes", "2,No", "3,", "4,  ", "5,declined", "6,maybe"],
+    )
+    m = member(tmp_path, {"person": person_table(path, columns)}, sharing={"consent": "all"})
+    rows, issues = _load(m)
+    assert {r["source_id"]: r["consent_to_share"] for r in rows} == {
+        "1": True,
+        "2": False,  # an explicit no stays no
+        "3": True,  # no answer: the member's policy fills it in
+        "4": True,
+        "5": False,
+        "6": False,  # an unknown word is not consent (and is reported)
+    }
+    assert [i.source_row for i in issues if i.severity == "warning"] == [7]
+    report = check_member(m).render()
+    assert (
+        "consent (sharing.consent: all): 2 people with no answer counted as consenting; "
+        "1 answered yes; 3 answered no and stay not consenting" in report
+    )
+    per_record = member(tmp_path, {"person": person_table(path, columns)})
+    assert (
+        "consent (per record): 1 people consent to sharing, 5 do not"
+        in check_member(per_record).render()
+    )
+
+
 def _workbook(path: Path) -> Path:
     book = openpyxl.Workbook()
     notes = book.active

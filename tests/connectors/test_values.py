@@ -117,7 +117,9 @@ def test_email_postcode_names_and_numbers() -> None:
 
 def test_consent_follows_the_sharing_policy() -> None:
     yes, no = ("yes", "y"), ("no", "n")
-    assert v.consent_parser("all", yes, no, "x.yaml")("no") is True
+    everyone = v.consent_parser("all", yes, no, "x.yaml")
+    assert everyone("no") is False  # an explicit no stays no (issue #18)
+    assert everyone("  ") is None and everyone("Y") is True  # a blank is filled by the reader
     assert v.consent_parser("none", yes, no, "x.yaml")("yes") is False
     per_record = v.consent_parser("per_record", yes, no, "x.yaml")
     assert per_record(" YES ") is True

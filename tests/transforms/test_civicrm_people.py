@@ -86,3 +86,33 @@ def test_civicrm_people_take_part_in_linkage(loaded) -> None:
         }
     assert str(trashed) not in linked  # a deleted record leaves the people
     assert result.records == len(linked) > 0
+
+
+def test_sharing_all_fills_only_missing_consent(loaded, tmp_path: Path) -> None:
+    """`sharing.consent: all` once made every contact consenting, explicit "no" included."""
+    civi, warehouse, trashed = loaded
+    contacts = {i: c for i, c in civi.data.tables["Contact"].items() if i != trashed}
+    declined = sorted(str(i) for i, c in contacts.items() if not c.get("Consent.share_data"))
+    agreed = sorted(str(i) for i, c in contacts.items() if c.get("Consent.share_data"))
+    assert declined and len(agreed) >= 2
+    silent = agreed[0]  # as if the field had never been answered
+    with warehouse.connect() as session:
+        session.execute(
+            "UPDATE raw_bridge_centre.civicrm__contact SET consent_to_share = NULL "
+            "WHERE CAST(id AS TEXT) = ?",
+            [silent],
+        )
+    path = tmp_path / "members" / "bridge_centre.yaml"
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    path.write_text(yaml.safe_dump({**config, "sharing": {"consent": "all"}}), "utf-8")
+    build_member(warehouse, load_member(path))
+    with warehouse.connect() as session:
+        consent = dict(
+            session.fetchall(
+                "SELECT source_id, consent_to_share FROM canonical.person "
+                "WHERE org_id = 'bridge_centre' AND NOT is_deleted"
+            )
+        )
+    assert consent[silent] is True
+    assert not [k for k in declined if consent.get(k)]  # an explicit no stays no
+    assert all(consent[k] for k in agreed if k in consent)

@@ -34,8 +34,10 @@ SELECT
     phone.phone,
     address.postal_code AS postcode,
     CASE
-        WHEN $consent_policy = 'all' THEN TRUE
         WHEN $consent_policy = 'none' THEN FALSE
+        -- 'all' fills in only a missing answer: an explicit no stays no.
+        WHEN $consent_policy = 'all' AND NULLIF(TRIM(CAST(c.consent_to_share AS TEXT)), '') IS NULL
+            THEN TRUE
         ELSE EXISTS (
             SELECT 1
             FROM hub.label_map AS m

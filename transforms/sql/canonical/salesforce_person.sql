@@ -22,7 +22,9 @@ SELECT
     END AS postcode,
     CASE
         WHEN c.is_deleted OR $consent_policy = 'none' THEN FALSE
-        WHEN $consent_policy = 'all' THEN TRUE
+        -- 'all' fills in only a missing answer: an explicit no stays no.
+        WHEN $consent_policy = 'all' AND NULLIF(TRIM(CAST(c.cfg__consent AS TEXT)), '') IS NULL
+            THEN TRUE
         ELSE EXISTS (
             SELECT 1
             FROM hub.label_map AS m
