@@ -64,12 +64,23 @@ def test_contacts_become_normalised_consent_aware_people(loaded) -> None:
     contacts = civi.data.tables["Contact"]
     assert set(people) == {str(i) for i in contacts}
     assert people[str(trashed)][0] is True  # trashed in CiviCRM: deleted in the hub
+    # ... keeping no personal field (issue #18): no phone, postcode, e-mail or consent.
+    assert people[str(trashed)][1:5] == (None, None, None, False)
+    with warehouse.connect() as session:
+        names = session.fetchall(
+            "SELECT given_name, family_name, birth_date FROM canonical.person "
+            "WHERE org_id = 'bridge_centre' AND source_id = ?",
+            [str(trashed)],
+        )
+    assert names == [(None, None, None)]
     live = [p for k, p in people.items() if k != str(trashed)]
     phones = [p[1] for p in live if p[1]]
     assert phones and all(p.startswith("+447700900") for p in phones)  # E.164
     assert all(p[2] and p[2] == p[2].upper() and " " in p[2] for p in live)
     assert all(p[5] == "civicrm" for p in live)
-    consenting = {str(i) for i, c in contacts.items() if c.get("Consent.share_data")}
+    consenting = {
+        str(i) for i, c in contacts.items() if c.get("Consent.share_data") and i != trashed
+    }
     assert {k for k, p in people.items() if p[4]} == consenting
     assert warnings == [("Phone.phone", "12", "warning")]  # dropped, recorded, never silent
 

@@ -1,5 +1,6 @@
 -- canonical.person rows for one CiviCRM member: Individuals with their primary e-mail,
--- phone and postcode. Trashed contacts and hard deletes (marker rows) become is_deleted.
+-- phone and postcode. Trashed contacts and hard deletes (marker rows) become is_deleted, with
+-- every personal field blank and no consent.
 -- Phones, postcodes and e-mails are normalised afterwards in Python (transforms.people),
 -- as the spreadsheet connector does, so every source gives E.164 numbers.
 WITH email AS (
@@ -27,13 +28,19 @@ SELECT
     c.modified_date AS source_updated_at,
     COALESCE(c.is_deleted, FALSE) OR COALESCE(c.deleted_in_source, FALSE) AS is_deleted,
     c._dlt_load_id AS _load_id,
-    c.first_name AS given_name,
-    c.last_name AS family_name,
-    c.birth_date,
-    email.email,
-    phone.phone,
-    address.postal_code AS postcode,
+    -- A trashed or deleted contact keeps no personal field in the hub (as Salesforce's).
+    CASE WHEN c.is_deleted OR c.deleted_in_source THEN NULL ELSE c.first_name END
+        AS given_name,
+    CASE WHEN c.is_deleted OR c.deleted_in_source THEN NULL ELSE c.last_name END
+        AS family_name,
+    CASE WHEN c.is_deleted OR c.deleted_in_source THEN NULL ELSE c.birth_date END
+        AS birth_date,
+    CASE WHEN c.is_deleted OR c.deleted_in_source THEN NULL ELSE email.email END AS email,
+    CASE WHEN c.is_deleted OR c.deleted_in_source THEN NULL ELSE phone.phone END AS phone,
+    CASE WHEN c.is_deleted OR c.deleted_in_source THEN NULL ELSE address.postal_code END
+        AS postcode,
     CASE
+        WHEN COALESCE(c.is_deleted OR c.deleted_in_source, FALSE) THEN FALSE
         WHEN $consent_policy = 'none' THEN FALSE
         -- 'all' fills in only a missing answer: an explicit no stays no.
         WHEN $consent_policy = 'all' AND NULLIF(TRIM(CAST(c.consent_to_share AS TEXT)), '') IS NULL
