@@ -27,6 +27,7 @@ from urllib.parse import quote
 import httpx
 
 from connectors.civicrm.settings import CiviCRMSettings, UrlStyle
+from connectors.deadline import deadline, deadline_transport
 from connectors.errors import PermanentSourceError, TransientSourceError
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,9 @@ class CiviCRMClient:
         timeout = httpx.Timeout(
             settings.read_timeout, connect=settings.connect_timeout, pool=settings.connect_timeout
         )
-        self._http = httpx.Client(headers=headers, timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            headers=headers, timeout=timeout, transport=transport or deadline_transport()
+        )
         self._sleep = sleep
 
     def __enter__(self) -> CiviCRMClient:
@@ -156,7 +159,8 @@ class CiviCRMClient:
                 )
                 self._sleep(delay)
             try:
-                response = self._http.post(url, data=form)
+                with deadline(self.settings.request_deadline):
+                    response = self._http.post(url, data=form)
             except httpx.TimeoutException as exc:
                 last = CiviCRMTransientError(None, f"timed out ({type(exc).__name__})")
                 continue

@@ -68,6 +68,9 @@ class CiviCRMSettings(BaseModel):
     )
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(60.0, gt=0)
+    request_deadline: float = Field(
+        120.0, gt=0, description="Seconds for a whole request, however slowly it trickles"
+    )
     max_retries: int = Field(4, ge=0, le=10)
     backoff_seconds: float = Field(1.0, ge=0)
     consent_field: str | None = Field("Consent.share_data", description="Contact field")

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from connectors.deadline import deadline, deadline_transport
 from connectors.errors import PermanentSourceError, TransientSourceError
 from connectors.salesforce_npsp.auth import SalesforceAuthError, Token, fetch_token
 from connectors.salesforce_npsp.settings import Credentials, SalesforceSettings
@@ -121,7 +122,8 @@ class SalesforceClient:
         self._http = http or httpx.Client(
             timeout=httpx.Timeout(
                 settings.timeout_seconds, connect=min(10.0, settings.timeout_seconds)
-            )
+            ),
+            transport=deadline_transport(),
         )
         self._token: Token | None = None
         self.api_used: int | None = None
@@ -150,7 +152,8 @@ class SalesforceClient:
         attempt = 0
         while self._token is None:
             try:
-                self._token = fetch_token(self._http, self.settings, self._credentials)
+                with deadline(self.settings.request_deadline):
+                    self._token = fetch_token(self._http, self.settings, self._credentials)
             except TransientSourceError:
                 attempt += 1
                 if attempt > self.settings.max_retries:
@@ -204,9 +207,10 @@ class SalesforceClient:
             url = token.instance_url + path if path.startswith("/services/") else self.base + path
             sent_headers = {"Authorization": f"Bearer {token.access_token}", **(headers or {})}
             try:
-                response = self._http.request(
-                    method, url, params=params, headers=sent_headers, json=json_body
-                )
+                with deadline(self.settings.request_deadline):
+                    response = self._http.request(
+                        method, url, params=params, headers=sent_headers, json=json_body
+                    )
             except httpx.TransportError as err:
                 attempt += 1
                 if attempt > self.settings.max_retries:

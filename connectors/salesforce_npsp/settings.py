@@ -93,6 +93,9 @@ class SalesforceSettings(_Strict):
         default=None, description="Resource names to load; default all."
     )
     timeout_seconds: float = 60.0
+    request_deadline: float = Field(
+        default=120.0, gt=0, description="Seconds for a whole request, however slowly it trickles"
+    )
     max_retries: int = Field(default=5, ge=0)
     backoff_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, ge=0)
