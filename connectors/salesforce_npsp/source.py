@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,28 +71,69 @@ _ARROW_TYPES = {
 }
 
 
-def _arrow_column(values: list[Any], kind: str) -> pa.Array:
-    """One column of a page, typed as hinted (REST JSON and parsed Bulk CSV alike)."""
+def _parse_value(value: Any, kind: str) -> Any:
+    """One value of a ``kind`` column; ValueError when it cannot be read as one."""
+    if value in (None, ""):
+        return None
     if kind == "timestamp":
-        return pa.array([parse_sf_datetime(v) if v else None for v in values], _ARROW_TYPES[kind])
+        return parse_sf_datetime(value)
     if kind == "date":
-        return pa.array([v or None for v in values], pa.string()).cast(pa.date32())
+        return date.fromisoformat(str(value)[:10]) if len(str(value)) >= 10 else _bad(value)
     if kind == "double":
-        return pa.array([None if v in (None, "") else float(v) for v in values], pa.float64())
+        return float(value)
     if kind == "bigint":
-        return pa.array([None if v in (None, "") else int(v) for v in values], pa.int64())
+        return int(value)
     if kind == "bool":
-        return pa.array(values, pa.bool_())
-    return pa.array([None if v is None else str(v) for v in values], pa.string())
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "false"):
+            return text == "true"
+        return _bad(value)
+    return str(value)
 
 
-def arrow_page(page: list[dict[str, Any]], columns: dict[str, str]) -> pa.Table:
+def _bad(value: Any) -> Any:
+    raise ValueError("unreadable")
+
+
+def _arrow_column(values: list[Any], kind: str, bad: list[int] | None = None) -> pa.Array:
+    """One column of a page, typed as hinted (REST JSON and parsed Bulk CSV alike).
+
+    A value that cannot be read as its type (a Birthdate of '31/02/garbage') is left empty
+    and its position added to ``bad``: one such value used to fail the member's whole load,
+    after minutes of retries, with the value itself in the error.
+    """
+    if kind not in _ARROW_TYPES:
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    out: list[Any] = []
+    for i, value in enumerate(values):
+        try:
+            out.append(_parse_value(value, kind))
+        except (ValueError, TypeError, OverflowError):
+            out.append(None)
+            if bad is not None:
+                bad.append(i)
+    return pa.array(out, _ARROW_TYPES[kind])
+
+
+def arrow_page(
+    page: list[dict[str, Any]],
+    columns: dict[str, str],
+    unreadable: dict[str, list[str]] | None = None,
+) -> pa.Table:
     """A page of records as a typed Arrow table.
 
     Arrow items skip dlt's row-by-row normaliser, which was most of a load's time; a column
-    missing from a record (a purged-delete placeholder) is null.
+    missing from a record (a purged-delete placeholder) is null. ``unreadable`` collects,
+    per field, the ids of records whose value could not be read (never the values).
     """
-    arrays = [_arrow_column([r.get(name) for r in page], kind) for name, kind in columns.items()]
+    arrays = []
+    for name, kind in columns.items():
+        bad: list[int] = []
+        arrays.append(_arrow_column([r.get(name) for r in page], kind, bad))
+        if bad and unreadable is not None:
+            unreadable.setdefault(name, []).extend(str(page[i].get("Id")) for i in bad)
     # Id is the merge key: declared not-null, as its dlt hint is.
     fields = [pa.field(n, a.type, nullable=n != "Id") for n, a in zip(columns, arrays, strict=True)]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
@@ -330,6 +371,7 @@ def _object_rows(
         )
         hints = dlt.mark.make_hints(columns=columns)
         kinds = {name: column["data_type"] for name, column in columns.items()}
+        unreadable: dict[str, list[str]] = {}
         job = _bulk_job(client, spec, fields, where, report) if full else None
         report.methods[spec.resource] = "bulk" if job else "rest"
         count = 0
@@ -337,14 +379,14 @@ def _object_rows(
             # Bulk results are unordered (ORDER BY defeats PK chunking), so the cursor only
             # moves when the whole window is in: a stop part-way re-reads the window.
             for page in client.bulk_pages(job, fields):
-                yield dlt.mark.with_hints(arrow_page(page, kinds), hints)
+                yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable), hints)
                 count += len(page)
         else:
             seen: set[str] = set()
             for page in client.query_records(
                 spec.sobject, list(fields), where, include_deleted=True
             ):
-                yield dlt.mark.with_hints(arrow_page(page, kinds), hints)
+                yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable), hints)
                 count += len(page)
                 if not full:
                     seen.update(row["Id"] for row in page)
@@ -361,6 +403,12 @@ def _object_rows(
                     count += len(tombstones)
         state["cursor"] = state["deleted_cursor"] = soql_datetime(end)
         report.rows[spec.resource] = count
+        for name, ids in sorted(unreadable.items()):
+            report.problems.append(
+                f"{spec.sobject}.{name}: {len(ids)} value(s) could not be read as a "
+                f"{kinds[name]} and were left empty (the records are loaded); correct them in "
+                f"Salesforce (record {ids[0]}{' and others' if len(ids) > 1 else ''})"
+            )
     except ApiAllocationReserveReached as err:
         if report.stopped is None:
             log.warning(str(err))

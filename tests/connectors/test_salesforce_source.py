@@ -691,3 +691,20 @@ def test_unreachable_org_is_transient_after_bounded_retries() -> None:
     with pytest.raises(TransientSourceError, match="cannot reach the Salesforce token endpoint"):
         client.sobject_names()
     assert len(sleeps) == 2
+
+
+def test_an_unreadable_value_is_left_empty_and_the_rest_loads(harness: Harness) -> None:
+    """A Birthdate of '31/02/garbage' once failed the member's whole load after minutes of
+    retries, printing the value (issue #18). Now the record loads without it, and the report
+    names the object, field and a record id, never the value."""
+    sf = harness.sf
+    harness.load()
+    bad = sf.ids("Contact")[4]
+    sf.update_records("Contact", [bad], {"Birthdate": "31/02/garbage", "LastName": "Oddone"})
+    _, report = harness.load()
+    assert report.rows["npsp__contact"] >= 1
+    rows = harness.query(f"select last_name, birthdate from npsp__contact where id = '{bad}'")
+    assert rows == [("Oddone", None)]
+    problems = [p for p in report.messages() if "Birthdate" in p]
+    assert problems and bad in problems[0] and "garbage" not in " ".join(report.messages())
+    assert not harness.sleeps  # nothing was retried
