@@ -17,10 +17,15 @@ def member_pipeline(
     own; sharing one would let members overwrite each other's cursors. Connectors yield Arrow
     items, which skip the row normaliser that adds ``_dlt_load_id``; the SQL transforms need
     that column (it becomes ``_load_id``), so it is switched on for this pipeline only, in
-    memory, never on disk.
+    memory, never on disk; so are emptying the staging dataset and deleting loaded job files.
     """
     name = f"hub_{org_id}_{source_name}"
     dlt.config[f"{name}.normalize.parquet_normalizer.add_dlt_load_id"] = True
+    # Personal data must not linger where nobody looks (issue #18): the merge's staging copy
+    # is emptied after each load, and the load package's completed job files (the rows
+    # themselves) are deleted from the local pipelines folder once loaded.
+    dlt.config[f"{name}.load.truncate_staging_dataset"] = True
+    dlt.config[f"{name}.load.delete_completed_jobs"] = True
     return dlt.pipeline(
         pipeline_name=name,
         destination=destination,

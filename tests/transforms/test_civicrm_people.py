@@ -127,3 +127,22 @@ def test_sharing_all_fills_only_missing_consent(loaded, tmp_path: Path) -> None:
     assert consent[silent] is True
     assert not [k for k in declined if consent.get(k)]  # an explicit no stays no
     assert all(consent[k] for k in agreed if k in consent)
+
+
+def test_no_copy_of_the_people_lingers_after_a_load(loaded, tmp_path: Path) -> None:
+    """The merge's _staging copy and dlt's local job files held every loaded contact's
+    personal data indefinitely (issue #18): both are emptied once the load is done."""
+    civi, warehouse, _ = loaded
+    surname = next(
+        c["last_name"] for c in civi.data.tables["Contact"].values() if c.get("last_name")
+    )
+    with warehouse.connect() as session:
+        staged = session.fetchall("SELECT COUNT(*) FROM raw_bridge_centre_staging.civicrm__contact")
+        loaded_rows = session.fetchall("SELECT COUNT(*) FROM raw_bridge_centre.civicrm__contact")
+    assert staged == [(0,)] and loaded_rows[0][0] > 0
+    holding = [
+        path
+        for path in (tmp_path / "dlt").rglob("*")
+        if path.is_file() and surname.encode() in path.read_bytes()
+    ]
+    assert not holding, holding
