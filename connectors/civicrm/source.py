@@ -229,6 +229,19 @@ def entity_specs(settings: CiviCRMSettings) -> dict[str, EntitySpec]:
 
 # Every raw table has these, so deletions read the same way everywhere.
 DELETION_COLUMNS = {"is_deleted": "bool", "deleted_in_source": "bool"}
+# Raw columns that describe a person, blanked on rows that are trashed or deleted.
+PERSONAL_COLUMNS = frozenset(
+    {
+        "first_name",
+        "last_name",
+        "birth_date",
+        "email",
+        "phone",
+        "postal_code",
+        "street_address",
+        "consent_to_share",
+    }
+)
 
 
 def resource_names(settings: CiviCRMSettings) -> list[str]:
@@ -441,6 +454,13 @@ class _ArrowTable:
         data.update(extra or {})
         data["is_deleted"] = [bool(v) for v in data.get("is_deleted", [False] * n)]
         data["deleted_in_source"] = [False] * n
+        # A trashed contact keeps no personal field in the hub, not even raw (issue #18).
+        for column in PERSONAL_COLUMNS & set(data):
+            values = data[column]
+            data[column] = [
+                None if gone else value
+                for value, gone in zip(values, data["is_deleted"], strict=True)
+            ]
         return self._table(data, n)
 
     def markers(self, ids: list[int]) -> pa.Table:

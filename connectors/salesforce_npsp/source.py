@@ -117,6 +117,46 @@ def _arrow_column(values: list[Any], kind: str, bad: list[int] | None = None) ->
     return pa.array(out, _ARROW_TYPES[kind])
 
 
+# Fields that describe a person: a record deleted in Salesforce keeps none of them in the
+# hub, not even in the raw layer (issue #18); its id and IsDeleted flag still load.
+PERSONAL_FIELDS = frozenset(
+    {
+        "FirstName",
+        "LastName",
+        "MiddleName",
+        "Name",
+        "Birthdate",
+        "Email",
+        "Phone",
+        "MobilePhone",
+        "HomePhone",
+        "OtherPhone",
+        "MailingStreet",
+        "MailingCity",
+        "MailingPostalCode",
+        "OtherStreet",
+        "OtherCity",
+        "OtherPostalCode",
+        "BillingStreet",
+        "BillingCity",
+        "BillingPostalCode",
+        "npe01__HomeEmail__c",
+        "npe01__WorkEmail__c",
+        "npe01__AlternateEmail__c",
+        "npe01__WorkPhone__c",
+    }
+)
+
+
+def _deleted(record: dict[str, Any]) -> bool:
+    value = record.get("IsDeleted")
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _without_personal(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if k in PERSONAL_FIELDS else v) for k, v in record.items()}
+
+
 def arrow_page(
     page: list[dict[str, Any]],
     columns: dict[str, str],
@@ -128,6 +168,8 @@ def arrow_page(
     missing from a record (a purged-delete placeholder) is null. ``unreadable`` collects,
     per field, the ids of records whose value could not be read (never the values).
     """
+    if any(_deleted(r) for r in page):
+        page = [_without_personal(r) if _deleted(r) else r for r in page]
     arrays = []
     for name, kind in columns.items():
         bad: list[int] = []

@@ -708,3 +708,18 @@ def test_an_unreadable_value_is_left_empty_and_the_rest_loads(harness: Harness) 
     problems = [p for p in report.messages() if "Birthdate" in p]
     assert problems and bad in problems[0] and "garbage" not in " ".join(report.messages())
     assert not harness.sleeps  # nothing was retried
+
+
+def test_a_deleted_contact_keeps_no_personal_field_even_raw(harness: Harness) -> None:
+    sf = harness.sf
+    harness.load()
+    gone = sf.ids("Contact")[7]
+    sf.delete_records("Contact", [gone])
+    harness.load()
+    rows = harness.query(
+        "select is_deleted, first_name, last_name, birthdate, email, phone, mailing_postal_code "
+        f"from npsp__contact where id = '{gone}'"
+    )
+    assert rows == [(True, None, None, None, None, None, None)]
+    kept = harness.query("select count(*) from npsp__contact where last_name is not null")
+    assert kept[0][0] == 39

@@ -146,3 +146,19 @@ def test_no_copy_of_the_people_lingers_after_a_load(loaded, tmp_path: Path) -> N
         if path.is_file() and surname.encode() in path.read_bytes()
     ]
     assert not holding, holding
+
+
+def test_a_trashed_contact_keeps_no_personal_field_even_raw(loaded) -> None:
+    _civi, warehouse, trashed = loaded
+    with warehouse.connect() as session:
+        raw = session.fetchall(
+            "SELECT is_deleted, first_name, last_name, birth_date, consent_to_share "
+            "FROM raw_bridge_centre.civicrm__contact WHERE id = ?",
+            [trashed],
+        )
+        others = session.fetchall(
+            "SELECT COUNT(*) FROM raw_bridge_centre.civicrm__contact "
+            "WHERE NOT is_deleted AND last_name IS NOT NULL"
+        )
+    assert raw == [(True, None, None, None, None)]
+    assert others[0][0] > 0
