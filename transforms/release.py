@@ -560,10 +560,19 @@ def write_release(
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
-    pointer = root / f".LATEST.{os.getpid()}.tmp"  # per writer: two writers never share it
-    pointer.write_text(version + "\n", encoding="utf-8")
-    os.replace(pointer, root / "LATEST")
+    point_latest(root, version)
     return final
+
+
+def point_latest(root: Path, version: str) -> None:
+    """Make ``root/LATEST`` name ``version`` (atomically; used again by a retried release
+    whose folder was renamed into place before a crash left LATEST behind)."""
+    _check_version(version)
+    if not (Path(root) / version).is_dir():
+        raise ReleaseError(f"release {version} does not exist in {root}")
+    pointer = Path(root) / f".LATEST.{os.getpid()}.tmp"  # per writer: never shared
+    pointer.write_text(version + "\n", encoding="utf-8")
+    os.replace(pointer, Path(root) / "LATEST")
 
 
 STAGING_SUFFIX = ".partial"

@@ -413,3 +413,17 @@ def test_an_uncontrolled_small_count_is_refused_without_showing_it(tmp_path: Pat
     with pytest.raises(ReleaseError, match="a published value is below") as refused:
         write_release(tmp_path / "releases", "2025.04.01-1", tables, LINEAGE)
     assert "3" not in str(refused.value).replace("threshold 5", "")
+
+
+def test_latest_can_be_pointed_again_at_a_written_release(release: Path) -> None:
+    """A crash between renaming a release into place and moving LATEST: the retried
+    release run finds the folder and points LATEST at it."""
+    from transforms.release import point_latest
+
+    root = release.parent
+    newer = write_release(root, "2025.04.02-1", _tables(), LINEAGE)
+    (root / "LATEST").write_text(release.name + "\n", encoding="utf-8")  # left behind
+    point_latest(root, newer.name)
+    assert latest_release(root) == newer
+    with pytest.raises(ReleaseError, match="does not exist"):
+        point_latest(root, "2099.01.01-1")

@@ -177,7 +177,10 @@ def release(context: dg.AssetExecutionContext, hub: HubResource) -> dg.Materiali
         )
     version = meta["version"]
     if (settings.releases_dir / version).exists():  # written already (a retried run)
+        from transforms.release import point_latest
+
         folder = settings.releases_dir / version
+        point_latest(settings.releases_dir, version)  # a crash may have come before LATEST
         return dg.MaterializeResult(
             metadata={"version": version, "path": dg.MetadataValue.path(str(folder))}
         )
