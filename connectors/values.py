@@ -451,3 +451,22 @@ def consent_parser(
         )
 
     return parse
+
+
+def consent_line(policy: str, counts: dict[str, int]) -> str:
+    """What the sharing policy did to the people's consent answers, in numbers (for
+    ``hub check``; the counts are keyed as ``EntityReader._consent`` and
+    ``transforms.consent_report`` key them)."""
+    yes, no = counts.get("yes", 0), counts.get("no", 0) + counts.get("no_kept", 0)
+    if policy == "all":
+        return (
+            f"consent (sharing.consent: all): {counts.get('blank_taken_as_yes', 0)} people with "
+            f"no answer counted as consenting; {yes} answered yes; "
+            f"{counts.get('no_kept', 0)} answered no and stay not consenting"
+        )
+    if policy == "none":
+        return (
+            f"consent (sharing.consent: none): nobody is linked across members; "
+            f"{counts.get('yes_not_shared', 0)} people who answered yes are not shared"
+        )
+    return f"consent (per record): {yes} people consent to sharing, {no} do not (or gave no answer)"

@@ -21,6 +21,7 @@ from connectors.spreadsheets.reading import (
     table_path,
 )
 from connectors.spreadsheets.records import EntityReader
+from connectors.values import consent_line
 
 # Label columns whose values must appear in a mapping: (entity, raw column) -> mapping key.
 LABEL_MAPPINGS: dict[tuple[str, str], str] = {
@@ -146,7 +147,7 @@ class CheckReport:
                     f"{examples}): they will be quarantined; fix the ids or the people rows"
                 )
             if t.consent_policy is not None and t.consent:
-                lines.append(f"    {_consent_line(t.consent_policy, t.consent)}")
+                lines.append(f"    {consent_line(t.consent_policy, t.consent)}")
             for u in t.unmapped:
                 lines.append(
                     f"    unmapped {u.column} '{u.label}' ({u.rows} rows): add it under "
@@ -256,23 +257,6 @@ def _count(
                     rows=rows,
                 )
             )
-
-
-def _consent_line(policy: str, counts: dict[str, int]) -> str:
-    """What the sharing policy did to the people's consent answers, in numbers."""
-    yes, no = counts.get("yes", 0), counts.get("no", 0) + counts.get("no_kept", 0)
-    if policy == "all":
-        return (
-            f"consent (sharing.consent: all): {counts.get('blank_taken_as_yes', 0)} people with "
-            f"no answer counted as consenting; {yes} answered yes; "
-            f"{counts.get('no_kept', 0)} answered no and stay not consenting"
-        )
-    if policy == "none":
-        return (
-            f"consent (sharing.consent: none): nobody is linked across members; "
-            f"{counts.get('yes_not_shared', 0)} people who answered yes are not shared"
-        )
-    return f"consent (per record): {yes} people consent to sharing, {no} do not (or gave no answer)"
 
 
 def check_member(member: Member) -> CheckReport:

@@ -10,7 +10,9 @@ import yaml
 from connectors.civicrm import civicrm_source, raw_pipeline
 from connectors.civicrm.sandbox import CiviCRMSandbox
 from connectors.members import load_member
+from connectors.values import consent_line
 from transforms.canonical import build_member
+from transforms.consent_report import crm_consent_counts
 from transforms.linkage import link_people
 from transforms.warehouse import DuckDBWarehouse
 
@@ -127,6 +129,19 @@ def test_sharing_all_fills_only_missing_consent(loaded, tmp_path: Path) -> None:
     assert consent[silent] is True
     assert not [k for k in declined if consent.get(k)]  # an explicit no stays no
     assert all(consent[k] for k in agreed if k in consent)
+    # hub check says what the policy did, counted from the raw layer by the same rules.
+    member = load_member(path)
+    with warehouse.connect() as session:
+        counts = crm_consent_counts(session, member)
+    assert counts == {
+        "blank_taken_as_yes": 1,
+        "yes": len(agreed) - 1,
+        "no_kept": len([k for k in declined if k in consent]),
+    }
+    assert sum(counts.values()) == len(consent)
+    line = consent_line(member.sharing.consent, counts)
+    assert "1 people with no answer counted as consenting" in line
+    assert f"{counts['no_kept']} answered no and stay not consenting" in line
 
 
 def test_no_copy_of_the_people_lingers_after_a_load(loaded, tmp_path: Path) -> None:
