@@ -136,6 +136,32 @@ def data_root(members_dir: Path) -> Path:
     return (Path(root) if root else members_dir.parent).resolve()
 
 
+def member_data_folders(
+    org_id: str, root: Path, keep: tuple[Path, ...] = (), max_depth: int = 5
+) -> list[Path]:
+    """The folders under ``root`` that a member may read: every folder named after it.
+
+    Why: :func:`data_file_problem` lets a member read files in any folder named after it
+    under the data root, so a departing member's files are exactly those folders. The walk
+    follows no symlink, goes at most ``max_depth`` levels down, never enters a folder it
+    has matched, and skips any match that holds one of ``keep`` (the members folder, the
+    hub's home) so a member id can never take the network's own files with it.
+    """
+    found: list[Path] = []
+    kept = [k.resolve() for k in keep]
+    base_depth = len(root.parts)
+    for current, dirs, _files in os.walk(root, followlinks=False):
+        here = Path(current)
+        for name in list(dirs):
+            path = here / name
+            if name == org_id and not any(k.is_relative_to(path) for k in kept):
+                found.append(path)
+                dirs.remove(name)
+        if len(here.parts) - base_depth >= max_depth - 1:
+            dirs.clear()
+    return sorted(found)
+
+
 def data_file_problem(org_id: str, path: Path, root: Path) -> str | None:
     """Why data file ``path`` is not the member's to read, or None.
 

@@ -97,9 +97,43 @@ def check(org_id: Annotated[str, typer.Argument(help="the member's id (its file 
         if not report.ok:
             raise typer.Exit(1)
     elif member.connector.kind == "salesforce_npsp":
+        _print_crm_consent(member, settings)
         _check_salesforce(member)
     elif member.connector.kind == "civicrm":
+        _print_crm_consent(member, settings)
         _check_civicrm(member)
+
+
+def _print_crm_consent(member: Member, settings: HubSettings) -> None:
+    """What the member's sharing policy does to the consent answers of its last load.
+
+    A CRM member's answers are in the hub's raw layer once it has loaded; before its first
+    load there is nothing to count, and the check says so rather than guessing.
+    """
+    from connectors.values import consent_line
+    from transforms.consent_report import crm_consent_counts
+    from transforms.warehouse import DuckDBWarehouse, WarehouseBusyError
+
+    if not member.connector.consent_field:
+        console.print(
+            f"  consent: no consent field configured; sharing.consent: {member.sharing.consent}"
+        )
+        return
+    counts = None
+    if settings.warehouse_path.exists():
+        try:
+            with DuckDBWarehouse(settings.warehouse_path).connect(read_only=True) as session:
+                counts = crm_consent_counts(session, member)
+        except WarehouseBusyError:
+            console.print("  consent: not counted (a hub run holds the warehouse); try again")
+            return
+    if counts is None:
+        console.print(
+            "  consent: counted after the member's first load (`hub run --org "
+            f"{member.org_id}`), from its contacts' {member.connector.consent_field}"
+        )
+        return
+    console.print(f"  {consent_line(member.sharing.consent, counts)} (at the last load)")
 
 
 def _salesforce_objects(member: Member) -> list:
@@ -845,6 +879,225 @@ def _review_summary(counts: dict[str, int], total: int) -> None:
         f"{total - decided} still waiting."
         + (" Decisions take effect the next time people are linked (`hub run`)." if decided else "")
     )
+
+
+ById = Annotated[
+    str | None,
+    typer.Option("--by", metavar="NAME", help="who asked for it (default: your OS user name)"),
+]
+Yes = Annotated[bool, typer.Option("--yes", help="do it without asking to confirm")]
+
+
+def _confirm(question: str, yes: bool) -> None:
+    """Ask before an erasure that cannot be undone; --yes answers for scripts."""
+    if yes:
+        return
+    import sys
+
+    if not sys.stdin.isatty():
+        console.print("[red]this cannot be undone: add --yes to confirm[/]")
+        raise typer.Exit(2)
+    if not typer.confirm(question, default=False):
+        raise typer.Exit(1)
+
+
+@app.command()
+def forget(
+    org_id: Annotated[str, typer.Argument(help="the member's id")],
+    source_id: Annotated[str, typer.Argument(help="the person's id in the member's own system")],
+    by: ById = None,
+    yes: Yes = False,
+    wait: Wait = 0,
+) -> None:
+    """Erase one person of a member from every layer of the hub, on their request.
+
+    Removes their raw rows (and dlt's staging copy), every row that refers to them
+    (contact details, engagements, deliveries, outcomes, case and activity links),
+    their canonical and quarantine rows, review items and decisions; their link is
+    replaced so the next linkage run re-links whoever they were linked to, and the next
+    release (`hub run` or `hub publish`) is counted without them. Later loads erase the
+    record again if the member's system still sends it: ask the member to delete it there
+    too. The erasure is logged (who asked, when, rows per layer; never the id itself).
+
+    Exit codes: 0 erased; 1 no such record (nothing changed); 2 usage error;
+    4 another hub command holds this home.
+    """
+    from pipelines.lib.home_lock import HomeBusyError, hold_home
+    from transforms.canonical import column_slots
+    from transforms.erasure import ErasureError
+    from transforms.erasure import forget as erase_person
+    from transforms.warehouse import DuckDBWarehouse
+
+    settings = _settings()
+    requested_by = _reviewer(by)
+    _confirm(f"Erase record {source_id!r} of {org_id} from the hub?", yes)
+    member = _registered(settings, org_id)
+    contact = column_slots(member).get("contact") if member else None
+    try:
+        with hold_home(settings.home, wait_seconds=wait, command="hub forget"):
+            entry = erase_person(
+                DuckDBWarehouse(settings.warehouse_path), org_id, source_id, requested_by, contact
+            )
+    except HomeBusyError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(EXIT_HOME_BUSY) from err
+    except ErasureError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from err
+    layers = ", ".join(f"{layer} {count}" for layer, count in sorted(_layers(entry.rows).items()))
+    console.print(
+        f"[green]✓[/] erased one person of {org_id}: {sum(entry.rows.values())} row(s) "
+        f"({layers}); logged as erasure {entry.erasure_id} by {requested_by}.\n"
+        "The next `hub run` or `hub publish` re-links and counts without them. Ask the member "
+        "to delete the record in their own system too; until then each load erases it again."
+    )
+    if entry.periods:
+        revise = " ".join(f"--revise {p}" for p in entry.periods)
+        console.print(
+            f"Quarters whose figures counted them: {', '.join(entry.periods)}. A quarter "
+            "already published is repeated unchanged by later releases until revised: "
+            f"`hub publish {revise}`."
+        )
+
+
+@app.command("remove-member")
+def remove_member(
+    org_id: Annotated[str, typer.Argument(help="the departing member's id")],
+    delete_files: Annotated[
+        bool,
+        typer.Option(help="also delete the member's data folder and secrets folder"),
+    ] = False,
+    by: ById = None,
+    yes: Yes = False,
+    wait: Wait = 0,
+) -> None:
+    """Purge a member that leaves the network from the hub.
+
+    Drops its raw dataset and dlt's staging copy, deletes its dlt state and files, its
+    canonical and quarantine rows, its records' links (the next linkage run re-links the
+    people they touched), review items, decisions and activity rows, and logs the removal.
+    Remove or rename members/<org>.yaml first, or the next run loads the member again.
+    Releases already published are files funders hold: the command lists those that
+    include the member and the quarters to revise (`hub publish --revise`).
+
+    Exit codes: 0 removed; 1 nothing of that member in the hub; 2 usage error (its member
+    file is still there); 4 another hub command holds this home.
+    """
+    from connectors.members import ORG_ID_PATTERN
+    from connectors.scope import data_root, member_data_folders, secrets_dir
+    from pipelines.lib.home_lock import HomeBusyError, hold_home
+    from transforms.erasure import releases_holding
+    from transforms.erasure import remove_member as purge
+    from transforms.warehouse import DuckDBWarehouse
+
+    settings = _settings()
+    if not ORG_ID_PATTERN.match(org_id):
+        console.print(f"[red]{org_id!r} is not a member id (lower-case letters, digits, _)[/]")
+        raise typer.Exit(2)
+    files = [f for f in settings.members_dir.glob(f"{org_id}.*") if f.suffix in (".yaml", ".yml")]
+    if files:
+        console.print(
+            f"[red]{files[0]} is still there: the next run would load {org_id} again. "
+            "Remove or rename it first (e.g. to .yaml.left), then run this again.[/]"
+        )
+        raise typer.Exit(2)
+    requested_by = _reviewer(by)
+    # The member's files are every folder named after it under the data root (where
+    # connectors.scope lets it read), and its own secrets folder.
+    own = [
+        *member_data_folders(
+            org_id, data_root(settings.members_dir), keep=(settings.members_dir, settings.home)
+        ),
+        secrets_dir(org_id),
+    ]
+    extra = own if delete_files else []
+    _confirm(f"Purge everything the hub holds of {org_id}?", yes)
+    warehouse = DuckDBWarehouse(settings.warehouse_path)
+    try:
+        with hold_home(settings.home, wait_seconds=wait, command="hub remove-member"):
+            removal = purge(
+                warehouse, org_id, requested_by, settings.pipelines_dir, extra_folders=extra
+            )
+    except HomeBusyError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(EXIT_HOME_BUSY) from err
+    rows = sum(removal.entry.rows.values())
+    if not rows and not removal.deleted_folders and not removal.dropped_schemas:
+        console.print(f"[yellow]the hub holds nothing of {org_id}; nothing was removed[/]")
+        raise typer.Exit(1)
+    layers = ", ".join(
+        f"{layer} {count}" for layer, count in sorted(_layers(removal.entry.rows).items())
+    )
+    console.print(
+        f"[green]✓[/] removed {org_id}: {rows} row(s) ({layers or 'none'}); "
+        f"dropped {', '.join(removal.dropped_schemas) or 'no raw dataset'}; deleted "
+        f"{len(removal.deleted_folders)} folder(s); logged as erasure "
+        f"{removal.entry.erasure_id} by {requested_by}."
+    )
+    for folder in removal.deleted_folders:
+        console.print(f"  deleted {folder}")
+    if not delete_files:
+        for folder in own:
+            if folder.exists():
+                console.print(
+                    f"  [yellow]kept {folder}: the member's own files (--delete-files removes "
+                    "them)[/]"
+                )
+    held = releases_holding(settings.releases_dir, org_id)
+    if held:
+        console.print(
+            f"Published releases that include {org_id}'s aggregates ({len(held)}): "
+            + ", ".join(held)
+        )
+    if removal.periods:
+        revise = " ".join(f"--revise {p}" for p in removal.periods)
+        console.print(
+            f"Quarters published with its data: {', '.join(removal.periods)}. Later releases "
+            f"repeat them until revised: `hub publish {revise}`."
+        )
+
+
+@app.command()
+def erasures() -> None:
+    """List every erasure done (`hub forget`, `hub remove-member`): who, what, when."""
+    from transforms.erasure import erasure_log
+    from transforms.warehouse import DuckDBWarehouse
+
+    settings = _settings()
+    if not settings.warehouse_path.exists():
+        console.print("No warehouse yet: nothing has been loaded, so nothing erased.")
+        return
+    entries = erasure_log(DuckDBWarehouse(settings.warehouse_path))
+    if not entries:
+        console.print("No erasures recorded.")
+        return
+    table = Table(title=f"{len(entries)} erasure(s)")
+    for column in ("id", "when (UTC)", "action", "member", "by", "rows per layer"):
+        table.add_column(column)
+    for e in entries:
+        layers = ", ".join(f"{k} {v}" for k, v in sorted(_layers(e.rows).items()))
+        table.add_row(
+            e.erasure_id,
+            f"{e.erased_at:%Y-%m-%d %H:%M}",
+            e.action,
+            e.org_id,
+            e.requested_by,
+            layers,
+        )
+    console.print(table)
+
+
+def _layers(rows: dict[str, int]) -> dict[str, int]:
+    from transforms.erasure import Erased
+
+    return Erased(dict(rows)).by_layer()
+
+
+def _registered(settings: HubSettings, org_id: str) -> Member | None:
+    """The member's current config, if its file is there and valid."""
+    from connectors.members import load_members
+
+    return load_members(settings.members_dir).members.get(org_id)
 
 
 @app.command("dagster-home")

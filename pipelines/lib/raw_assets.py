@@ -7,9 +7,12 @@ from typing import Any
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
+from connectors.members import Member
 from pipelines.lib.dlt_translator import RawTranslator
 from pipelines.lib.errors import as_failure
 from pipelines.lib.hub import HubResource
+from transforms.canonical import column_slots
+from transforms.erasure import apply_erasures
 
 
 def raw_specs(tables: Mapping[str, str], kinds: set[str]) -> list[dg.AssetSpec]:
@@ -36,9 +39,14 @@ def run_source(
     pipeline: Any,
     dataset: str,
     inputs: Sequence[str],
+    member: Member,
 ) -> Iterator[Any]:
     """Run ``source`` into ``pipeline`` with OpenLineage events; a member-facing connector
-    error becomes a Failure that is never retried, a transient one is left to retry policy."""
+    error becomes a Failure that is never retried, a transient one is left to retry policy.
+
+    After the load, anyone the member's people asked the hub to forget (``hub forget``) is
+    erased again from what the load brought: the member's own system may still send them.
+    """
     outputs = [f"{dataset}.{name}" for name in source.selected_resources]
     try:
         # dlt opens the DuckDB file itself: hold it against other processes meanwhile.
@@ -49,6 +57,14 @@ def run_source(
                 dlt_pipeline=pipeline,
                 dagster_dlt_translator=RawTranslator(),
             )
+            erased = apply_erasures(
+                hub.warehouse(), member.org_id, column_slots(member).get("contact")
+            )
+            if erased.total:
+                context.log.info(
+                    f"{member.org_id}: {erased.total} row(s) of people forgotten on request "
+                    "came back with this load and were erased again"
+                )
     except Exception as err:
         failure = as_failure(err)
         if failure is err:

@@ -318,3 +318,19 @@ def test_a_symlink_to_etc_passwd_puts_nothing_of_it_in_the_warehouse(tmp_path: P
     assert done.returncode != 0 and "outside the members' data folder" in output
     assert "root:" not in output
     assert not _files_holding(tmp_path / "hub", b"root:x:0:0")
+
+
+def test_a_departing_members_folders_are_the_ones_named_after_it(tmp_path: Path) -> None:
+    """`hub remove-member --delete-files` deletes exactly what the member could read."""
+    from connectors.scope import member_data_folders
+
+    root = tmp_path / "network"
+    for folder in ("data/beta", "2025/beta/sub", "data/alpha", "data/betamax", "beta_not"):
+        (root / folder).mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere" / "beta"
+    elsewhere.mkdir(parents=True)
+    (root / "data" / "alpha" / "link").symlink_to(elsewhere.parent)  # not followed
+    (root / "beta" / "members").mkdir(parents=True)  # holds the members folder: kept
+    found = member_data_folders("beta", root, keep=(root / "beta" / "members",))
+    assert found == [root / "2025" / "beta", root / "data" / "beta"]
+    assert member_data_folders("gamma", root) == []

@@ -65,4 +65,5 @@ def civicrm_raw(
         pipeline=pipeline,
         dataset=member.raw_dataset,
         inputs=[f"{connector.site_url.rstrip('/')}/civicrm/ajax/api4"],
+        member=member,
     )

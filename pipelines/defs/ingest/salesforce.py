@@ -68,6 +68,7 @@ def salesforce_raw(
             pipeline=pipeline,
             dataset=member.raw_dataset,
             inputs=[connector.instance_url or connector.login_url],
+            member=member,
         )
     finally:
         report.close()

@@ -71,4 +71,5 @@ def spreadsheet_raw(
         pipeline=pipeline,
         dataset=member.raw_dataset,
         inputs=files,
+        member=member,
     )

@@ -210,3 +210,18 @@ CREATE TABLE IF NOT EXISTS hub.period (
     start_date DATE NOT NULL,
     end_date DATE NOT NULL
 );
+
+-- Every erasure the hub was asked for (issue #18): `hub forget` (one person) and
+-- `hub remove-member` (a departing member). Who asked, what and when, and how many rows
+-- each layer lost; never a name, a value or the record's id: `subject` is a digest of the
+-- member and the record id, which later loads use to erase the record again if the
+-- member's system sends it back.
+CREATE TABLE IF NOT EXISTS hub.erasure_log (
+    erasure_id TEXT PRIMARY KEY,
+    action TEXT NOT NULL,
+    org_id TEXT NOT NULL,
+    subject TEXT,
+    requested_by TEXT NOT NULL,
+    erased_at TIMESTAMP NOT NULL,
+    rows_erased TEXT NOT NULL
+);
