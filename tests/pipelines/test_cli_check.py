@@ -21,6 +21,7 @@ def _member(folder: Path, org: str, connector: dict, mappings: dict | None = Non
 
 def _check(org: str, members: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
     monkeypatch.setenv("HUB_MEMBERS_DIR", str(members))
+    monkeypatch.setenv("HUB_HOME", str(members / ".hub"))  # never the developer's own hub
     monkeypatch.setenv("COLUMNS", "200")
     result = CliRunner().invoke(app, ["check", org])
     return result.exit_code, result.output
@@ -88,6 +89,8 @@ def test_check_civicrm_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         code, out = _check("civi_trust", tmp_path, monkeypatch)
         assert code == 0, out
         assert "authenticated; CiviCRM 6.9.0" in out
+        # Nothing loaded yet: the consent counts come from the member's first load.
+        assert "consent: counted after the member's first load" in out
         assert "✓ permission: access deleted contacts" in out
         out = " ".join(out.split())  # rich wraps long lines at the terminal width
         # Entities read, with the custom fields the site has (Group.field).

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from connectors.civicrm import civicrm_source, raw_pipeline
 from connectors.civicrm.sandbox import CiviCRMSandbox
 from connectors.members import load_member
 from connectors.values import consent_line
+from pipelines.cli import app
 from transforms.canonical import build_member
 from transforms.consent_report import crm_consent_counts
 from transforms.linkage import link_people
@@ -142,6 +144,15 @@ def test_sharing_all_fills_only_missing_consent(loaded, tmp_path: Path) -> None:
     line = consent_line(member.sharing.consent, counts)
     assert "1 people with no answer counted as consenting" in line
     assert f"{counts['no_kept']} answered no and stay not consenting" in line
+    # ... and `hub check` prints it, from the member's last load.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HUB_MEMBERS_DIR", str(path.parent))
+        env.setenv("HUB_WAREHOUSE", str(warehouse.path))
+        env.setenv("HUB_HOME", str(tmp_path / "hub"))
+        env.setenv("HUB_BRIDGE_CENTRE_K", civi.api_key)
+        env.setenv("COLUMNS", "300")
+        out = CliRunner().invoke(app, ["check", "bridge_centre"]).output
+    assert f"{line} (at the last load)" in " ".join(out.split())
 
 
 def test_no_copy_of_the_people_lingers_after_a_load(loaded, tmp_path: Path) -> None:
