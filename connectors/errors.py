@@ -20,6 +20,9 @@ class PermanentSourceError(ConnectorError):
     """A retry will not help: a person must fix a file, a credential or the config."""
 
 
+MAX_PROBLEMS_SHOWN = 25
+
+
 class MemberConfigError(PermanentSourceError):
     """A member's YAML file is missing, unreadable or invalid.
 
@@ -30,7 +33,13 @@ class MemberConfigError(PermanentSourceError):
     def __init__(self, path: str, problems: list[str]) -> None:
         self.path = path
         self.problems = problems
-        listing = "\n".join(f"  - {p}" for p in problems)
+        # Every problem is kept; the message shows the first ones, so a file of thousands of
+        # stray keys cannot flood a log, an event or the UI.
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        listing = "\n".join(f"  - {p}" for p in shown)
+        if len(problems) > len(shown):
+            more = len(problems) - len(shown)
+            listing += f"\n  - … and {more} more (fix these, then run `hub check` again)"
         super().__init__(f"{path}: {len(problems)} problem(s) in member configuration:\n{listing}")
 
 

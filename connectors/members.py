@@ -517,6 +517,16 @@ def _inline_secrets(data: Any, path: str = "") -> list[str]:
 
 # A member file is a few dozen lines; anything far bigger is not one.
 MAX_MEMBER_FILE_CHARS = 256 * 1024
+# The deepest a member file nests (connector.tables.person.columns.x is 5 levels); a file
+# of 50,000 nested '[' would exhaust Python's recursion building it and stop every command.
+MAX_MEMBER_FILE_DEPTH = 32
+_OPENS = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_CLOSES = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
 
 
 def _unbounded_yaml(text: str) -> str | None:
@@ -524,16 +534,29 @@ def _unbounded_yaml(text: str) -> str | None:
 
     A ~350-byte file of nested anchors and aliases ("billion laughs") expands to billions of
     nodes when loaded and hung every command. Anchors and aliases are refused outright (a
-    member file never needs them), found by scanning tokens, which expands nothing.
+    member file never needs them), found by scanning tokens, which expands nothing; the
+    nesting depth is bounded the same way, before the (recursive) composer sees the file.
     """
     if len(text) > MAX_MEMBER_FILE_CHARS:
         return (
             f"the file has {len(text):,} characters, over the limit of "
             f"{MAX_MEMBER_FILE_CHARS:,} for a member file; keep only the member's settings in it"
         )
+    depth = 0
     try:
         for token in yaml.scan(text, Loader=yaml.SafeLoader):
-            if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
+            if isinstance(token, _OPENS):
+                depth += 1
+                if depth > MAX_MEMBER_FILE_DEPTH:
+                    mark = token.start_mark
+                    return (
+                        f"line {mark.line + 1}, column {mark.column + 1}: the file nests "
+                        f"deeper than {MAX_MEMBER_FILE_DEPTH} levels, which no member "
+                        "setting needs; write the settings as plain key: value lines"
+                    )
+            elif isinstance(token, _CLOSES):
+                depth -= 1
+            elif isinstance(token, yaml.AnchorToken | yaml.AliasToken):
                 mark = token.start_mark
                 return (
                     f"line {mark.line + 1}, column {mark.column + 1}: YAML anchors and aliases "

@@ -97,6 +97,36 @@ def test_a_huge_member_file_is_not_read(tmp_path: Path) -> None:
         load_member(path)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "name: " + "[" * 50_000 + "]" * 50_000,  # flow nesting: recursion in the composer
+        "name:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 200)),  # block nesting
+        "name: " + "{a: " * 20_000 + "1" + "}" * 20_000,
+    ],
+    ids=["flow-lists", "block-mappings", "flow-mappings"],
+)
+def test_a_deeply_nested_member_file_is_refused_not_a_crash(tmp_path: Path, body: str) -> None:
+    """100 KB of nested '[' made PyYAML recurse past Python's limit: `hub members` crashed
+    with a RecursionError for every member, not only the one with the file."""
+    (tmp_path / "deep.yaml").write_text(body + "\n", encoding="utf-8")
+    with pytest.raises(MemberConfigError, match="nests deeper than 32 levels") as err:
+        load_member(tmp_path / "deep.yaml")
+    assert "line " in str(err.value)
+    assert list(load_members(tmp_path).errors) == ["deep"]
+
+
+def test_thousands_of_problems_do_not_flood_the_message(tmp_path: Path) -> None:
+    path = tmp_path / "keys.yaml"
+    path.write_text("name: x\n" + "".join(f"k{i}: {i}\n" for i in range(5_000)), "utf-8")
+    with pytest.raises(MemberConfigError) as err:
+        load_member(path)
+    assert len(err.value.problems) > 5_000  # every problem kept for callers
+    message = str(err.value)
+    assert "k24'" not in message and "more (fix these, then run `hub check` again)" in message
+    assert len(message) < 5_000
+
+
 def test_a_workbook_with_a_far_cell_is_refused_before_reading(tmp_path: Path) -> None:
     path = _bomb_workbook(tmp_path / "bomb.xlsx")
     assert path.stat().st_size < 10_000
