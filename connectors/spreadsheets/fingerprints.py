@@ -16,7 +16,7 @@ from typing import Any
 
 from connectors.errors import SpreadsheetError
 from connectors.members import Member
-from connectors.spreadsheets.reading import table_path
+from connectors.spreadsheets.reading import check_file, table_path
 
 # Bump when parsing changes what rows a file produces, so every member reloads once.
 PARSER_VERSION = "1"
@@ -37,8 +37,14 @@ def _digest(parts: dict[str, Any], file_hash: str | None = None) -> str:
 
 
 def file_sha256(member: Member, entity: str) -> str:
-    """sha256 of the file's bytes; SpreadsheetError if it cannot be read."""
+    """sha256 of the file's bytes; SpreadsheetError if it cannot be read.
+
+    The file passes the reader's checks first (inside the member's folder after following
+    links, a regular file, within the size limits): hashing a link swapped to /dev/zero, or
+    a named pipe, would otherwise never end.
+    """
     path = table_path(member, entity)
+    check_file(member, entity, path)
     digest = hashlib.sha256()
     try:
         with path.open("rb") as fh:

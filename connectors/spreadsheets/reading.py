@@ -114,13 +114,15 @@ def open_table(member: Member, entity: str) -> OpenedTable:
     """Open the file configured for ``entity``; raise SpreadsheetError if it cannot be read."""
     table = member.connector.tables[entity]
     path = table_path(member, entity)
-    _check_file(member, entity, path)
+    check_file(member, entity, path)
     if path.suffix.lower() in EXCEL_SUFFIXES:
         return _open_workbook(member, entity, table, path)
     return _open_csv(member, entity, table, path)
 
 
-def _check_file(member: Member, entity: str, path: Path) -> None:
+def check_file(member: Member, entity: str, path: Path) -> None:
+    """Raise SpreadsheetError unless ``path`` is the member's own, readable, regular file
+    within the limits: run before anything opens it for reading or hashing."""
     from connectors.scope import data_file_problem, data_root
 
     # Checked again at read time: a link may have been swapped in since the file was loaded.
@@ -141,6 +143,10 @@ def _check_file(member: Member, entity: str, path: Path) -> None:
         raise _error(member, entity, path, "file not found", fix_path)
     if path.is_dir():
         raise _error(member, entity, path, "this is a folder, not a file", fix_path)
+    if not path.is_file():  # a named pipe or a device: opening it could block for ever
+        raise _error(
+            member, entity, path, "this is not a regular file (a pipe or a device)", fix_path
+        )
     try:
         with path.open("rb") as fh:
             fh.read(1)

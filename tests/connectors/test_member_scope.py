@@ -334,3 +334,35 @@ def test_a_departing_members_folders_are_the_ones_named_after_it(tmp_path: Path)
     found = member_data_folders("beta", root, keep=(root / "beta" / "members",))
     assert found == [root / "2025" / "beta", root / "data" / "beta"]
     assert member_data_folders("gamma", root) == []
+
+
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """Opening a FIFO with no writer blocks for ever: one member's pipe would hold the run."""
+    from connectors.errors import SpreadsheetError
+    from connectors.spreadsheets import check_member, read_entity
+
+    members = tmp_path / "members"
+    (tmp_path / "mallory").mkdir()
+    os.mkfifo(tmp_path / "mallory" / "people.csv")
+    member = load_member(_sheet_member(members, "mallory", "../mallory/people.csv"))
+    with pytest.raises(SpreadsheetError, match="not a regular file"):
+        list(read_entity(member, "person"))
+    report = check_member(member)
+    assert not report.ok and "not a regular file" in report.render()
+
+
+def test_a_link_to_an_endless_device_is_not_hashed(tmp_path: Path) -> None:
+    """The load hashes each file to skip unchanged ones; a link swapped to /dev/zero after
+    the member file was read would have been hashed for ever."""
+    from connectors.errors import SpreadsheetError
+    from connectors.spreadsheets.fingerprints import table_fingerprint
+
+    members = tmp_path / "members"
+    (tmp_path / "mallory").mkdir()
+    people = tmp_path / "mallory" / "people.csv"
+    people.write_text("id\n1\n", "utf-8")
+    member = load_member(_sheet_member(members, "mallory", "../mallory/people.csv"))
+    people.unlink()
+    people.symlink_to("/dev/zero")
+    with pytest.raises(SpreadsheetError, match="outside the members' data folder"):
+        table_fingerprint(member, "person")
