@@ -572,8 +572,13 @@ def load_member(path: Path, taxonomy: Taxonomy | None = None) -> Member:
     """Read and validate one member file; raise MemberConfigError listing every problem."""
     taxonomy = taxonomy or load_taxonomy()
     shown = str(path)
+    limit = 4 * MAX_MEMBER_FILE_CHARS
     try:
-        if path.stat().st_size > 4 * MAX_MEMBER_FILE_CHARS:  # before reading it into memory
+        if path.exists() and not path.is_file():  # a pipe would block, a device never end
+            raise MemberConfigError(
+                shown, ["not a regular file (a pipe, a device or a folder); make it a file"]
+            )
+        if path.stat().st_size > limit:  # before reading it into memory
             raise MemberConfigError(
                 shown,
                 [
@@ -581,7 +586,13 @@ def load_member(path: Path, taxonomy: Taxonomy | None = None) -> Member:
                     "member file; keep only the member's settings in it"
                 ],
             )
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as handle:  # bounded even if the file grows meanwhile
+            raw = handle.read(limit + 1)
+        if len(raw) > limit:
+            raise MemberConfigError(
+                shown, ["the file is far over the limit for a member file; keep only settings"]
+            )
+        text = raw.decode("utf-8-sig")
     except FileNotFoundError as err:
         raise MemberConfigError(shown, ["file not found; create it or check the path"]) from err
     except (OSError, UnicodeDecodeError) as err:

@@ -127,6 +127,18 @@ def test_thousands_of_problems_do_not_flood_the_message(tmp_path: Path) -> None:
     assert len(message) < 5_000
 
 
+def test_a_member_file_that_is_a_pipe_or_a_device_is_refused(tmp_path: Path) -> None:
+    """A FIFO would block `hub members` for ever; a link to /dev/zero would fill memory."""
+    import os
+
+    os.mkfifo(tmp_path / "pipe.yaml")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    for name in ("pipe", "zero"):
+        with pytest.raises(MemberConfigError, match="not a regular file"):
+            load_member(tmp_path / f"{name}.yaml")
+    assert sorted(load_members(tmp_path).errors) == ["pipe", "zero"]
+
+
 def test_a_workbook_with_a_far_cell_is_refused_before_reading(tmp_path: Path) -> None:
     path = _bomb_workbook(tmp_path / "bomb.xlsx")
     assert path.stat().st_size < 10_000
