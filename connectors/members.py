@@ -146,7 +146,28 @@ class SecretRef(_Strict):
                     "environment", [f"environment variable {self.env} is not set; export it"]
                 )
             return value
-        return self.checked_file().read_text(encoding="utf-8").strip()
+        path = self.checked_file()
+        where = self._org_id or "secrets"
+        if not path.is_file():  # a pipe would block, a device never end
+            raise MemberConfigError(
+                where, [f"key file {path.name} is missing or not a regular file; put the key in it"]
+            )
+        with path.open("rb") as handle:  # a key is short; never read a huge file whole
+            raw = handle.read(MAX_KEY_FILE_BYTES + 1)
+        if len(raw) > MAX_KEY_FILE_BYTES:
+            raise MemberConfigError(
+                where, [f"key file {path.name} is over {MAX_KEY_FILE_BYTES} bytes: not a key"]
+            )
+        try:
+            return raw.decode("utf-8").strip()
+        except UnicodeDecodeError as err:
+            raise MemberConfigError(
+                where, [f"key file {path.name} is not UTF-8 text; save the key as plain text"]
+            ) from err
+
+
+# A key, token or PEM private key is a few KB at most.
+MAX_KEY_FILE_BYTES = 64 * 1024
 
 
 class SpreadsheetTable(_Strict):

@@ -113,6 +113,15 @@ def test_key_files_are_confined_to_the_members_folder(
     (mine / "own.key").symlink_to(other / "site.key")
     with pytest.raises(MemberConfigError, match="secrets folder"):
         member.connector.site_key.resolve()
+    # A pipe (would block) or a huge file (not a key) in its own folder: refused when read.
+    (mine / "own.key").unlink()
+    os.mkfifo(mine / "own.key")
+    with pytest.raises(MemberConfigError, match="not a regular file"):
+        member.connector.site_key.resolve()
+    (mine / "own.key").unlink()
+    (mine / "own.key").write_bytes(b"k" * 100_000)
+    with pytest.raises(MemberConfigError, match="not a key"):
+        member.connector.site_key.resolve()
 
 
 @pytest.mark.parametrize(
