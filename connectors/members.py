@@ -96,6 +96,7 @@ class SecretRef(_Strict):
     # the reference is still that member's own (connectors.scope), e.g. after a symlink
     # changed.
     _org_id: str | None = PrivateAttr(default=None)
+    _other_ids: tuple[str, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _one_of(self) -> SecretRef:
@@ -108,7 +109,7 @@ class SecretRef(_Strict):
         from connectors.scope import env_problem, file_problem
 
         if self.env is not None:
-            return env_problem(org_id, self.env)
+            return env_problem(org_id, self.env, self._other_ids)
         return file_problem(org_id, self._path(org_id))
 
     def _path(self, org_id: str | None) -> Path:
@@ -125,9 +126,11 @@ class SecretRef(_Strict):
         self._check_scope()
         return self._path(self._org_id)
 
-    def bind(self, org_id: str) -> None:
-        """Tie the reference to its member (done when the member file is loaded)."""
+    def bind(self, org_id: str, other_ids: tuple[str, ...] = ()) -> None:
+        """Tie the reference to its member (done when the member file is loaded), and note
+        the other members beside it, whose variables it must not reach."""
         self._org_id = org_id
+        self._other_ids = other_ids
 
     def _check_scope(self) -> None:
         if self._org_id is not None and (problem := self.scope_problem(self._org_id)):
@@ -407,12 +410,14 @@ def _secret_refs(connector: Any) -> list[tuple[str, SecretRef]]:
     return refs
 
 
-def _check_semantics(member: Member, taxonomy: Taxonomy) -> list[str]:
+def _check_semantics(
+    member: Member, taxonomy: Taxonomy, other_ids: tuple[str, ...] = ()
+) -> list[str]:
     """Cross-field checks pydantic cannot express: fields, taxonomy values, secrets."""
     problems: list[str] = []
     conn = member.connector
     for name, ref in _secret_refs(conn):
-        ref.bind(member.org_id)
+        ref.bind(member.org_id, other_ids)
         if problem := ref.scope_problem(member.org_id):
             kind = "env" if ref.env is not None else "file"
             problems.append(f"key 'connector.{name}.{kind}': {problem}")
@@ -589,6 +594,16 @@ def _unbounded_yaml(text: str) -> str | None:
     return None
 
 
+def _other_member_ids(path: Path) -> tuple[str, ...]:
+    """The ids of the other member files beside ``path`` (valid or not: a broken file is
+    still a member whose secrets nobody else may reach)."""
+    try:
+        names = {p.stem for p in path.parent.iterdir() if p.suffix in (".yaml", ".yml")}
+    except OSError:
+        return ()
+    return tuple(sorted(n for n in names if n != path.stem and ORG_ID_PATTERN.match(n)))
+
+
 def load_member(path: Path, taxonomy: Taxonomy | None = None) -> Member:
     """Read and validate one member file; raise MemberConfigError listing every problem."""
     taxonomy = taxonomy or load_taxonomy()
@@ -640,7 +655,7 @@ def load_member(path: Path, taxonomy: Taxonomy | None = None) -> Member:
         member = Member.model_validate(data)
     except ValidationError as err:
         raise MemberConfigError(shown, problems + [_explain(e) for e in err.errors()]) from err
-    problems += _check_semantics(member, taxonomy)
+    problems += _check_semantics(member, taxonomy, _other_member_ids(path))
     if problems:
         raise MemberConfigError(shown, problems)
     return member

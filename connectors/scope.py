@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -47,8 +48,41 @@ def secrets_dir(org_id: str) -> Path:
     return (base / org_id).resolve()
 
 
-def env_problem(org_id: str, name: str) -> str | None:
-    """Why environment variable ``name`` is not one of ``org_id``'s secrets, or None."""
+# Settings the hub itself reads. A member whose prefix happens to cover one (member "max"
+# and HUB_MAX_FILE_BYTES, "test" and HUB_TEST_POSTGRES) must still not read it.
+HUB_SETTINGS = frozenset(
+    {
+        "HUB_DATA_DIR",
+        "HUB_DISCLOSURE_THRESHOLD",
+        "HUB_DLT_DIR",
+        "HUB_HOME",
+        "HUB_MAX_CELLS",
+        "HUB_MAX_FIELD_CHARS",
+        "HUB_MAX_FILE_BYTES",
+        "HUB_MAX_UNCOMPRESSED_BYTES",
+        "HUB_MEMBERS_DIR",
+        "HUB_REFRESH_CRON",
+        "HUB_REFRESH_TIMEZONE",
+        "HUB_RELEASES_DIR",
+        "HUB_SECRETS_DIR",
+        "HUB_SECRET_ENV_PREFIX",
+        "HUB_TAXONOMY_EXTRA",
+        "HUB_TELEMETRY",
+        "HUB_TEST_POSTGRES",
+        "HUB_WAREHOUSE",
+        "HUB_WAREHOUSE_LOCK_SECONDS",
+    }
+)
+
+
+def env_problem(org_id: str, name: str, other_ids: Iterable[str] = ()) -> str | None:
+    """Why environment variable ``name`` is not one of ``org_id``'s secrets, or None.
+
+    Prefixes nest: member ``north``'s ``HUB_NORTH_`` also covers member ``north_aid``'s
+    ``HUB_NORTH_AID_API_KEY``. So a name that falls under the longer prefix of another
+    member (``other_ids``: every member file beside this one) is that member's, not this
+    one's; and the hub's own settings are nobody's.
+    """
     prefix = env_prefix(org_id)
     if not name.startswith(prefix) or len(name) == len(prefix):
         return (
@@ -56,6 +90,19 @@ def env_problem(org_id: str, name: str) -> str | None:
             f"only use variables starting with {prefix} (for example {prefix}API_KEY); "
             "rename it and export it under that name"
         )
+    if name in HUB_SETTINGS:
+        return (
+            f"environment variable {name} is a setting of the hub itself, not a secret of "
+            f"this member; use another name starting with {prefix}"
+        )
+    for other in other_ids:
+        theirs = env_prefix(other)
+        if other != org_id and len(theirs) > len(prefix) and name.startswith(theirs):
+            return (
+                f"environment variable {name} belongs to member {other} (its variables start "
+                f"with {theirs}); use a name starting with {prefix} that does not start "
+                f"with {theirs}"
+            )
     return None
 
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from connectors.errors import MemberConfigError
-from connectors.members import load_member
+from connectors.members import load_member, load_members
 from connectors.scope import env_prefix, secrets_dir, url_problems
 from tests.pipelines.hub_cli import hub, hub_env
 
@@ -70,6 +70,33 @@ def test_environment_variables_are_scoped_to_the_member(
     monkeypatch.setenv("HUB_SECRET_ENV_PREFIX", "CHARITY_{ORG}_")
     with pytest.raises(MemberConfigError, match="CHARITY_MALLORY_"):
         load_member(ok)
+
+
+def test_a_member_cannot_reach_a_longer_named_members_variables(
+    tmp_path: Path, secrets_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefixes nest: "north" (HUB_NORTH_) covered north_aid's HUB_NORTH_AID_CIVI_KEY, and
+    member "test" covered the hub's own HUB_TEST_POSTGRES."""
+    monkeypatch.setenv("HUB_NORTH_AID_CIVI_KEY", CANARY)
+    members = tmp_path / "members"
+    theirs = {"env": "HUB_NORTH_AID_CIVI_KEY"}
+    _write(members, "north_aid", _civicrm("https://a.example.org", api_key=theirs))
+    thief = _write(members, "north", _civicrm("https://b.example.org", api_key=theirs))
+    with pytest.raises(MemberConfigError, match="belongs to member north_aid") as err:
+        load_member(thief)
+    assert CANARY not in str(err.value)
+    registry = load_members(members)
+    assert list(registry.members) == ["north_aid"] and list(registry.errors) == ["north"]
+    # Its own variables, even ones that start with another word, are fine.
+    mine = _write(
+        members, "north", _civicrm("https://b.example.org", api_key={"env": "HUB_NORTH_AIDE_KEY"})
+    )
+    assert load_member(mine).connector.api_key.env == "HUB_NORTH_AIDE_KEY"
+    hub_setting = _write(
+        members, "test", _civicrm("https://b.example.org", api_key={"env": "HUB_TEST_POSTGRES"})
+    )
+    with pytest.raises(MemberConfigError, match="setting of the hub itself"):
+        load_member(hub_setting)
 
 
 def test_key_files_are_confined_to_the_members_folder(
