@@ -431,7 +431,8 @@ def _check_semantics(
 
         root = data_root(member.base_dir)
         for entity, table in conn.tables.items():
-            if problem := data_file_problem(member.org_id, member.resolve(table.file), root):
+            path = member.resolve(table.file)
+            if problem := data_file_problem(member.org_id, path, root, other_ids):
                 problems.append(f"key 'connector.tables.{entity}.file': {problem}")
         for entity, table in conn.tables.items():
             if entity not in ENTITY_FIELDS:
@@ -594,7 +595,7 @@ def _unbounded_yaml(text: str) -> str | None:
     return None
 
 
-def _other_member_ids(path: Path) -> tuple[str, ...]:
+def other_member_ids(path: Path) -> tuple[str, ...]:
     """The ids of the other member files beside ``path`` (valid or not: a broken file is
     still a member whose secrets nobody else may reach)."""
     try:
@@ -655,7 +656,7 @@ def load_member(path: Path, taxonomy: Taxonomy | None = None) -> Member:
         member = Member.model_validate(data)
     except ValidationError as err:
         raise MemberConfigError(shown, problems + [_explain(e) for e in err.errors()]) from err
-    problems += _check_semantics(member, taxonomy, _other_member_ids(path))
+    problems += _check_semantics(member, taxonomy, other_member_ids(path))
     if problems:
         raise MemberConfigError(shown, problems)
     return member

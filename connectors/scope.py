@@ -184,24 +184,41 @@ def data_root(members_dir: Path) -> Path:
 
 
 def member_data_folders(
-    org_id: str, root: Path, keep: tuple[Path, ...] = (), max_depth: int = 5
+    org_id: str,
+    root: Path,
+    keep: tuple[Path, ...] = (),
+    other_ids: Iterable[str] = (),
+    max_depth: int = 5,
 ) -> list[Path]:
     """The folders under ``root`` that a member may read: every folder named after it.
 
     Why: :func:`data_file_problem` lets a member read files in any folder named after it
     under the data root, so a departing member's files are exactly those folders. The walk
-    follows no symlink, goes at most ``max_depth`` levels down, never enters a folder it
-    has matched, and skips any match that holds one of ``keep`` (the members folder, the
-    hub's home) so a member id can never take the network's own files with it.
+    follows no symlink, goes at most ``max_depth`` levels down and never enters a folder it
+    has matched. A match that holds one of ``keep`` (the members folder, the hub's home) or
+    a folder named after another member (``other_ids``: member ``data`` leaving must not
+    take ``data/beta/``) is not taken whole: the walk looks inside it instead.
     """
     found: list[Path] = []
     kept = [k.resolve() for k in keep]
+    others = set(other_ids) - {org_id}
     base_depth = len(root.parts)
+
+    def holds_another(folder: Path) -> bool:
+        if any(k.is_relative_to(folder) for k in kept):
+            return True
+        for current, dirs, _files in os.walk(folder, followlinks=False):
+            if others.intersection(dirs):
+                return True
+            if len(Path(current).parts) - base_depth >= max_depth:
+                dirs.clear()
+        return False
+
     for current, dirs, _files in os.walk(root, followlinks=False):
         here = Path(current)
         for name in list(dirs):
             path = here / name
-            if name == org_id and not any(k.is_relative_to(path) for k in kept):
+            if name == org_id and not holds_another(path):
                 found.append(path)
                 dirs.remove(name)
         if len(here.parts) - base_depth >= max_depth - 1:
@@ -209,12 +226,17 @@ def member_data_folders(
     return sorted(found)
 
 
-def data_file_problem(org_id: str, path: Path, root: Path) -> str | None:
+def data_file_problem(
+    org_id: str, path: Path, root: Path, other_ids: Iterable[str] = ()
+) -> str | None:
     """Why data file ``path`` is not the member's to read, or None.
 
     A member's files must lie, after following symlinks, in a folder named after the member
     somewhere under the data root (``<root>/…/<org_id>/…``): so ``../``, absolute paths
     elsewhere, another member's folder and links out of the member's folder are refused.
+    Folder names nest too: member ``data`` must not read ``<root>/data/beta/people.csv``,
+    which is in member ``beta``'s folder. So the deepest folder on the path named after any
+    member (``other_ids``: the member files beside this one) must be this member's.
     """
     try:
         resolved = path.resolve()
@@ -225,9 +247,17 @@ def data_file_problem(org_id: str, path: Path, root: Path) -> str | None:
             f"{path.name} is outside the members' data folder {root} (after following "
             f"symlinks); put it in {root / org_id} and name it relative to the member file"
         )
-    if org_id not in resolved.relative_to(root).parts[:-1]:
+    folders = resolved.relative_to(root).parts[:-1]
+    if org_id not in folders:
         return (
             f"{path.name} is not in a folder named {org_id}: a member reads only its own "
+            f"folder under {root} (such as {root / org_id}); move the file there"
+        )
+    others = set(other_ids) - {org_id}
+    deeper = [f for f in folders[len(folders) - folders[::-1].index(org_id) :] if f in others]
+    if deeper:
+        return (
+            f"{path.name} is in member {deeper[-1]}'s folder: a member reads only its own "
             f"folder under {root} (such as {root / org_id}); move the file there"
         )
     return None

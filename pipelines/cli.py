@@ -1006,7 +1006,10 @@ def remove_member(
     # connectors.scope lets it read), and its own secrets folder.
     own = [
         *member_data_folders(
-            org_id, data_root(settings.members_dir), keep=(settings.members_dir, settings.home)
+            org_id,
+            data_root(settings.members_dir),
+            keep=(settings.members_dir, settings.home),
+            other_ids=[p.stem for p in settings.members_dir.glob("*.y*ml")],
         ),
         secrets_dir(org_id),
     ]

@@ -123,10 +123,13 @@ def open_table(member: Member, entity: str) -> OpenedTable:
 def check_file(member: Member, entity: str, path: Path) -> None:
     """Raise SpreadsheetError unless ``path`` is the member's own, readable, regular file
     within the limits: run before anything opens it for reading or hashing."""
+    from connectors.members import other_member_ids
     from connectors.scope import data_file_problem, data_root
 
-    # Checked again at read time: a link may have been swapped in since the file was loaded.
-    if problem := data_file_problem(member.org_id, path, data_root(member.base_dir)):
+    # Checked again at read time: a link may have been swapped in since the file was loaded,
+    # or a member named after a folder on the path may have joined.
+    others = other_member_ids(member.config_path)
+    if problem := data_file_problem(member.org_id, path, data_root(member.base_dir), others):
         raise _error(
             member,
             entity,

@@ -326,6 +326,35 @@ def test_member_files_are_confined_to_the_members_own_folder(
         load_member(_sheet_member(members, "mallory", "../mallory/people.csv"))
 
 
+def test_a_member_named_like_a_parent_folder_cannot_read_the_members_inside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Member "data" was allowed <root>/data/beta/people.csv: a folder named after it is on
+    the path. The deepest member-named folder decides whose file it is."""
+    monkeypatch.delenv("HUB_DATA_DIR", raising=False)
+    members = tmp_path / "members"
+    (tmp_path / "data" / "beta").mkdir(parents=True)
+    (tmp_path / "data" / "beta" / "people.csv").write_text("id\nsecret-person\n", "utf-8")
+    (tmp_path / "data" / "data").mkdir()
+    (tmp_path / "data" / "data" / "people.csv").write_text("id\n1\n", "utf-8")
+    beta = load_member(_sheet_member(members, "beta", "../data/beta/people.csv"))
+    thief = _sheet_member(members, "data", "../data/beta/people.csv")
+    with pytest.raises(MemberConfigError, match="in member beta's folder"):
+        load_member(thief)
+    own = load_member(_sheet_member(members, "data", "../data/data/people.csv"))
+    assert own.connector.tables["person"].file == Path("../data/data/people.csv")
+    assert beta.org_id == "beta"  # beta, inside a folder named "data", still reads its own
+    # The same at read time, e.g. for a member file loaded before beta joined.
+    from connectors.errors import SpreadsheetError
+    from connectors.spreadsheets import read_entity
+
+    (members / "beta.yaml").unlink()
+    early = load_member(_sheet_member(members, "data", "../data/beta/people.csv"))
+    _sheet_member(members, "beta", "../data/beta/people.csv")
+    with pytest.raises(SpreadsheetError, match="in member beta's folder"):
+        list(read_entity(early, "person"))
+
+
 def test_a_link_swapped_in_after_loading_is_not_read(tmp_path: Path) -> None:
     from connectors.errors import SpreadsheetError
     from connectors.spreadsheets import read_entity
@@ -370,6 +399,11 @@ def test_a_departing_members_folders_are_the_ones_named_after_it(tmp_path: Path)
     found = member_data_folders("beta", root, keep=(root / "beta" / "members",))
     assert found == [root / "2025" / "beta", root / "data" / "beta"]
     assert member_data_folders("gamma", root) == []
+    # Member "data" leaving takes its own folder, not the folder of everyone's data.
+    (root / "data" / "data").mkdir()
+    assert member_data_folders("data", root, other_ids=["alpha", "beta"]) == [
+        root / "data" / "data"
+    ]
 
 
 def test_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
