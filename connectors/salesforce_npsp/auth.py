@@ -106,4 +106,14 @@ def fetch_token(
             "enabled for the app and the integration user is pre-authorised, then retry"
         )
     instance = settings.instance_url or body.get("instance_url") or settings.login_url
+    # The token goes to whatever instance the login answer names: hold that URL to the same
+    # rules as the member's own (https; no credentials or secrets in it).
+    from connectors.scope import url_problems
+
+    if not isinstance(instance, str) or url_problems(instance):
+        raise SalesforceAuthError(
+            "the Salesforce login answered with an instance URL the hub will not send the "
+            "access token to (it must be https://, without user name or secret-looking "
+            "parameters); check connector.login_url, or set connector.instance_url"
+        )
     return Token(access_token=body["access_token"], instance_url=instance.rstrip("/"))
