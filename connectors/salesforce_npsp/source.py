@@ -34,6 +34,7 @@ import pyarrow as pa
 from dlt.common.destination import AnyDestination
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from connectors.deadline import LoadDeadline
 from connectors.errors import ConnectorError, PermanentSourceError
 from connectors.raw_pipeline import member_pipeline
 from connectors.salesforce_npsp.client import (
@@ -273,20 +274,31 @@ class SyncReport:
 
 
 class _Session:
-    """One client shared by all resources of a source, created on first use (not at build)."""
+    """One client shared by all resources of a source, created on first use (not at build),
+    and the load's deadline, which all of their requests share."""
 
     def __init__(
-        self, settings: SalesforceSettings, credentials: Credentials, sleep: Callable[[float], None]
+        self,
+        settings: SalesforceSettings,
+        credentials: Credentials,
+        sleep: Callable[[float], None],
+        load_deadline: LoadDeadline | None = None,
     ) -> None:
         self.settings = settings
         self._credentials = credentials
         self._sleep = sleep
+        self.load_deadline = load_deadline or LoadDeadline(settings.load_deadline)
         self._client: SalesforceClient | None = None
 
     @property
     def client(self) -> SalesforceClient:
         if self._client is None:
-            self._client = SalesforceClient(self.settings, self._credentials, sleep=self._sleep)
+            self._client = SalesforceClient(
+                self.settings,
+                self._credentials,
+                sleep=self._sleep,
+                load_deadline=self.load_deadline,
+            )
         return self._client
 
     def close(self) -> None:
@@ -529,13 +541,16 @@ def npsp_source(
     full_refresh: bool = False,
     clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    member: str | None = None,
 ) -> Any:
     """One ``merge`` resource per object, keyed on ``Id``. Building it contacts nothing.
 
     ``report`` collects what the run noticed (missing objects, unreadable mapped fields,
     schema drift, a polite stop at the API reserve). ``clock`` and ``sleep`` exist for tests.
+    ``member`` (the org id) names the member in the error when the load passes
+    ``settings.load_deadline``, which every resource's requests share.
     """
-    session = _Session(settings, credentials, sleep)
+    session = _Session(settings, credentials, sleep, LoadDeadline(settings.load_deadline, member))
     run_report = report if report is not None else SyncReport()
     run_report.sessions.append(session)
     now = clock or (lambda: datetime.now(UTC))
@@ -582,6 +597,7 @@ def load_npsp(
     raise_on_stop: bool = False,
     clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    member: str | None = None,
 ) -> tuple[Any, SyncReport]:
     """Run the source into ``pipeline``; returns (load info, report).
 
@@ -592,7 +608,13 @@ def load_npsp(
     """
     report = SyncReport()
     source = npsp_source(
-        settings, credentials, report=report, full_refresh=full_refresh, clock=clock, sleep=sleep
+        settings,
+        credentials,
+        report=report,
+        full_refresh=full_refresh,
+        clock=clock,
+        sleep=sleep,
+        member=member,
     )
     try:
         info = pipeline.run(source)
