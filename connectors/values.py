@@ -470,3 +470,36 @@ def consent_line(policy: str, counts: dict[str, int]) -> str:
             f"{counts.get('yes_not_shared', 0)} people who answered yes are not shared"
         )
     return f"consent (per record): {yes} people consent to sharing, {no} do not (or gave no answer)"
+
+
+SHOWN_CHARS = 40  # at most this much of an unreadable value reaches a quarantine row
+
+
+def masked(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """A personal value's shape without its content: digits become 9, letters x.
+
+    Why: a quarantine row must let the member see what kind of value failed ('99/99/xxxxxxx'
+    is plainly not a date) without the hub keeping, or showing, a person's data in it.
+    Other characters (separators) are kept; control characters become spaces; the result is
+    cut to ``limit`` characters, marked with '…'.
+    """
+    out = []
+    for ch in str(value):
+        if ch.isdigit():
+            out.append("9")
+        elif ch.isalpha():
+            out.append("x")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(" ")
+    return _cut("".join(out), limit)
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """A non-personal value as a quarantine row shows it: one line, cut to ``limit``."""
+    return _cut("".join(ch if ch.isprintable() else " " for ch in str(value)), limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -25,6 +25,7 @@ from connectors.members import (
 from transforms import sql
 from transforms.errors import TransformError
 from transforms.people import normalise_people
+from transforms.unreadable import quarantine_unreadable
 from transforms.warehouse import Session, Warehouse
 
 CANONICAL_TABLES = ("person", "programme", "engagement", "service_delivery", "outcome")
@@ -283,6 +284,8 @@ def build_member(warehouse: Warehouse, member: Member) -> MemberBuild:
             added = _insert(session, warehouse, member, model)
             if model.target.startswith("canonical."):
                 rows[model.target.split(".")[1]] += added
+        # Values the Salesforce load could not read (loaded empty) are warnings here.
+        quarantine_unreadable(session, member)
         if kind != "spreadsheet":  # spreadsheet values are normalised as they are read
             normalise_people(session, member)
         for severity, count in session.fetchall(

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import httpx
 
 from connectors.civicrm.settings import CiviCRMSettings, UrlStyle
-from connectors.deadline import deadline, deadline_transport
+from connectors.deadline import LoadDeadline, deadline, deadline_transport, pause, request_seconds
 from connectors.errors import PermanentSourceError, TransientSourceError
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,11 @@ class CiviCRMClient:
         *,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        load_deadline: LoadDeadline | None = None,
     ) -> None:
+        """``load_deadline`` bounds every call this client makes for one member's load
+        (None outside a load, e.g. in ``hub check``, where each request's own deadline is
+        the only bound)."""
         if not api_key:
             raise CiviCRMError(
                 None,
@@ -129,6 +133,7 @@ class CiviCRMClient:
             headers=headers, timeout=timeout, transport=transport or deadline_transport()
         )
         self._sleep = sleep
+        self._load = load_deadline
 
     def __enter__(self) -> CiviCRMClient:
         return self
@@ -140,7 +145,12 @@ class CiviCRMClient:
         self._http.close()
 
     def call(self, entity: str, action: str, params: dict[str, Any] | None = None) -> ApiResult:
-        """One APIv4 call; retries 5xx, 503, 429 and network errors with backoff."""
+        """One APIv4 call; retries 5xx, 503, 429 and network errors with backoff.
+
+        Any other 4xx (a validation error, a missing permission or API) fails at once: the
+        same request would be refused the same way. Past the load's deadline the call raises
+        ``LoadDeadlineExceeded`` instead of trying again.
+        """
         url = api_url(self.settings.site_url, self.settings.url_style, entity, action)
         form = {"params": json.dumps(params or {}, separators=(",", ":"))}
         attempts = self.settings.max_retries + 1
@@ -157,11 +167,14 @@ class CiviCRMClient:
                     attempts - 1,
                     delay,
                 )
-                self._sleep(delay)
+                pause(delay, self._sleep, self._load)
+            seconds = request_seconds(self.settings.request_deadline, self._load)
             try:
-                with deadline(self.settings.request_deadline):
+                with deadline(seconds):
                     response = self._http.post(url, data=form)
             except httpx.TimeoutException as exc:
+                if self._load is not None:
+                    self._load.check()  # cut by the load's deadline, not a slow request
                 last = CiviCRMTransientError(None, f"timed out ({type(exc).__name__})")
                 continue
             except httpx.TransportError as exc:

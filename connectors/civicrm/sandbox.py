@@ -249,6 +249,7 @@ class CiviCRMSandbox:
         self._faults: list[_Fault] = []
         self._scheduled: list[tuple[int, Callable[[CiviCRMSandbox], None]]] = []
         self._api_calls = 0
+        self.latency = 0.0
         self._clock = clock_start
         self._server: ThreadingHTTPServer | None = None
         self._field_cache: dict[tuple[str, str], dict[str, FieldDef]] = {}
@@ -334,6 +335,12 @@ class CiviCRMSandbox:
         """The next ``count`` API requests fail with ``status`` (500 JSON or 503 page)."""
         with self._lock:
             self._faults.append(_Fault(count, status))
+
+    def slow_down(self, seconds: float) -> None:
+        """Every later API answer comes ``seconds`` late (each one still in time on its own),
+        so a test can show that only a load's overall deadline stops a long load."""
+        with self._lock:
+            self.latency = seconds
 
     def after_requests(self, count: int, action: Callable[[CiviCRMSandbox], None]) -> None:
         """Run ``action(sandbox)`` once, just before answering the ``count``-th next request.
@@ -806,6 +813,8 @@ def _make_handler(sandbox: CiviCRMSandbox) -> type[BaseHTTPRequestHandler]:
             if sandbox.site_key is not None and self.headers.get("X-Civi-Key") != sandbox.site_key:
                 self._send(401, "Must satisfy guard", "text/plain")
                 return
+            if sandbox.latency:
+                time.sleep(sandbox.latency)
             fault = sandbox._pop_fault()
             if fault == 503:
                 self._send(

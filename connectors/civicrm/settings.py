@@ -71,6 +71,12 @@ class CiviCRMSettings(BaseModel):
     request_deadline: float = Field(
         120.0, gt=0, description="Seconds for a whole request, however slowly it trickles"
     )
+    load_deadline: float = Field(
+        7200.0,
+        gt=0,
+        description="Seconds for the member's whole load (every request, retry and backoff), "
+        "so a server answering each request just in time cannot hold a load for ever",
+    )
     max_retries: int = Field(4, ge=0, le=10)
     backoff_seconds: float = Field(1.0, ge=0)
     consent_field: str | None = Field("Consent.share_data", description="Contact field")

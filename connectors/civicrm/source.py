@@ -47,6 +47,7 @@ from dlt.common.destination import AnyDestination
 
 from connectors.civicrm.client import CiviCRMClient
 from connectors.civicrm.settings import CiviCRMSettings
+from connectors.deadline import LoadDeadline
 from connectors.raw_pipeline import member_pipeline
 
 SOURCE_NAME = "civicrm"
@@ -660,16 +661,20 @@ def civicrm_source(
     api_key: str,
     site_key: str | None = None,
     reconcile: bool | None = None,
+    member: str | None = None,
 ) -> Any:
     """One merge-on-``id`` resource per entity in ``settings.entities``.
 
     ``reconcile`` forces (True) or skips (False) the hard-delete id comparison; None follows
-    ``settings.reconcile_every_runs``. No network I/O happens here.
+    ``settings.reconcile_every_runs``. ``member`` (the org id) names the member in the error
+    when the load passes ``settings.load_deadline``, which every resource's requests share.
+    No network I/O happens here.
     """
     specs = entity_specs(settings)
+    load = LoadDeadline(settings.load_deadline, member)
 
     def connect() -> CiviCRMClient:
-        return CiviCRMClient(settings, api_key, site_key)
+        return CiviCRMClient(settings, api_key, site_key, load_deadline=load)
 
     resources = []
     for key in settings.entities:

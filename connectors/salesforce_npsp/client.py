@@ -6,6 +6,10 @@ Why it is shaped this way:
 - 5xx, 420 and 429 are transient: bounded retries with exponential backoff, honouring
   ``Retry-After``. A 403 ``REQUEST_LIMIT_EXCEEDED`` means the 24-hour allocation is gone:
   retrying within the run only burns the member's quota, so it stops the run like the reserve.
+  Any other 4xx (a validation error such as MALFORMED_QUERY or INVALID_FIELD, a missing
+  permission) fails at once: the same request would be refused the same way.
+- Within a member's load every attempt and backoff sleep is bounded by the load's deadline
+  (``LoadDeadline``), on top of each request's own.
 - Every response's ``Sforce-Limit-Info`` is read; before each request the client checks the
   member's configured reserve so other integrations of the charity keep working.
 - A SOQL query whose URL would exceed the limit (414) is split into several narrower queries,
@@ -26,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from connectors.deadline import deadline, deadline_transport
+from connectors.deadline import LoadDeadline, deadline, deadline_transport, pause, request_seconds
 from connectors.errors import PermanentSourceError, TransientSourceError
 from connectors.salesforce_npsp.auth import SalesforceAuthError, Token, fetch_token
 from connectors.salesforce_npsp.settings import Credentials, SalesforceSettings
@@ -115,8 +119,12 @@ class SalesforceClient:
         *,
         sleep: Callable[[float], None] = time.sleep,
         http: httpx.Client | None = None,
+        load_deadline: LoadDeadline | None = None,
     ) -> None:
+        """``load_deadline`` bounds every request this client makes for one member's load
+        (None outside a load, e.g. in ``hub check``)."""
         self.settings = settings
+        self._load = load_deadline
         self._credentials = credentials
         self._sleep = sleep
         self._http = http or httpx.Client(
@@ -151,14 +159,17 @@ class SalesforceClient:
         """The current session, logging in (with bounded retries on transient errors) if none."""
         attempt = 0
         while self._token is None:
+            seconds = request_seconds(self.settings.request_deadline, self._load)
             try:
-                with deadline(self.settings.request_deadline):
+                with deadline(seconds):
                     self._token = fetch_token(self._http, self.settings, self._credentials)
             except TransientSourceError:
+                if self._load is not None:
+                    self._load.check()
                 attempt += 1
                 if attempt > self.settings.max_retries:
                     raise
-                self._sleep(self._delay(attempt, None))
+                pause(self._delay(attempt, None), self._sleep, self._load)
         return self._token
 
     def _check_reserve(self) -> None:
@@ -196,8 +207,10 @@ class SalesforceClient:
         ``path`` is either relative to the versioned base (``/sobjects``) or an absolute
         server path (``/services/data/...``, as in ``nextRecordsUrl``). ``cleanup`` requests
         (aborting or deleting our own Bulk jobs) skip the reserve check: leaving jobs behind
-        would cost the org more than the one request.
+        would cost the org more than the one request; for the same reason they may run past
+        the load's deadline (each is still bounded by its own).
         """
+        load = None if cleanup else self._load
         reauthenticated = False
         attempt = 0
         while True:
@@ -206,19 +219,22 @@ class SalesforceClient:
             token = self.token
             url = token.instance_url + path if path.startswith("/services/") else self.base + path
             sent_headers = {"Authorization": f"Bearer {token.access_token}", **(headers or {})}
+            seconds = request_seconds(self.settings.request_deadline, load)
             try:
-                with deadline(self.settings.request_deadline):
+                with deadline(seconds):
                     response = self._http.request(
                         method, url, params=params, headers=sent_headers, json=json_body
                     )
             except httpx.TransportError as err:
+                if load is not None and isinstance(err, httpx.TimeoutException):
+                    load.check()  # cut by the load's deadline, not a slow request
                 attempt += 1
                 if attempt > self.settings.max_retries:
                     raise TransientSourceError(
                         f"Salesforce did not answer {method} {_short(path)} after {attempt} "
                         f"attempts ({type(err).__name__}); the run can be retried later"
                     ) from None
-                self._sleep(self._delay(attempt, None))
+                pause(self._delay(attempt, None), self._sleep, load)
                 continue
             self.requests_made += 1
             self._read_limits(response)
@@ -248,7 +264,7 @@ class SalesforceClient:
                     )
                 delay = self._delay(attempt, response)
                 log.info("Salesforce answered %s; retrying in %.2fs", status, delay)
-                self._sleep(delay)
+                pause(delay, self._sleep, load)
                 continue
             if status == 414:
                 raise QueryTooLong(path)
@@ -408,7 +424,7 @@ class SalesforceClient:
                         f"Bulk query job still {state} after {waited:.0f}s; the org is busy, "
                         "the run can be retried later (or raise 'bulk_timeout_seconds')"
                     )
-                self._sleep(delay)
+                pause(delay, self._sleep, self._load)
         finally:
             if not done:
                 self._discard_job(job_id, abort=True)

@@ -334,6 +334,7 @@ class SandboxState:
     counter: int = 0
     tokens_issued: int = 0
     requests: list[str] = field(default_factory=list)
+    latency: float = 0.0
 
 
 class SalesforceSandbox:
@@ -703,6 +704,12 @@ class SalesforceSandbox:
         with self._lock:
             code = "SERVER_UNAVAILABLE" if status == 503 else "UNKNOWN_EXCEPTION"
             self.state.faults.append(_Fault(status, count, None, code))
+
+    def slow_down(self, seconds: float) -> None:
+        """Every later API answer comes ``seconds`` late (each one still in time on its own),
+        so a test can show that only a load's overall deadline stops a long load."""
+        with self._lock:
+            self.state.latency = seconds
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -1191,6 +1198,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with sandbox._lock:
             sandbox.state.requests.append(f"{method} {urlsplit(self.path).path}")
+            latency = sandbox.state.latency
+        if latency:
+            time.sleep(latency)
         auth = self.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else ""
         with sandbox._lock:

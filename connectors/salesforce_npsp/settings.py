@@ -96,6 +96,12 @@ class SalesforceSettings(_Strict):
     request_deadline: float = Field(
         default=120.0, gt=0, description="Seconds for a whole request, however slowly it trickles"
     )
+    load_deadline: float = Field(
+        default=7200.0,
+        gt=0,
+        description="Seconds for the member's whole load (every request, retry and backoff), "
+        "so a server answering each request just in time cannot hold a load for ever",
+    )
     max_retries: int = Field(default=5, ge=0)
     backoff_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, ge=0)

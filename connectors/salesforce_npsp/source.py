@@ -21,6 +21,7 @@ Incremental reading, and why it cannot lose records:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ import pyarrow as pa
 from dlt.common.destination import AnyDestination
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from connectors.deadline import LoadDeadline
 from connectors.errors import ConnectorError, PermanentSourceError
 from connectors.raw_pipeline import member_pipeline
 from connectors.salesforce_npsp.client import (
@@ -43,6 +45,7 @@ from connectors.salesforce_npsp.client import (
     selectable_fields,
 )
 from connectors.salesforce_npsp.settings import Credentials, SalesforceSettings
+from connectors.values import masked, shown
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +151,23 @@ PERSONAL_FIELDS = frozenset(
 )
 
 
+# Objects whose every field is about a person (or a household): an unreadable value of
+# theirs reaches quarantine masked, as does one of PERSONAL_FIELDS on any object.
+PERSONAL_OBJECTS = frozenset({"Contact", "Account"})
+
+# The raw column naming, per record, the values that could not be read (JSON: field ->
+# [type, value as quarantine shows it]); NULL when every value was read. No Salesforce
+# field can start with "_", so it never meets one. The canonical build turns it into
+# quarantine.rejected_rows (transforms/unreadable.py). It is on the record's own row, so
+# a corrected record, merged on Id, clears it.
+UNREADABLE_COLUMN = "_hub_unreadable"
+
+
+def is_personal(sobject: str | None, name: str) -> bool:
+    """Whether a field's values are personal data (unknown object: assume they are)."""
+    return sobject is None or sobject in PERSONAL_OBJECTS or name in PERSONAL_FIELDS
+
+
 def _deleted(record: dict[str, Any]) -> bool:
     value = record.get("IsDeleted")
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
@@ -161,23 +181,36 @@ def arrow_page(
     page: list[dict[str, Any]],
     columns: dict[str, str],
     unreadable: dict[str, list[str]] | None = None,
+    sobject: str | None = None,
 ) -> pa.Table:
-    """A page of records as a typed Arrow table.
+    """A page of records as a typed Arrow table, plus the ``UNREADABLE_COLUMN``.
 
     Arrow items skip dlt's row-by-row normaliser, which was most of a load's time; a column
     missing from a record (a purged-delete placeholder) is null. ``unreadable`` collects,
-    per field, the ids of records whose value could not be read (never the values).
+    per field, the ids of records whose value could not be read (never the values). Each
+    such value is named in its record's ``UNREADABLE_COLUMN``, masked when the field of
+    ``sobject`` is personal (``is_personal``), so the raw value itself never reaches the
+    hub: not the raw layer, the quarantine, the load files nor the logs.
     """
     if any(_deleted(r) for r in page):
         page = [_without_personal(r) if _deleted(r) else r for r in page]
     arrays = []
+    notes: list[dict[str, list[str]]] = [{} for _ in page]
     for name, kind in columns.items():
         bad: list[int] = []
-        arrays.append(_arrow_column([r.get(name) for r in page], kind, bad))
+        values = [r.get(name) for r in page]
+        arrays.append(_arrow_column(values, kind, bad))
+        hide = is_personal(sobject, name)
+        for i in bad:
+            notes[i][name] = [kind, masked(values[i]) if hide else shown(values[i])]
         if bad and unreadable is not None:
             unreadable.setdefault(name, []).extend(str(page[i].get("Id")) for i in bad)
     # Id is the merge key: declared not-null, as its dlt hint is.
     fields = [pa.field(n, a.type, nullable=n != "Id") for n, a in zip(columns, arrays, strict=True)]
+    arrays.append(
+        pa.array([json.dumps(n, sort_keys=True) if n else None for n in notes], pa.string())
+    )
+    fields.append(pa.field(UNREADABLE_COLUMN, pa.string(), nullable=True))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
@@ -273,20 +306,31 @@ class SyncReport:
 
 
 class _Session:
-    """One client shared by all resources of a source, created on first use (not at build)."""
+    """One client shared by all resources of a source, created on first use (not at build),
+    and the load's deadline, which all of their requests share."""
 
     def __init__(
-        self, settings: SalesforceSettings, credentials: Credentials, sleep: Callable[[float], None]
+        self,
+        settings: SalesforceSettings,
+        credentials: Credentials,
+        sleep: Callable[[float], None],
+        load_deadline: LoadDeadline | None = None,
     ) -> None:
         self.settings = settings
         self._credentials = credentials
         self._sleep = sleep
+        self.load_deadline = load_deadline or LoadDeadline(settings.load_deadline)
         self._client: SalesforceClient | None = None
 
     @property
     def client(self) -> SalesforceClient:
         if self._client is None:
-            self._client = SalesforceClient(self.settings, self._credentials, sleep=self._sleep)
+            self._client = SalesforceClient(
+                self.settings,
+                self._credentials,
+                sleep=self._sleep,
+                load_deadline=self.load_deadline,
+            )
         return self._client
 
     def close(self) -> None:
@@ -411,8 +455,13 @@ def _object_rows(
         where = (
             f"SystemModstamp >= {soql_datetime(start)} AND SystemModstamp < {soql_datetime(end)}"
         )
-        hints = dlt.mark.make_hints(columns=columns)
         kinds = {name: column["data_type"] for name, column in columns.items()}
+        columns[UNREADABLE_COLUMN] = {
+            "name": UNREADABLE_COLUMN,
+            "data_type": "text",
+            "nullable": True,
+        }
+        hints = dlt.mark.make_hints(columns=columns)
         unreadable: dict[str, list[str]] = {}
         job = _bulk_job(client, spec, fields, where, report) if full else None
         report.methods[spec.resource] = "bulk" if job else "rest"
@@ -421,14 +470,14 @@ def _object_rows(
             # Bulk results are unordered (ORDER BY defeats PK chunking), so the cursor only
             # moves when the whole window is in: a stop part-way re-reads the window.
             for page in client.bulk_pages(job, fields):
-                yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable), hints)
+                yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable, spec.sobject), hints)
                 count += len(page)
         else:
             seen: set[str] = set()
             for page in client.query_records(
                 spec.sobject, list(fields), where, include_deleted=True
             ):
-                yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable), hints)
+                yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable, spec.sobject), hints)
                 count += len(page)
                 if not full:
                     seen.update(row["Id"] for row in page)
@@ -441,15 +490,17 @@ def _object_rows(
                 deleted_from = min(start, parse_sf_datetime(since)) if since else start
                 tombstones = _purged_deletes(client, spec, deleted_from, end, now, seen, report)
                 if tombstones:
-                    yield dlt.mark.with_hints(arrow_page(tombstones, kinds), hints)
+                    item = arrow_page(tombstones, kinds, sobject=spec.sobject)
+                    yield dlt.mark.with_hints(item, hints)
                     count += len(tombstones)
         state["cursor"] = state["deleted_cursor"] = soql_datetime(end)
         report.rows[spec.resource] = count
         for name, ids in sorted(unreadable.items()):
             report.problems.append(
                 f"{spec.sobject}.{name}: {len(ids)} value(s) could not be read as a "
-                f"{kinds[name]} and were left empty (the records are loaded); correct them in "
-                f"Salesforce (record {ids[0]}{' and others' if len(ids) > 1 else ''})"
+                f"{kinds[name]} and were left empty (the records are loaded, and quarantined "
+                f"as warnings); correct them in Salesforce (record {ids[0]}"
+                f"{' and others' if len(ids) > 1 else ''})"
             )
     except ApiAllocationReserveReached as err:
         if report.stopped is None:
@@ -529,13 +580,16 @@ def npsp_source(
     full_refresh: bool = False,
     clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    member: str | None = None,
 ) -> Any:
     """One ``merge`` resource per object, keyed on ``Id``. Building it contacts nothing.
 
     ``report`` collects what the run noticed (missing objects, unreadable mapped fields,
     schema drift, a polite stop at the API reserve). ``clock`` and ``sleep`` exist for tests.
+    ``member`` (the org id) names the member in the error when the load passes
+    ``settings.load_deadline``, which every resource's requests share.
     """
-    session = _Session(settings, credentials, sleep)
+    session = _Session(settings, credentials, sleep, LoadDeadline(settings.load_deadline, member))
     run_report = report if report is not None else SyncReport()
     run_report.sessions.append(session)
     now = clock or (lambda: datetime.now(UTC))
@@ -582,6 +636,7 @@ def load_npsp(
     raise_on_stop: bool = False,
     clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    member: str | None = None,
 ) -> tuple[Any, SyncReport]:
     """Run the source into ``pipeline``; returns (load info, report).
 
@@ -592,7 +647,13 @@ def load_npsp(
     """
     report = SyncReport()
     source = npsp_source(
-        settings, credentials, report=report, full_refresh=full_refresh, clock=clock, sleep=sleep
+        settings,
+        credentials,
+        report=report,
+        full_refresh=full_refresh,
+        clock=clock,
+        sleep=sleep,
+        member=member,
     )
     try:
         info = pipeline.run(source)

@@ -703,8 +703,12 @@ def test_an_unreadable_value_is_left_empty_and_the_rest_loads(harness: Harness) 
     sf.update_records("Contact", [bad], {"Birthdate": "31/02/garbage", "LastName": "Oddone"})
     _, report = harness.load()
     assert report.rows["npsp__contact"] >= 1
-    rows = harness.query(f"select last_name, birthdate from npsp__contact where id = '{bad}'")
-    assert rows == [("Oddone", None)]
+    rows = harness.query(
+        f"select last_name, birthdate, _hub_unreadable from npsp__contact where id = '{bad}'"
+    )
+    assert rows == [("Oddone", None, '{"Birthdate": ["date", "99/99/xxxxxxx"]}')]  # masked
+    others = harness.query("select count(*) from npsp__contact where _hub_unreadable is not null")
+    assert others == [(1,)]
     problems = [p for p in report.messages() if "Birthdate" in p]
     assert problems and bad in problems[0] and "garbage" not in " ".join(report.messages())
     assert not harness.sleeps  # nothing was retried

@@ -127,3 +127,12 @@ def test_consent_follows_the_sharing_policy() -> None:
     assert per_record("") is False
     problem = _problem(per_record, "maybe")
     assert "consent_yes" in problem.reason and "x.yaml" in problem.reason
+
+
+def test_masked_keeps_a_values_shape_not_its_content() -> None:
+    assert v.masked("31/02/garbage") == "99/99/xxxxxxx"
+    assert v.masked("Zoë O'Brien\n07700 900123") == "xxx x'xxxxx 99999 999999"
+    long = v.masked("1" * 500)
+    assert len(long) == v.SHOWN_CHARS and long.endswith("…") and set(long[:-1]) == {"9"}
+    assert v.shown("two") == "two"
+    assert v.shown("a\tb" + "c" * 100) == "a b" + "c" * (v.SHOWN_CHARS - 4) + "…"

@@ -14,6 +14,7 @@ import yaml
 
 from connectors.civicrm.sandbox import CiviCRMSandbox
 from tests.pipelines.hub_cli import hub, hub_env
+from tests.pipelines.test_hub_run import _write_network
 
 pytestmark = pytest.mark.slow
 
@@ -64,3 +65,40 @@ def test_civicrm_member_loads_raw_data_and_then_only_changes(tmp_path: Path) -> 
         assert refused.returncode == 1
         assert "✗ load bridge_centre" in refused.stdout and "API key" in refused.stdout
         assert "wrong-key" not in refused.stdout + refused.stderr
+
+
+def test_a_load_past_its_deadline_holds_back_only_that_member(tmp_path: Path) -> None:
+    """A CiviCRM site answering every request a second late, each answer in time, held the
+    run for as long as it had pages (issue #18). With load_deadline: 3 the member's load
+    fails in seconds, saying which setting to raise; the other members load and publish."""
+    members = _write_network(tmp_path)
+    home = tmp_path / "hub"
+    with CiviCRMSandbox(contacts=40, activities_per_contact=0) as civi:
+        (members / "bridge_centre.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "name": "Bridge Centre",
+                    "connector": {
+                        "kind": "civicrm",
+                        "site_url": civi.url,
+                        "api_key": {"env": "HUB_BRIDGE_CENTRE_CIVI_KEY"},
+                        "page_size": 1,
+                        "load_deadline": 3,
+                    },
+                }
+            ),
+            encoding="utf-8",
+        )
+        civi.slow_down(1.0)
+        env = hub_env(tmp_path, members, HUB_BRIDGE_CENTRE_CIVI_KEY=civi.api_key)
+        run = hub(["run"], env)
+        calls = len(civi.requests)
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out
+    assert "✗ load bridge_centre" in run.stdout
+    assert "load_deadline = 3 s" in run.stdout and "members/bridge_centre.yaml" in run.stdout
+    assert "✓ load alpha" in run.stdout and "✓ load beta" in run.stdout
+    assert "✓ publish" in run.stdout
+    assert calls < 10  # stopped at the deadline, and the load was not tried again
+    assert civi.api_key not in out
+    assert (home / "releases" / "LATEST").exists()  # the others were published

@@ -339,3 +339,118 @@ def test_a_field_hidden_from_the_integration_user_is_named(tmp_path: Path) -> No
         TransformError, match=r"pmdm__stage__c of raw_acme_trust\.pmdm__program_engagement"
     ):
         build_member(warehouse, member)
+
+
+def _text_cells_containing(path: Path, needle: str) -> list[str]:
+    """Every text column of every table in the DuckDB file holding ``needle`` anywhere."""
+    import duckdb
+
+    found = []
+    with duckdb.connect(str(path), read_only=True) as con:
+        columns = con.execute(
+            "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+            "WHERE data_type = 'VARCHAR'"
+        ).fetchall()
+        for schema, table, column in columns:
+            hits = con.execute(
+                f'SELECT COUNT(*) FROM "{schema}"."{table}" WHERE "{column}" LIKE ?',
+                [f"%{needle}%"],
+            ).fetchone()[0]
+            if hits:
+                found.append(f"{schema}.{table}.{column}")
+    return found
+
+
+def test_an_unreadable_value_is_quarantined_masked_and_the_record_loads(tmp_path: Path) -> None:
+    """A Birthdate of '31/02/garbage' once failed the member's whole load (issue #18). The
+    contact now loads without it, quarantine names the record and field with the value
+    masked, the raw value is nowhere in the hub, and correcting it clears the warning.
+    A non-personal value (a delivery's quantity) is shown as it was."""
+    (tmp_path / "members").mkdir()
+    with SalesforceSandbox(sizes=SandboxSizes(contacts=6, engagements=6, deliveries=6)) as sf:
+        _member_yaml(tmp_path / "members" / f"{ORG}.yaml", sf)
+        member = load_member(tmp_path / "members" / f"{ORG}.yaml")
+        contact = sf.ids("Contact")[2]
+        delivery = sf.ids("pmdm__ServiceDelivery__c")[0]
+        at = datetime.now(UTC) - timedelta(minutes=1)
+        sf.update_records("Contact", [contact], {"Birthdate": "31/02/garbage"}, at)
+        sf.update_records("pmdm__ServiceDelivery__c", [delivery], {"pmdm__Quantity__c": "two"}, at)
+        warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+        pipeline = raw_pipeline(ORG, warehouse.dlt_destination(), tmp_path / "dlt")
+        settings, credentials = member.connector.settings(), member.connector.credentials()
+        _info, report = load_npsp(pipeline, settings, credentials, member=ORG)
+        report.close()
+        build = build_member(warehouse, member)
+        person = _fetch(
+            warehouse,
+            f"SELECT given_name, birth_date FROM canonical.person WHERE source_id = '{contact}'",
+        )
+        assert person == [(sf.state.records["Contact"][contact]["FirstName"], None)]
+        people = _fetch(warehouse, "SELECT COUNT(*) FROM canonical.person")[0][0]
+        assert people == len(sf.ids("Contact"))  # the member's other records load too
+        rows = _fetch(
+            warehouse,
+            "SELECT entity, source_file, source_id, column_name, raw_value, reason, severity, "
+            "stage FROM quarantine.rejected_rows WHERE stage = 'load' ORDER BY entity",
+        )
+        assert [r[:5] + r[6:] for r in rows] == [
+            ("person", "Contact", contact, "Birthdate", "99/99/xxxxxxx", "warning", "load"),
+            (
+                "service_delivery",
+                "pmdm__ServiceDelivery__c",
+                delivery,
+                "pmdm__Quantity__c",
+                "two",
+                "warning",
+                "load",
+            ),
+        ]
+        assert "could not be read as a date" in rows[0][5] and "masked" in rows[0][5]
+        assert "masked" not in rows[1][5]
+        assert build.quarantined.get("warning", 0) >= 2
+        warehouse_file = tmp_path / "warehouse.duckdb"
+        for needle in ("garbage", "31/02/"):
+            assert _text_cells_containing(warehouse_file, needle) == [], needle
+            assert needle not in " ".join(report.messages())
+            for file in [
+                warehouse_file,
+                *(p for p in (tmp_path / "dlt").rglob("*") if p.is_file()),
+            ]:
+                assert needle.encode() not in file.read_bytes(), file
+
+        # The member corrects the record: the next load clears its warning.
+        sf.update_records("Contact", [contact], {"Birthdate": "1990-02-28"}, at)
+        _info, report = load_npsp(pipeline, settings, credentials, full_refresh=True)
+        report.close()
+    build_member(warehouse, member)
+    left = _fetch(warehouse, "SELECT source_id FROM quarantine.rejected_rows WHERE stage = 'load'")
+    assert left == [(delivery,)]
+    born = _fetch(
+        warehouse, f"SELECT birth_date FROM canonical.person WHERE source_id = '{contact}'"
+    )
+    assert born == [(date(1990, 2, 28),)]
+
+
+def test_unreadable_values_are_quarantined_alike_on_postgresql(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    (tmp_path / "members").mkdir()
+    with SalesforceSandbox(sizes=SandboxSizes(contacts=4, engagements=4, deliveries=4)) as sf:
+        _member_yaml(tmp_path / "members" / f"{ORG}.yaml", sf)
+        member = load_member(tmp_path / "members" / f"{ORG}.yaml")
+        at = datetime.now(UTC) - timedelta(minutes=1)
+        sf.update_records("Contact", sf.ids("Contact")[:1], {"Birthdate": "31/02/garbage"}, at)
+        duck = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+        pipeline = raw_pipeline(ORG, duck.dlt_destination(), tmp_path / "dlt")
+        _info, report = load_npsp(
+            pipeline, member.connector.settings(), member.connector.credentials()
+        )
+        report.close()
+    build_member(duck, member)
+    pg = PostgresWarehouse(postgres_dsn)
+    copy_raw_dataset(duck.path, f"raw_{ORG}", pg)
+    build_member(pg, member)
+    assert canonical_rows(pg) == canonical_rows(duck)
+    assert ("person", "Birthdate", "99/99/xxxxxxx") in {
+        (r[0], r[2], r[3]) for r in canonical_rows(pg)["quarantine.rejected_rows"]
+    }

@@ -53,7 +53,8 @@ def civicrm_raw(
         site_key = connector.site_key.resolve() if connector.site_key else None
     except MemberConfigError as err:
         raise dg.Failure(description=f"{member.org_id}: {err}", allow_retries=False) from err
-    source = civicrm_source(connector.settings(), api_key, site_key)
+    # The source bounds the whole load by connector.load_deadline, naming the member.
+    source = civicrm_source(connector.settings(), api_key, site_key, member=member.org_id)
     pipeline = raw_pipeline(
         member.org_id, hub.warehouse().dlt_destination(), hub.settings().pipelines_dir
     )

@@ -55,7 +55,8 @@ def salesforce_raw(
     except MemberConfigError as err:
         raise dg.Failure(description=f"{member.org_id}: {err}", allow_retries=False) from err
     report = SyncReport()
-    source = npsp_source(connector.settings(), credentials, report=report)
+    # The source bounds the whole load by connector.load_deadline, naming the member.
+    source = npsp_source(connector.settings(), credentials, report=report, member=member.org_id)
     pipeline = raw_pipeline(
         member.org_id, hub.warehouse().dlt_destination(), hub.settings().pipelines_dir
     )
