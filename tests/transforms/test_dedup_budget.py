@@ -87,7 +87,7 @@ def _assert_no_personal_value(text: str, rows: list[Row]) -> None:
     lowered = text.lower()
     for row in rows:
         for value in (row[2], row[3], row[5], row[6], row[7], row[4]):
-            if value is None:
+            if value is None or value == "":
                 continue
             shown = str(value).lower()
             assert shown not in lowered, f"{shown!r} appears in {text!r}"
