@@ -163,6 +163,7 @@ def _link(warehouse_path: Path, unlimited: bool) -> dict[str, Any]:
         "budget": {
             "max_block_pairs": budget.max_block_pairs,
             "max_rule_pairs": budget.max_rule_pairs,
+            "max_pairs": budget.max_pairs,
         },
         "warnings": [w.message() for w in result.blocking_warnings],
     }

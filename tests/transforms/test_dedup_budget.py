@@ -205,6 +205,21 @@ def test_rule_total_over_budget_keeps_the_small_blocks() -> None:
     assert groups["a|r1"] == groups["b|r2"] and groups["a|p1"] == groups["c|p2"]
 
 
+def test_rules_share_the_overall_budget_in_their_order() -> None:
+    # Each rule alone is small; together they exceed ``max_pairs``: the first rules take
+    # what they need, the later ones are left with nothing and skipped, with a warning.
+    budget = BlockingBudget(max_block_pairs=None, max_rule_pairs=None, max_pairs=3)
+    outcome = _link(OTHERS + _crowd(12), budget)
+    by_rule = {w.rule: w for w in outcome.blocking_warnings}
+    assert "given_name + family_name + birth_date" not in by_rule  # 1 pair: Priya Okafor
+    assert "given_canonical + family_name + birth_year" not in by_rule  # 2 more: full
+    assert by_rule["birth_date + family_name"].action == "skipped"
+    assert by_rule["postcode + given_canonical"].action == "skipped"
+    assert sum(w.pairs_after for w in outcome.blocking_warnings) == 0
+    groups = _groups(outcome)
+    assert groups["a|r1"] == groups["b|r2"] and groups["a|p1"] == groups["c|p2"]
+
+
 def test_a_varied_network_is_linked_exactly_as_without_a_budget(tmp_path: Path) -> None:
     rows = _network_rows(tmp_path, 1500, seed=11)
     records = normalise_people(_table(rows))

@@ -14,7 +14,8 @@ one member, plus pairs of records that both consent), and a rule over its budget
 (:class:`BlockingBudget`) is **tightened**, block by block, never silently:
 
 1. Blocks are taken smallest first while each stays within ``max_block_pairs`` and the
-   rule's running total within ``max_rule_pairs``; those are kept as they are.
+   rule's running total within ``max_rule_pairs`` (and within what the rules before it
+   left of ``max_pairs``, the budget of all rules together); those are kept as they are.
 2. The others are split by a further key column (``birth_year``, then ``family_name``,
    ``given_canonical`` or the postcode district: the first :data:`REFINE_COLUMNS` that the
    rule does not already hold) and the pieces taken
@@ -49,13 +50,17 @@ from typing import Any
 
 import pyarrow as pa
 
-# Defaults measured on 2 cores and 24 GB (benchmarks/RESULTS.md, "Linkage within a budget"):
-# a varied network of a million people makes at most ~4M pairs in any one rule and a few
-# hundred in its largest block, so neither default is reached by ordinary data.
+# Defaults from benchmarks/RESULTS.md ("Linkage within a pair budget"), on 2 cores and 24 GB:
+# Splink holds about 60 bytes per candidate pair, so 40M pairs stay well within the 6 GB
+# target. The varied benchmark network of a million people (1.37M records) makes at most
+# ~0.5M pairs in any rule, 2.9M in all, and 1,616 in its largest block: ordinary data never
+# reaches these limits, only blocks of placeholders or of too little variety do.
 DEFAULT_MAX_BLOCK_PAIRS = 1_000_000  # one block: about 1,400 records sharing a key
-DEFAULT_MAX_RULE_PAIRS = 25_000_000  # one rule, all its blocks
+DEFAULT_MAX_RULE_PAIRS = 10_000_000  # one rule, all its blocks
+DEFAULT_MAX_PAIRS = 40_000_000  # all rules together
 MAX_BLOCK_PAIRS_ENV = "HUB_LINK_MAX_BLOCK_PAIRS"
 MAX_RULE_PAIRS_ENV = "HUB_LINK_MAX_RULE_PAIRS"
+MAX_PAIRS_ENV = "HUB_LINK_MAX_PAIRS"
 
 # Columns that split an oversized block, most useful first: birth year separates people of
 # one name at one address, family name those sharing an e-mail or a phone. A column implied
@@ -76,14 +81,16 @@ MAX_REFINEMENTS = 2
 
 @dataclass(frozen=True)
 class BlockingBudget:
-    """How many candidate pairs one block and one blocking rule may make (None: no limit).
+    """How many candidate pairs one block, one rule and all rules may make (None: no limit).
 
-    Set by the hub operator (``HUB_LINK_MAX_BLOCK_PAIRS``, ``HUB_LINK_MAX_RULE_PAIRS``; 0
-    turns a limit off), never by a member.
+    Set by the hub operator (``HUB_LINK_MAX_BLOCK_PAIRS``, ``HUB_LINK_MAX_RULE_PAIRS``,
+    ``HUB_LINK_MAX_PAIRS``; 0 turns a limit off), never by a member. The rules share
+    ``max_pairs`` in their order (the deterministic rule first): a rule gets what is left.
     """
 
     max_block_pairs: int | None = DEFAULT_MAX_BLOCK_PAIRS
     max_rule_pairs: int | None = DEFAULT_MAX_RULE_PAIRS
+    max_pairs: int | None = DEFAULT_MAX_PAIRS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BlockingBudget:
@@ -92,17 +99,18 @@ class BlockingBudget:
         return cls(
             max_block_pairs=_limit(environ, MAX_BLOCK_PAIRS_ENV, DEFAULT_MAX_BLOCK_PAIRS),
             max_rule_pairs=_limit(environ, MAX_RULE_PAIRS_ENV, DEFAULT_MAX_RULE_PAIRS),
+            max_pairs=_limit(environ, MAX_PAIRS_ENV, DEFAULT_MAX_PAIRS),
         )
 
     @classmethod
     def unlimited(cls) -> BlockingBudget:
         """No limit: every rule as written (what the hub did before it had a budget)."""
-        return cls(max_block_pairs=None, max_rule_pairs=None)
+        return cls(max_block_pairs=None, max_rule_pairs=None, max_pairs=None)
 
-    def fits(self, largest_block_pairs: int, rule_pairs: int) -> bool:
-        return (self.max_block_pairs is None or largest_block_pairs <= self.max_block_pairs) and (
-            self.max_rule_pairs is None or rule_pairs <= self.max_rule_pairs
-        )
+    def rule_limit(self, pairs_left: int | None) -> int | None:
+        """What one rule may make when ``pairs_left`` of the overall budget remain."""
+        limits = [v for v in (self.max_rule_pairs, pairs_left) if v is not None]
+        return min(limits) if limits else None
 
 
 def _limit(environ: Mapping[str, str], name: str, default: int) -> int | None:
@@ -323,6 +331,7 @@ def plan_blocking(
     plans: list[RulePlan] = []
     warnings: list[BlockingWarning] = []
     counts = f"{key_prefix}counts"
+    pairs_left = budget.max_pairs
     for index, rule in enumerate(rules):
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {counts} AS {block_counts_sql(table, rule.columns)}"
@@ -334,10 +343,15 @@ def plan_blocking(
                 f"COALESCE(arg_max(records, pairs), 0) FROM {counts}"
             ).fetchall()[0]
         )
-        if budget.fits(largest_pairs, total):
+        rule_limit = budget.rule_limit(pairs_left)
+        if _within(largest_pairs, budget.max_block_pairs) and _within(total, rule_limit):
             plans.append(RulePlan(rule))
+            pairs_left = None if pairs_left is None else pairs_left - total
             continue
-        plan, outcome = _tighten(con, table, rule, budget, f"{key_prefix}{index}", counts)
+        plan, outcome = _tighten(
+            con, table, rule, budget.max_block_pairs, rule_limit, f"{key_prefix}{index}", counts
+        )
+        pairs_left = None if pairs_left is None else pairs_left - outcome["pairs_after"]
         plans.append(plan)
         warnings.append(
             BlockingWarning(
@@ -352,21 +366,31 @@ def plan_blocking(
     return BlockingPlan(tuple(plans), tuple(warnings))
 
 
+def _within(pairs: int, limit: int | None) -> bool:
+    return limit is None or pairs <= limit
+
+
 def _tighten(
-    con: Any, table: str, rule: Rule, budget: BlockingBudget, key: str, counts: str
+    con: Any,
+    table: str,
+    rule: Rule,
+    block_limit: int | None,
+    rule_limit: int | None,
+    key: str,
+    counts: str,
 ) -> tuple[RulePlan, dict[str, Any]]:
     """Keep the blocks that fit, split the others by further columns, leave out the rest.
 
     ``counts`` holds the rule's blocks (h, records, pairs); it is rewritten at each split.
     """
     refinements = _refinements(rule.columns) if rule.refine else []
-    remaining = budget.max_rule_pairs
+    remaining = rule_limit
     columns = rule.columns
     levels: list[tuple[tuple[str, ...], pa.Array]] = []
     kept = blocks_over = too_large = too_large_records = 0
     big = f"{key}_big"
     for level in range(len(refinements) + 1):
-        fits = _fits_sql(budget.max_block_pairs, remaining)
+        fits = _fits_sql(block_limit, remaining)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {big} AS SELECT h, records FROM "
             f"(SELECT h, records, {fits} AS fits FROM {counts}) WHERE NOT fits"
