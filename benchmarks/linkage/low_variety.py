@@ -17,8 +17,8 @@ Each stage runs in its own child process; the parent samples the child's residen
 (``VmRSS``) every 0.2 s and reports its peak (and the child's own ``VmHWM``), and stops a
 child whose memory passes ``--kill-above-mb`` (so the unlimited baseline cannot take the
 machine down). ``--compare-unlimited`` links the same file once more with no budget (the hub
-before the budget) for the difference. Quality is scored against the generator's truth
-(pairwise precision and recall over the second records).
+before the budget) for the difference; ``--runs unlimited`` makes only that run. Quality
+is scored against the generator's truth (pairwise precision and recall).
 """
 
 from __future__ import annotations
@@ -269,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", type=int, default=150, help="distinct family names")
     parser.add_argument("--postcodes", type=int, default=16, help="distinct postcodes")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--compare-unlimited", action="store_true")
+    parser.add_argument("--compare-unlimited", action="store_true", help="budget, then none")
+    parser.add_argument(
+        "--runs", default="", help="comma-separated runs to make: budget, unlimited"
+    )
     parser.add_argument("--kill-above-mb", type=float, default=12_000)
     parser.add_argument("--stage", choices=("load", "link", "score"), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -295,8 +298,11 @@ def main(argv: list[str] | None = None) -> int:
               f"({date.today()})", flush=True)  # fmt: skip
         print("pairs per rule without a budget:", json.dumps(_pairs_per_rule(args.data)),
               flush=True)  # fmt: skip
-        runs = [("budget", False)] + ([("unlimited", True)] if args.compare_unlimited else [])
-        for label, unlimited in runs:
+        names = args.runs.split(",") if args.runs else ["budget"]
+        if args.compare_unlimited:
+            names = ["budget", "unlimited"]
+        for label in names:
+            unlimited = label == "unlimited"
             warehouse = Path(tmp) / f"{label}.duckdb"
             print(f"[{label}] load:", json.dumps(_child(args, "load", warehouse)), flush=True)
             linked = _child(args, "link", warehouse, unlimited)
