@@ -333,6 +333,14 @@ def plan_blocking(
     counts = f"{key_prefix}counts"
     pairs_left = budget.max_pairs
     for index, rule in enumerate(rules):
+        rule_limit = budget.rule_limit(pairs_left)
+        # Cheap first: every pair of every block, consent aside, is an upper bound. Most
+        # rules fit by it; only those that do not are counted exactly, member by member.
+        bound, bound_largest = _upper_bound(con, table, rule.columns)
+        if _within(bound_largest, budget.max_block_pairs) and _within(bound, rule_limit):
+            plans.append(RulePlan(rule))
+            pairs_left = None if pairs_left is None else pairs_left - bound
+            continue
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {counts} AS {block_counts_sql(table, rule.columns)}"
         )
@@ -343,7 +351,6 @@ def plan_blocking(
                 f"COALESCE(arg_max(records, pairs), 0) FROM {counts}"
             ).fetchall()[0]
         )
-        rule_limit = budget.rule_limit(pairs_left)
         if _within(largest_pairs, budget.max_block_pairs) and _within(total, rule_limit):
             plans.append(RulePlan(rule))
             pairs_left = None if pairs_left is None else pairs_left - total
@@ -364,6 +371,16 @@ def plan_blocking(
         )
     con.execute(f"DROP TABLE IF EXISTS {counts}")
     return BlockingPlan(tuple(plans), tuple(warnings))
+
+
+def _upper_bound(con: Any, table: str, columns: Sequence[str]) -> tuple[int, int]:
+    """(pairs, largest block's pairs) of blocking on ``columns`` if everyone consented."""
+    total, largest = con.execute(
+        "SELECT COALESCE(SUM(n * (n - 1) // 2), 0), COALESCE(MAX(n * (n - 1) // 2), 0) "
+        f"FROM (SELECT COUNT(*) AS n FROM {table} WHERE NOT {_any_null(columns)} "
+        f"GROUP BY {', '.join(columns)})"
+    ).fetchall()[0]
+    return int(total), int(largest)
 
 
 def _within(pairs: int, limit: int | None) -> bool:
