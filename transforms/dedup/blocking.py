@@ -146,6 +146,13 @@ class BlockingWarning:
 
     def message(self) -> str:
         """One line for the run log and the asset's metadata."""
+        if self.action == "sampled":
+            return (
+                f"{self.stage} blocking rule [{self.rule}] sampled: {self.pairs_before:,} "
+                f"pairs, over the limit for estimating the model; estimated on a sample of "
+                f"about {self.pairs_after:,} pairs (largest block "
+                f"{self.largest_block_records:,} records, {self.largest_block_pairs:,} pairs)"
+            )
         parts = [
             f"{self.stage} blocking rule [{self.rule}] {self.action}: "
             f"{self.pairs_before:,} candidate pairs, over the budget; "
