@@ -35,6 +35,7 @@ import duckdb
 import pyarrow as pa
 
 from transforms.canonical import ensure_schema
+from transforms.dedup.blocking import BlockingBudget, BlockingWarning
 from transforms.dedup.cluster import KeyChange, assign_keys
 from transforms.dedup.link import (
     LinkOutcome,
@@ -87,6 +88,9 @@ class LinkResult:
     relinked_records: int = 0  # records whose person was worked out again
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step
+    # Blocking rules whose candidate pairs were over the budget, and what was done (rule,
+    # blocks and pairs dropped, largest block's size; never a value of the data).
+    blocking_warnings: tuple[BlockingWarning, ...] = ()
 
 
 class _Laps:
@@ -119,13 +123,21 @@ def _uid(org_id: str, source_id: str) -> str:
 
 
 def link_people(
-    warehouse: Warehouse, thresholds: Thresholds | None = None, *, full: bool = False
+    warehouse: Warehouse,
+    thresholds: Thresholds | None = None,
+    *,
+    full: bool = False,
+    budget: BlockingBudget | None = None,
 ) -> LinkResult:
     """Bring hub.person_link up to date with canonical.person, keeping person keys.
 
     ``full=True`` re-estimates the model and re-links every record; otherwise only what
-    changed is re-linked, unless a full run is due (see the module docstring).
+    changed is re-linked, unless a full run is due (see the module docstring). ``budget``
+    caps the candidate pairs of each blocking rule (default: ``HUB_LINK_MAX_BLOCK_PAIRS``
+    and ``HUB_LINK_MAX_RULE_PAIRS``); rules over it are tightened or skipped and listed in
+    the result's ``blocking_warnings``.
     """
+    budget = budget or BlockingBudget.from_env()
     clock = _Laps()
     # A run is dated by when it read the warehouse: a decision recorded while it ran is
     # newer than the run, so the next run picks it up.
@@ -162,14 +174,16 @@ def link_people(
     clock.lap("normalise")
     reason = _full_run_reason(records.num_rows, len(seeds), state, thresholds, full)
     if reason:
-        outcome, changes, link_table, relinked = _link_all(records, prints, state, thresholds)
+        outcome, changes, link_table, relinked = _link_all(
+            records, prints, state, thresholds, budget
+        )
         replaced = None
         clock.lap("link")
     elif not seeds and deleted.num_rows == 0:
         return _record_unchanged(warehouse, records.num_rows, state, clock, run_at)
     else:
         outcome, changes, link_table, relinked, replaced = _link_changes(
-            records, prints, state, seeds, deleted, thresholds, clock
+            records, prints, state, seeds, deleted, thresholds, clock, budget
         )
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     review_table = _review_table(outcome, now)
@@ -217,6 +231,7 @@ def link_people(
                 changed_records=len(seeds),
                 deleted_records=deleted.num_rows,
                 relinked_records=relinked,
+                blocking_warnings=outcome.blocking_warnings,
             ),
         )
         clock.lap("write")
@@ -320,10 +335,14 @@ def _full_run_reason(
 
 
 def _link_all(
-    records: pa.Table, prints: pa.Table, state: _State, thresholds: Thresholds
+    records: pa.Table,
+    prints: pa.Table,
+    state: _State,
+    thresholds: Thresholds,
+    budget: BlockingBudget,
 ) -> tuple[LinkOutcome, list[KeyChange], pa.Table, int]:
     """Link every record (re-estimating the model when there are enough records)."""
-    outcome = link_records(records, decisions=state.decisions, thresholds=thresholds)
+    outcome = link_records(records, decisions=state.decisions, thresholds=thresholds, budget=budget)
     keys, changes = _keys(outcome, state, known_keys=set(state.previous["person_key"].to_pylist()))
     return outcome, changes, _link_table(outcome, keys, prints), outcome.links.num_rows
 
@@ -354,6 +373,7 @@ def _link_changes(
     deleted: pa.Table,
     thresholds: Thresholds,
     clock: _Laps,
+    budget: BlockingBudget,
 ) -> tuple[LinkOutcome, list[KeyChange], pa.Table, int, pa.Array]:
     """Re-link only the people that new, changed and deleted records touch."""
     assert state.model_json is not None
@@ -363,6 +383,7 @@ def _link_changes(
             pa.array(seeds, pa.string()),
             model_json=state.model_json,
             thresholds=thresholds,
+            budget=budget,
         )
         if seeds
         else None
@@ -406,6 +427,9 @@ def _link_changes(
         model_json=state.model_json,
         thresholds=thresholds,
         term_frequencies=candidates.term_frequencies if candidates else None,
+        # The network's plan: a block too large in the network is tightened here alike.
+        blocking_plan=candidates.plan if candidates else None,
+        budget=budget,
     )
     outcome.stats["candidate_pairs"] = candidates.scored_pairs if candidates else 0
     keys, changes = _keys(outcome, state, known_keys=set(touched.to_pylist()))

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_version": outcome.model_version,
         **outcome.stats,
         "review_queue": outcome.review.num_rows,
+        "blocking_warnings": [w.message() for w in outcome.blocking_warnings],
     }
     print(json.dumps(figures, indent=1))
     print(scores.report())

@@ -27,6 +27,13 @@ import duckdb
 import pyarrow as pa
 
 from transforms.dedup import model as link_model
+from transforms.dedup.blocking import (
+    BlockingBudget,
+    BlockingPlan,
+    BlockingWarning,
+    Rule,
+    plan_blocking,
+)
 from transforms.dedup.cluster import Clusters, Link, cluster
 
 
@@ -53,6 +60,9 @@ class LinkOutcome:
     trained: bool
     clusters: Clusters
     stats: dict[str, int] = field(default_factory=dict)
+    # Rules over the candidate-pair budget, tightened or skipped (``blocking``), and
+    # training rules whose pairs were sampled down.
+    blocking_warnings: tuple[BlockingWarning, ...] = ()
 
 
 DEFAULT_MODEL = "default_model.json"
@@ -103,11 +113,56 @@ DETERMINISTIC_MATCH = (
     f"AND l.birth_date = r.birth_date AND {link_model.CONSENT_RULE}"
 )
 
-DETERMINISTIC_SQL = f"""
+DETERMINISTIC_COLUMNS = ("given_name", "family_name", "birth_date")
+
+DETERMINISTIC_SQL = """
 SELECT l.idx AS left_idx, r.idx AS right_idx
-FROM {{records}} AS l
-JOIN {{records}} AS r ON {DETERMINISTIC_MATCH} AND l.idx < r.idx
+FROM {records} AS l
+JOIN {records} AS r ON {match} AND l.idx < r.idx
 """
+
+
+def blocking_rules() -> list[Rule]:
+    """Every rule that forms pairs, in order: the deterministic one, then Splink's.
+
+    The deterministic rule is budgeted like the others (a placeholder name and birth date
+    typed into thousands of records would pair them all) but never split further: it
+    means exactly "same given name, family name and birth date".
+    """
+    return [
+        Rule(DETERMINISTIC_COLUMNS, DETERMINISTIC_MATCH, refine=False),
+        *(Rule(k, link_model.blocking_rule(k)) for k in link_model.BLOCKING_KEYS),
+    ]
+
+
+def plan_rules(
+    con: duckdb.DuckDBPyConnection, table: str, budget: BlockingBudget | None
+) -> BlockingPlan:
+    """Count the pairs of every rule in ``table`` and tighten those over the budget
+    (``HUB_LINK_MAX_*`` from the environment when no budget is given)."""
+    return plan_blocking(con, table, blocking_rules(), budget or BlockingBudget.from_env())
+
+
+def _deterministic_sql(plan: BlockingPlan) -> str | None:
+    return plan.rules[0].sql
+
+
+def _with_plan(model_json: dict[str, Any], plan: BlockingPlan) -> dict[str, Any]:
+    """The model with the plan's Splink rules (tightened, skipped ones left out).
+
+    For the linker only: the saved model and its version keep the code's rules.
+    """
+    model_json = dict(model_json)
+    model_json["blocking_rules_to_generate_predictions"] = [
+        {"blocking_rule": sql, "sql_dialect": "duckdb"} for sql in _splink_sql(plan)
+    ]
+    return model_json
+
+
+def _splink_sql(plan: BlockingPlan) -> list[str]:
+    """The Splink rules to run. Empty when all were skipped: then nothing is predicted,
+    since Splink given no rule at all would compare every record with every other."""
+    return [p.sql for p in plan.rules[1:] if p.sql is not None]
 
 
 def with_code_blocking_rules(model_json: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +202,8 @@ def link_records(
     thresholds: Thresholds | None = None,
     seed: int = 2026,
     term_frequencies: dict[str, pa.Table] | None = None,
+    budget: BlockingBudget | None = None,
+    blocking_plan: BlockingPlan | None = None,
 ) -> LinkOutcome:
     """Cluster normalised records (``normalise_people`` output) into people.
 
@@ -156,6 +213,11 @@ def link_records(
     (column -> Arrow table of value, tf_<column>) replaces the frequencies Splink would count
     in ``records``: incremental linking passes those of the whole network, so a name that is
     common in the hub counts as common in a small neighbourhood of it too.
+
+    Before anything is scored, every blocking rule's candidate pairs are counted and the
+    rules over ``budget`` tightened or skipped (``transforms.dedup.blocking``; the budget
+    from the environment by default); ``blocking_plan`` applies a plan made on a larger
+    table instead (incremental linking: the network's), so the same blocks are tightened.
     """
     thresholds = thresholds or Thresholds()
     _require_ids(records)
@@ -163,28 +225,45 @@ def link_records(
     con.register("records_in", records)
     con.execute("CREATE TABLE records AS SELECT row_number() OVER () - 1 AS idx, * FROM records_in")
     con.unregister("records_in")
+    plan = blocking_plan or plan_rules(con, "records", budget)
+    plan.add_keys(con, "records")
     con.register("decisions", decisions if decisions is not None else _empty_decisions())
     n = records.num_rows
     stats: dict[str, int] = {"records": n}
 
     trained = False
+    training_warnings: tuple[BlockingWarning, ...] = ()
     if model_json is None and n >= thresholds.min_records_to_train:
-        model_json = link_model.train(records, seed=seed).json
+        model = link_model.train(records, seed=seed, budget=budget)
+        model_json, training_warnings = model.json, model.warnings
         trained = True
     elif model_json is None:
         model_json = bundled_model()
     model_json = with_code_blocking_rules(model_json)
     version = link_model.TrainedModel(model_json).version
 
-    deterministic = con.execute(DETERMINISTIC_SQL.format(records="records")).fetchall()
+    deterministic_match = _deterministic_sql(plan)
+    deterministic = (
+        con.execute(
+            DETERMINISTIC_SQL.format(records="records", match=deterministic_match)
+        ).fetchall()
+        if deterministic_match
+        else []
+    )
     links = [Link(a, b, 1.0, "deterministic") for a, b in deterministic]
     stats["deterministic_links"] = len(links)
 
     cannot: list[tuple[int, int]] = []
     review: list[tuple[int, int, float]] = []
-    if n > 1:
+    if n > 1 and _splink_sql(plan):
         db_api = link_model.db_api_for(con)
-        linker = link_model.linker_for(records, model_json, db_api)
+        # A tightened plan blocks on derived key columns of the ``records`` table; a plan
+        # within budget runs exactly as before, on the records as given.
+        linker = (
+            link_model.linker_for("records", _with_plan(model_json, plan), db_api)
+            if plan.changed
+            else link_model.linker_for(records, model_json, db_api)
+        )
         for column, table in (term_frequencies or {}).items():
             linker.table_management.register_term_frequency_lookup(db_api.register(table), column)
         predictions = linker.inference.predict(
@@ -255,6 +334,7 @@ def link_records(
         trained=trained,
         clusters=clusters,
         stats=stats,
+        blocking_warnings=(*training_warnings, *plan.warnings),
     )
 
 
@@ -265,6 +345,7 @@ class Candidates:
     matched: pa.Array  # unique_ids of other records scoring >= review with a changed one
     term_frequencies: dict[str, pa.Table]  # of the whole network, for re-linking a part
     scored_pairs: int
+    plan: BlockingPlan  # the network's blocking plan, for re-linking a part alike
 
 
 def find_candidates(
@@ -273,19 +354,26 @@ def find_candidates(
     *,
     model_json: dict[str, Any],
     thresholds: Thresholds | None = None,
+    budget: BlockingBudget | None = None,
 ) -> Candidates:
     """Score the ``changed`` records (unique_ids) against every record, with a saved model.
 
     The first half of incremental linking: Splink's ``predict_between`` (changed x the
     rest) and ``predict_within`` (changed x changed) use the same blocking rules and
     term frequencies as a full run, so a pair scores here exactly as it would there, but only
-    pairs with a changed record are formed. The deterministic rule is applied alike.
+    pairs with a changed record are formed. The deterministic rule is applied alike, and so
+    is the candidate-pair budget: counted over the whole network, as a full run counts it.
     """
     thresholds = thresholds or Thresholds()
     _require_ids(records)
     model_json = with_code_blocking_rules(model_json)
     con = duckdb.connect()
-    con.register("records_in", records)
+    con.register("records_arrow", records)
+    plan = plan_rules(con, "records_arrow", budget)
+    if plan.changed:
+        plan.add_keys(con, "records_arrow", "records_in")
+    else:
+        con.register("records_in", records)
     con.register("changed_in", pa.table({"unique_id": pa.array(changed, pa.string())}))
     con.execute("CREATE TABLE changed_ids AS SELECT DISTINCT unique_id FROM changed_in")
     con.execute(
@@ -297,28 +385,42 @@ def find_candidates(
         "(unique_id)"
     )
     db_api = link_model.db_api_for(con)
-    linker = link_model.linker_for(records, model_json, db_api)
+    linker = (
+        link_model.linker_for("records_in", _with_plan(model_json, plan), db_api)
+        if plan.changed
+        else link_model.linker_for(records, model_json, db_api)
+    )
     term_frequencies = {
         column: linker.table_management.compute_tf_table(column).as_pyarrow_table()
         for column in link_model.term_frequency_columns(model_json)
     }
-    left, right = db_api.register("changed"), db_api.register("unchanged")
-    between = linker.inference.predict_between(
-        left, right, threshold_match_probability=thresholds.review, warning_mode="never"
+    parts = []
+    scored = 0
+    if _splink_sql(plan):
+        left, right = db_api.register("changed"), db_api.register("unchanged")
+        between = linker.inference.predict_between(
+            left, right, threshold_match_probability=thresholds.review, warning_mode="never"
+        )
+        within = linker.inference.predict_within(
+            left, threshold_match_probability=thresholds.review, warning_mode="never"
+        )
+        parts += [
+            f"SELECT unique_id_l AS a, unique_id_r AS b FROM {between.physical_name}",
+            f"SELECT unique_id_l, unique_id_r FROM {within.physical_name}",
+        ]
+        scored = con.execute(
+            f"SELECT (SELECT COUNT(*) FROM {between.physical_name}) "
+            f"+ (SELECT COUNT(*) FROM {within.physical_name})"
+        ).fetchall()[0][0]
+    deterministic_match = _deterministic_sql(plan)
+    if deterministic_match:
+        parts.append(
+            "SELECT l.unique_id, r.unique_id FROM changed AS l JOIN records_in AS r "
+            f"ON {deterministic_match} AND l.unique_id <> r.unique_id"
+        )
+    matched_sql = " UNION ALL ".join(parts) or (
+        "SELECT CAST(NULL AS VARCHAR) AS a, CAST(NULL AS VARCHAR) AS b WHERE false"
     )
-    within = linker.inference.predict_within(
-        left, threshold_match_probability=thresholds.review, warning_mode="never"
-    )
-    matched_sql = f"""
-        SELECT unique_id_l AS a, unique_id_r AS b FROM {between.physical_name}
-        UNION ALL SELECT unique_id_l, unique_id_r FROM {within.physical_name}
-        UNION ALL SELECT l.unique_id, r.unique_id FROM changed AS l JOIN records_in AS r
-            ON {DETERMINISTIC_MATCH} AND l.unique_id <> r.unique_id
-    """
-    scored = con.execute(
-        f"SELECT (SELECT COUNT(*) FROM {between.physical_name}) "
-        f"+ (SELECT COUNT(*) FROM {within.physical_name})"
-    ).fetchall()[0][0]
     matched = con.sql(
         f"""
         SELECT DISTINCT id AS unique_id FROM (
@@ -329,5 +431,8 @@ def find_candidates(
     ).to_arrow_table()["unique_id"]
     con.close()
     return Candidates(
-        matched=matched.combine_chunks(), term_frequencies=term_frequencies, scored_pairs=scored
+        matched=matched.combine_chunks(),
+        term_frequencies=term_frequencies,
+        scored_pairs=scored,
+        plan=plan,
     )

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from transforms.dedup.blocking import BlockingBudget, BlockingWarning, count_pairs
 
 if TYPE_CHECKING:  # Splink is imported where a linkage runs (it costs import time)
     import pyarrow as pa
@@ -138,6 +140,8 @@ class TrainedModel:
     """A trained Splink model and its version (a hash of its JSON)."""
 
     json: dict[str, Any]
+    # Training rules over the pair budget, whose pairs were sampled (not part of the model).
+    warnings: tuple[BlockingWarning, ...] = field(default=(), compare=False)
 
     @property
     def version(self) -> str:
@@ -151,6 +155,16 @@ class TrainedModel:
 # squared), so λ, u and m come out alike, at a fraction of the memory and time.
 TRAINING_SAMPLE = 300_000
 
+# Expectation maximisation holds every pair of its blocking rule with its comparison vector,
+# several times the memory of a pair waiting to be scored, so its rules get a budget of their
+# own: beyond it (or the operator's rule budget, if lower) Splink's EM samples records so
+# that about this many pairs remain. The sample keeps the share of matches, as above.
+EM_MAX_PAIRS = 5_000_000
+
+# The columns EM blocks on, in order: birth date (trains names, contacts, postcode), then
+# names (trains birth date and the rest).
+EM_RULES: tuple[tuple[str, ...], ...] = (("birth_date",), ("given_canonical", "family_name"))
+
 
 def train(
     records: pa.Table,
@@ -159,6 +173,7 @@ def train(
     max_pairs: float = 2e6,
     max_records: int = TRAINING_SAMPLE,
     connection: Any = None,
+    budget: BlockingBudget | None = None,
 ) -> TrainedModel:
     """Estimate the model's parameters from normalised records (at most ``max_records``).
 
@@ -166,13 +181,36 @@ def train(
     m by EM, once blocked on birth date (trains names, contacts, postcode) and once on names
     (trains birth date and the rest), so no comparison is trained on its own blocking rule.
     Bigger networks are trained on a seeded random sample of their records (same seed, same
-    sample, same model).
+    sample, same model). An EM rule whose pairs in the sample exceed :data:`EM_MAX_PAIRS`
+    (or the budget's ``max_rule_pairs``, if lower) is trained on a sample of its pairs, with
+    a warning; below that, training is as it always was.
     """
     import duckdb
     from splink import block_on
 
+    budget = budget or BlockingBudget.from_env()
     con = connection or duckdb.connect()
     sample = training_sample(records, max_records=max_records, seed=seed, connection=con)
+    em_limit = min(EM_MAX_PAIRS, budget.max_rule_pairs or EM_MAX_PAIRS)
+    con.register("training_pairs_in", sample)
+    try:
+        em_pairs = [count_pairs(con, "training_pairs_in", c, consent=False) for c in EM_RULES]
+    finally:
+        con.unregister("training_pairs_in")
+    warnings = tuple(
+        BlockingWarning(
+            rule=" + ".join(columns),
+            action="sampled",
+            pairs_before=pairs,
+            pairs_after=em_limit,
+            blocks_over_budget=0,
+            largest_block_records=records_in_largest,
+            largest_block_pairs=largest,
+            stage="training",
+        )
+        for columns, (pairs, largest, records_in_largest) in zip(EM_RULES, em_pairs, strict=True)
+        if pairs > em_limit
+    )
     linker = linker_for(sample, settings(), db_api_for(con))
     linker.training.estimate_probability_two_random_records_match(
         [
@@ -183,13 +221,14 @@ def train(
         recall=0.8,
     )
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
-    linker.training.estimate_parameters_using_expectation_maximisation(
-        block_on("birth_date"), estimate_without_term_frequencies=True
-    )
-    linker.training.estimate_parameters_using_expectation_maximisation(
-        block_on("given_canonical", "family_name"), estimate_without_term_frequencies=True
-    )
-    return TrainedModel(linker.misc.save_model_to_json())
+    for columns, (pairs, _, _) in zip(EM_RULES, em_pairs, strict=True):
+        linker.training.estimate_parameters_using_expectation_maximisation(
+            block_on(*columns),
+            estimate_without_term_frequencies=True,
+            # Only when over the limit: within it, EM runs on every pair as before.
+            **({"max_pairs": float(em_limit)} if pairs > em_limit else {}),
+        )
+    return TrainedModel(linker.misc.save_model_to_json(), warnings=warnings)
 
 
 def training_sample(records: pa.Table, *, max_records: int, seed: int, connection: Any) -> pa.Table:
@@ -266,11 +305,12 @@ def db_api_for(connection: Any = None) -> Any:
     return DuckDBAPI(connection=connection or duckdb.connect())
 
 
-def linker_for(records: pa.Table, model: dict[str, Any] | Any, db_api: Any = None) -> Linker:
+def linker_for(records: pa.Table | str, model: dict[str, Any] | Any, db_api: Any = None) -> Linker:
     """A DuckDB-backed linker over normalised records, with settings or a trained model.
 
     Pass the ``db_api`` (see :func:`db_api_for`) that other tables of this linkage are
-    registered with, so they share one database.
+    registered with, so they share one database; ``records`` may be the name of a table in
+    it (one with derived blocking keys added: ``transforms.dedup.blocking``).
     """
     from splink import Linker
 

@@ -33,6 +33,10 @@ def person_link(context: dg.AssetExecutionContext, hub: HubResource) -> dg.Mater
         context.log.warning(f"members no longer configured, their data removed: {removed}")
     with hub.lineage(context, inputs=["canonical.person"], outputs=["hub.person_link"]):
         result = link_people(hub.warehouse())
+    # A blocking rule over the candidate-pair budget was tightened or skipped: some pairs
+    # were never compared, so the operator must hear of it (sizes only, no personal data).
+    for warning in result.blocking_warnings:
+        context.log.warning(warning.message())
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": result.records,
@@ -49,5 +53,9 @@ def person_link(context: dg.AssetExecutionContext, hub: HubResource) -> dg.Mater
             "deleted_records": result.deleted_records,
             "relinked_records": result.relinked_records,
             "members_removed": ", ".join(removed) or "none",
+            "blocking_warnings": len(result.blocking_warnings),
+            "blocking_budget": dg.MetadataValue.json(
+                [w.as_dict() for w in result.blocking_warnings]
+            ),
         }
     )
