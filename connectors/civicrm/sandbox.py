@@ -252,6 +252,8 @@ class CiviCRMSandbox:
         self._clock = clock_start
         self._server: ThreadingHTTPServer | None = None
         self._field_cache: dict[tuple[str, str], dict[str, FieldDef]] = {}
+        # entity -> ids a lost ACL or permission hides from ``get`` (None: every row)
+        self._hidden: dict[str, set[int] | None] = {}
         self._thread: threading.Thread | None = None
         if site_file is not None:
             self.load_site(Path(site_file))
@@ -346,6 +348,20 @@ class CiviCRMSandbox:
     def revoke_permission(self, permission: str) -> None:
         with self._lock:
             self.permissions.discard(permission)
+
+    def hide(self, entity: str, ids: Iterable[int] | None = None) -> None:
+        """``get`` on ``entity`` stops returning these rows (all when ``ids`` is None).
+
+        This is how CiviCRM answers when an ACL or permission changes under the API user:
+        an empty or shorter list and a smaller count, not an error (see DESIGN "Known
+        pitfalls"). The rows still exist; ``unhide`` brings them back.
+        """
+        with self._lock:
+            self._hidden[entity] = None if ids is None else set(ids)
+
+    def unhide(self, entity: str) -> None:
+        with self._lock:
+            self._hidden.pop(entity, None)
 
     def set_version(self, version: str) -> None:
         with self._lock:
@@ -536,10 +552,12 @@ class CiviCRMSandbox:
                     )
             else:
                 live_only = True  # APIv4 hides trashed contacts unless asked about is_deleted
-        select = [n for n in params.get("select") or [] if n != "row_count"] or [
+        asked = params.get("select") or []
+        want_count = "row_count" in asked
+        only_count = asked == ["row_count"]  # DAOGetAction: COUNT(*) only, no rows fetched
+        select = [n for n in asked if n != "row_count"] or [
             f.name for f in self._fields(entity).values() if not f.custom_group
         ]
-        want_count = "row_count" in (params.get("select") or [])
         for name in select:
             self._resolve(entity, name)
         order = params.get("orderBy") or {}
@@ -548,8 +566,18 @@ class CiviCRMSandbox:
         offset = int(params.get("offset") or 0)
         limit = int(params.get("limit") or 0)
 
+        hidden = self._hidden.get(entity, set())
+
         def keep(r: dict[str, Any]) -> bool:
+            if hidden is None or r["id"] in hidden:
+                return False
             return not (live_only and r.get("is_deleted")) and self._match(entity, r, where)
+
+        if only_count:
+            matched = sum(1 for r in table.values() if keep(r))
+            envelope = _envelope(entity, "get", [], matched)
+            envelope["count"] = matched  # Result::count() is the row count when it was asked
+            return envelope
 
         if list(order) == ["id"] and str(order["id"]).upper() == "ASC" and not want_count:
             # Keyset fast path (ids ascend in insertion order): lets benchmarks page through
