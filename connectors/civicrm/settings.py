@@ -53,7 +53,13 @@ class CiviCRMSettings(BaseModel):
         "wordpress_admin (/wp-admin/admin.php?page=CiviCRM), standalone",
     )
     page_size: int = Field(1000, ge=1, le=25000)
-    reconcile_page_size: int = Field(10000, ge=1, le=100000)
+    reconcile_page_size: int = Field(
+        50000,
+        ge=1,
+        le=100000,
+        description="Ids per page when listing ids for hard deletes (ids only, so pages can be "
+        "large: fewer requests, each of which costs a CMS bootstrap on a real site)",
+    )
     lookback_seconds: int = Field(
         3600, ge=0, description="Re-read this much before the last cursor (clock skew, commits)"
     )

@@ -570,7 +570,9 @@ def test_id_ranges_stay_compact_and_exact() -> None:
     assert ranges.ranges == [[1, 49], [51, 103], [149, 151]]
     ranges.add(50)
     assert ranges.ranges == [[1, 103], [149, 151]]
-    assert len(list(ranges)) == 106
+    assert len(list(ranges)) == len(ranges) == 106
+    assert 1 in ranges and 103 in ranges and 150 in ranges
+    assert 0 not in ranges and 104 not in ranges and 152 not in ranges and "1" not in ranges
 
 
 def test_lookback_catches_late_commits(civi: CiviCRMSandbox, tmp_path: Path) -> None:
