@@ -58,21 +58,18 @@ def _child(step: str, url: str, key: str, work: Path) -> dict[str, Any]:
     settings = _settings(url)
     if step == "pass":
         from connectors.civicrm.client import CiviCRMClient
-        from connectors.civicrm.source import _Reader, entity_specs
+        from connectors.civicrm.source import count_rows, entity_specs, list_ids
 
-        spec = entity_specs(settings)["contact"]
-        where = [list(w) for w in spec.where]
+        spec = entity_specs(settings)["contact"]  # the very calls the connector makes
         with CiviCRMClient(settings, key) as client:
             start = time.perf_counter()
-            result = client.get("Contact", {"select": ["row_count"], "where": where})
+            count = count_rows(client, spec.entity, spec.where)
             counted = time.perf_counter()
-            reader = _Reader(client, "Contact", ["id"], where, settings.reconcile_page_size)
-            for _ in reader.by_id():
-                pass
+            ids = list_ids(client, spec.entity, spec.where, settings.reconcile_page_size)
             listed = time.perf_counter()
         return {
-            "count": result.count_matched,
-            "ids": len(reader.seen_ids),
+            "count": count,
+            "ids": len(ids),
             "count_seconds": counted - start,
             "list_seconds": listed - counted,
             "seconds": listed - start,

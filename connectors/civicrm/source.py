@@ -561,12 +561,7 @@ class _Census:
         with self._lock:
             self._this_run()
             if self._count is None:
-                result = client.get(
-                    self.spec.entity,
-                    {"select": ["row_count"], "where": [list(w) for w in self.spec.where]},
-                )
-                matched = result.count_matched
-                self._count = int(matched if matched is not None else result.count)
+                self._count = count_rows(client, self.spec.entity, self.spec.where)
             return self._count
 
     def live_ids(self, client: CiviCRMClient) -> set[int]:
@@ -574,16 +569,7 @@ class _Census:
         with self._lock:
             self._this_run()
             if self._live is None:
-                reader = _Reader(
-                    client,
-                    self.spec.entity,
-                    ["id"],
-                    [list(w) for w in self.spec.where],
-                    self.page_size,
-                )
-                for _ in reader.by_id():
-                    pass
-                self._live = reader.seen_ids
+                self._live = list_ids(client, self.spec.entity, self.spec.where, self.page_size)
             return self._live
 
     def vanished(
@@ -602,6 +588,37 @@ class _Census:
             return [], count
         live = self.live_ids(client)
         return [i for i in before if i not in live and i not in seen], len(live)
+
+
+def count_rows(client: CiviCRMClient, entity: str, where: tuple[tuple[Any, ...], ...]) -> int:
+    """How many records match, in one request: ``select: ['row_count']`` fetches no row."""
+    result = client.get(entity, {"select": ["row_count"], "where": [list(w) for w in where]})
+    matched = result.count_matched
+    return int(matched if matched is not None else result.count)
+
+
+def list_ids(
+    client: CiviCRMClient, entity: str, where: tuple[tuple[Any, ...], ...], page_size: int
+) -> set[int]:
+    """Every matching id: ``select: ['id']`` only, keyset pages in id order (no offset drift)."""
+    live: set[int] = set()
+    last = 0
+    while True:
+        page = client.get(
+            entity,
+            {
+                "select": ["id"],
+                "where": [*[list(w) for w in where], ["id", ">", last]],
+                "orderBy": {"id": "ASC"},
+                "limit": page_size,
+            },
+        ).values
+        if page:
+            ids = [int(r["id"]) for r in page]
+            live.update(ids)
+            last = ids[-1]
+        if len(page) < page_size:
+            return live
 
 
 def _guard(
@@ -820,13 +837,11 @@ def _vanished(
 ) -> tuple[list[int], int]:
     """Ids loaded earlier that CiviCRM no longer returns (hard-deleted, or filtered out), and
     how many ids it returned."""
-    if census is not None:
-        live = census.live_ids(client)
-    else:
-        reader = _Reader(client, spec.entity, ["id"], [list(w) for w in spec.where], page_size)
-        for _ in reader.by_id():
-            pass
-        live = reader.seen_ids
+    live = (
+        census.live_ids(client)
+        if census is not None
+        else list_ids(client, spec.entity, spec.where, page_size)
+    )
     return [i for i in before if i not in live], len(live)
 
 
