@@ -925,7 +925,8 @@ def _make_handler(sandbox: CiviCRMSandbox) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _json(self, status: int, payload: dict[str, Any]) -> None:
-            self._send(status, json.dumps(payload), "application/json")
+            # Compact, as PHP json_encode writes it.
+            self._send(status, json.dumps(payload, separators=(",", ":")), "application/json")
 
         def do_GET(self) -> None:
             self._serve(b"")
