@@ -550,11 +550,12 @@ class _Census:
         self._run: object | None = None
         self._count: int | None = None
         self._live: set[int] | None = None
+        self._warned = False
 
     def _this_run(self) -> None:
         run = dlt.current.source_state()
         if run is not self._run:
-            self._run, self._count, self._live = run, None, None
+            self._run, self._count, self._live, self._warned = run, None, None, False
 
     def count(self, client: CiviCRMClient) -> int:
         """How many records CiviCRM says match (``row_count`` only: no row is fetched)."""
@@ -587,6 +588,17 @@ class _Census:
         if count == held:
             return [], count
         live = self.live_ids(client)
+        unheld = sum(1 for i in live if i not in seen and i not in before)
+        if unheld and not self._warned:
+            self._warned = True
+            # Listed but never loaded (older than the cursor, or hidden until now): the count
+            # will differ on every run, and each run will list ids, until a full read.
+            log.warning(
+                "CiviCRM %s: %d records CiviCRM lists were never loaded (changed before the "
+                "cursor); a full read (a new pipeline) loads them",
+                self.spec.entity,
+                unheld,
+            )
         return [i for i in before if i not in live and i not in seen], len(live)
 
 

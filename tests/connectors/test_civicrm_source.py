@@ -344,7 +344,9 @@ def test_a_trashed_contacts_child_rows_keep_no_personal_value(
     assert all(_personal_rows(tmp_path, trashed).values())
 
 
-def test_a_permission_glitch_deletes_nobody(civi: CiviCRMSandbox, tmp_path: Path) -> None:
+def test_a_permission_glitch_deletes_nobody(
+    civi: CiviCRMSandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """CiviCRM answers a lost permission or ACL with an empty or short list (and count 0)."""
     _run(civi, tmp_path, **DEFAULTS)
     emails = _query(tmp_path, f"SELECT id, email FROM {RAW}.civicrm__email ORDER BY id")
@@ -355,8 +357,13 @@ def test_a_permission_glitch_deletes_nobody(civi: CiviCRMSandbox, tmp_path: Path
         assert _query(tmp_path, f"SELECT id, email FROM {RAW}.civicrm__email ORDER BY id") == emails
 
     civi.hide("Contact")  # every contact: count 0, empty listing
-    _run(civi, tmp_path, **DEFAULTS)
+    with caplog.at_level("WARNING", logger="connectors.civicrm.source"):
+        _run(civi, tmp_path, **DEFAULTS)
     unharmed()
+    warnings = [r.getMessage() for r in caplog.records if "no longer listed" in r.getMessage()]
+    assert warnings and all("20 of 20" in w and "max_deleted_share" in w for w in warnings)
+    names = {r["last_name"] for r in civi.data.tables["Contact"].values()}
+    assert not any(name in w for w in warnings for name in names)  # counts only
     state = _pipeline(tmp_path).state["sources"]["civicrm"]["resources"]
     assert state["civicrm__contact"]["held_deletions"] == 20
     assert state["civicrm__email"]["held_parent_deletions"] == 20
@@ -629,3 +636,27 @@ def test_a_deleted_child_row_leaves_on_the_next_run_without_reconciliation(
         only_email,
     )
     assert people == [(2,)]
+
+
+def test_a_contact_never_loaded_is_reported_not_deleted(
+    civi: CiviCRMSandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A contact CiviCRM lists but the cursor never reached makes the count differ on every
+    run; the run says so (a count, no name) and marks nobody deleted."""
+    _run(civi, tmp_path, "civicrm__contact", **DEFAULTS)
+    old = civi.data.insert(
+        "Contact",
+        {
+            "contact_type": "Individual",
+            "last_name": "Backdated",
+            "is_deleted": False,
+            "modified_date": "2001-01-01 00:00:00",
+        },
+    )
+    with caplog.at_level("WARNING", logger="connectors.civicrm.source"):
+        _run(civi, tmp_path, "civicrm__contact", **DEFAULTS)
+    assert _ids(tmp_path, "contact", "deleted_in_source") == []
+    assert old not in _ids(tmp_path, "contact")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("1 records CiviCRM lists were never loaded" in m for m in messages)
+    assert not any("Backdated" in m for m in messages)
