@@ -53,12 +53,33 @@ class CiviCRMSettings(BaseModel):
         "wordpress_admin (/wp-admin/admin.php?page=CiviCRM), standalone",
     )
     page_size: int = Field(1000, ge=1, le=25000)
-    reconcile_page_size: int = Field(10000, ge=1, le=100000)
+    reconcile_page_size: int = Field(
+        50000,
+        ge=1,
+        le=100000,
+        description="Ids per page when listing ids for hard deletes (ids only, so pages can be "
+        "large: fewer requests, each of which costs a CMS bootstrap on a real site)",
+    )
     lookback_seconds: int = Field(
         3600, ge=0, description="Re-read this much before the last cursor (clock skew, commits)"
     )
     reconcile_every_runs: int = Field(
-        24, ge=1, description="Compare id sets for hard deletes every N runs (1 = every run)"
+        24,
+        ge=1,
+        description="List and compare every table's ids for hard deletes every N runs (1 = "
+        "every run). Contacts deleted for good are found on every run whatever this says "
+        "(a count, then an id listing only when the count disagrees), and their e-mail, "
+        "phone and address rows leave in the same run; this bounds how long a deleted "
+        "case, activity, contribution or lone e-mail row can linger",
+    )
+    max_deleted_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Most of a table's loaded records one run may mark deleted (at least 10 "
+        "are always allowed). An empty answer, or more, deletes nothing and warns: CiviCRM "
+        "answers a lost permission or ACL with fewer rows, not an error. Raise it (1 accepts "
+        "anything, even an empty answer) for one run after a deliberate mass deletion",
     )
     include_trashed: bool = Field(
         True,

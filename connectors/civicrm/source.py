@@ -19,11 +19,25 @@ Why it reads the way it does:
 - Contribution has ``modified_date`` only from CiviCRM 6.9. The resource asks ``getFields``
   (the authority, whatever the version string says): with the field it is incremental like
   Activity; without it every run re-reads all contributions by id and reconciles deletions.
-- Trashed contacts (``is_deleted``) arrive as ordinary rows with ``is_deleted = true``. Hard
-  deletes leave no trace in the API, so the id set in CiviCRM is compared with the ids loaded
-  (kept as compact ranges in dlt state) every ``reconcile_every_runs`` runs, and on every
-  full read; each vanished id is loaded as a marker row: ``is_deleted = true`` and
-  ``deleted_in_source = true``, other columns null.
+- Trashed contacts (``is_deleted``) arrive as ordinary rows with ``is_deleted = true`` and
+  no personal field; their e-mail, phone and address rows load with the personal column
+  blank too (ids kept), because those rows are not trashed themselves.
+- Hard deletes leave no trace in the API. A person deleted for good must leave the hub on the
+  next run (issue #18), so every run compares a one-request count of the contacts
+  (``select: ['row_count']``, trashed included) with the number of contact ids the hub holds
+  (kept as compact ranges in dlt state, plus the ids read in this run: any contact created
+  since the last run has been read, so a delete and a create in one interval still show as a
+  difference). Only when they differ does it list the ids (``select: ['id']``, large keyset
+  pages), once per run for the contact table and the tables hanging off contacts. A vanished
+  contact is loaded as a marker row (``is_deleted`` and ``deleted_in_source`` true, every
+  other column null), and its e-mail, phone and address rows are cleared in the same load
+  by a tombstone per table (see below). Every table's ids are also listed and compared every
+  ``reconcile_every_runs`` runs and on every full read (a deleted activity or case bumps
+  nothing).
+- An empty or short answer is not a deletion: CiviCRM answers a lost permission or ACL with
+  fewer rows, not an error. An empty listing, or one that would mark more than
+  ``max_deleted_share`` of a table's ids deleted (and more than ``MIN_DELETIONS_ALLOWED``),
+  deletes nothing; the run warns (counts only) and keeps the ids until a person checks.
 - State lives in dlt and is committed only with a completed extract, so a run that fails
   half-way resumes from the previous cursor: nothing lost, and merge removes duplicates.
 
@@ -33,6 +47,8 @@ Building the source does no network I/O; each resource opens its own client when
 from __future__ import annotations
 
 import bisect
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -50,8 +66,13 @@ from connectors.civicrm.settings import CiviCRMSettings
 from connectors.deadline import LoadDeadline
 from connectors.raw_pipeline import member_pipeline
 
+log = logging.getLogger(__name__)
+
 SOURCE_NAME = "civicrm"
 TS_FORMAT = "%Y-%m-%d %H:%M:%S"
+# A run may always mark this many ids deleted, whatever max_deleted_share says: a small site
+# deleting a handful of people must not need a person to confirm it.
+MIN_DELETIONS_ALLOWED = 10
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,7 @@ class EntitySpec:
     parent: tuple[str, str] | None = None
     where: tuple[tuple[Any, ...], ...] = ()
     detect_modified_date: bool = False
+    census: bool = False  # checked for hard deletes on every run (people), not periodically
 
     @property
     def table(self) -> str:
@@ -132,6 +154,7 @@ def entity_specs(settings: CiviCRMSettings) -> dict[str, EntitySpec]:
             contact_types,
             incremental=True,
             where=(("contact_type", "=", "Individual"), trashed),
+            census=True,
         ),
         EntitySpec(
             "email",
@@ -297,6 +320,15 @@ class IdRanges:
         for lo, hi in self.ranges:
             yield from range(lo, hi + 1)
 
+    def __len__(self) -> int:
+        return sum(hi - lo + 1 for lo, hi in self.ranges)
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, int):
+            return False
+        idx = bisect.bisect_right(self.ranges, [value, float("inf")])
+        return bool(idx) and self.ranges[idx - 1][1] >= value
+
     def copy(self) -> IdRanges:
         return IdRanges([list(p) for p in self.ranges])
 
@@ -448,20 +480,24 @@ class _ArrowTable:
         records: list[dict[str, Any]],
         fields: dict[str, str],
         extra: dict[str, list[Any]] | None = None,
+        blank: list[bool] | None = None,
     ) -> pa.Table:
-        """One API page (keys as APIv4 names them) as a table of raw columns."""
+        """One API page (keys as APIv4 names them) as a table of raw columns.
+
+        ``blank`` marks rows whose personal fields must not load (their parent is trashed).
+        """
         n = len(records)
         data = {column: [r.get(api) for r in records] for api, column in fields.items()}
         data.update(extra or {})
         data["is_deleted"] = [bool(v) for v in data.get("is_deleted", [False] * n)]
         data["deleted_in_source"] = [False] * n
         # A trashed contact keeps no personal field in the hub, not even raw (issue #18).
+        gone = data["is_deleted"]
+        if blank is not None:
+            gone = [a or b for a, b in zip(gone, blank, strict=True)]
         for column in PERSONAL_COLUMNS & set(data):
             values = data[column]
-            data[column] = [
-                None if gone else value
-                for value, gone in zip(values, data["is_deleted"], strict=True)
-            ]
+            data[column] = [None if g else value for value, g in zip(values, gone, strict=True)]
         return self._table(data, n)
 
     def markers(self, ids: list[int]) -> pa.Table:
@@ -499,14 +535,156 @@ class _ArrowTable:
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
 
+class _Census:
+    """Which ids of one entity CiviCRM still has: one count, at most one id listing per run.
+
+    The contact table and the tables hanging off contacts (e-mail, phone, address) all need
+    to know which contacts were deleted for good, on every run; sharing the answer keeps
+    that to one cheap request on most runs. A run is recognised by its dlt source-state
+    object, which the resources of one extract share and the next run replaces.
+    """
+
+    def __init__(self, spec: EntitySpec, page_size: int) -> None:
+        self.spec = spec
+        self.page_size = page_size
+        self._lock = threading.Lock()
+        self._run: object | None = None
+        self._count: int | None = None
+        self._live: set[int] | None = None
+        self._warned = False
+
+    def _this_run(self) -> None:
+        run = dlt.current.source_state()
+        if run is not self._run:
+            self._run, self._count, self._live, self._warned = run, None, None, False
+
+    def count(self, client: CiviCRMClient) -> int:
+        """How many records CiviCRM says match (``row_count`` only: no row is fetched)."""
+        with self._lock:
+            self._this_run()
+            if self._count is None:
+                self._count = count_rows(client, self.spec.entity, self.spec.where)
+            return self._count
+
+    def live_ids(self, client: CiviCRMClient) -> set[int]:
+        """Every id CiviCRM lists now (``select: ['id']`` only, large keyset pages)."""
+        with self._lock:
+            self._this_run()
+            if self._live is None:
+                self._live = list_ids(client, self.spec.entity, self.spec.where, self.page_size)
+            return self._live
+
+    def vanished(
+        self, client: CiviCRMClient, before: IdRanges, seen: set[int]
+    ) -> tuple[list[int], int]:
+        """Ids in ``before`` that CiviCRM no longer has, and how many ids it answered with.
+
+        Every record created since the last run has been read in this one (it is in
+        ``seen``), so CiviCRM's count equals the ids held (``before`` and ``seen``) exactly
+        when none of them vanished: a delete and a create in one interval still differ by
+        one. Only then are the ids listed.
+        """
+        held = len(before) + sum(1 for i in seen if i not in before)
+        count = self.count(client)
+        if count == held:
+            return [], count
+        live = self.live_ids(client)
+        unheld = sum(1 for i in live if i not in seen and i not in before)
+        if unheld and not self._warned:
+            self._warned = True
+            # Listed but never loaded (older than the cursor, or hidden until now): the count
+            # will differ on every run, and each run will list ids, until a full read.
+            log.warning(
+                "CiviCRM %s: %d records CiviCRM lists were never loaded (changed before the "
+                "cursor); a full read (a new pipeline) loads them",
+                self.spec.entity,
+                unheld,
+            )
+        return [i for i in before if i not in live and i not in seen], len(live)
+
+
+def count_rows(client: CiviCRMClient, entity: str, where: tuple[tuple[Any, ...], ...]) -> int:
+    """How many records match, in one request: ``select: ['row_count']`` fetches no row."""
+    result = client.get(entity, {"select": ["row_count"], "where": [list(w) for w in where]})
+    matched = result.count_matched
+    return int(matched if matched is not None else result.count)
+
+
+def list_ids(
+    client: CiviCRMClient, entity: str, where: tuple[tuple[Any, ...], ...], page_size: int
+) -> set[int]:
+    """Every matching id: ``select: ['id']`` only, keyset pages in id order (no offset drift)."""
+    live: set[int] = set()
+    last = 0
+    while True:
+        page = client.get(
+            entity,
+            {
+                "select": ["id"],
+                "where": [*[list(w) for w in where], ["id", ">", last]],
+                "orderBy": {"id": "ASC"},
+                "limit": page_size,
+            },
+        ).values
+        if page:
+            ids = [int(r["id"]) for r in page]
+            live.update(ids)
+            last = ids[-1]
+        if len(page) < page_size:
+            return live
+
+
+def _guard(
+    table: str,
+    vanished: list[int],
+    held: int,
+    listed: int,
+    settings: CiviCRMSettings,
+    state: dict[str, Any],
+    key: str = "held_deletions",
+) -> list[int]:
+    """The ids that may be marked deleted on this run's word: all of them, or none.
+
+    CiviCRM answers a lost permission or ACL with an empty or shorter list, not an error, so
+    an empty answer or a vanishing above ``max_deleted_share`` deletes nothing. The number
+    held back is kept in state and logged (counts only, never an id or a name).
+    """
+    if not vanished:
+        state.pop(key, None)
+        return []
+    allowed = max(MIN_DELETIONS_ALLOWED, int(settings.max_deleted_share * held))
+    empty = listed == 0 and settings.max_deleted_share < 1
+    if empty or len(vanished) > allowed:
+        state[key] = len(vanished)
+        why = "CiviCRM answered with none" if empty else "more than max_deleted_share"
+        log.warning(
+            "CiviCRM %s: %d of %d loaded records are no longer listed (%s); none is marked "
+            "deleted on one run's word, since a lost permission or ACL looks the same. If they "
+            "were deleted on purpose, raise connector.max_deleted_share (1 accepts anything) "
+            "for one run.",
+            table,
+            len(vanished),
+            held,
+            why,
+        )
+        return []
+    state.pop(key, None)
+    return vanished
+
+
 def _entity_rows(
     spec: EntitySpec,
     parent: EntitySpec | None,
     settings: CiviCRMSettings,
     connect: Callable[[], CiviCRMClient],
     reconcile: bool | None,
-) -> Iterator[list[dict[str, Any]]]:
-    """Yield one table's pages, then deletion markers; keep cursor and ids in dlt state."""
+    census: _Census | None = None,
+) -> Iterator[pa.Table]:
+    """Yield one table's pages, then deletion markers; keep cursor and ids in dlt state.
+
+    ``census`` (the contacts') makes the table check for contacts deleted for good on every
+    run: the contact table marks them, a table hanging off contacts clears their rows.
+    """
     state = dlt.current.resource_state()
     state["runs"] = int(state.get("runs", 0)) + 1
     known = IdRanges(state.setdefault("known_ids", []))
@@ -542,10 +720,21 @@ def _entity_rows(
         else:
             assert spec.parent is not None
             fk = spec.parent[1]
+            version_column = _version_column(spec)
+            parents_known: IdRanges | None = None
+            if census is not None:
+                if "known_parents" not in state and not full:
+                    # Loaded before parents were tracked: start from the parent table's ids.
+                    state["known_parents"] = _parent_ids(parent)
+                parents_known = IdRanges(state.setdefault("known_parents", []))
+            parents_before = parents_known.copy() if parents_known is not None else None
+            parent_select = ["id", "modified_date"]
+            if "is_deleted" in parent.fields:
+                parent_select.append("is_deleted")
             parents = _Reader(
                 client,
                 parent.entity,
-                ["id", "modified_date"],
+                parent_select,
                 [list(w) for w in parent.where],
                 settings.page_size,
             )
@@ -555,9 +744,13 @@ def _entity_rows(
                 else parents.by_modified(_shift(cursor or "", settings.lookback_seconds))
             )
             seen = set()
-            version_column = _version_column(spec)
             for parent_page in parent_pages:
                 versions = {int(p["id"]): p.get("modified_date") for p in parent_page}
+                # A trashed parent's rows keep their ids but no personal field (issue #18).
+                trashed = {int(p["id"]) for p in parent_page if p.get("is_deleted")}
+                if parents_known is not None:
+                    for pid in versions:
+                        parents_known.add(pid)
                 children = _Reader(
                     client,
                     spec.entity,
@@ -571,7 +764,8 @@ def _entity_rows(
                         known.add(int(r["id"]))
                         with_children.add(int(r[fk]))
                     parent_versions = [versions.get(r.get(fk)) for r in page]
-                    yield arrow.page(page, fields, {version_column: parent_versions})
+                    blank = [r.get(fk) in trashed for r in page]
+                    yield arrow.page(page, fields, {version_column: parent_versions}, blank)
                 # (A full read has nothing older to clear.)
                 childless = [] if full else [p for p in versions if p not in with_children]
                 if childless:
@@ -580,6 +774,29 @@ def _entity_rows(
                     )
                 seen |= children.seen_ids
             newest = parents.max_modified
+            if parents_known is not None and parents_before is not None and census is not None:
+                # Parents deleted for good take their rows with them in this same load.
+                if full:
+                    gone = [p for p in parents_before if p not in parents.seen_ids]
+                    listed = len(parents.seen_ids)
+                elif reconcile is not False:
+                    gone, listed = census.vanished(client, parents_before, parents.seen_ids)
+                else:
+                    gone, listed = [], 0
+                gone = _guard(
+                    f"{spec.table} (by {parent.entity})",
+                    gone,
+                    len(parents_before),
+                    listed,
+                    settings,
+                    state,
+                    key="held_parent_deletions",
+                )
+                for p in gone:
+                    parents_known.remove(p)
+                for start in range(0, len(gone), settings.page_size):
+                    chunk = gone[start : start + settings.page_size]
+                    yield arrow.tombstones(chunk, fk, version_column, [None] * len(chunk))
         if incremental and newest is not None and (cursor is None or newest > cursor):
             state["cursor"] = newest
 
@@ -588,19 +805,22 @@ def _entity_rows(
             if reconcile is not None
             else (state["runs"] % settings.reconcile_every_runs == 0)
         )
+        listed = 0
         if full and parent is None:
             # A full read of a top-level entity saw every live id: reconcile for free.
             vanished = [i for i in before if i not in seen]
+            listed = len(seen)
         elif due:
             # Ids read in this run are left for the next check: a marker and a fresh row for
             # the same id in one load would race in the merge.
-            vanished = [
-                i
-                for i in _vanished(client, spec, before, settings.reconcile_page_size)
-                if i not in seen
-            ]
+            own = census if parent is None else None  # a child lists its own ids
+            found, listed = _vanished(client, spec, before, settings.reconcile_page_size, own)
+            vanished = [i for i in found if i not in seen]
+        elif census is not None and parent is None and reconcile is not False:
+            vanished, listed = census.vanished(client, before, seen)
         else:
             vanished = []
+        vanished = _guard(spec.table, vanished, len(before), listed, settings, state)
         if vanished:
             for i in vanished:
                 known.remove(i)
@@ -615,14 +835,27 @@ def _entity_rows(
         )
 
 
+def _parent_ids(parent: EntitySpec) -> list[list[int]]:
+    """The parent table's loaded ids (as ranges), read from its resource's dlt state."""
+    resources = dlt.current.source_state().get("resources", {})
+    return [list(p) for p in resources.get(parent.table, {}).get("known_ids", [])]
+
+
 def _vanished(
-    client: CiviCRMClient, spec: EntitySpec, before: IdRanges, page_size: int
-) -> list[int]:
-    """Ids loaded earlier that CiviCRM no longer returns (hard-deleted, or filtered out)."""
-    reader = _Reader(client, spec.entity, ["id"], [list(w) for w in spec.where], page_size)
-    for _ in reader.by_id():
-        pass
-    return [i for i in before if i not in reader.seen_ids]
+    client: CiviCRMClient,
+    spec: EntitySpec,
+    before: IdRanges,
+    page_size: int,
+    census: _Census | None = None,
+) -> tuple[list[int], int]:
+    """Ids loaded earlier that CiviCRM no longer returns (hard-deleted, or filtered out), and
+    how many ids it returned."""
+    live = (
+        census.live_ids(client)
+        if census is not None
+        else list_ids(client, spec.entity, spec.where, page_size)
+    )
+    return [i for i in before if i not in live], len(live)
 
 
 def _version_column(spec: EntitySpec) -> str:
@@ -665,13 +898,15 @@ def civicrm_source(
 ) -> Any:
     """One merge-on-``id`` resource per entity in ``settings.entities``.
 
-    ``reconcile`` forces (True) or skips (False) the hard-delete id comparison; None follows
-    ``settings.reconcile_every_runs``. ``member`` (the org id) names the member in the error
-    when the load passes ``settings.load_deadline``, which every resource's requests share.
-    No network I/O happens here.
+    ``reconcile`` forces (True) the full id comparison of every table, or skips (False) every
+    hard-delete check, the per-run contact check included; None (the default) checks contacts
+    on every run and every table each ``settings.reconcile_every_runs`` runs. ``member`` (the
+    org id) names the member in the error when the load passes ``settings.load_deadline``,
+    which every resource's requests share. No network I/O happens here.
     """
     specs = entity_specs(settings)
     load = LoadDeadline(settings.load_deadline, member)
+    censuses = {k: _Census(s, settings.reconcile_page_size) for k, s in specs.items() if s.census}
 
     def connect() -> CiviCRMClient:
         return CiviCRMClient(settings, api_key, site_key, load_deadline=load)
@@ -680,9 +915,10 @@ def civicrm_source(
     for key in settings.entities:
         spec = specs[key]
         parent = specs[spec.parent[0]] if spec.parent else None
+        census = censuses.get(key) or (censuses.get(spec.parent[0]) if spec.parent else None)
         resources.append(
             dlt.resource(
-                _entity_rows(spec, parent, settings, connect, reconcile),
+                _entity_rows(spec, parent, settings, connect, reconcile, census),
                 name=spec.table,
                 write_disposition="merge",
                 primary_key="id",

@@ -223,15 +223,169 @@ def test_incremental_picks_up_exactly_edits_trash_and_hard_deletes(
     assert set(_ids(tmp_path, "contact", "_dlt_load_id = ?", load3)) <= {new_contact}
 
 
-def test_without_reconciliation_hard_deletes_wait_for_the_periodic_check(
+def test_other_tables_hard_deletes_wait_for_the_periodic_check(
     civi: CiviCRMSandbox, tmp_path: Path
 ) -> None:
-    _run(civi, tmp_path, "civicrm__contact", reconcile_every_runs=3)
+    """Contacts are checked on every run; an activity deleted for good waits for the full
+    id comparison every ``reconcile_every_runs`` runs (it bumps nothing)."""
+    resources = ("civicrm__contact", "civicrm__activity")
+    _run(civi, tmp_path, *resources, reconcile_every_runs=3)
     civi.hard_delete("Contact", 4)
-    _run(civi, tmp_path, "civicrm__contact", reconcile_every_runs=3)
-    assert _ids(tmp_path, "contact", "deleted_in_source") == []
-    _run(civi, tmp_path, "civicrm__contact", reconcile_every_runs=3)  # run 3: due
+    civi.hard_delete("Activity", 8)
+    _run(civi, tmp_path, *resources, reconcile_every_runs=3)
     assert _ids(tmp_path, "contact", "deleted_in_source") == [4]
+    assert _ids(tmp_path, "activity", "deleted_in_source") == []
+    _run(civi, tmp_path, *resources, reconcile_every_runs=3)  # run 3: due
+    assert _ids(tmp_path, "activity", "deleted_in_source") == [8]
+
+
+DEFAULTS = {"reconcile_every_runs": CiviCRMSettings.model_fields["reconcile_every_runs"].default}
+PERSON_TABLES = {"email": "email", "phone": "phone", "address": "postal_code"}
+
+
+def _contact_calls(civi: CiviCRMSandbox, since: int) -> list[list[str]]:
+    """The ``select`` of each Contact.get the sandbox answered after request ``since``."""
+    return [p.get("select", []) for e, a, p in civi.requests[since:] if e == "Contact"]
+
+
+def _personal_rows(tmp_path: Path, contact_id: int) -> dict[str, list[tuple]]:
+    """Rows of the contact's e-mail, phone and address tables that still hold a value."""
+    return {
+        table: _query(
+            tmp_path,
+            f"SELECT id, {column} FROM {RAW}.civicrm__{table} "
+            f"WHERE contact_id = ? AND {column} IS NOT NULL",
+            contact_id,
+        )
+        for table, column in PERSON_TABLES.items()
+    }
+
+
+def test_a_contact_deleted_for_good_leaves_raw_on_the_very_next_run(
+    civi: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    _run(civi, tmp_path, **DEFAULTS)
+    phones = {r["contact_id"] for r in civi.data.tables["Phone"].values()}
+    gone = sorted(phones)[2]  # has an e-mail, a phone and an address
+    assert all(_personal_rows(tmp_path, gone).values())
+    children = {
+        table: sorted(
+            i for i, r in civi.data.tables[table.title()].items() if r["contact_id"] == gone
+        )
+        for table in PERSON_TABLES
+    }
+    civi.hard_delete("Contact", gone)
+    since = len(civi.requests)
+
+    _run(civi, tmp_path, **DEFAULTS)
+
+    row = _query(
+        tmp_path,
+        f"SELECT first_name, last_name, birth_date, consent_to_share, is_deleted, "
+        f"deleted_in_source FROM {RAW}.civicrm__contact WHERE id = ?",
+        gone,
+    )
+    assert row == [(None, None, None, None, True, True)]
+    assert _personal_rows(tmp_path, gone) == {t: [] for t in PERSON_TABLES}
+    for table, ids in children.items():
+        assert ids and not set(ids) & set(_ids(tmp_path, table)), table  # the rows left
+        assert _ids(tmp_path, table, "contact_id = ?", gone) == [-gone]  # one tombstone
+    assert set(_ids(tmp_path, "contact", "NOT is_deleted")) == set(_live(civi, "Contact"))
+    # One count and one id listing served the contact table and its three child tables.
+    calls = _contact_calls(civi, since)
+    assert calls.count(["row_count"]) == 1 and calls.count(["id"]) == 1
+
+    # A run with nothing deleted costs one count, and no listing.
+    since = len(civi.requests)
+    _run(civi, tmp_path, **DEFAULTS)
+    calls = _contact_calls(civi, since)
+    assert calls.count(["row_count"]) == 1 and ["id"] not in calls
+
+
+def test_a_delete_and_a_create_in_one_interval_are_both_seen(
+    civi: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    """The count stays the same, but the new contact was read in the run, so the ids held
+    outnumber CiviCRM's count and the listing finds the deleted one."""
+    _run(civi, tmp_path, **DEFAULTS)
+    count_before = len(civi.data.tables["Contact"])
+    civi.hard_delete("Contact", 6)
+    new = civi.add_contact()
+    assert len(civi.data.tables["Contact"]) == count_before
+    _run(civi, tmp_path, **DEFAULTS)
+    assert _ids(tmp_path, "contact", "deleted_in_source") == [6]
+    assert new in _ids(tmp_path, "contact", "NOT is_deleted")
+    assert _personal_rows(tmp_path, 6) == {t: [] for t in PERSON_TABLES}
+
+
+@pytest.mark.parametrize("first_load", [True, False])
+def test_a_trashed_contacts_child_rows_keep_no_personal_value(
+    civi: CiviCRMSandbox, tmp_path: Path, first_load: bool
+) -> None:
+    phones = {r["contact_id"] for r in civi.data.tables["Phone"].values()}
+    trashed = sorted(phones)[1]
+    if not first_load:
+        _run(civi, tmp_path, **DEFAULTS)
+        assert all(_personal_rows(tmp_path, trashed).values())
+    civi.trash_contact(trashed)
+    _run(civi, tmp_path, **DEFAULTS)
+    assert _personal_rows(tmp_path, trashed) == {t: [] for t in PERSON_TABLES}
+    for table in PERSON_TABLES:  # ids kept, so the rows still reach canonical as the contact's
+        live = sorted(
+            i for i, r in civi.data.tables[table.title()].items() if r["contact_id"] == trashed
+        )
+        assert live and _ids(tmp_path, table, "contact_id = ?", trashed) == live, table
+    # Everyone else keeps their values.
+    others = _query(tmp_path, f"SELECT count(*) FROM {RAW}.civicrm__email WHERE email IS NOT NULL")
+    assert others == [(len(civi.data.tables["Email"]) - 1,)]
+    # Restored from the trash: the values come back with the next run.
+    civi.edit("Contact", trashed, is_deleted=False)
+    _run(civi, tmp_path, **DEFAULTS)
+    assert all(_personal_rows(tmp_path, trashed).values())
+
+
+def test_a_permission_glitch_deletes_nobody(
+    civi: CiviCRMSandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CiviCRM answers a lost permission or ACL with an empty or short list (and count 0)."""
+    _run(civi, tmp_path, **DEFAULTS)
+    emails = _query(tmp_path, f"SELECT id, email FROM {RAW}.civicrm__email ORDER BY id")
+
+    def unharmed() -> None:
+        assert _ids(tmp_path, "contact", "deleted_in_source") == []
+        assert _ids(tmp_path, "contact", "first_name IS NOT NULL") == _live(civi, "Contact")
+        assert _query(tmp_path, f"SELECT id, email FROM {RAW}.civicrm__email ORDER BY id") == emails
+
+    civi.hide("Contact")  # every contact: count 0, empty listing
+    with caplog.at_level("WARNING", logger="connectors.civicrm.source"):
+        _run(civi, tmp_path, **DEFAULTS)
+    unharmed()
+    warnings = [r.getMessage() for r in caplog.records if "no longer listed" in r.getMessage()]
+    assert warnings and all("20 of 20" in w and "max_deleted_share" in w for w in warnings)
+    names = {r["last_name"] for r in civi.data.tables["Contact"].values()}
+    assert not any(name in w for w in warnings for name in names)  # counts only
+    state = _pipeline(tmp_path).state["sources"]["civicrm"]["resources"]
+    assert state["civicrm__contact"]["held_deletions"] == 20
+    assert state["civicrm__email"]["held_parent_deletions"] == 20
+
+    civi.hide("Contact", range(1, 16))  # 15 of 20: far over max_deleted_share
+    _run(civi, tmp_path, **DEFAULTS)
+    unharmed()
+
+    civi.unhide("Contact")  # fixed: nothing was lost, and the warning clears
+    _run(civi, tmp_path, **DEFAULTS)
+    unharmed()
+    state = _pipeline(tmp_path).state["sources"]["civicrm"]["resources"]
+    assert "held_deletions" not in state["civicrm__contact"]
+
+    # A deliberate mass deletion goes through when a person raises the share for a run.
+    for cid in range(1, 16):
+        civi.hard_delete("Contact", cid)
+    _run(civi, tmp_path, **DEFAULTS)
+    assert _ids(tmp_path, "contact", "deleted_in_source") == []
+    _run(civi, tmp_path, max_deleted_share=1, **DEFAULTS)
+    assert _ids(tmp_path, "contact", "deleted_in_source") == list(range(1, 16))
+    assert all(_personal_rows(tmp_path, cid) == {t: [] for t in PERSON_TABLES} for cid in (1, 15))
 
 
 def test_shared_timestamps_across_pages_are_not_skipped(
@@ -423,7 +577,9 @@ def test_id_ranges_stay_compact_and_exact() -> None:
     assert ranges.ranges == [[1, 49], [51, 103], [149, 151]]
     ranges.add(50)
     assert ranges.ranges == [[1, 103], [149, 151]]
-    assert len(list(ranges)) == 106
+    assert len(list(ranges)) == len(ranges) == 106
+    assert 1 in ranges and 103 in ranges and 150 in ranges
+    assert 0 not in ranges and 104 not in ranges and 152 not in ranges and "1" not in ranges
 
 
 def test_lookback_catches_late_commits(civi: CiviCRMSandbox, tmp_path: Path) -> None:
@@ -480,3 +636,27 @@ def test_a_deleted_child_row_leaves_on_the_next_run_without_reconciliation(
         only_email,
     )
     assert people == [(2,)]
+
+
+def test_a_contact_never_loaded_is_reported_not_deleted(
+    civi: CiviCRMSandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A contact CiviCRM lists but the cursor never reached makes the count differ on every
+    run; the run says so (a count, no name) and marks nobody deleted."""
+    _run(civi, tmp_path, "civicrm__contact", **DEFAULTS)
+    old = civi.data.insert(
+        "Contact",
+        {
+            "contact_type": "Individual",
+            "last_name": "Backdated",
+            "is_deleted": False,
+            "modified_date": "2001-01-01 00:00:00",
+        },
+    )
+    with caplog.at_level("WARNING", logger="connectors.civicrm.source"):
+        _run(civi, tmp_path, "civicrm__contact", **DEFAULTS)
+    assert _ids(tmp_path, "contact", "deleted_in_source") == []
+    assert old not in _ids(tmp_path, "contact")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("1 records CiviCRM lists were never loaded" in m for m in messages)
+    assert not any("Backdated" in m for m in messages)

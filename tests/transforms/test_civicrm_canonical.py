@@ -266,6 +266,75 @@ def test_a_trashed_case_is_deleted_in_the_hub(tmp_path: Path) -> None:
     assert reasons == [(0,)]  # a deleted case is not a problem to fix
 
 
+def test_a_contact_deleted_for_good_takes_their_records_with_them(tmp_path: Path) -> None:
+    """After the next run (default settings) neither the person nor their engagements,
+    deliveries and outcomes are live, though CaseContact and ActivityContact rows are
+    compared only every reconcile_every_runs runs: the person's marker row is enough."""
+    (tmp_path / "members").mkdir()
+    path = tmp_path / "members" / f"{ORG}.yaml"
+    with CiviCRMSandbox(contacts=10, cases_per_contact=1.0, activities_per_contact=4) as civi:
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "Bridge Centre",
+                    "connector": {
+                        "kind": "civicrm",
+                        "site_url": civi.url,
+                        "api_key": {"env": "HUB_BRIDGE_CENTRE_K"},
+                    },
+                    "mappings": {
+                        "programmes": {
+                            "housing_support": "housing",
+                            "money_advice": "financial_inclusion",
+                        },
+                        "engagement_status": {**CASE_STATUS, "Urgent": "active"},
+                        "outcomes": {**OUTCOMES, "felt_listened_to": "felt_listened_to"},
+                        "outcome_status": OUTCOME_STATUS,
+                    },
+                }
+            ),
+            encoding="utf-8",
+        )
+        member = load_member(path)
+        warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+        pipeline = raw_pipeline(ORG, warehouse.dlt_destination(), tmp_path / "dlt")
+        pipeline.run(civicrm_source(member.connector.settings(), civi.api_key))
+        build_member(warehouse, member)
+        counts = {
+            table: _fetch(
+                warehouse,
+                f"SELECT person_source_id, count(*) FROM canonical.{table} "
+                "WHERE NOT is_deleted GROUP BY ALL",
+            )
+            for table in ("engagement", "service_delivery", "outcome")
+        }
+        everywhere = set.intersection(*({p for p, _ in rows} for rows in counts.values()))
+        gone = min(everywhere)  # has an engagement, a delivery and an outcome
+        civi.hard_delete("Contact", int(gone))
+        pipeline.run(civicrm_source(member.connector.settings(), civi.api_key))
+    build_member(warehouse, member)
+    for table in ("engagement", "service_delivery", "outcome"):
+        # Gone (a re-read case or activity lost its client) or flagged deleted: never live.
+        rows = _fetch(
+            warehouse,
+            f"SELECT count(*) FROM canonical.{table} "
+            f"WHERE person_source_id = '{gone}' AND NOT is_deleted",
+        )
+        assert rows == [(0,)], table
+        live = _fetch(
+            warehouse,
+            f"SELECT person_source_id, count(*) FROM canonical.{table} "
+            "WHERE NOT is_deleted GROUP BY ALL",
+        )
+        assert sorted(live) == sorted(r for r in counts[table] if r[0] != gone), table
+    person = _fetch(
+        warehouse,
+        "SELECT is_deleted, given_name, family_name, birth_date, email, phone, postcode "
+        f"FROM canonical.person WHERE source_id = '{gone}'",
+    )
+    assert person == [(True, None, None, None, None, None, None)]
+
+
 def test_postgresql_builds_the_same_rows(built, postgres_dsn: str) -> None:
     _site, member, duck, _urgent = built
     pg = PostgresWarehouse(postgres_dsn)

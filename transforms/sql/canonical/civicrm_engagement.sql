@@ -8,7 +8,9 @@ SELECT
     CAST(c.id AS TEXT) || ':' || CAST(cc.contact_id AS TEXT) AS source_id,
     c.modified_date AS source_updated_at,
     COALESCE(c.is_deleted, FALSE) OR COALESCE(c.deleted_in_source, FALSE)
-    OR COALESCE(cc.deleted_in_source, FALSE) AS is_deleted,
+    OR COALESCE(cc.deleted_in_source, FALSE)
+    -- A person deleted for good takes these with them at once (CiviCRM cascades).
+    OR COALESCE(p.deleted_in_source, FALSE) AS is_deleted,
     c._dlt_load_id AS _load_id,
     CAST(cc.contact_id AS TEXT) AS person_source_id,
     prog.value AS programme_source_id,

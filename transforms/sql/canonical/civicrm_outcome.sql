@@ -8,7 +8,9 @@ SELECT
     CAST(a.id AS TEXT) || ':' || CAST(ac.contact_id AS TEXT) AS source_id,
     a.modified_date AS source_updated_at,
     COALESCE(a.is_deleted, FALSE) OR COALESCE(a.deleted_in_source, FALSE)
-    OR COALESCE(ac.deleted_in_source, FALSE) AS is_deleted,
+    OR COALESCE(ac.deleted_in_source, FALSE)
+    -- A person deleted for good takes these with them at once (CiviCRM cascades).
+    OR COALESCE(p.deleted_in_source, FALSE) AS is_deleted,
     a._dlt_load_id AS _load_id,
     CAST(ac.contact_id AS TEXT) AS person_source_id,
     prog.value AS programme_source_id,
