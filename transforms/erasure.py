@@ -196,15 +196,7 @@ def _delete_orphans(
     """Delete rows of ``table`` among ``candidates`` that no row of ``link_table`` uses now."""
     if not candidates or not _has(session, schema, table, "id"):
         return 0
-    still_used: set[str] = set()
-    if _has(session, schema, link_table, link_column):
-        for chunk in _chunks(candidates):
-            rows = session.fetchall(
-                f"SELECT DISTINCT CAST({link_column} AS TEXT) FROM {schema}.{link_table} "
-                f"WHERE {_in(link_column, chunk)}",
-                chunk,
-            )
-            still_used.update(r[0] for r in rows)
+    still_used = set(_values_in(session, schema, link_table, link_column, link_column, candidates))
     return _delete_in(session, schema, table, "id", [c for c in candidates if c not in still_used])
 
 
@@ -459,20 +451,13 @@ def apply_erasures(warehouse: Warehouse, org_id: str, outcome_contact: str | Non
         erased = Erased()
         if not digests:
             return erased
+        # Person rows, and rows that refer to a forgotten person whose own row did not
+        # come back.
+        columns = [*PERSON_TABLES, *(r for r in DIRECT_REFERENCES if r not in PERSON_TABLES)]
         for schema in raw_schemas(session, org_id):
             found: set[str] = set()
-            for table, column in PERSON_TABLES:
+            for table, column in columns:
                 if not _has(session, schema, table, column):
-                    continue
-                for (value,) in session.fetchall(
-                    f"SELECT DISTINCT CAST({column} AS TEXT) FROM {schema}.{table} "
-                    f"WHERE {column} IS NOT NULL"
-                ):
-                    if subject_digest(org_id, value) in digests:
-                        found.add(value)
-            # Rows that refer to a forgotten person whose own row did not come back.
-            for table, column in DIRECT_REFERENCES:
-                if (table, column) in PERSON_TABLES or not _has(session, schema, table, column):
                     continue
                 for (value,) in session.fetchall(
                     f"SELECT DISTINCT CAST({column} AS TEXT) FROM {schema}.{table} "

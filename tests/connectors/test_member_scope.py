@@ -355,17 +355,23 @@ def test_a_member_named_like_a_parent_folder_cannot_read_the_members_inside_it(
         list(read_entity(early, "person"))
 
 
-def test_a_link_swapped_in_after_loading_is_not_read(tmp_path: Path) -> None:
-    from connectors.errors import SpreadsheetError
-    from connectors.spreadsheets import read_entity
-
+def _swapped_after_loading(tmp_path: Path, target: str):
+    """Mallory's member, whose good people file is swapped for a link to ``target``."""
     members = tmp_path / "members"
     (tmp_path / "mallory").mkdir()
     people = tmp_path / "mallory" / "people.csv"
     people.write_text("id\n1\n", "utf-8")
     member = load_member(_sheet_member(members, "mallory", "../mallory/people.csv"))
     people.unlink()
-    people.symlink_to("/etc/passwd")
+    people.symlink_to(target)
+    return member
+
+
+def test_a_link_swapped_in_after_loading_is_not_read(tmp_path: Path) -> None:
+    from connectors.errors import SpreadsheetError
+    from connectors.spreadsheets import read_entity
+
+    member = _swapped_after_loading(tmp_path, "/etc/passwd")
     with pytest.raises(SpreadsheetError, match="outside the members' data folder"):
         list(read_entity(member, "person"))
 
@@ -427,12 +433,6 @@ def test_a_link_to_an_endless_device_is_not_hashed(tmp_path: Path) -> None:
     from connectors.errors import SpreadsheetError
     from connectors.spreadsheets.fingerprints import table_fingerprint
 
-    members = tmp_path / "members"
-    (tmp_path / "mallory").mkdir()
-    people = tmp_path / "mallory" / "people.csv"
-    people.write_text("id\n1\n", "utf-8")
-    member = load_member(_sheet_member(members, "mallory", "../mallory/people.csv"))
-    people.unlink()
-    people.symlink_to("/dev/zero")
+    member = _swapped_after_loading(tmp_path, "/dev/zero")
     with pytest.raises(SpreadsheetError, match="outside the members' data folder"):
         table_fingerprint(member, "person")

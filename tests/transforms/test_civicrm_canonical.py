@@ -24,6 +24,7 @@ from transforms.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
 ORG = "bridge_centre"
 PROGRAMMES = {"housing_support": "housing"}  # money_advice cases stay unmapped on purpose
+TWO_PROGRAMMES = {"housing_support": "housing", "money_advice": "financial_inclusion"}
 CASE_STATUS = {"Open": "active", "Closed": "completed"}  # "Urgent" is unmapped
 OUTCOMES = {"tenancy_sustained": "tenancy_sustained", "debt_reduced": "debt_reduced"}
 OUTCOME_STATUS = {
@@ -117,31 +118,38 @@ class Site:
         return out
 
 
+def _write_member(tmp_path: Path, civi: CiviCRMSandbox, mappings: dict, **connector) -> Path:
+    """members/<ORG>.yaml for a CiviCRM member reading the sandbox ``civi``."""
+    (tmp_path / "members").mkdir(exist_ok=True)
+    path = tmp_path / "members" / f"{ORG}.yaml"
+    config = {
+        "name": "Bridge Centre",
+        "connector": {
+            "kind": "civicrm",
+            "site_url": civi.url,
+            "api_key": {"env": "HUB_BRIDGE_CENTRE_K"},
+            **connector,
+        },
+        "mappings": mappings,
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("civi")
-    (tmp / "members").mkdir()
-    path = tmp / "members" / f"{ORG}.yaml"
     with CiviCRMSandbox(contacts=40, activities_per_contact=3, cases_per_contact=0.7) as civi:
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "name": "Bridge Centre",
-                    "connector": {
-                        "kind": "civicrm",
-                        "site_url": civi.url,
-                        "api_key": {"env": "HUB_BRIDGE_CENTRE_KEY"},
-                        "delivery_activity_types": sorted(DELIVERY_TYPES),
-                    },
-                    "mappings": {
-                        "programmes": PROGRAMMES,
-                        "engagement_status": CASE_STATUS,
-                        "outcomes": OUTCOMES,
-                        "outcome_status": OUTCOME_STATUS,
-                    },
-                }
-            ),
-            encoding="utf-8",
+        path = _write_member(
+            tmp,
+            civi,
+            {
+                "programmes": PROGRAMMES,
+                "engagement_status": CASE_STATUS,
+                "outcomes": OUTCOMES,
+                "outcome_status": OUTCOME_STATUS,
+            },
+            delivery_activity_types=sorted(DELIVERY_TYPES),
         )
         member = load_member(path)
         urgent = min(
@@ -223,28 +231,11 @@ def test_what_cannot_be_mapped_is_quarantined_with_the_fix(built) -> None:
 
 
 def test_a_trashed_case_is_deleted_in_the_hub(tmp_path: Path) -> None:
-    (tmp_path / "members").mkdir()
-    path = tmp_path / "members" / f"{ORG}.yaml"
     with CiviCRMSandbox(contacts=10, cases_per_contact=1.0) as civi:
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "name": "Bridge Centre",
-                    "connector": {
-                        "kind": "civicrm",
-                        "site_url": civi.url,
-                        "api_key": {"env": "HUB_BRIDGE_CENTRE_K"},
-                    },
-                    "mappings": {
-                        "programmes": {
-                            "housing_support": "housing",
-                            "money_advice": "financial_inclusion",
-                        },
-                        "engagement_status": CASE_STATUS,
-                    },
-                }
-            ),
-            encoding="utf-8",
+        path = _write_member(
+            tmp_path,
+            civi,
+            {"programmes": TWO_PROGRAMMES, "engagement_status": CASE_STATUS},
         )
         member = load_member(path)
         warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
@@ -270,30 +261,16 @@ def test_a_contact_deleted_for_good_takes_their_records_with_them(tmp_path: Path
     """After the next run (default settings) neither the person nor their engagements,
     deliveries and outcomes are live, though CaseContact and ActivityContact rows are
     compared only every reconcile_every_runs runs: the person's marker row is enough."""
-    (tmp_path / "members").mkdir()
-    path = tmp_path / "members" / f"{ORG}.yaml"
     with CiviCRMSandbox(contacts=10, cases_per_contact=1.0, activities_per_contact=4) as civi:
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "name": "Bridge Centre",
-                    "connector": {
-                        "kind": "civicrm",
-                        "site_url": civi.url,
-                        "api_key": {"env": "HUB_BRIDGE_CENTRE_K"},
-                    },
-                    "mappings": {
-                        "programmes": {
-                            "housing_support": "housing",
-                            "money_advice": "financial_inclusion",
-                        },
-                        "engagement_status": {**CASE_STATUS, "Urgent": "active"},
-                        "outcomes": {**OUTCOMES, "felt_listened_to": "felt_listened_to"},
-                        "outcome_status": OUTCOME_STATUS,
-                    },
-                }
-            ),
-            encoding="utf-8",
+        path = _write_member(
+            tmp_path,
+            civi,
+            {
+                "programmes": TWO_PROGRAMMES,
+                "engagement_status": {**CASE_STATUS, "Urgent": "active"},
+                "outcomes": {**OUTCOMES, "felt_listened_to": "felt_listened_to"},
+                "outcome_status": OUTCOME_STATUS,
+            },
         )
         member = load_member(path)
         warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
