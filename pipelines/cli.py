@@ -952,11 +952,11 @@ def forget(
         "to delete the record in their own system too; until then each load erases it again."
     )
     if entry.periods:
-        revise = " ".join(f"--revise {p}" for p in entry.periods)
         console.print(
-            f"Quarters whose figures counted them: {', '.join(entry.periods)}. A quarter "
-            "already published is repeated unchanged by later releases until revised: "
-            f"`hub publish {revise}`."
+            f"Quarters whose figures counted them: {', '.join(entry.periods)}. The next "
+            "release revises those already published (disclosure-controlled with their "
+            "earlier versions); one that cannot be revised safely yet is repeated and tried "
+            "again with each release after."
         )
 
 
@@ -1053,10 +1053,11 @@ def remove_member(
             + ", ".join(held)
         )
     if removal.periods:
-        revise = " ".join(f"--revise {p}" for p in removal.periods)
         console.print(
-            f"Quarters published with its data: {', '.join(removal.periods)}. Later releases "
-            f"repeat them until revised: `hub publish {revise}`."
+            f"Quarters that counted its data: {', '.join(removal.periods)}. The next release "
+            "revises those already published (disclosure-controlled with their earlier "
+            "versions); one that cannot be revised safely yet is tried again with each "
+            "release after."
         )
 
 

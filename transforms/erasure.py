@@ -375,6 +375,36 @@ def _log(session: Session, entry: ErasureEntry) -> None:
     )
 
 
+def _queue_revisions(session: Session, erasure_id: str, periods: Iterable[str]) -> None:
+    """Ask the next release to revise ``periods``: their published figures counted the
+    erased records."""
+    for period in sorted(set(periods)):
+        session.execute(
+            "INSERT INTO hub.erasure_revision (erasure_id, period, revised_in) VALUES (?, ?, NULL)",
+            [erasure_id, period],
+        )
+
+
+def queued_revisions(session: Session) -> set[str]:
+    """Quarters an erasure asked to revise that no release has revised yet."""
+    if not session.table_exists("hub", "erasure_revision"):
+        return set()
+    rows = session.fetchall(
+        "SELECT DISTINCT period FROM hub.erasure_revision WHERE revised_in IS NULL"
+    )
+    return {r[0] for r in rows}
+
+
+def mark_revised(session: Session, periods: Iterable[str], version: str) -> None:
+    """Note that release ``version`` revised ``periods`` for the erasures that asked."""
+    for period in sorted(set(periods)):
+        session.execute(
+            "UPDATE hub.erasure_revision SET revised_in = ? "
+            "WHERE period = ? AND revised_in IS NULL",
+            [version, period],
+        )
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
@@ -424,6 +454,7 @@ def forget(
             periods=tuple(sorted(derived.periods)),
         )
         _log(session, entry)
+        _queue_revisions(session, entry.erasure_id, entry.periods)
     return entry
 
 
@@ -548,6 +579,7 @@ def remove_member(
             rows=erased.rows,
         )
         _log(session, entry)
+        _queue_revisions(session, entry.erasure_id, periods)
     folders = [*member_pipeline_dirs(pipelines_dir, org_id), *extra_folders]
     deleted = []
     for folder in folders:

@@ -8,7 +8,7 @@ disclosure-controlled tables are written to the ``published`` schema.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -146,6 +146,10 @@ class PreparedRelease:
     pending_revisions: list[str]
     periods: list[str]  # every quarter counted now, published or not
     control: Any  # transforms.disclosure.ControlResult for the quarters counted now
+    # Quarters revised because an erasure asked (hub forget, hub remove-member), and those an
+    # erasure asked for that could not be revised safely (or have no counts left) this time.
+    erasure_revised: list[str] = field(default_factory=list)
+    erasure_waiting: list[str] = field(default_factory=list)
 
 
 def _only_periods(tables: dict[str, pa.Table], periods: tuple[str, ...]) -> dict[str, pa.Table]:
@@ -184,8 +188,9 @@ def prepare_release(
     release has the members' table and no quarter. Raises ``PlanError`` when a revision is
     not possible, and ``DisclosureError`` when a revision cannot be made safe (refused).
     """
-    from transforms.disclosure import control_release, history
+    from transforms.disclosure import DisclosureError, control_release, history
     from transforms.disclosure.control import measure_loss
+    from transforms.erasure import mark_revised, queued_revisions
     from transforms.release_plan import plan_release
 
     counts = compute_counts(warehouse, threshold=threshold)
@@ -196,16 +201,36 @@ def prepare_release(
         n += 1
         version = f"{base}.{n}"
     before = history.published_periods(warehouse)
-    plan = plan_release(
-        counts.periods, set(before), today=today, revise=revise, provisional=provisional
-    )
+    with warehouse.connect() as session:
+        asked = queued_revisions(session)
+    # An erasure's quarters are revised with the next release when they can be: published,
+    # still counted, and safe together with their earlier versions. Otherwise they wait.
+    erasure = sorted(p for p in asked if p in before and p in counts.periods and p not in revise)
+
+    def attempt(extra: list[str]) -> tuple[ReleasePlan, dict[str, pa.Table], Any]:
+        plan = plan_release(
+            counts.periods,
+            set(before),
+            today=today,
+            revise=[*revise, *extra],
+            provisional=provisional,
+        )
+        current = _only_periods(now_tables, plan.counted_now)
+        controlled = control_release(
+            current,
+            threshold=threshold,
+            history=history.earlier_releases(warehouse, plan.revised),
+        )
+        return plan, current, controlled
+
+    try:
+        plan, current, controlled = attempt(erasure)
+    except DisclosureError:
+        if not erasure:
+            raise
+        erasure = []  # the operator's own revisions, if any, still decide the release
+        plan, current, controlled = attempt([])
     frozen_published, frozen_truth = history.frozen(warehouse, plan.carried)
-    current = _only_periods(now_tables, plan.counted_now)
-    controlled = control_release(
-        current,
-        threshold=threshold,
-        history=history.earlier_releases(warehouse, plan.revised),
-    )
     tables: dict[str, pa.Table] = {}
     truth: dict[str, pa.Table] = {}
     for name in PUBLISHED_TABLES:
@@ -230,6 +255,8 @@ def prepare_release(
     ]
     loss = measure_loss(tables, truth, threshold=threshold)
     history.record(warehouse, version, plan, controlled.tables, current, datetime.now(UTC))
+    with warehouse.connect() as session:
+        mark_revised(session, plan.revised, version)
     write_published(warehouse, tables, loss)
     with warehouse.connect() as session:
         for name, table in truth.items():
@@ -256,6 +283,8 @@ def prepare_release(
         pending_revisions=pending,
         periods=counts.periods,
         control=controlled,
+        erasure_revised=erasure,
+        erasure_waiting=sorted(asked - set(plan.revised)),
     )
 
 

@@ -7,6 +7,7 @@ after the member's file (which still lists them) is loaded again, and the log mu
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def test_forget_erases_a_person_everywhere_and_keeps_them_out(tmp_path: Path) ->
     assert "erased one person of alpha" in done.stdout and "A4" not in done.stdout
     # A4's engagement counted in a quarter: the operator is told how to revise it.
     assert "Quarters whose figures counted them: 2025-Q1" in done.stdout
-    assert "hub publish --revise 2025-Q1" in done.stdout
+    assert "The next release revises those already published" in " ".join(done.stdout.split())
 
     def assert_gone() -> None:
         cells = _text_cells(home, ("raw_alpha", "raw_alpha_staging", "canonical", "quarantine"))
@@ -93,6 +94,11 @@ def test_forget_erases_a_person_everywhere_and_keeps_them_out(tmp_path: Path) ->
     assert_gone()
     after_activity = _rows(home, "SELECT COUNT(*) FROM hub.activity WHERE org_id='alpha'")[0][0]
     assert after_activity < before_activity  # the release is counted without them
+    # ... published quarters included: the quarter that counted A4 is revised at once.
+    (plan,) = _rows(home, "SELECT plan FROM hub.release_meta")[0]
+    assert "2025-Q1" in json.loads(plan)["revised"]
+    revisions = _rows(home, "SELECT period, revised_in FROM hub.erasure_revision")
+    assert revisions == [("2025-Q1", json.loads(plan)["version"])]
     # The placeholder left for the linker is gone after the run that re-linked.
     assert not _rows(home, "SELECT 1 FROM hub.person_link WHERE source_id LIKE 'erased:%'")
     listed = hub(["erasures"], env)
@@ -131,7 +137,7 @@ def test_remove_member_purges_every_layer_and_lists_releases(tmp_path: Path) -> 
     (members / "beta.yaml").rename(members / "beta.yaml.left")
     done = hub(["remove-member", "beta", "--yes", "--by", "ops", "--delete-files"], env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert release in done.stdout and "--revise 2025-Q1" in done.stdout
+    assert release in done.stdout and "Quarters that counted its data: 2025-Q1" in done.stdout
 
     schemas = {r[0] for r in _rows(home, "SELECT schema_name FROM information_schema.schemata")}
     assert not {"raw_beta", "raw_beta_staging"} & schemas
@@ -146,8 +152,11 @@ def test_remove_member_purges_every_layer_and_lists_releases(tmp_path: Path) -> 
     log = _rows(home, "SELECT action, org_id, subject, requested_by FROM hub.erasure_log")
     assert log == [("remove-member", "beta", None, "ops")]
 
-    # The network goes on without beta: B1..B3's people are alpha's alone again.
+    # The network goes on without beta: B1..B3's people are alpha's alone again, and the
+    # quarter that counted beta is revised.
     assert hub(["run"], env).returncode == 0
+    (plan,) = _rows(home, "SELECT plan FROM hub.release_meta")[0]
+    assert json.loads(plan)["revised"] == ["2025-Q1"]
     assert not _rows(home, "SELECT 1 FROM hub.person_link WHERE org_id='beta'")
     assert not _rows(home, "SELECT 1 FROM hub.activity WHERE org_id='beta'")
     nothing = hub(["remove-member", "beta", "--yes"], env)

@@ -104,6 +104,18 @@ def published_tables(context: dg.AssetExecutionContext, hub: HubResource, config
         f"{', '.join(plan.carried) or 'none'}; disclosure control {control.rounds} audit "
         f"round(s), {control.audit.solves} solver runs, {control.audit.seconds:.1f} s"
     )
+    if prepared.erasure_revised:
+        context.log.info(
+            "revised after erasures (hub forget / hub remove-member): "
+            + ", ".join(prepared.erasure_revised)
+        )
+    if prepared.erasure_waiting:
+        context.log.warning(
+            "erasures asked to revise "
+            + ", ".join(prepared.erasure_waiting)
+            + ", which could not be revised safely now (or have no counts left): they are "
+            "repeated unchanged and tried again with the next release"
+        )
     if prepared.pending_revisions:
         context.log.warning(
             "counts changed since publication for "
@@ -124,6 +136,8 @@ def published_tables(context: dg.AssetExecutionContext, hub: HubResource, config
                 "revised_periods": ", ".join(plan.revised),
                 "frozen_periods": ", ".join(plan.carried),
                 "pending_revisions": ", ".join(prepared.pending_revisions),
+                "erasure_revised_periods": ", ".join(prepared.erasure_revised),
+                "erasure_waiting_periods": ", ".join(prepared.erasure_waiting),
             },
         )
 

@@ -225,3 +225,11 @@ CREATE TABLE IF NOT EXISTS hub.erasure_log (
     erased_at TIMESTAMP NOT NULL,
     rows_erased TEXT NOT NULL
 );
+
+-- Quarters whose published figures counted someone since erased: the next release revises
+-- them (disclosure-controlled with their earlier versions), then notes its version here.
+CREATE TABLE IF NOT EXISTS hub.erasure_revision (
+    erasure_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    revised_in TEXT
+);
