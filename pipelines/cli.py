@@ -915,7 +915,8 @@ def forget(
     (contact details, engagements, deliveries, outcomes, case and activity links),
     their canonical and quarantine rows, review items and decisions; their link is
     replaced so the next linkage run re-links whoever they were linked to, and the next
-    release (`hub run` or `hub publish`) is counted without them. Later loads erase the
+    release (`hub run` or `hub publish`) is counted without them, published quarters that
+    counted them included (revised when that is safe). Later loads erase the
     record again if the member's system still sends it: ask the member to delete it there
     too. The erasure is logged (who asked, when, rows per layer; never the id itself).
 
@@ -978,7 +979,7 @@ def remove_member(
     people they touched), review items, decisions and activity rows, and logs the removal.
     Remove or rename members/<org>.yaml first, or the next run loads the member again.
     Releases already published are files funders hold: the command lists those that
-    include the member and the quarters to revise (`hub publish --revise`).
+    include the member; the next release revises the quarters that counted it.
 
     Exit codes: 0 removed; 1 nothing of that member in the hub; 2 usage error (its member
     file is still there); 4 another hub command holds this home.
