@@ -155,6 +155,109 @@ def test_a_workbook_with_a_far_cell_is_refused_before_reading(tmp_path: Path) ->
     assert "column 16,384" in err.value.problem and "HUB_MAX_CELLS" in err.value.problem
 
 
+ODS_NS = (
+    'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+    'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+    'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"'
+)
+
+
+def _ods(path: Path, rows: str) -> Path:
+    """An ODS workbook whose one sheet holds ``rows`` (table:table-row elements)."""
+    content = (
+        f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {ODS_NS} '
+        'office:version="1.2"><office:body><office:spreadsheet>'
+        f'<table:table table:name="People"><table:table-column/>{rows}</table:table>'
+        "</office:spreadsheet></office:body></office:document-content>"
+    )
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr("content.xml", content)
+        z.writestr(
+            "META-INF/manifest.xml",
+            '<?xml version="1.0"?><manifest:manifest xmlns:manifest='
+            '"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"><manifest:file-entry '
+            'manifest:full-path="/" manifest:media-type='
+            '"application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry '
+            'manifest:full-path="content.xml" manifest:media-type="text/xml"/>'
+            "</manifest:manifest>",
+        )
+    return path
+
+
+def _text_cell(value: str) -> str:
+    return (
+        f'<table:table-cell office:value-type="string"><text:p>{value}</text:p></table:table-cell>'
+    )
+
+
+def test_an_ods_bomb_is_refused_and_a_libreoffice_file_is_read(tmp_path: Path) -> None:
+    """One value after 15,999 repeated empty cells in 6,000 repeated rows: a 1.5 KB file the
+    reader expanded to 96 million cells (over 3 GB). LibreOffice's own files end every row
+    and the sheet with repeated empty cells and rows; those must still be read."""
+    bomb = _ods(
+        tmp_path / "bomb.ods",
+        f"<table:table-row>{_text_cell('Client ID')}</table:table-row>"
+        '<table:table-row table:number-rows-repeated="6000">'
+        '<table:table-cell table:number-columns-repeated="15999"/>'
+        f"{_text_cell('x')}</table:table-row>",
+    )
+    assert bomb.stat().st_size < 2_000
+    m = member(
+        tmp_path,
+        {"person": person_table(bomb, {"source_id": "Client ID"})},
+        sharing={"consent": "none"},
+    )
+    started = time.monotonic()
+    with pytest.raises(SpreadsheetError, match="96,016,000 cells") as err:
+        open_table(m, "person")
+    assert time.monotonic() - started < 5 and "HUB_MAX_CELLS" in err.value.problem
+    trailing = '<table:table-cell table:number-columns-repeated="1023"/>'
+    normal = _ods(
+        tmp_path / "people.ods",
+        f"<table:table-row>{_text_cell('Client ID')}{trailing}</table:table-row>"
+        + "".join(
+            f"<table:table-row>{_text_cell(f'C{i}')}{trailing}</table:table-row>" for i in range(3)
+        )
+        + '<table:table-row table:number-rows-repeated="1048572">'
+        '<table:table-cell table:number-columns-repeated="1024"/></table:table-row>',
+    )
+    m = member(
+        tmp_path,
+        {"person": person_table(normal, {"source_id": "Client ID"})},
+        sharing={"consent": "none"},
+    )
+    ids = [i for batch in read_entity(m, "person") for i in batch.columns["source_id"]]
+    assert ids == ["C0", "C1", "C2"]
+
+
+def test_a_workbook_whose_cells_leave_out_their_place_is_measured_too(tmp_path: Path) -> None:
+    """A cell's r attribute is optional: readers place it after the one before. 15,000
+    unplaced cells in row 4,000 is a 60-million-cell sheet the check did not see."""
+    path = tmp_path / "unplaced.xlsx"
+    real = _bomb_workbook(tmp_path / "base.xlsx")
+    sheet = (
+        '<?xml version="1.0" encoding="UTF-8"?><worksheet '
+        'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+        '<row r="1"><c t="inlineStr"><is><t>Client ID</t></is></c></row>'
+        '<row r="4000">' + "<c/>" * 15_000 + '<c t="inlineStr"><is><t>x</t></is></c></row>'
+        "</sheetData></worksheet>"
+    )
+    with zipfile.ZipFile(real) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in source.infolist():
+            data = (
+                sheet.encode() if item.filename == "xl/worksheets/sheet1.xml" else source.read(item)
+            )
+            out.writestr(item, data)
+    m = member(
+        tmp_path,
+        {"person": person_table(path, {"source_id": "Client ID"})},
+        sharing={"consent": "none"},
+    )
+    with pytest.raises(SpreadsheetError, match=r"has a cell at row 4,000, column .*HUB_MAX_CELLS"):
+        open_table(m, "person")
+
+
 def test_a_zip_bomb_workbook_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ratio.xlsx"
     real = _bomb_workbook(tmp_path / "base.xlsx")
