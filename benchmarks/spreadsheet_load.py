@@ -122,7 +122,7 @@ def _member_yaml(folder: Path, csv_path: Path) -> Path:
             "date_order": "day_first",
             "tables": {
                 "person": {
-                    "file": str(csv_path),
+                    "file": f"../{csv_path.parent.name}/{csv_path.name}",
                     "columns": {
                         "source_id": "Client Ref",
                         "given_name": "First Name",
@@ -137,7 +137,9 @@ def _member_yaml(folder: Path, csv_path: Path) -> Path:
             },
         },
     }
-    path = folder / "bench_trust.yaml"
+    # A member reads only its own folder (bench_trust/) beside the members folder.
+    path = folder / "members" / "bench_trust.yaml"
+    path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(config), encoding="utf-8")  # JSON is valid YAML
     return path
 
@@ -189,7 +191,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        csv_path = work / "people.csv"
+        csv_path = work / "bench_trust" / "people.csv"
+        csv_path.parent.mkdir(exist_ok=True)
         write_people(csv_path, args.rows)
         member_file = _member_yaml(work, csv_path)
         done = subprocess.run(

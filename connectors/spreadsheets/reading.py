@@ -317,7 +317,10 @@ def sniff_delimiter(text: str, wanted: set[str]) -> str:
     best: tuple[int, int, int] | None = None
     choice = ","
     for rank, delim in enumerate(DELIMITERS):
-        rows = [r for r in csv.reader(lines, delimiter=delim) if not _blank(r)]
+        try:
+            rows = [r for r in csv.reader(lines, delimiter=delim) if not _blank(r)]
+        except csv.Error:  # e.g. a field over the limit: the read itself will say so
+            continue
         hits = max(
             (len(wanted & {normalise_label(c) for c in r}) for r in rows[:HEADER_SCAN_ROWS]),
             default=0,
@@ -347,10 +350,12 @@ def _open_csv(member: Member, entity: str, table: SpreadsheetTable, path: Path) 
             )
     else:
         delimiter = sniff_delimiter(_sample_text(path, encoding), wanted)
-    # A field longer than this is a broken file (or an attack), not data to buffer.
-    csv.field_size_limit(Limits.from_env().field_chars)
+    # A field (or a line) longer than this is a broken file (or an attack), not data to
+    # buffer: a line of 200 million commas made a 2 GB list of empty fields.
+    limit = Limits.from_env().field_chars
+    csv.field_size_limit(limit)
     handle = path.open("r", encoding=encoding, errors="strict", newline="")
-    reader = csv.reader(handle, delimiter=delimiter)
+    reader = csv.reader(_BoundedLines(handle, limit), delimiter=delimiter)
     numbered = _guard_decoding(member, entity, path, encoding, reader)
     try:
         header_row, headers, columns, rest = _find_header(member, entity, table, path, numbered)
@@ -370,6 +375,29 @@ def _open_csv(member: Member, entity: str, table: SpreadsheetTable, path: Path) 
         _rows=rest,
         _handle=handle,
     )
+
+
+class _BoundedLines:
+    """The file's lines for the CSV reader, each read with a bound: a longer one is a
+    ``csv.Error`` (a broken file), found before it is split into fields."""
+
+    def __init__(self, handle: Any, limit: int) -> None:
+        self._readline = handle.readline
+        self._limit = limit
+
+    def __iter__(self) -> _BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._readline(self._limit + 1)
+        if not line:
+            raise StopIteration
+        if len(line) > self._limit:
+            raise csv.Error(
+                f"a line of over {self._limit:,} characters (HUB_MAX_FIELD_CHARS); no row of a "
+                "member's table is that long"
+            )
+        return line
 
 
 def _guard_decoding(

@@ -288,6 +288,15 @@ def test_limits_are_configurable_and_a_huge_csv_field_is_refused(
     monkeypatch.setenv("HUB_MAX_FIELD_CHARS", "1000")
     with pytest.raises(SpreadsheetError, match="broken CSV"):
         list(read_entity(m, "person"))
+    # A line of a million empty fields is no row either: refused before it is split.
+    many = write_text(tmp_path / "wide.csv", ["Client ID,Notes", "1," + "," * 5000, "2,ok"])
+    wide = member(
+        tmp_path,
+        {"person": person_table(many, {"source_id": "Client ID"})},
+        sharing={"consent": "none"},
+    )
+    with pytest.raises(SpreadsheetError, match="a line of over 1,000 characters"):
+        list(read_entity(wide, "person"))
     monkeypatch.setenv("HUB_MAX_FILE_BYTES", "100")
     with pytest.raises(SpreadsheetError, match="HUB_MAX_FILE_BYTES"):
         open_table(m, "person")
