@@ -128,6 +128,7 @@ _TAG = re.compile(
 _CELL_REF = re.compile(rb'<(?:\w+:)?c\s[^>]*?r="([A-Z]{1,3})([0-9]{1,7})"')
 _PREFIXED_CELL = re.compile(rb"<\w+:c[\s/>]")
 _ATTR_R = re.compile(rb'\sr="([A-Z]{0,3})([0-9]{0,7})"')
+_TABLE_NAME = re.compile(rb'table:name="([^"]{1,64})"')
 _ROWS_REPEATED = re.compile(rb'number-rows-repeated="([0-9]{1,12})"')
 _COLUMNS_REPEATED = re.compile(rb'number-columns-repeated="([0-9]{1,12})"')
 
@@ -237,7 +238,9 @@ def ods_problem(archive: zipfile.ZipFile, limits: Limits) -> str | None:
         for closing, tag, attrs in _tags(fh):
             if tag == b"table":
                 if not closing:
-                    row, table = 0, "sheet"
+                    named = _TABLE_NAME.search(attrs)
+                    row = 0
+                    table = named.group(1).decode("utf-8", "replace") if named else "sheet"
                 continue
             if tag == b"table-row":
                 if closing:
