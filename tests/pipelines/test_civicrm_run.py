@@ -19,6 +19,20 @@ from tests.pipelines.test_hub_run import _write_network
 pytestmark = pytest.mark.slow
 
 
+def _member_file(members: Path, civi: CiviCRMSandbox, **connector: object) -> None:
+    """members/bridge_centre.yaml reading the sandbox, with any extra connector keys."""
+    config = {
+        "name": "Bridge Centre",
+        "connector": {
+            "kind": "civicrm",
+            "site_url": civi.url,
+            "api_key": {"env": "HUB_BRIDGE_CENTRE_CIVI_KEY"},
+            **connector,
+        },
+    }
+    (members / "bridge_centre.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+
+
 def _count(home: Path, table: str, where: str = "TRUE") -> int:
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
@@ -33,19 +47,7 @@ def test_civicrm_member_loads_raw_data_and_then_only_changes(tmp_path: Path) -> 
     members, home = tmp_path / "members", tmp_path / "hub"
     members.mkdir()
     with CiviCRMSandbox(contacts=12, activities_per_contact=2) as civi:
-        (members / "bridge_centre.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "name": "Bridge Centre",
-                    "connector": {
-                        "kind": "civicrm",
-                        "site_url": civi.url,
-                        "api_key": {"env": "HUB_BRIDGE_CENTRE_CIVI_KEY"},
-                    },
-                }
-            ),
-            encoding="utf-8",
-        )
+        _member_file(members, civi)
         env = hub_env(tmp_path, members, HUB_BRIDGE_CENTRE_CIVI_KEY=civi.api_key)
         first = hub(["run"], env)
         assert first.returncode == 0, first.stdout + first.stderr
@@ -74,21 +76,7 @@ def test_a_load_past_its_deadline_holds_back_only_that_member(tmp_path: Path) ->
     members = _write_network(tmp_path)
     home = tmp_path / "hub"
     with CiviCRMSandbox(contacts=40, activities_per_contact=0) as civi:
-        (members / "bridge_centre.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "name": "Bridge Centre",
-                    "connector": {
-                        "kind": "civicrm",
-                        "site_url": civi.url,
-                        "api_key": {"env": "HUB_BRIDGE_CENTRE_CIVI_KEY"},
-                        "page_size": 1,
-                        "load_deadline": 3,
-                    },
-                }
-            ),
-            encoding="utf-8",
-        )
+        _member_file(members, civi, page_size=1, load_deadline=3)
         civi.slow_down(1.0)
         env = hub_env(tmp_path, members, HUB_BRIDGE_CENTRE_CIVI_KEY=civi.api_key)
         run = hub(["run"], env)
