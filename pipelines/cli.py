@@ -122,7 +122,9 @@ def _print_crm_consent(member: Member, settings: HubSettings) -> None:
     counts = None
     if settings.warehouse_path.exists():
         try:
-            with DuckDBWarehouse(settings.warehouse_path).connect(read_only=True) as session:
+            # A check must not wait behind a run for the warehouse lock's full 15 minutes.
+            warehouse = DuckDBWarehouse(settings.warehouse_path)
+            with warehouse.connect(read_only=True, wait=5) as session:
                 counts = crm_consent_counts(session, member)
         except WarehouseBusyError:
             console.print("  consent: not counted (a hub run holds the warehouse); try again")

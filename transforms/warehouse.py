@@ -147,7 +147,7 @@ class DuckDBWarehouse:
         self.path = Path(path)
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
+    def exclusive(self, wait: float | None = None) -> Iterator[None]:
         """Hold the warehouse against every other process until the block ends.
 
         DuckDB lets one process open a file for writing at a time and fails the others at
@@ -161,7 +161,7 @@ class DuckDBWarehouse:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock = _file_lock(self.path)
-        wait = lock_wait_seconds()
+        wait = lock_wait_seconds() if wait is None else wait
         try:
             lock.acquire(timeout=wait)
         except Timeout as err:
@@ -176,7 +176,9 @@ class DuckDBWarehouse:
             lock.release()
 
     @contextmanager
-    def connect(self, *, read_only: bool = False) -> Iterator[DuckDBSession]:
+    def connect(
+        self, *, read_only: bool = False, wait: float | None = None
+    ) -> Iterator[DuckDBSession]:
         """Open the file for one unit of work, inside a transaction, and close it after.
 
         Connections are short-lived on purpose: DuckDB lets one process open a file at a
@@ -184,7 +186,7 @@ class DuckDBWarehouse:
         """
         import duckdb
 
-        with self.exclusive():
+        with self.exclusive(wait):
             con = duckdb.connect(str(self.path), read_only=read_only)
             try:
                 con.execute("BEGIN TRANSACTION")

@@ -153,6 +153,38 @@ def test_sharing_all_fills_only_missing_consent(loaded, tmp_path: Path) -> None:
         env.setenv("COLUMNS", "300")
         out = CliRunner().invoke(app, ["check", "bridge_centre"]).output
     assert f"{line} (at the last load)" in " ".join(out.split())
+    # A run holding the warehouse (another process) keeps the check waiting seconds, not
+    # the lock's 15 minutes.
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom transforms.warehouse import DuckDBWarehouse\n"
+            "with DuckDBWarehouse(sys.argv[1]).exclusive():\n"
+            "    print('held', flush=True)\n    time.sleep(120)\n",
+            str(warehouse.path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("HUB_MEMBERS_DIR", str(path.parent))
+            env.setenv("HUB_WAREHOUSE", str(warehouse.path))
+            env.setenv("HUB_HOME", str(tmp_path / "hub"))
+            env.setenv("HUB_BRIDGE_CENTRE_K", civi.api_key)
+            started = time.monotonic()
+            out = CliRunner().invoke(app, ["check", "bridge_centre"]).output
+        assert time.monotonic() - started < 30
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "consent: not counted (a hub run holds the warehouse)" in out
 
 
 def test_no_copy_of_the_people_lingers_after_a_load(loaded, tmp_path: Path) -> None:
