@@ -69,3 +69,14 @@ def _forget_closed_dagster_instances() -> Iterator[None]:
 
     gc.collect()
     _current_storage.set(None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the slow end-to-end tests first, so that the xdist workers end together rather
+    than one finishing a long test alone after the other has run out of work.
+
+    `make test` distributes whole files (``--dist loadfile``: module fixtures such as the
+    demo's run once, and its fixed sandbox ports are never bound twice); a file is handed out
+    in the order its first test appears here, so the files with slow tests go first.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

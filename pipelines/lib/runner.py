@@ -8,6 +8,7 @@ publication once for the network. Runs go to the instance at $DAGSTER_HOME when 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,19 @@ def resources_for(settings: HubSettings) -> dict[str, object]:
     return {"hub": hub, "dlt_resource": DagsterDltResource()}
 
 
+@functools.cache
+def _asset_graph() -> list[Any]:
+    """Every asset and check, loaded from pipelines/defs/ once per process.
+
+    Loading the folder takes a few tenths of a second, and a `hub run` has two stages per
+    member plus two; the definitions cannot change while it runs.
+    """
+    from pipelines.definitions import defs
+
+    definitions = defs()
+    return list(definitions.assets or []) + list(definitions.asset_checks or [])
+
+
 def run_stage(
     name: str,
     keys: Sequence[dg.AssetKey],
@@ -88,12 +102,8 @@ def run_stage(
     The console stays quiet by default (the CLI reports each stage and its error itself);
     every event is still stored in the instance, so the Dagster UI has each run's full log.
     """
-    from pipelines.definitions import defs
-
-    definitions = defs()
-    graph_assets = list(definitions.assets or []) + list(definitions.asset_checks or [])
     result = dg.materialize(
-        graph_assets,
+        _asset_graph(),
         selection=dg.AssetSelection.assets(*keys),
         partition_key=partition_key,
         instance=instance,

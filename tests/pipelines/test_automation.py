@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
 from pipelines.definitions import defs
 from pipelines.lib.members import MEMBERS
@@ -12,6 +13,7 @@ def _requested(result: dg.EvaluateAutomationConditionsResult, key: dg.AssetKey) 
     return set(result.get_requested_partitions(key))
 
 
+@pytest.mark.slow
 def test_a_raw_load_triggers_only_that_members_partition_then_downstream() -> None:
     definitions = defs()
     instance = dg.DagsterInstance.ephemeral()

@@ -11,15 +11,13 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.pipelines.hub_cli import ROOT, hub, hub_env
+from tests.pipelines.hub_cli import Forked, hub, hub_env, start
 from tests.pipelines.test_hub_run import _write_network
 
 pytestmark = pytest.mark.slow
@@ -27,20 +25,13 @@ pytestmark = pytest.mark.slow
 TIMESTAMP_TYPES = ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "DATE")
 
 
-def _start_paused(point: str, env: dict[str, str], marker: Path) -> subprocess.Popen[str]:
+def _start_paused(point: str, env: dict[str, str], marker: Path) -> Forked:
     """`hub run` in a new process that stops at ``point`` (the marker file says it got there)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.pipelines.crash_harness", point, str(marker), "run"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start([point, str(marker), "run"], env, module="tests.pipelines.crash_harness")
     deadline = time.monotonic() + 240
     while not marker.exists():
         if process.poll() is not None:
-            out = process.stdout.read() if process.stdout else ""
+            out = process.output()
             pytest.fail(f"hub run ended (rc {process.returncode}) before reaching {point}:\n{out}")
         if time.monotonic() > deadline:
             process.kill()
@@ -50,11 +41,9 @@ def _start_paused(point: str, env: dict[str, str], marker: Path) -> subprocess.P
     return process
 
 
-def _kill(process: subprocess.Popen[str]) -> None:
+def _kill(process: Forked) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    if process.stdout:
-        process.stdout.close()
 
 
 def _rows(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple]:

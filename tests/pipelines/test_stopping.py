@@ -21,7 +21,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 
 from pipelines.lib.instance import prepare_dagster_home
 from pipelines.lib.run_health import run_tags
-from tests.pipelines.hub_cli import ROOT, hub, hub_env
+from tests.pipelines.hub_cli import hub, hub_env, start
 from tests.pipelines.test_crash_recovery import _no_partial_releases, _start_paused
 from tests.pipelines.test_hub_run import _write_network
 
@@ -96,25 +96,17 @@ class PoolHolder:
         storage = self.instance.event_log_storage
         storage.set_concurrency_slots("warehouse", 1)
         storage.claim_concurrency_slot("warehouse", self.run.run_id, "step")
-        self.waiting = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "run"],
-            env=hub_env(tmp_path, _write_network(tmp_path)),
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.seen: list[str] = []
+        self.waiting = start(["run"], hub_env(tmp_path, _write_network(tmp_path)))
 
     def wait_until_it_says_who(self) -> str:
-        assert self.waiting.stdout is not None
+        """All it has said, once it has said (a whole line) which run it waits for."""
         deadline = time.monotonic() + 120
-        for line in self.waiting.stdout:
-            self.seen.append(line)
-            if "waiting for the warehouse pool" in line:
-                break
-            assert time.monotonic() < deadline, "".join(self.seen)
-        return " ".join("".join(self.seen[-3:]).split())
+        phrase = "waiting for the warehouse pool"
+        while phrase not in (said := self.waiting.output()) or "\n" not in said.split(phrase)[1]:
+            assert self.waiting.poll() is None, said
+            assert time.monotonic() < deadline, said
+            time.sleep(0.1)
+        return " ".join(said.split())
 
     def close(self) -> None:
         for process in (self.holder, self.waiting):
@@ -142,8 +134,7 @@ def test_a_run_waiting_for_the_pool_says_who_holds_it_and_goes_on_when_the_holde
     assert f"run {run.run_id[:8]} (someone else; its process (pid {holder.pid}) is alive)" in said
     holder.kill()
     holder.wait()
-    rest, _ = pool_holder.waiting.communicate(timeout=240)
-    out = "".join(pool_holder.seen) + rest
+    out, _ = pool_holder.waiting.communicate(timeout=240)
     assert pool_holder.waiting.returncode == 0, out
     assert f"recovered: run {run.run_id[:8]} (someone else) had died" in out, out
     assert pool_holder.instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
@@ -155,9 +146,8 @@ def test_sigterm_stops_a_run_that_waits_for_the_pool(pool_holder: PoolHolder) ->
     pool_holder.wait_until_it_says_who()
     started = time.monotonic()
     pool_holder.waiting.send_signal(signal.SIGTERM)
-    rest, _ = pool_holder.waiting.communicate(timeout=30)
+    out, _ = pool_holder.waiting.communicate(timeout=30)
     took = time.monotonic() - started
-    out = "".join(pool_holder.seen) + rest
     assert pool_holder.waiting.returncode == 128 + signal.SIGTERM, out
     assert took < 15, f"SIGTERM took {took:.1f} s"
     instance = pool_holder.instance

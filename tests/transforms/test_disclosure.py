@@ -102,6 +102,7 @@ def test_controlled_release_resists_the_attack(tmp_path: Path) -> None:
     assert not narrow
 
 
+@pytest.mark.slow
 @SLOW
 @given(networks())
 def test_generated_networks_resist_the_attack(rows: list[Activity]) -> None:
