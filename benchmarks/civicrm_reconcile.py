@@ -210,7 +210,7 @@ def main() -> None:
                 __file__, ["--child", step, civi.url, sandbox.api_key, str(work)], step
             )
             results[step]["http_requests"] = len(civi.http_requests) - requests
-            results[step]["values_sent"] = sum(n for _, _, n in civi.answers[answers:])
+            results[step]["values_sent"] = sum(a[-1] for a in civi.answers[answers:])
             print(f"{step}: {json.dumps(results[step])}", flush=True)
     base = results["incremental"]["seconds"]
     passed = results["pass"]

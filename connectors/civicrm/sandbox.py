@@ -262,8 +262,8 @@ class CiviCRMSandbox:
         self.data = SandboxData()
         self._port = port
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
-        # One entry per API call answered: (entity, action, number of values returned).
-        self.answers: list[tuple[str, str, int]] = []
+        # One entry per API call answered: (entity, action, fields selected, values returned).
+        self.answers: list[tuple[str, str, tuple[str, ...], int]] = []
         # One entry per HTTP request that passed authx: (method, "Entity.action" or "calls").
         self.http_requests: list[tuple[str, str]] = []
         # entity -> (data version, table size, sorted ids): the primary key's order
@@ -512,7 +512,8 @@ class CiviCRMSandbox:
                 result = self._get(entity, params)
             else:
                 raise ApiError(500, f"Api4 {entity} {action} not supported by the sandbox")
-            self.answers.append((entity, action, len(result["values"])))
+            selected = tuple(params.get("select") or ())
+            self.answers.append((entity, action, selected, len(result["values"])))
             return result
 
     def handle_calls(self, calls: dict[str, Any]) -> tuple[int, Any]:
