@@ -631,9 +631,10 @@ class CiviCRMSandbox:
 
         hidden = self._hidden.get(entity, set())
         keyset = list(order) == ["id"] and str(order["id"]).upper() == "ASC" and not want_count
-        matches = self._predicate(entity, where)
-        # Only the rows inside the id bounds are looked at (a primary-key range scan).
+        # Only the rows inside the id bounds are looked at (a primary-key range scan), so
+        # the clauses that set those bounds need not be tested again on every row.
         candidates = self._candidates(entity, where)
+        matches = self._predicate(entity, [c for c in where if not _is_id_bound(c)])
 
         def keep(r: dict[str, Any]) -> bool:
             if hidden is None or (hidden and r["id"] in hidden):
@@ -998,14 +999,13 @@ def _id_bounds(where: list[Any]) -> tuple[int | None, int | None]:
         hi = n if hi is None else min(hi, n)
 
     for clause in where:
-        if not (isinstance(clause, list) and len(clause) == 3 and clause[0] == "id"):
+        if not _is_id_bound(clause):
             continue
         op, arg = str(clause[1]).upper(), clause[2]
-        if op == "BETWEEN" and isinstance(arg, list) and len(arg) == 2:
-            if all(type(a) is int for a in arg):
-                at_least(arg[0])
-                at_most(arg[1])
-        elif type(arg) is int:
+        if op == "BETWEEN":
+            at_least(arg[0])
+            at_most(arg[1])
+        else:
             if op in (">", ">="):
                 at_least(arg + (op == ">"))
             elif op in ("<", "<="):
@@ -1014,6 +1014,16 @@ def _id_bounds(where: list[Any]) -> tuple[int | None, int | None]:
                 at_least(arg)
                 at_most(arg)
     return lo, hi
+
+
+def _is_id_bound(clause: Any) -> bool:
+    """A top-level integer condition on id that ``_id_bounds`` turns into a range."""
+    if not (isinstance(clause, list) and len(clause) == 3 and clause[0] == "id"):
+        return False
+    op, arg = str(clause[1]).upper(), clause[2]
+    if op == "BETWEEN":
+        return isinstance(arg, list) and len(arg) == 2 and all(type(a) is int for a in arg)
+    return type(arg) is int and op in (">", ">=", "<", "<=", "=")
 
 
 def _php_array(answers: dict[str, Any]) -> Any:
