@@ -12,14 +12,19 @@ as it does between hub runs:
 2. **incremental, no reconciliation**: a realistic small change set (0.5% of contacts
    edited, half of those through an e-mail; 0.1% new contacts; 0.05% trashed; 0.5% of
    activities edited and as many added), loaded with ``reconcile=False``;
-3. **the reconciliation pass alone**: the count (``select: ['row_count']``) and the id-only
-   listing (``select: ['id']``, keyset pages of ``reconcile_page_size``) the connector makes;
-4. **incremental, defaults, with deletes**: the same change set plus 0.01% of contacts
-   deleted for good; the run counts, lists the ids, and clears the contacts' rows;
-5. **incremental, defaults, no deletes**: the same change set again; only the count.
+3. **the reconciliation pass alone**, after 0.01% of contacts were deleted for good: what
+   the connector does on a run whose count differs (``RangeCensus.vanished``: the count,
+   batched id-range counts narrowing down to the differing ranges, and the listing of
+   those), with the ids held taken from the pipeline's own state;
+4. **the old full listing** for comparison, on the same data: the count and the id-only
+   listing of every contact (``select: ['id']``, keyset pages of ``reconcile_page_size``);
+5. **incremental, defaults, with deletes**: the same change set (the deletes of 3 still
+   unloaded); the run counts, narrows, lists, and clears the contacts' rows;
+6. **incremental, defaults, no deletes**: the same change set again; only the count.
 
-Printed: each step's wall time, and the pass (3) and the count alone as shares of the
-incremental run without reconciliation (2). The issue's target: the pass under 10%.
+Printed: each step's wall time, the HTTP requests and values the sandbox answered in each,
+and the pass (3) and the old listing (4) as shares of the incremental run without
+reconciliation (2). The issue's target: the pass under 10%.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import run_child  # noqa: E402
 
-STEPS = ("full", "incremental", "pass", "deletes", "count_only")
+STEPS = ("full", "incremental", "pass", "listing", "deletes", "count_only")
 
 
 def _settings(url: str) -> Any:
@@ -57,6 +62,8 @@ def _child(step: str, url: str, key: str, work: Path) -> dict[str, Any]:
 
     settings = _settings(url)
     if step == "pass":
+        return _pass(settings, key, work)
+    if step == "listing":
         from connectors.civicrm.client import CiviCRMClient
         from connectors.civicrm.source import count_rows, entity_specs, list_ids
 
@@ -95,6 +102,34 @@ def _child(step: str, url: str, key: str, work: Path) -> dict[str, Any]:
     }
 
 
+def _pass(settings: Any, key: str, work: Path) -> dict[str, Any]:
+    """The connector's own search for vanished contacts, with the ids its state holds."""
+    import dlt
+
+    from connectors.civicrm import raw_pipeline
+    from connectors.civicrm.client import CiviCRMClient
+    from connectors.civicrm.source import IdRanges, RangeCensus, entity_specs
+
+    pipeline = raw_pipeline("bench", dlt.destinations.duckdb(str(work / "raw.duckdb")), work)
+    resources = pipeline.state["sources"]["civicrm"]["resources"]
+    before = IdRanges([list(p) for p in resources["civicrm__contact"]["known_ids"]])
+    spec = entity_specs(settings)["contact"]
+    census = RangeCensus(spec.entity, spec.where, settings.reconcile_page_size)
+    with CiviCRMClient(settings, key) as client:
+        start = time.perf_counter()
+        found = census.vanished(client, before, set())
+        seconds = time.perf_counter() - start
+    return {
+        "held": len(before),
+        "count": found.count,
+        "vanished": len(found.vanished),
+        "requests": found.requests,
+        "calls": found.calls,
+        "ids": found.ids_listed,
+        "seconds": seconds,
+    }
+
+
 def _change_set(civi: Any, rng: random.Random, contacts: int, deletes: int) -> dict[str, int]:
     """A day's worth of changes at a busy site, scaled to its size."""
     live = [i for i, r in civi.data.tables["Contact"].items() if not r.get("is_deleted")]
@@ -127,6 +162,15 @@ def _change_set(civi: Any, rng: random.Random, contacts: int, deletes: int) -> d
     }
 
 
+def _hard_deletes(civi: Any, rng: random.Random, deletes: int) -> dict[str, int]:
+    """Delete some live contacts for good, spread at random over the id range."""
+    live = [i for i, r in civi.data.tables["Contact"].items() if not r.get("is_deleted")]
+    gone = rng.sample(live, deletes)
+    for cid in gone:
+        civi.hard_delete("Contact", cid)
+    return {"deleted": len(gone), "lowest": min(gone), "highest": max(gone)}
+
+
 def main() -> None:
     """Start the sandbox, run each step in a child process, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -156,25 +200,35 @@ def main() -> None:
     with sandbox as civi, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for step in STEPS:
-            if step in ("incremental", "count_only"):
+            if step in ("incremental", "deletes", "count_only"):
                 print(f"changes before {step}: {_change_set(civi, rng, args.contacts, 0)}")
-            if step == "deletes":
+            if step == "pass":
                 deletes = max(1, args.contacts // 10_000)
-                print(f"changes before {step}: {_change_set(civi, rng, args.contacts, deletes)}")
+                print(f"hard deletes before {step}: {_hard_deletes(civi, rng, deletes)}")
+            requests, answers = len(civi.http_requests), len(civi.answers)
             results[step] = run_child(
                 __file__, ["--child", step, civi.url, sandbox.api_key, str(work)], step
             )
+            results[step]["http_requests"] = len(civi.http_requests) - requests
+            results[step]["values_sent"] = sum(a[-1] for a in civi.answers[answers:])
             print(f"{step}: {json.dumps(results[step])}", flush=True)
     base = results["incremental"]["seconds"]
     passed = results["pass"]
+    old = results["listing"]
     print()
     print(f"full load:                                 {results['full']['seconds']:7.2f} s")
     print(f"incremental, no reconciliation:            {base:7.2f} s")
     print(
-        f"reconciliation pass (count + id listing):  {passed['seconds']:7.2f} s "
-        f"= {passed['seconds'] / base:.1%} of it "
-        f"(count {passed['count_seconds']:.2f} s = {passed['count_seconds'] / base:.1%}, "
-        f"listing of {passed['ids']:,} ids {passed['list_seconds']:.2f} s)"
+        f"pass (count + narrowing + listing):        {passed['seconds']:7.2f} s "
+        f"= {passed['seconds'] / base:.1%} of it; {passed['http_requests']} requests, "
+        f"{passed['calls']} calls, {passed['ids']:,} ids listed, "
+        f"{passed['vanished']} of {passed['held']:,} held ids found vanished"
+    )
+    print(
+        f"old pass (count + full id listing):        {old['seconds']:7.2f} s "
+        f"= {old['seconds'] / base:.1%} of it; {old['http_requests']} requests, "
+        f"{old['ids']:,} ids listed (count {old['count_seconds']:.2f} s = "
+        f"{old['count_seconds'] / base:.1%})"
     )
     print(
         f"incremental, defaults, with deletes:       {results['deletes']['seconds']:7.2f} s "

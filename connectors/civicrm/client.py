@@ -7,7 +7,13 @@ The wire format is easy to get subtly wrong, so it lives in one place:
   site key as a guard;
 - ``X-Requested-With: XMLHttpRequest`` marks a web-service call; without it CiviCRM refuses
   with a 400 "SECURITY ALERT";
-- APIv4 ``get`` has no default limit, so callers always page explicitly (see ``source.py``).
+- APIv4 ``get`` has no default limit, so callers always page explicitly (see ``source.py``);
+- several calls can share ONE request (``batch``): ``POST {site}/civicrm/ajax/api4`` with no
+  entity or action in the path and the form field ``calls`` holding a JSON object
+  ``{index: [entity, action, params]}`` (CRM_Api4_Page_AJAX). On a real site every request
+  pays a CMS bootstrap, so a few hundred counts cost about what one does. The answer is keyed
+  by the same indexes, each a result or that call's own error, and the HTTP status is 200 if
+  any call succeeded, else the first failing call's status: a batch is judged per call.
 
 Every failure becomes a TransientSourceError (retry may help: 5xx, 503, timeouts) or a
 PermanentSourceError (a person must fix a key, a permission, a field name), with the fix
@@ -21,7 +27,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -31,8 +37,12 @@ from connectors.deadline import LoadDeadline, deadline, deadline_transport, paus
 from connectors.errors import PermanentSourceError, TransientSourceError
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 API_ROUTE = "civicrm/ajax/api4"
+# Calls sent in one batched request at most: CiviCRM runs them one after another inside one
+# PHP request, so an unbounded batch could outlive the request deadline or PHP's own limit.
+MAX_BATCH_CALLS = 200
 
 # Permissions the connector relies on, and the entity call that proves each one.
 PERMISSION_PROBES: dict[str, tuple[str, list[Any]]] = {
@@ -45,8 +55,16 @@ PERMISSION_PROBES: dict[str, tuple[str, list[Any]]] = {
 
 def api_url(site_url: str, url_style: UrlStyle, entity: str, action: str) -> str:
     """The endpoint for one call in the site's URL style (CMS integrations route differently)."""
+    return _route_url(site_url, url_style, f"{API_ROUTE}/{quote(entity)}/{quote(action)}")
+
+
+def batch_url(site_url: str, url_style: UrlStyle) -> str:
+    """The multi-call endpoint: the API route with no entity or action after it."""
+    return _route_url(site_url, url_style, API_ROUTE)
+
+
+def _route_url(site_url: str, url_style: UrlStyle, route: str) -> str:
     site = site_url.rstrip("/")
-    route = f"{API_ROUTE}/{quote(entity)}/{quote(action)}"
     if url_style in ("clean", "standalone"):
         return f"{site}/{route}"
     if url_style == "wordpress":
@@ -153,15 +171,39 @@ class CiviCRMClient:
         """
         url = api_url(self.settings.site_url, self.settings.url_style, entity, action)
         form = {"params": json.dumps(params or {}, separators=(",", ":"))}
+        return self._post(url, form, f"{entity}.{action}", lambda r: _parse(entity, action, r))
+
+    def batch(self, calls: list[tuple[str, str, dict[str, Any]]]) -> list[ApiResult]:
+        """Several APIv4 calls, ``MAX_BATCH_CALLS`` to a request; results in the same order.
+
+        Same authentication, retries and deadlines as ``call``. One failed call fails the
+        batch, raised with its entity and action named (never its parameters or values): a
+        transient one (a deadlock, a generic 500) retries the whole request, which is safe
+        because the callers batch reads only.
+        """
+        results: list[ApiResult] = []
+        url = batch_url(self.settings.site_url, self.settings.url_style)
+        for start in range(0, len(calls), MAX_BATCH_CALLS):
+            chunk = calls[start : start + MAX_BATCH_CALLS]
+            # Keys that are not integers: PHP would encode a 0..n-1 keyed answer as a list.
+            body = {f"c{i}": [e, a, p] for i, (e, a, p) in enumerate(chunk)}
+            form = {"calls": json.dumps(body, separators=(",", ":"))}
+            label = _batch_label(chunk)
+            results.extend(self._post(url, form, label, lambda r, c=chunk: _parse_batch(c, r)))
+        return results
+
+    def _post(
+        self, url: str, form: dict[str, str], label: str, parse: Callable[[httpx.Response], _T]
+    ) -> _T:
+        """POST one form with bounded retries; ``parse`` raises CiviCRMTransientError to retry."""
         attempts = self.settings.max_retries + 1
         last: CiviCRMTransientError | None = None
         for attempt in range(attempts):
             if attempt:
                 delay = self.settings.backoff_seconds * (2 ** (attempt - 1))
                 log.warning(
-                    "CiviCRM %s.%s: %s; retry %d/%d in %.1fs",
-                    entity,
-                    action,
+                    "CiviCRM %s: %s; retry %d/%d in %.1fs",
+                    label,
                     last,
                     attempt,
                     attempts - 1,
@@ -181,7 +223,7 @@ class CiviCRMClient:
                 last = CiviCRMTransientError(None, f"could not connect ({type(exc).__name__})")
                 continue
             try:
-                return _parse(entity, action, response)
+                return parse(response)
             except CiviCRMTransientError as exc:
                 last = exc
         assert last is not None
@@ -248,9 +290,60 @@ def version_at_least(version: str, minimum: tuple[int, int]) -> bool:
 
 def _parse(entity: str, action: str, response: httpx.Response) -> ApiResult:
     """Turn one HTTP answer into values or an explained error."""
+    where = f"{entity}.{action}"
+    payload = _answer(where, response)
+    status = response.status_code
+    if status != 200:
+        _raise_error(where, status, str((payload or {}).get("error_message") or "").strip())
+    return _result(where, status, payload)
+
+
+def _parse_batch(
+    calls: list[tuple[str, str, dict[str, Any]]], response: httpx.Response
+) -> list[ApiResult]:
+    """A multi-call answer: one result per call, or the first failed call's explained error.
+
+    CiviCRM answers 200 when any call succeeded, so each entry is checked on its own; when
+    every call failed the status is the first failure's, and the body is still keyed by call.
+    A refusal of the whole request (400, 405) has the single-call error shape instead.
+    """
+    label = _batch_label(calls)
+    payload = _answer(label, response)
+    status = response.status_code
+    if isinstance(payload, list):  # PHP writes an array keyed 0..n-1 (or an empty one) as a list
+        payload = {str(i): v for i, v in enumerate(payload)}
+    if not isinstance(payload, dict) or (status != 200 and "error_message" in payload):
+        message = str((payload or {}).get("error_message") or "") if payload else ""
+        _raise_error(label, status, message.strip())
+    results = []
+    for i, (entity, action, _) in enumerate(calls):
+        where = f"{entity}.{action}"
+        item = payload.get(f"c{i}")
+        if not isinstance(item, dict):
+            raise CiviCRMError(
+                status,
+                f"{where}: CiviCRM's batched answer has no result for this call",
+                "check site_url and url_style (the address must reach CiviCRM's API, which "
+                "answers several calls in one request since APIv4's first releases)",
+            )
+        if "values" not in item or "error_message" in item or "error_code" in item:
+            failed = int(item.get("status") or (status if status != 200 else 500))
+            _raise_error(where, failed, str(item.get("error_message") or "").strip())
+        results.append(_result(where, 200, item))
+    return results
+
+
+def _batch_label(calls: list[tuple[str, str, dict[str, Any]]]) -> str:
+    """What a batch is called in logs and errors: its calls' entity.action, no parameters."""
+    names = sorted({f"{e}.{a}" for e, a, _ in calls})
+    return f"batch of {len(calls)} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+
+
+def _answer(where: str, response: httpx.Response) -> Any:
+    """The JSON body, after the failures that come before CiviCRM's API runs (authx, routing,
+    maintenance, overload), which look the same for one call and for a batch."""
     status = response.status_code
     text = response.text
-    where = f"{entity}.{action}"
     if status == 401:
         body = text.strip()[:200]
         if "Invalid credential" in body:
@@ -279,8 +372,11 @@ def _parse(entity: str, action: str, response: httpx.Response) -> ApiResult:
         raise CiviCRMTransientError(status, f"{where}: site unavailable (maintenance or overload)")
     if status == 429:
         raise CiviCRMTransientError(status, f"{where}: rate limited")
-    payload = _json(response)
-    message = str((payload or {}).get("error_message") or "").strip()
+    return _json(response)
+
+
+def _raise_error(where: str, status: int, message: str) -> None:
+    """Raise the explained error for a refused call (``where`` names it, never its values)."""
     if status == 400 and "SECURITY ALERT" in message:
         raise CiviCRMError(
             400,
@@ -304,8 +400,10 @@ def _parse(entity: str, action: str, response: httpx.Response) -> ApiResult:
                 "named 'Group.field' (list them with getFields or `hub check`)",
             )
         raise CiviCRMTransientError(status, f"{where}: {message or 'server error'}")
-    if status != 200:
-        raise CiviCRMError(status, f"{where}: unexpected answer {message!r}", "see CiviCRM logs")
+    raise CiviCRMError(status, f"{where}: unexpected answer {message!r}", "see CiviCRM logs")
+
+
+def _result(where: str, status: int, payload: Any) -> ApiResult:
     if not isinstance(payload, dict) or "values" not in payload:
         raise CiviCRMError(
             status,

@@ -9,6 +9,18 @@ response envelope ``{"values", "count", "countFetched", "countMatched", "entity"
 403/500 JSON with ``error_message``, 503 maintenance page). Like APIv4, ``get`` has no default
 limit. Switches let tests inject faults and mutate data between or during requests.
 
+The multi-call form is served as CRM_Api4_Page_AJAX serves it: ``POST {site}/civicrm/ajax/api4``
+(no entity or action) with the form field ``calls`` = ``{index: [entity, action, params]}``;
+the answer is keyed by the same indexes, each a result or ``{error_code, error_message,
+status}``, and the HTTP status is 200 if any call succeeded, else the first failure's. A GET is
+refused with 405, a missing ``calls`` or a call that is not ``[entity, action, params?]`` is a
+fatal PHP error (500 page), and ``calls`` that is not JSON runs nothing and answers ``[]``.
+
+Id-range conditions (``id >``, ``>=``, ``<``, ``<=``, ``=``, ``BETWEEN``) narrow the rows
+scanned by bisecting the sorted ids, as a database uses its primary key: a count over a
+range of 10,000 contacts must not cost a scan of all of them, or benchmarks of the connector's
+range counts would measure this sandbox instead.
+
 All data is synthetic (made-up names from short lists, seeded), never real people.
 """
 
@@ -30,6 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 
 UrlStyle = Literal["clean", "wordpress", "wordpress_admin", "standalone"]
 API_PREFIX = "civicrm/ajax/api4/"
+API_ROOT = "civicrm/ajax/api4"
 TS_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 ALL_PERMISSIONS = frozenset(
@@ -249,6 +262,12 @@ class CiviCRMSandbox:
         self.data = SandboxData()
         self._port = port
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
+        # One entry per API call answered: (entity, action, fields selected, values returned).
+        self.answers: list[tuple[str, str, tuple[str, ...], int]] = []
+        # One entry per HTTP request that passed authx: (method, "Entity.action" or "calls").
+        self.http_requests: list[tuple[str, str]] = []
+        # entity -> (data version, table size, sorted ids): the primary key's order
+        self._id_order: dict[str, tuple[int, int, list[int]]] = {}
         self._lock = threading.RLock()
         self._faults: list[_Fault] = []
         self._scheduled: list[tuple[int, Callable[[CiviCRMSandbox], None]]] = []
@@ -488,10 +507,38 @@ class CiviCRMSandbox:
             if needed not in self.permissions:
                 raise ApiError(403, f"Authorization failed: missing permission '{needed}'")
             if action == "getFields":
-                return self._get_fields(entity, params)
-            if action == "get":
-                return self._get(entity, params)
-            raise ApiError(500, f"Api4 {entity} {action} not supported by the sandbox")
+                result = self._get_fields(entity, params)
+            elif action == "get":
+                result = self._get(entity, params)
+            else:
+                raise ApiError(500, f"Api4 {entity} {action} not supported by the sandbox")
+            selected = tuple(params.get("select") or ())
+            self.answers.append((entity, action, selected, len(result["values"])))
+            return result
+
+    def handle_calls(self, calls: dict[str, Any]) -> tuple[int, Any]:
+        """Answer a multi-call request as CRM_Api4_Page_AJAX does: (HTTP status, body).
+
+        Each call runs on its own; its error is its entry. The status is 200 once any call
+        succeeded, else the first failing call's (no call at all: 200).
+        """
+        answers: dict[str, Any] = {}
+        status: int | None = None
+        for index, call in calls.items():
+            entity, action, params = call[0], call[1], call[2] if len(call) > 2 else {}
+            try:
+                if len(call) > 3 and call[3] is not None:
+                    raise ApiError(500, "an index in a multi-call is not supported by the sandbox")
+                answers[index] = self.handle(str(entity), str(action), dict(params or {}))
+                status = 200
+            except ApiError as exc:
+                status = status or exc.status
+                answers[index] = {
+                    "error_code": 0,
+                    "error_message": exc.message,
+                    "status": exc.status,
+                }
+        return status or 200, _php_array(answers)
 
     def _fields(self, entity: str) -> dict[str, FieldDef]:
         key = (entity, self.version)
@@ -584,13 +631,10 @@ class CiviCRMSandbox:
 
         hidden = self._hidden.get(entity, set())
         keyset = list(order) == ["id"] and str(order["id"]).upper() == "ASC" and not want_count
-        floor = _id_floor(where) if keyset else None
-        tested = list(where)
-        if floor is not None:
-            # On the keyset path the id floor is where the scan starts (a primary-key range,
-            # as in a database), so that one clause need not be tested again on every row.
-            del tested[next(i for i, c in enumerate(tested) if c[:2] == ["id", ">"])]
-        matches = self._predicate(entity, tested)
+        # Only the rows inside the id bounds are looked at (a primary-key range scan), so
+        # the clauses that set those bounds need not be tested again on every row.
+        candidates = self._candidates(entity, where)
+        matches = self._predicate(entity, [c for c in where if not _is_id_bound(c)])
 
         def keep(r: dict[str, Any]) -> bool:
             if hidden is None or (hidden and r["id"] in hidden):
@@ -598,19 +642,16 @@ class CiviCRMSandbox:
             return not (live_only and r.get("is_deleted")) and matches(r)
 
         if only_count:
-            matched = sum(1 for r in table.values() if keep(r))
+            matched = sum(1 for rid in candidates if keep(table[rid]))
             envelope = _envelope(entity, "get", [], matched)
             envelope["count"] = matched  # Result::count() is the row count when it was asked
             return envelope
 
         if keyset:
-            # Keyset fast path (ids ascend in insertion order): lets benchmarks page through
-            # hundreds of thousands of rows without a full scan per page.
-            ids = self._indexed_ids(entity, where)
-            if ids is None:
-                ids = list(table)
+            # Keyset fast path: lets benchmarks page through hundreds of thousands of rows
+            # without a full scan per page.
             rows = []
-            for rid in ids[bisect.bisect_right(ids, floor) if floor is not None else 0 :]:
+            for rid in candidates:
                 row = table[rid]
                 if keep(row):
                     rows.append(row)
@@ -618,7 +659,7 @@ class CiviCRMSandbox:
                         break
             matched = None if limit else len(rows)
         else:
-            rows = [r for r in table.values() if keep(r)]
+            rows = [table[rid] for rid in candidates if keep(table[rid])]
             for key, direction in reversed(list(order.items())):
                 rows.sort(
                     key=lambda r, k=key: _sort_key(self._value(entity, r, k)),
@@ -634,6 +675,28 @@ class CiviCRMSandbox:
         for v, r in zip(values, rows, strict=True):
             v.setdefault("id", r["id"])
         return _envelope(entity, "get", values, matched)
+
+    def _sorted_ids(self, entity: str) -> list[int]:
+        """The table's ids in order, rebuilt only after an insert or a delete."""
+        table = self.data.tables[entity]
+        built = self._id_order.get(entity)
+        if built is None or built[:2] != (self.data.version, len(table)):
+            built = (self.data.version, len(table), sorted(table))
+            self._id_order[entity] = built
+        return built[2]
+
+    def _candidates(self, entity: str, where: list[Any]) -> list[int]:
+        """Sorted ids that may match: from a foreign-key index or the primary key, cut to
+        the top-level id bounds by bisection. Every clause is still tested on each row."""
+        ids = self._indexed_ids(entity, where)
+        if ids is None:
+            ids = self._sorted_ids(entity)
+        lo, hi = _id_bounds(where)
+        if lo is None and hi is None:
+            return ids
+        start = bisect.bisect_left(ids, lo) if lo is not None else 0
+        end = bisect.bisect_right(ids, hi) if hi is not None else len(ids)
+        return ids[start:end]
 
     def _indexed_ids(self, entity: str, where: list[Any]) -> list[int] | None:
         """Sorted candidate ids for a top-level ``[fk, "IN", [ids]]`` clause, from an index.
@@ -708,6 +771,15 @@ class CiviCRMSandbox:
         if op == "IN" and isinstance(arg, list) and arg and all(type(a) is bool for a in arg):
             wanted = set(arg)
             return lambda row: (v := row.get(name)) is not None and bool(v) in wanted
+        if (
+            op == "BETWEEN"
+            and fdef.data_type == "Integer"
+            and isinstance(arg, list)
+            and len(arg) == 2
+            and all(type(a) is int for a in arg)
+        ):
+            low, high = arg
+            return lambda row: type(v := row.get(name)) is int and low <= v <= high
         compare = _COMPARE.get(op)
         if compare is not None and type(arg) is int and fdef.data_type == "Integer":
             return lambda row: type(v := row.get(name)) is int and compare(v, arg)
@@ -743,6 +815,13 @@ class CiviCRMSandbox:
                 raise ApiError(500, f"{op} needs an array")
             hit = _is_in(value, arg)
             return hit if op == "IN" else not hit
+        if op in ("BETWEEN", "NOT BETWEEN"):
+            if not isinstance(arg, list) or len(arg) != 2:
+                raise ApiError(500, f"{op} needs an array of two values")
+            if value is None:
+                return False
+            inside = _sort_key(arg[0]) <= _sort_key(value) <= _sort_key(arg[1])
+            return inside if op == "BETWEEN" else not inside
         if op == "=":
             return _eq(value, arg)
         if op in ("!=", "<>"):
@@ -776,6 +855,8 @@ class CiviCRMSandbox:
             if parts.path != "/wp-admin/admin.php" or query.get("page") != ["CiviCRM"]:
                 return None
             route = q
+        if route == API_ROOT:
+            return "", ""  # the multi-call form: entity and action travel in ``calls``
         if not route.startswith(API_PREFIX):
             return None
         pieces = route[len(API_PREFIX) :].split("/")
@@ -904,15 +985,76 @@ def _envelope(entity: str, action: str, values: list[Any], matched: int | None) 
     return envelope
 
 
-def _id_floor(where: list[Any]) -> int | None:
-    """The n of a top-level ``["id", ">", n]`` clause, if there is one."""
+def _id_bounds(where: list[Any]) -> tuple[int | None, int | None]:
+    """The inclusive id range the top-level integer id clauses allow (None: unbounded)."""
+    lo: int | None = None
+    hi: int | None = None
+
+    def at_least(n: int) -> None:
+        nonlocal lo
+        lo = n if lo is None else max(lo, n)
+
+    def at_most(n: int) -> None:
+        nonlocal hi
+        hi = n if hi is None else min(hi, n)
+
     for clause in where:
-        if isinstance(clause, list) and len(clause) == 3 and clause[:2] == ["id", ">"]:
-            try:
-                return int(clause[2])
-            except (TypeError, ValueError):
-                return None
-    return None
+        if not _is_id_bound(clause):
+            continue
+        op, arg = str(clause[1]).upper(), clause[2]
+        if op == "BETWEEN":
+            at_least(arg[0])
+            at_most(arg[1])
+        else:
+            if op in (">", ">="):
+                at_least(arg + (op == ">"))
+            elif op in ("<", "<="):
+                at_most(arg - (op == "<"))
+            elif op == "=":
+                at_least(arg)
+                at_most(arg)
+    return lo, hi
+
+
+def _is_id_bound(clause: Any) -> bool:
+    """A top-level integer condition on id that ``_id_bounds`` turns into a range."""
+    if not (isinstance(clause, list) and len(clause) == 3 and clause[0] == "id"):
+        return False
+    op, arg = str(clause[1]).upper(), clause[2]
+    if op == "BETWEEN":
+        return isinstance(arg, list) and len(arg) == 2 and all(type(a) is int for a in arg)
+    return type(arg) is int and op in (">", ">=", "<", "<=", "=")
+
+
+def _php_array(answers: dict[str, Any]) -> Any:
+    """What PHP's json_encode makes of an array: a list when its keys are 0..n-1 in order."""
+    if list(answers) == [str(i) for i in range(len(answers))]:
+        return list(answers.values())
+    return answers
+
+
+def _parse_calls(raw: str) -> dict[str, list[Any]] | None:
+    """``calls`` as CiviCRM reads it: None when not JSON (PHP's foreach then runs nothing).
+
+    Raises ValueError where PHP dies with a fatal error (a call that is not a list starting
+    with entity and action, or params that are not an object).
+    """
+    try:
+        decoded = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(decoded, list):
+        decoded = {str(i): v for i, v in enumerate(decoded)}
+    if not isinstance(decoded, dict):
+        return None
+    for call in decoded.values():
+        if not isinstance(call, list) or len(call) < 2:
+            raise ValueError("a call must be [entity, action, params]")
+        if any(isinstance(part, dict | list) for part in call[:2]):
+            raise ValueError("entity and action must be strings")
+        if len(call) > 2 and not isinstance(call[2], dict) and call[2] != []:
+            raise ValueError("params must be an object")
+    return decoded
 
 
 def _make_handler(sandbox: CiviCRMSandbox) -> type[BaseHTTPRequestHandler]:
@@ -962,6 +1104,11 @@ def _make_handler(sandbox: CiviCRMSandbox) -> type[BaseHTTPRequestHandler]:
             if sandbox.site_key is not None and self.headers.get("X-Civi-Key") != sandbox.site_key:
                 self._send(401, "Must satisfy guard", "text/plain")
                 return
+            entity, action = route
+            with sandbox._lock:
+                sandbox.http_requests.append(
+                    (self.command, f"{entity}.{action}" if entity else "calls")
+                )
             if sandbox.latency:
                 time.sleep(sandbox.latency)
             fault = sandbox._pop_fault()
@@ -986,7 +1133,20 @@ def _make_handler(sandbox: CiviCRMSandbox) -> type[BaseHTTPRequestHandler]:
                     },
                 )
                 return
-            entity, action = route
+            if self.command == "GET" and not action.lower().startswith("get"):
+                # Checked before anything is read: a multi-call's action is '' here too.
+                self._json(
+                    405,
+                    {
+                        "error_code": 405,
+                        "error_message": "SECURITY: All requests that modify the database must "
+                        "be http POST, not GET.",
+                    },
+                )
+                return
+            if not entity:
+                self._serve_calls(body)
+                return
             params: dict[str, Any] = {}
             ctype = self.headers.get("Content-Type") or ""
             raw_params = None
@@ -1014,6 +1174,25 @@ def _make_handler(sandbox: CiviCRMSandbox) -> type[BaseHTTPRequestHandler]:
                 )
                 return
             self._json(200, result)
+
+        def _serve_calls(self, body: bytes) -> None:
+            """The multi-call form: ``calls`` from the POST body only, never the query."""
+            ctype = self.headers.get("Content-Type") or ""
+            raw = None
+            if ctype.startswith("application/x-www-form-urlencoded"):
+                raw = (parse_qs(body.decode("utf-8")).get("calls") or [None])[0]
+            try:
+                if raw is None:
+                    raise ValueError("Could not find valid value for calls")
+                calls = _parse_calls(raw)
+            except ValueError as exc:
+                # Uncaught in CRM_Api4_Page_AJAX: CiviCRM's fatal-error page, not JSON.
+                self._send(
+                    500, f"<html><body><h1>Error</h1><p>{exc}</p></body></html>", "text/html"
+                )
+                return
+            status, answer = sandbox.handle_calls(calls or {})
+            self._send(status, json.dumps(answer, separators=(",", ":")), "application/json")
 
     return Handler
 

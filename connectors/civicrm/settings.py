@@ -68,7 +68,8 @@ class CiviCRMSettings(BaseModel):
         ge=1,
         description="List and compare every table's ids for hard deletes every N runs (1 = "
         "every run). Contacts deleted for good are found on every run whatever this says "
-        "(a count, then an id listing only when the count disagrees), and their e-mail, "
+        "(a count; only when it disagrees, counts over id ranges to narrow down where, and "
+        "a listing of the differing ranges' ids), and their e-mail, "
         "phone and address rows leave in the same run; this bounds how long a deleted "
         "case, activity, contribution or lone e-mail row can linger",
     )

@@ -235,3 +235,100 @@ def test_version_and_field_discovery(civi: CiviCRMSandbox) -> None:
         assert client.version() == "6.8.1"
         assert "modified_date" not in client.field_names("Contribution")
     assert version_at_least("6.10.alpha1", (6, 9)) and not version_at_least("5.81.2", (6, 9))
+
+
+# ---------------------------------------------------------------- several calls in one request
+
+HEADERS = {"X-Requested-With": "XMLHttpRequest"}
+
+
+def _raw(civi: CiviCRMSandbox, method: str, **kwargs: object) -> httpx.Response:
+    """A hand-made request to the multi-call endpoint, as CiviCRM's own JS would send it."""
+    headers = {**HEADERS, "X-Civi-Auth": f"Bearer {civi.api_key}"}
+    return httpx.request(method, f"{civi.url}/civicrm/ajax/api4", headers=headers, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_a_batch_is_one_request_with_results_in_call_order(style: str) -> None:
+    with CiviCRMSandbox(contacts=12, url_style=style) as civi:  # type: ignore[arg-type]
+        with _client(civi) as client:
+            results = client.batch(
+                [
+                    ("Contact", "get", {"select": ["row_count"], "where": [["id", "<=", 5]]}),
+                    ("Contact", "get", {"select": ["id"], "where": [["id", "BETWEEN", [7, 9]]]}),
+                    ("Contact", "get", {"select": ["row_count"], "where": [["id", ">=", 11]]}),
+                ]
+            )
+        assert civi.http_requests == [("POST", "calls")]
+    assert [r.count for r in results] == [5, 3, 2]
+    assert [v["id"] for v in results[1].values] == [7, 8, 9]
+
+
+def test_a_failed_call_in_a_batch_is_named_without_its_values(civi: CiviCRMSandbox) -> None:
+    secret = "Quell-7731"
+    with _client(civi) as client, pytest.raises(CiviCRMError) as err:
+        client.batch(
+            [
+                ("Contact", "get", {"select": ["row_count"]}),
+                ("Email", "get", {"select": ["nope"], "where": [["email", "=", secret]]}),
+            ]
+        )
+    assert err.value.status == 500 and "Email.get: Invalid field 'nope'" in str(err.value)
+    assert secret not in str(err.value)
+    assert len(civi.http_requests) == 1  # a bad field is not retried
+
+    civi.revoke_permission("access CiviContribute")  # every call refused: the status is 403
+    with _client(civi) as client, pytest.raises(CiviCRMError) as err:
+        client.batch([("Contribution", "get", {"select": ["row_count"]})])
+    assert err.value.status == 403 and "Contribution.get: permission denied" in str(err.value)
+    assert "access CiviContribute" in err.value.fix
+
+
+def test_the_multi_call_endpoint_answers_like_civicrm(civi: CiviCRMSandbox) -> None:
+    calls = {
+        "a": ["Contact", "get", {"select": ["row_count"]}],
+        "b": ["Contact", "get", {"select": ["nope"]}],
+    }
+    # One call failed, one succeeded: 200, the error inside its own entry.
+    answer = _raw(civi, "POST", data={"calls": json.dumps(calls)})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["a"]["countMatched"] == 12
+    assert body["b"] == {
+        "error_code": 0,
+        "error_message": "Invalid field 'nope' for Contact",
+        "status": 500,
+    }
+    # Every call failed: the first failure's status.
+    answer = _raw(civi, "POST", data={"calls": json.dumps({"b": calls["b"]})})
+    assert answer.status_code == 500 and answer.json()["b"]["status"] == 500
+    # Indexes 0..n-1 come back as a JSON list, as PHP's json_encode writes such an array.
+    answer = _raw(civi, "POST", data={"calls": json.dumps({"0": calls["a"]})})
+    assert isinstance(answer.json(), list)
+    # GET is refused before anything runs, even with the calls in the query string.
+    answer = _raw(civi, "GET", params={"calls": json.dumps(calls)})
+    assert answer.status_code == 405 and "must be http POST" in answer.json()["error_message"]
+    # calls from the body only; missing, or a call that is not [entity, action, params]:
+    # PHP's fatal error page.
+    assert _raw(civi, "POST", params={"calls": json.dumps(calls)}).status_code == 500
+    assert _raw(civi, "POST", data={"calls": '{"a": "Contact"}'}).status_code == 500
+    # Not JSON at all: nothing runs and the answer is empty.
+    answer = _raw(civi, "POST", data={"calls": "{not json"})
+    assert answer.status_code == 200 and answer.json() == []
+    assert len(civi.requests) == 4  # only the calls of well-formed requests ran
+
+
+def test_a_large_batch_is_split_and_a_transient_failure_retried(civi: CiviCRMSandbox) -> None:
+    from connectors.civicrm.client import MAX_BATCH_CALLS
+
+    n = MAX_BATCH_CALLS + 5
+    calls = [
+        ("Contact", "get", {"select": ["row_count"], "where": [["id", "<=", i % 12 + 1]]})
+        for i in range(n)
+    ]
+    civi.fail_next(1, 500)
+    with _client(civi) as client:
+        results = client.batch(calls)
+    assert [r.count for r in results] == [i % 12 + 1 for i in range(n)]
+    assert civi.http_requests == [("POST", "calls")] * 3  # one failed and retried, then two
+    assert len(civi.answers) == n

@@ -660,3 +660,145 @@ def test_a_contact_never_loaded_is_reported_not_deleted(
     messages = [r.getMessage() for r in caplog.records]
     assert any("1 records CiviCRM lists were never loaded" in m for m in messages)
     assert not any("Backdated" in m for m in messages)
+
+
+# ---------------------------------------------------------------- narrowing down hard deletes
+# At 5,000 contacts the held ids are cut into 16 ranges of about 312: one batched request of
+# counts finds the differing ranges, one more lists only their ids.
+
+
+@pytest.fixture
+def many() -> Iterator[CiviCRMSandbox]:
+    with CiviCRMSandbox(
+        contacts=5000,
+        activities_per_contact=0,
+        cases_per_contact=0,
+        contributions_per_contact=0,
+        seed=3,
+    ) as sandbox:
+        yield sandbox
+
+
+PEOPLE = ("civicrm__contact", "civicrm__email")
+
+
+def _run_people(civi: CiviCRMSandbox, tmp_path: Path, **overrides: Any) -> None:
+    _run(civi, tmp_path, *PEOPLE, page_size=1000, **{**DEFAULTS, **overrides})
+
+
+def _reconcile_cost(civi: CiviCRMSandbox, since: tuple[int, int]) -> dict[str, int]:
+    """What finding deletions cost since ``since`` (requests, answers), counted by the sandbox."""
+    requests, answers = since
+    listed = [a for a in civi.answers[answers:] if a[0] == "Contact" and a[2] == ("id",)]
+    return {
+        "batched_requests": sum(
+            1 for _, route in civi.http_requests[requests:] if route == "calls"
+        ),
+        "counts": sum(
+            1 for a in civi.answers[answers:] if a[:3] == ("Contact", "get", ("row_count",))
+        ),
+        "listings": len(listed),
+        "ids_listed": sum(a[3] for a in listed),
+    }
+
+
+def _mark(civi: CiviCRMSandbox) -> tuple[int, int]:
+    return len(civi.http_requests), len(civi.answers)
+
+
+def test_one_hard_delete_among_thousands_is_found_by_narrowing(
+    many: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    _run_people(many, tmp_path)
+    gone = _live(many, "Contact")[2345]
+    email = next(i for i, r in many.data.tables["Email"].items() if r["contact_id"] == gone)
+    many.hard_delete("Contact", gone)
+    since = _mark(many)
+    _run_people(many, tmp_path)
+    assert _ids(tmp_path, "contact", "deleted_in_source") == [gone]
+    assert email not in _ids(tmp_path, "email")
+    cost = _reconcile_cost(many, since)
+    # The top count, one batch of 16 range counts, one batch listing the one differing range;
+    # the e-mail table's check reuses the contact table's answers.
+    assert cost["batched_requests"] == 2
+    assert cost["counts"] == 1 + 16
+    assert cost["listings"] == 1
+    assert cost["ids_listed"] <= 5000 // 16 + 1  # not the 4,999 a full listing sends
+
+    # Nothing deleted: the count alone.
+    since = _mark(many)
+    _run_people(many, tmp_path)
+    assert _reconcile_cost(many, since) == {
+        "batched_requests": 0,
+        "counts": 1,
+        "listings": 0,
+        "ids_listed": 0,
+    }
+
+
+def test_deletes_at_both_ends_and_in_the_middle_with_a_create_are_all_found(
+    many: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    """The first range is open below and the last open above, so the lowest and highest ids
+    are covered, and a contact created in the same interval counts as held, not as noise."""
+    _run_people(many, tmp_path)
+    ids = _live(many, "Contact")
+    gone = [ids[0], ids[1700], ids[3100], ids[-1]]
+    for cid in gone:
+        many.hard_delete("Contact", cid)
+    new = many.add_contact()
+    since = _mark(many)
+    _run_people(many, tmp_path)
+    assert _ids(tmp_path, "contact", "deleted_in_source") == sorted(gone)
+    assert new in _ids(tmp_path, "contact", "NOT is_deleted")
+    cost = _reconcile_cost(many, since)
+    assert cost["batched_requests"] == 2 and cost["listings"] == 4
+    assert cost["ids_listed"] <= 4 * (5000 // 16 + 2)
+
+
+def test_narrowing_recurses_while_ranges_are_large(tmp_path: Path) -> None:
+    """Above 16 x LEAF held ids a differing range is cut again: one more batch of counts."""
+    with CiviCRMSandbox(
+        contacts=40_000,
+        activities_per_contact=0,
+        cases_per_contact=0,
+        contributions_per_contact=0,
+        seed=3,
+    ) as civi:
+        _run(civi, tmp_path, "civicrm__contact", page_size=20_000, **DEFAULTS)
+        gone = _live(civi, "Contact")[31_234]
+        civi.hard_delete("Contact", gone)
+        since = _mark(civi)
+        _run(civi, tmp_path, "civicrm__contact", page_size=20_000, **DEFAULTS)
+        assert _ids(tmp_path, "contact", "deleted_in_source") == [gone]
+        cost = _reconcile_cost(civi, since)
+    assert cost["batched_requests"] == 3 and cost["counts"] == 1 + 16 + 16
+    assert cost["listings"] == 1 and cost["ids_listed"] <= 40_000 // 256 + 1
+
+
+def test_a_permission_glitch_among_thousands_deletes_nobody_and_does_not_narrow(
+    many: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    """Most contacts hidden: narrowing cannot pay, so the ids are listed as before, and the
+    guard keeps everyone; everything hidden: the count says so and nothing is listed."""
+    _run_people(many, tmp_path)
+    ids = _live(many, "Contact")
+    many.hide("Contact", ids[: len(ids) * 9 // 10])
+    since = _mark(many)
+    _run_people(many, tmp_path)
+    assert _ids(tmp_path, "contact", "deleted_in_source") == []
+    cost = _reconcile_cost(many, since)
+    assert cost["batched_requests"] == 0 and cost["counts"] == 1 and cost["listings"] == 1
+
+    many.hide("Contact")
+    since = _mark(many)
+    _run_people(many, tmp_path)
+    assert _ids(tmp_path, "contact", "deleted_in_source") == []
+    assert _reconcile_cost(many, since)["listings"] == 0
+    state = _pipeline(tmp_path).state["sources"]["civicrm"]["resources"]
+    assert state["civicrm__contact"]["held_deletions"] == len(ids)
+
+    many.unhide("Contact")
+    _run_people(many, tmp_path)
+    assert _ids(tmp_path, "contact", "deleted_in_source") == []
+    assert _ids(tmp_path, "contact", "NOT is_deleted") == ids
