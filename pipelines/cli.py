@@ -101,7 +101,19 @@ def check(org_id: Annotated[str, typer.Argument(help="the member's id (its file 
         _check_salesforce(member)
     elif member.connector.kind == "civicrm":
         _print_crm_consent(member, settings)
+        _print_held_deletions(member, settings)
         _check_civicrm(member)
+
+
+def _print_held_deletions(member: Member, settings: HubSettings) -> None:
+    """Records CiviCRM stopped listing that the last load kept rather than deleted."""
+    from connectors.civicrm.held import FIX, held_deletions
+
+    held = held_deletions(settings.pipelines_dir, member.org_id)
+    for item in held:
+        console.print(f"[yellow]! {item.describe()}[/]")
+    if held:
+        console.print(f"  {FIX}")
 
 
 def _print_crm_consent(member: Member, settings: HubSettings) -> None:

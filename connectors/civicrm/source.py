@@ -63,7 +63,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ import pyarrow.compute as pc
 from dlt.common.destination import AnyDestination
 
 from connectors.civicrm.client import MAX_BATCH_CALLS, CiviCRMClient
+from connectors.civicrm.held import HELD, HELD_PARENTS
 from connectors.civicrm.settings import CiviCRMSettings
 from connectors.deadline import LoadDeadline
 from connectors.raw_pipeline import member_pipeline
@@ -872,7 +873,7 @@ def _guard(
     listed: int,
     settings: CiviCRMSettings,
     state: dict[str, Any],
-    key: str = "held_deletions",
+    key: str = HELD,
 ) -> list[int]:
     """The ids that may be marked deleted on this run's word: all of them, or none.
 
@@ -882,11 +883,13 @@ def _guard(
     """
     if not vanished:
         state.pop(key, None)
+        state.pop(f"{key}_since", None)
         return []
     allowed = max(MIN_DELETIONS_ALLOWED, int(settings.max_deleted_share * held))
     empty = listed == 0 and settings.max_deleted_share < 1
     if empty or len(vanished) > allowed:
-        state[key] = len(vanished)
+        state[key] = len(vanished)  # `hub check` and the run summary say it (held.py)
+        state.setdefault(f"{key}_since", datetime.now(UTC).isoformat(timespec="seconds"))
         why = "CiviCRM answered with none" if empty else "more than max_deleted_share"
         log.warning(
             "CiviCRM %s: %d of %d loaded records are no longer listed (%s); none is marked "
@@ -900,6 +903,7 @@ def _guard(
         )
         return []
     state.pop(key, None)
+    state.pop(f"{key}_since", None)
     return vanished
 
 
@@ -1021,7 +1025,7 @@ def _entity_rows(
                     listed,
                     settings,
                     state,
-                    key="held_parent_deletions",
+                    key=HELD_PARENTS,
                 )
                 for p in gone:
                     parents_known.remove(p)

@@ -14,6 +14,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from connectors.civicrm import CiviCRMSettings, civicrm_source, raw_pipeline, resource_names
 from connectors.civicrm.client import CiviCRMError, CiviCRMTransientError
+from connectors.civicrm.held import held_deletions
 from connectors.civicrm.sandbox import CiviCRMSandbox
 from connectors.civicrm.source import IdRanges
 from connectors.errors import TransientSourceError
@@ -367,6 +368,10 @@ def test_a_permission_glitch_deletes_nobody(
     state = _pipeline(tmp_path).state["sources"]["civicrm"]["resources"]
     assert state["civicrm__contact"]["held_deletions"] == 20
     assert state["civicrm__email"]["held_parent_deletions"] == 20
+    # What `hub check` and the run summary read back (from the state file dlt wrote).
+    held = {h.table: h for h in held_deletions(tmp_path / "pipelines", ORG)}
+    assert held["civicrm__contact"].count == 20 and not held["civicrm__contact"].by_parent
+    assert held["civicrm__email"].by_parent and held["civicrm__contact"].since
 
     civi.hide("Contact", range(1, 16))  # 15 of 20: far over max_deleted_share
     _run(civi, tmp_path, **DEFAULTS)
@@ -377,6 +382,7 @@ def test_a_permission_glitch_deletes_nobody(
     unharmed()
     state = _pipeline(tmp_path).state["sources"]["civicrm"]["resources"]
     assert "held_deletions" not in state["civicrm__contact"]
+    assert held_deletions(tmp_path / "pipelines", ORG) == []
 
     # A deliberate mass deletion goes through when a person raises the share for a run.
     for cid in range(1, 16):

@@ -123,6 +123,67 @@ def test_check_civicrm_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert "API key" in out
 
 
+def test_check_and_the_run_summary_say_which_deletions_are_held_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CiviCRM stops listing every contact (a lost permission looks like that): the load
+    deletes nobody, and `hub check` and the run summary say so, with the fix."""
+    import dlt
+
+    from connectors.civicrm import civicrm_source, raw_pipeline
+    from pipelines.lib.summary import render_summary
+    from pipelines.settings import HubSettings
+
+    with CiviCRMSandbox() as civi:
+        _member(
+            tmp_path,
+            "civi_trust",
+            {"kind": "civicrm", "site_url": civi.url, "api_key": {"env": "HUB_CIVI_TRUST_KEY"}},
+        )
+        monkeypatch.setenv("HUB_CIVI_TRUST_KEY", civi.api_key)
+        monkeypatch.setenv("HUB_MEMBERS_DIR", str(tmp_path))
+        monkeypatch.setenv("HUB_HOME", str(tmp_path / ".hub"))
+        settings = HubSettings.from_env()
+        member = settings.members_dir / "civi_trust.yaml"
+        assert member.exists()
+
+        def load() -> None:
+            from connectors.civicrm.settings import CiviCRMSettings
+
+            source = civicrm_source(CiviCRMSettings(site_url=civi.url), civi.api_key)
+            destination = dlt.destinations.duckdb(str(tmp_path / "raw.duckdb"))
+            raw_pipeline("civi_trust", destination, settings.pipelines_dir).run(source)
+
+        load()
+        code, out = _check("civi_trust", tmp_path, monkeypatch)
+        assert code == 0 and "held" not in out, out
+        civi.hide("Contact")
+        load()
+        code, out = _check("civi_trust", tmp_path, monkeypatch)
+        out = " ".join(out.split())
+        assert code == 0, out
+        contacts = len(civi.data.tables["Contact"])
+        assert f"! civicrm__contact: {contacts} records no longer listed since " in out
+        assert f"! civicrm__email: {contacts} rows of contacts no longer listed" in out
+        assert "connector.max_deleted_share: 1 for one run" in out
+        summary = " ".join(_render(render_summary([], settings)).split())
+        assert "Deletions held back" in summary
+        assert f"! civi_trust: civicrm__contact: {contacts} records no longer listed" in summary
+        civi.unhide("Contact")
+        load()
+        code, out = _check("civi_trust", tmp_path, monkeypatch)
+        assert "no longer listed" not in out
+        assert "Deletions held back" not in _render(render_summary([], settings))
+
+
+def _render(renderable: object) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(renderable)
+    return console.export_text()
+
+
 def test_crm_members_are_listed_but_not_loaded_yet(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
