@@ -9,6 +9,13 @@ correctly for the target dialect:
 - columns named ``cfg__<role>`` stand for a column the member's config names (a CRM field
   whose API name the member chooses, e.g. its consent field); ``columns`` maps each role to
   the raw column, or to None when the member has no such field (the slot becomes NULL).
+
+In the quarantine models (``quarantine/*``) every value joined into text with ``||`` is
+NULL-safe: a NULL operand reads ``(blank)`` instead of making the whole text NULL. Their
+texts are the reasons members read, and ``rejected_rows.reason`` is NOT NULL, so one record
+with a blank field (or a deletion marker, or a missing join) would otherwise fail the
+member's whole mapping stage on every run (issue #19). tests/transforms/
+test_quarantine_reasons.py evaluates every such text with all its columns NULL.
 """
 
 from __future__ import annotations
@@ -27,6 +34,27 @@ SOURCE_DIALECT = "duckdb"
 CONFIGURED_PREFIX = "cfg__"
 
 
+BLANK = "(blank)"
+
+
+def null_safe_text(tree: exp.Expression) -> exp.Expression:
+    """``a || b`` with every operand that is not a string literal as ``COALESCE(x, BLANK)``."""
+
+    def wrap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.DPipe):
+            for side in ("this", "expression"):
+                operand = node.args.get(side)
+                if operand is None or isinstance(operand, exp.DPipe):
+                    continue
+                if isinstance(operand, exp.Literal) and operand.is_string:
+                    continue
+                text = exp.cast(operand.copy(), exp.DataType.build("text"))
+                node.set(side, exp.func("COALESCE", text, exp.Literal.string(BLANK)))
+        return node
+
+    return tree.transform(wrap)
+
+
 @cache
 def _parse(name: str) -> exp.Expression:
     path = SQL_DIR / f"{name}.sql"
@@ -35,9 +63,10 @@ def _parse(name: str) -> exp.Expression:
     except FileNotFoundError as err:
         raise TransformError(f"no SQL model {name} (looked for {path})") from err
     try:
-        return sqlglot.parse_one(text, read=SOURCE_DIALECT)
+        tree = sqlglot.parse_one(text, read=SOURCE_DIALECT)
     except sqlglot.errors.ParseError as err:
         raise TransformError(f"{name}.sql is not valid {SOURCE_DIALECT} SQL: {err}") from err
+    return null_safe_text(tree) if name.startswith("quarantine/") else tree
 
 
 def render(

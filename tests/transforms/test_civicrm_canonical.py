@@ -257,6 +257,39 @@ def test_a_trashed_case_is_deleted_in_the_hub(tmp_path: Path) -> None:
     assert reasons == [(0,)]  # a deleted case is not a problem to fix
 
 
+def test_a_case_deleted_for_good_under_surviving_activities_is_a_reason_not_a_failure(
+    tmp_path: Path,
+) -> None:
+    """Issue #19: the deleted case's marker row has no case type; the reason for its
+    activities was built with ``|| NULL ||``, was NULL, and failed every later mapping."""
+    with CiviCRMSandbox(contacts=10, cases_per_contact=1.0, activities_per_contact=4) as civi:
+        mappings = {
+            "programmes": TWO_PROGRAMMES,
+            "engagement_status": {**CASE_STATUS, "Urgent": "active"},
+            "outcomes": {**OUTCOMES, "felt_listened_to": "felt_listened_to"},
+            "outcome_status": OUTCOME_STATUS,
+        }
+        member = load_member(_write_member(tmp_path, civi, mappings))
+        warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+        pipeline = raw_pipeline(ORG, warehouse.dlt_destination(), tmp_path / "dlt")
+        pipeline.run(civicrm_source(member.connector.settings(), civi.api_key))
+        build_member(warehouse, member)
+        filed = [a for a in civi.data.tables["Activity"].values() if a.get("case_id")]
+        case_id = filed[0]["case_id"]
+        civi.hard_delete("Case", case_id)  # its activities stay in CiviCRM
+        pipeline.run(civicrm_source(member.connector.settings(), civi.api_key, reconcile=True))
+    for _ in range(2):  # and every run after
+        build_member(warehouse, member)
+    reasons = _fetch(
+        warehouse,
+        "SELECT reason FROM quarantine.rejected_rows "
+        f"WHERE source_file = 'Activity' AND raw_value = '{case_id}'",
+    )
+    assert reasons, "the deleted case's activities are not reported"
+    assert all(f"case {case_id}, which was deleted in CiviCRM" in r for (r,) in reasons)
+    assert not _fetch(warehouse, "SELECT 1 FROM quarantine.rejected_rows WHERE reason IS NULL")
+
+
 def test_a_contact_deleted_for_good_takes_their_records_with_them(tmp_path: Path) -> None:
     """After the next run (default settings) neither the person nor their engagements,
     deliveries and outcomes are live, though CaseContact and ActivityContact rows are

@@ -8,6 +8,9 @@ WITH a AS (
         ac.contact_id,
         p.id AS contact_found,
         c.id AS case_found,
+        -- A case trashed or deleted for good (its marker row has no case type) while the
+        -- activity survives: the fix is in CiviCRM, not in the member's mappings.
+        COALESCE(c.is_deleted, FALSE) OR COALESCE(c.deleted_in_source, FALSE) AS case_deleted,
         c.case_type,
         prog.value AS programme,
         kind.value IS NOT NULL AND done.value IS NOT NULL AS is_delivery,
@@ -51,7 +54,16 @@ problems AS (
         'case type ''' || a.case_type || ''' has no mapping; add it under '
         || 'mappings.programmes in ' || $config_file
     FROM a
-    WHERE a.is_delivery AND a.case_found IS NOT NULL AND a.programme IS NULL
+    WHERE a.is_delivery AND a.case_found IS NOT NULL AND NOT a.case_deleted
+        AND a.programme IS NULL
+    UNION ALL
+    SELECT a.*, CASE WHEN a.is_outcome THEN 'outcome' ELSE 'service_delivery' END,
+        'case_id', CAST(a.case_id AS TEXT),
+        'the ' || a.activity_type || ' is filed on case ' || CAST(a.case_id AS TEXT)
+        || ', which was deleted in CiviCRM, so its programme is unknown; file it on the '
+        || 'client''s current case, or delete it, in CiviCRM'
+    FROM a
+    WHERE (a.is_delivery OR a.is_outcome) AND a.case_deleted
     UNION ALL
     SELECT a.*, 'outcome', $field_outcome, a.cfg__outcome,
         'outcome ''' || a.cfg__outcome || ''' has no mapping; add it under mappings.outcomes in '
@@ -69,7 +81,8 @@ problems AS (
         'case type ''' || a.case_type || ''' has no mapping; add it under '
         || 'mappings.programmes in ' || $config_file
     FROM a
-    WHERE a.is_outcome AND a.case_found IS NOT NULL AND a.programme IS NULL
+    WHERE a.is_outcome AND a.case_found IS NOT NULL AND NOT a.case_deleted
+        AND a.programme IS NULL
     UNION ALL
     SELECT a.*, CASE WHEN a.is_outcome THEN 'outcome' ELSE 'service_delivery' END,
         'ActivityContact.contact_id', CAST(a.contact_id AS TEXT),
