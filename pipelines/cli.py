@@ -279,7 +279,11 @@ def _check_civicrm(member: Member) -> None:
         raise typer.Exit(1) from err
     console.print(f"[green]✓[/] authenticated; CiviCRM {result.version}")
     for permission, granted in sorted(result.permissions.items()):
-        console.print(f"  {'✓' if granted else '✗'} permission: {permission}")
+        mark = {True: "✓", False: "✗", None: "?"}[granted]
+        seen = f" ({result.visible[permission]})" if permission in result.visible else ""
+        console.print(f"  {mark} permission: {permission}{seen}")
+        if permission in result.notes:
+            console.print(f"    not confirmed: {result.notes[permission]}")
     for entity, count in sorted(result.entities.items()):
         custom = result.custom_fields.get(entity)
         extra = f" (custom: {', '.join(custom)})" if custom else ""

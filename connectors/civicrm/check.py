@@ -30,7 +30,9 @@ class SiteCheck:
     """Everything ``hub check`` shows for a CiviCRM member."""
 
     version: str
-    permissions: dict[str, bool]
+    permissions: dict[str, bool | None]  # None: not confirmed (see client.PERMISSION_PROBES)
+    visible: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
     entities: dict[str, int] = field(default_factory=dict)  # entity -> fields it has
     custom_fields: dict[str, list[str]] = field(default_factory=dict)  # entity -> Group.field
     labels: dict[str, list[str]] = field(default_factory=dict)  # mapping role -> option names
@@ -63,13 +65,19 @@ def check_site(settings: CiviCRMSettings, api_key: str, site_key: str | None = N
         wanted.setdefault(spec.entity, []).extend(spec.fields)
     with CiviCRMClient(settings, api_key, site_key) as client:
         report = client.probe(wanted)
-        check = SiteCheck(report.version, report.permissions, problems=list(report.problems))
+        check = SiteCheck(
+            report.version,
+            report.permissions,
+            visible=report.visible,
+            notes=report.notes,
+            problems=list(report.problems),
+        )
         for entity, names in report.entities.items():
             check.entities[entity] = len(names)
             custom = sorted(n for n in names if "." in n)
             if custom:
                 check.custom_fields[entity] = custom
-        if not report.permissions.get("access all cases and activities", False):
+        if report.permissions.get("access all cases and activities") is False:
             return check  # cases and activities cannot be read: nothing more to list
         roles = dict(OPTION_ROLES)
         outcome = settings.outcome_fields

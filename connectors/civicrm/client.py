@@ -44,12 +44,26 @@ API_ROUTE = "civicrm/ajax/api4"
 # PHP request, so an unbounded batch could outlive the request deadline or PHP's own limit.
 MAX_BATCH_CALLS = 200
 
-# Permissions the connector relies on, and the entity call that proves each one.
-PERMISSION_PROBES: dict[str, tuple[str, list[Any]]] = {
-    "view all contacts": ("Contact", [["is_deleted", "=", False]]),
-    "access deleted contacts": ("Contact", [["is_deleted", "=", True]]),
-    "access all cases and activities": ("Activity", []),
-    "access CiviContribute": ("Contribution", []),
+# Permissions the connector relies on, and what a user holding each one can count (entity,
+# where, what the rows are called). CiviCRM refuses an entity outright (403) only for an
+# entity permission (cases, contributions); contacts are filtered by ACL clauses instead, so
+# without 'view all contacts' or 'access deleted contacts' the answer is quietly shorter, down
+# to none. Seeing a row proves the permission; an empty answer cannot tell a missing one from
+# a site with no such rows, and is reported as not confirmed, never as granted.
+PERMISSION_PROBES: dict[str, tuple[str, list[Any], str]] = {
+    "view all contacts": ("Contact", [["is_deleted", "=", False]], "contacts"),
+    "access deleted contacts": ("Contact", [["is_deleted", "=", True]], "trashed contacts"),
+    "access all cases and activities": ("Case", [], "cases"),
+    "access CiviContribute": ("Contribution", [], "contributions"),
+}
+# What a user lacking a permission that is only an ACL filter gets, and what it costs.
+UNCONFIRMED = {
+    "view all contacts": "no contact is visible, and CiviCRM answers a missing 'view all "
+    "contacts' with no rows rather than an error: grant it to the CiviCRM user's role",
+    "access deleted contacts": "no trashed contact is visible; without this permission "
+    "CiviCRM hides trashed contacts rather than refusing, and the hub then takes them as "
+    "deleted for good (their records leave the hub either way)",
+    "access all cases and activities": "no case is visible to the API user",
 }
 
 
@@ -109,9 +123,13 @@ class ProbeReport:
     """What ``hub check`` shows for a CiviCRM member (no personal data)."""
 
     version: str
-    permissions: dict[str, bool]
+    # True: proven (a row seen, or the entity answered); False: refused (403); None: not
+    # confirmed (an empty answer, which is also how CiviCRM hides what a user may not see).
+    permissions: dict[str, bool | None]
     entities: dict[str, list[str]]
     problems: list[str]
+    visible: dict[str, str] = field(default_factory=dict)  # permission -> "12 contacts"
+    notes: dict[str, str] = field(default_factory=dict)  # permission -> why not confirmed
 
 
 class CiviCRMClient:
@@ -238,8 +256,13 @@ class CiviCRMClient:
         return [str(v["name"]) for v in result.values]
 
     def version(self) -> str:
-        result = self.call("System", "get", {"select": ["version"]})
-        return str(result.values[0]["version"]) if result.values else "unknown"
+        """The site's CiviCRM version, from the current domain (``Domain.get``).
+
+        APIv4 has no ``System.get`` (civicrm-core's System entity has check, flush and
+        getFields); the version the database was upgraded to is kept on the domain.
+        """
+        result = self.call("Domain", "get", {"select": ["version"], "currentDomain": True})
+        return str(result.values[0].get("version") or "unknown") if result.values else "unknown"
 
     def probe(self, entities: dict[str, list[str]] | None = None) -> ProbeReport:
         """Authenticate, read the version, test each permission and check the fields exist.
@@ -248,12 +271,13 @@ class CiviCRMClient:
         problem to report now rather than a failed load later.
         """
         version = self.version()
-        permissions: dict[str, bool] = {}
+        permissions: dict[str, bool | None] = {}
         problems: list[str] = []
-        for permission, (entity, where) in PERMISSION_PROBES.items():
+        visible: dict[str, str] = {}
+        notes: dict[str, str] = {}
+        for permission, (entity, where, rows) in PERMISSION_PROBES.items():
             try:
-                self.get(entity, {"select": ["id"], "where": where, "limit": 1})
-                permissions[permission] = True
+                answer = self.get(entity, {"select": ["row_count"], "where": where})
             except CiviCRMError as exc:
                 if exc.status != 403:
                     raise
@@ -261,6 +285,18 @@ class CiviCRMClient:
                 problems.append(
                     f"the API user lacks '{permission}': grant it to the CiviCRM user's role"
                 )
+                continue
+            count = answer.count_matched if answer.count_matched is not None else answer.count
+            visible[permission] = f"{count} {rows} visible"
+            if count:
+                permissions[permission] = True
+            elif permission in UNCONFIRMED:
+                permissions[permission] = None
+                notes[permission] = UNCONFIRMED[permission]
+                if permission == "view all contacts":  # a load would read nobody
+                    problems.append(f"'{permission}': {UNCONFIRMED[permission]}")
+            else:
+                permissions[permission] = True  # an entity permission: the answer proves it
         found: dict[str, list[str]] = {}
         for entity, wanted in (entities or {}).items():
             try:
@@ -272,7 +308,7 @@ class CiviCRMClient:
             for name in wanted:
                 if name.split(":")[0] not in names:
                     problems.append(f"{entity} has no field '{name.split(':')[0]}'")
-        return ProbeReport(version, permissions, found, problems)
+        return ProbeReport(version, permissions, found, problems, visible, notes)
 
 
 def version_at_least(version: str, minimum: tuple[int, int]) -> bool:
@@ -387,9 +423,9 @@ def _raise_error(where: str, status: int, message: str) -> None:
         raise CiviCRMError(
             403,
             f"{where}: permission denied ({message or 'Authorization failed'})",
-            "grant the CiviCRM user the missing permission (e.g. 'view all contacts', "
-            "'access deleted contacts', 'access all cases and activities', "
-            "'access CiviContribute'), or switch off include_trashed",
+            "grant the CiviCRM user the missing permission ('access all cases and "
+            "activities' for cases, 'access CiviContribute' for contributions); `hub check` "
+            "lists what the user can see",
         )
     if status >= 500:
         if _looks_permanent(message):

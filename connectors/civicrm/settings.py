@@ -84,9 +84,10 @@ class CiviCRMSettings(BaseModel):
     )
     include_trashed: bool = Field(
         True,
-        description="Read trashed contacts as deletions (needs 'access deleted contacts'); "
-        "when off, a trashed contact vanishes from the API and is marked deleted_in_source "
-        "by the next reconciliation",
+        description="Read trashed contacts as deletions (needs 'access deleted contacts'). "
+        "When off, or without that permission (CiviCRM then hides trashed contacts rather "
+        "than refusing), a trashed contact vanishes from the API and is marked "
+        "deleted_in_source by the next run's count",
     )
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(60.0, gt=0)

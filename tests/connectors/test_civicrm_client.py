@@ -163,21 +163,44 @@ def test_missing_web_service_marker_is_explained(civi: CiviCRMSandbox) -> None:
     assert err.value.status == 400 and "X-Requested-With" in err.value.fix
 
 
-def test_permission_denied_is_explained_and_probed(civi: CiviCRMSandbox) -> None:
-    civi.revoke_permission("access deleted contacts")
+def test_permissions_are_probed_as_civicrm_enforces_them(civi: CiviCRMSandbox) -> None:
+    """An entity permission is a 403; an ACL permission only shortens the answer, so an
+    empty answer is "not confirmed", never "granted" (issue #19)."""
+    civi.trash_contact(min(civi.data.tables["Contact"]))
     with _client(civi) as client:
-        with pytest.raises(CiviCRMError) as err:
-            client.get("Contact", {"where": [["is_deleted", "=", True]]})
-        assert err.value.status == 403 and "access deleted contacts" in str(err.value)
-        # Live contacts need no extra permission.
+        report = client.probe({"Contact": ["first_name", "Consent.share_data"], "Activity": ["x"]})
+        assert report.permissions["access deleted contacts"] is True
+        civi.revoke_permission("access deleted contacts")
+        civi.revoke_permission("access CiviContribute")
+        # CiviCRM hides trashed contacts from a user without the permission: no error.
+        assert client.get("Contact", {"where": [["is_deleted", "=", True]]}).values == []
         assert client.get("Contact", {"where": [["is_deleted", "=", False]], "limit": 1}).count
+        with pytest.raises(CiviCRMError) as err:
+            client.get("Contribution", {"limit": 1})
+        assert err.value.status == 403 and "access CiviContribute" in str(err.value)
         report = client.probe({"Contact": ["first_name", "Consent.share_data"], "Activity": ["x"]})
     assert report.version == "6.9.0"
-    assert report.permissions["access deleted contacts"] is False
+    assert report.permissions["access deleted contacts"] is None
+    assert "no trashed contact is visible" in report.notes["access deleted contacts"]
     assert report.permissions["view all contacts"] is True
-    assert any("access deleted contacts" in p for p in report.problems)
+    live = sum(1 for r in civi.data.tables["Contact"].values() if not r.get("is_deleted"))
+    assert report.visible["view all contacts"] == f"{live} contacts visible"
+    assert report.permissions["access CiviContribute"] is False
+    assert any("access CiviContribute" in p for p in report.problems)
+    assert not any("access deleted contacts" in p for p in report.problems)
     assert "Activity has no field 'x'" in report.problems
     assert "Consent.share_data" in report.entities["Contact"]
+
+
+def test_the_version_comes_from_the_domain_as_apiv4_has_no_system_get(
+    civi: CiviCRMSandbox,
+) -> None:
+    with _client(civi) as client:
+        assert client.version() == "6.9.0"
+        with pytest.raises(CiviCRMError) as err:
+            client.call("System", "get", {"select": ["version"]})
+    assert "does not exist" in str(err.value)
+    assert ("Domain", "get") in {(e, a) for e, a, _ in civi.requests}
 
 
 def test_bad_field_and_entity_are_permanent_and_not_retried(civi: CiviCRMSandbox) -> None:

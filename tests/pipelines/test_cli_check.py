@@ -86,12 +86,15 @@ def test_check_civicrm_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             },
         )
         monkeypatch.setenv("HUB_CIVI_TRUST_KEY", civi.api_key)
+        civi.trash_contact(min(civi.data.tables["Contact"]))  # one trashed: proves the right
         code, out = _check("civi_trust", tmp_path, monkeypatch)
         assert code == 0, out
-        assert "authenticated; CiviCRM 6.9.0" in out
+        assert "authenticated; CiviCRM 6.9.0" in out  # from Domain.get: APIv4 has no System.get
+        assert not [r for r in civi.requests if r[0] == "System"]
         # Nothing loaded yet: the consent counts come from the member's first load.
         assert "consent: counted after the member's first load" in out
-        assert "✓ permission: access deleted contacts" in out
+        assert "✓ permission: access deleted contacts (1 trashed contacts visible)" in out
+        assert "✓ permission: view all contacts (19 contacts visible)" in out
         out = " ".join(out.split())  # rich wraps long lines at the terminal width
         # Entities read, with the custom fields the site has (Group.field).
         assert "✓ Contact: 9 fields (custom: Consent.share_data)" in out
@@ -111,12 +114,23 @@ def test_check_civicrm_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert "✓ outcome option 'tenancy_sustained' → tenancy_sustained" in out
         assert "! outcome option 'debt_reduced' has no mapping" in out
         assert "! outcome status option 'not_achieved' has no mapping" in out
-        # A missing permission is named with its fix, and the check fails.
+        # A permission CiviCRM enforces with its ACL is never shown as granted when the
+        # answer is empty: CiviCRM hides trashed contacts rather than refusing.
         civi.revoke_permission("access deleted contacts")
         code, out = _check("civi_trust", tmp_path, monkeypatch)
-        assert code == 1
-        assert "✗ permission: access deleted contacts" in out
-        assert "the API user lacks 'access deleted contacts'" in " ".join(out.split())
+        out = " ".join(out.split())
+        assert "? permission: access deleted contacts (0 trashed contacts visible)" in out
+        assert "not confirmed: no trashed contact is visible" in out
+        # Without 'view all contacts' CiviCRM answers with no contacts: the check fails.
+        civi.revoke_permission("view all contacts")
+        code, out = _check("civi_trust", tmp_path, monkeypatch)
+        out = " ".join(out.split())
+        assert code == 1 and "? permission: view all contacts (0 contacts visible)" in out
+        assert "grant it to the CiviCRM user's role" in out
+        # An entity permission is refused outright, and named.
+        civi.revoke_permission("access CiviContribute")
+        code, out = _check("civi_trust", tmp_path, monkeypatch)
+        assert code == 1 and "✗ permission: access CiviContribute" in out
         monkeypatch.setenv("HUB_CIVI_TRUST_KEY", "not-the-key")
         code, out = _check("civi_trust", tmp_path, monkeypatch)
         assert code == 1 and "not-the-key" not in out
@@ -161,7 +175,8 @@ def test_check_and_the_run_summary_say_which_deletions_are_held_back(
         load()
         code, out = _check("civi_trust", tmp_path, monkeypatch)
         out = " ".join(out.split())
-        assert code == 0, out
+        assert code == 1, out  # nobody visible: the check fails, and says why
+        assert "? permission: view all contacts (0 contacts visible)" in out
         contacts = len(civi.data.tables["Contact"])
         assert f"! civicrm__contact: {contacts} records no longer listed since " in out
         assert f"! civicrm__email: {contacts} rows of contacts no longer listed" in out
