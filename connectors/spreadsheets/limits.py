@@ -89,10 +89,12 @@ def file_problem(path: Path, limits: Limits) -> str | None:
 
 def workbook_problem(path: Path, limits: Limits) -> str | None:
     """Why workbook ``path`` must not be handed to a reader, or None (see the module)."""
+    from connectors.spreadsheets.binary_limits import xls_problem, xlsb_problem  # imports us
+
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):
-        return None  # not a zip (an old .xls, or broken): the reader says what it is
+        return xls_problem(path, limits)  # or, when not a compound file, the reader says
     with archive:
         entries = archive.infolist()
         if len(entries) > limits.zip_entries:
@@ -118,7 +120,7 @@ def workbook_problem(path: Path, limits: Limits) -> str | None:
                 problem = _sheet_problem(archive, entry, limits)
                 if problem:
                     return problem
-        return ods_problem(archive, limits)
+        return xlsb_problem(archive, limits) or ods_problem(archive, limits)
 
 
 # Tags that place cells, in XLSX sheets and in an ODS content.xml. Scanned, never built.
