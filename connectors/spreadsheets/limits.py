@@ -12,6 +12,12 @@ aborts, and every member after it is skipped. So, before any reader touches a fi
   ``<dimension>`` and the furthest cell it really has, found by streaming the XML without
   building it — must hold at most ``HUB_MAX_CELLS`` cells (default 50,000,000) and 16,384
   columns;
+- the binary formats are held to the same extent limit (``binary_limits``): an .xlsb's
+  worksheet parts are streamed record by record (its declared BrtWsDim and its furthest
+  row and cell), and an .xls's sheets are walked in its compound file (each DIMENSIONS
+  record and furthest cell, and, as the reader reads every sheet of an .xls at once, all
+  sheets together); an .xls whose workbook stream claims more bytes than the file holds is
+  refused;
 - a CSV field longer than ``HUB_MAX_FIELD_CHARS`` (default 1,000,000 characters) is a
   broken file, not a reason to buffer the whole file.
 
