@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,38 +96,61 @@ def file_problem(path: Path, limits: Limits) -> str | None:
 
 def workbook_problem(path: Path, limits: Limits) -> str | None:
     """Why workbook ``path`` must not be handed to a reader, or None (see the module)."""
-    from connectors.spreadsheets.binary_limits import xls_problem, xlsb_problem  # imports us
+    from connectors.spreadsheets.binary_limits import xls_problem  # it imports this module
 
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):
         return xls_problem(path, limits)  # or, when not a compound file, the reader says
+    except (NotImplementedError, RuntimeError) as err:
+        return _unmeasurable(err)
     with archive:
-        entries = archive.infolist()
-        if len(entries) > limits.zip_entries:
-            return (
-                f"the workbook holds {len(entries):,} parts, over the limit of "
-                f"{limits.zip_entries:,}; save it again from Excel"
-            )
-        unpacked = sum(e.file_size for e in entries)
-        packed = sum(e.compress_size for e in entries) or 1
-        if unpacked > limits.uncompressed_bytes:
-            return (
-                f"the workbook unpacks to {unpacked:,} bytes, over the limit of "
-                f"{limits.uncompressed_bytes:,} (HUB_MAX_UNCOMPRESSED_BYTES); export the "
-                "sheet as CSV or split it"
-            )
-        if unpacked > (1 << 20) and unpacked / packed > limits.compression_ratio:
-            return (
-                f"the workbook unpacks {unpacked / packed:,.0f} times larger than it is, far "
-                "beyond any real spreadsheet (a zip bomb?); save it again from Excel"
-            )
-        for entry in entries:
-            if entry.filename.startswith("xl/worksheets/") and entry.filename.endswith(".xml"):
-                problem = _sheet_problem(archive, entry, limits)
-                if problem:
-                    return problem
-        return xlsb_problem(archive, limits) or ods_problem(archive, limits)
+        try:
+            return _archive_problem(archive, limits)
+        except (NotImplementedError, RuntimeError) as err:
+            return _unmeasurable(err)
+        except (zipfile.BadZipFile, zlib.error, EOFError):
+            return None  # a damaged part (bad data or checksum): the reader says so
+
+
+def _unmeasurable(err: Exception) -> str:
+    """A zip that Python cannot unpack (an unusual method, encryption, a newer version) may
+    still be unpacked by the reader: what cannot be measured is not read."""
+    return (
+        f"the workbook is packed in a way the hub cannot check ({err}); open it in Excel "
+        "and save it again, or export the sheet as CSV"
+    )
+
+
+def _archive_problem(archive: zipfile.ZipFile, limits: Limits) -> str | None:
+    """The zip's size and parts, then each sheet's extent, whichever format it holds."""
+    from connectors.spreadsheets.binary_limits import xlsb_problem
+
+    entries = archive.infolist()
+    if len(entries) > limits.zip_entries:
+        return (
+            f"the workbook holds {len(entries):,} parts, over the limit of "
+            f"{limits.zip_entries:,}; save it again from Excel"
+        )
+    unpacked = sum(e.file_size for e in entries)
+    packed = sum(e.compress_size for e in entries) or 1
+    if unpacked > limits.uncompressed_bytes:
+        return (
+            f"the workbook unpacks to {unpacked:,} bytes, over the limit of "
+            f"{limits.uncompressed_bytes:,} (HUB_MAX_UNCOMPRESSED_BYTES); export the "
+            "sheet as CSV or split it"
+        )
+    if unpacked > (1 << 20) and unpacked / packed > limits.compression_ratio:
+        return (
+            f"the workbook unpacks {unpacked / packed:,.0f} times larger than it is, far "
+            "beyond any real spreadsheet (a zip bomb?); save it again from Excel"
+        )
+    for entry in entries:
+        if entry.filename.startswith("xl/worksheets/") and entry.filename.endswith(".xml"):
+            problem = _sheet_problem(archive, entry, limits)
+            if problem:
+                return problem
+    return xlsb_problem(archive, limits) or ods_problem(archive, limits)
 
 
 # Tags that place cells, in XLSX sheets and in an ODS content.xml. Scanned, never built.

@@ -490,3 +490,17 @@ def test_a_broken_binary_workbook_gets_the_readers_error(tmp_path: Path, suffix:
         path = tmp_path / f"{name}{suffix}"
         path.write_bytes(body)
         _refused(tmp_path, path, "not a readable spreadsheet workbook")
+
+
+def test_a_workbook_packed_in_a_way_python_cannot_unpack_is_refused(tmp_path: Path) -> None:
+    """Deflate64 (method 9): Python cannot unpack it to measure the sheets, the reader's zip
+    library may; what cannot be measured is not read (before, the check crashed)."""
+    path = write_xlsb(tmp_path / "deflate64.xlsb", PEOPLE)
+    data = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x01\x02", 10), (b"PK\x03\x04", 8)):
+        at = data.find(signature)
+        while at != -1:
+            struct.pack_into("<H", data, at + offset, 9)
+            at = data.find(signature, at + 4)
+    path.write_bytes(bytes(data))
+    _refused(tmp_path, path, r"packed in a way the hub cannot check .*save it again")
