@@ -95,7 +95,8 @@ def _xlsb_sheet(cells: list[tuple[int, int, str | float]], dimension: tuple[int,
     rows: dict[int, list[tuple[int, str | float]]] = {}
     for row, col, value in cells:
         rows.setdefault(row, []).append((col, value))
-    out = _brt(0x81) + _brt(0x94, struct.pack("<IIII", 0, dimension[0], 0, dimension[1]))
+    out = bytearray(_brt(0x81))
+    out += _brt(0x94, struct.pack("<IIII", 0, dimension[0], 0, dimension[1]))
     out += _brt(0x91)  # BrtBeginSheetData
     for row in sorted(rows):
         out += _brt(0x00, struct.pack("<IIHBBBI", row, 0, 300, 0, 0, 0, 0))  # BrtRowHdr
@@ -105,7 +106,7 @@ def _xlsb_sheet(cells: list[tuple[int, int, str | float]], dimension: tuple[int,
                 out += _brt(0x06, cell + _wide(value))  # BrtCellSt
             else:
                 out += _brt(0x05, cell + struct.pack("<d", value))  # BrtCellReal
-    return out + _brt(0x92) + _brt(0x82)
+    return bytes(out + _brt(0x92) + _brt(0x82))
 
 
 _RELS = (

@@ -7,6 +7,8 @@ here and must be refused at once, with the reason, while the other members go on
 
 from __future__ import annotations
 
+import random
+import string
 import struct
 import subprocess
 import sys
@@ -402,6 +404,13 @@ def test_an_xlsb_with_a_wide_row_far_down_is_refused(
     monkeypatch.setenv("HUB_MAX_CELLS", "100000")
     path = write_xlsb(
         tmp_path / "far.xlsb", [(0, 0, "Client ID"), (9_999, 20, 1.0)], dimension=(2, 2)
+    )
+    _refused(tmp_path, path, r"has a cell at row 10,000, column 21: 210,000 cells")
+    # Records longer than the chunks the part is read in are read past, not held.
+    text = "".join(random.Random(18).choices(string.ascii_letters, k=1_800_001))
+    long = [(1, 0, text[:1_500_000]), (2, 0, text[1_500_000:]), (3, 1, 2.0)]  # no zip bomb
+    path = write_xlsb(
+        tmp_path / "long.xlsb", [(0, 0, "Client ID"), *long, (9_999, 20, 1.0)], dimension=(2, 2)
     )
     _refused(tmp_path, path, r"has a cell at row 10,000, column 21: 210,000 cells")
 
