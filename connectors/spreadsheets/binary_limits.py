@@ -209,19 +209,16 @@ def xlsb_problem(archive: zipfile.ZipFile, limits: Limits) -> str | None:
     or any binary part under xl/worksheets/) whose extent is over the limit."""
     try:
         names = _xlsb_sheet_names(archive)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError):
-        names = {}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, struct.error):
+        names = {}  # unnamed: the sheets are still measured, named by part
     for entry in archive.infolist():
         part = _normalised(entry.filename)
         is_sheet = part.startswith("xl/worksheets/") and part.endswith(".bin")
         if part not in names and not is_sheet:
             continue
         name = names.get(part) or part.rsplit("/", 1)[-1]
-        try:
-            with archive.open(entry) as fh:
-                declared, placed = _xlsb_sheet_extent(fh, limits)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError):
-            continue  # a damaged part: the reader says so
+        with archive.open(entry) as fh:  # a damaged part raises: see workbook_problem
+            declared, placed = _xlsb_sheet_extent(fh, limits)
         if declared and (problem := _extent_problem(name, *declared, "declares", limits)):
             return problem
         if problem := _extent_problem(name, *placed, "has a cell at", limits):

@@ -107,18 +107,17 @@ def workbook_problem(path: Path, limits: Limits) -> str | None:
     with archive:
         try:
             return _archive_problem(archive, limits)
-        except (NotImplementedError, RuntimeError) as err:
+        except (NotImplementedError, RuntimeError, zipfile.BadZipFile, zlib.error, EOFError) as err:
             return _unmeasurable(err)
-        except (zipfile.BadZipFile, zlib.error, EOFError):
-            return None  # a damaged part (bad data or checksum): the reader says so
 
 
 def _unmeasurable(err: Exception) -> str:
-    """A zip that Python cannot unpack (an unusual method, encryption, a newer version) may
-    still be unpacked by the reader: what cannot be measured is not read."""
+    """A part Python cannot unpack (an unusual method, encryption, damaged data) may still
+    be unpacked by the reader: one with a wrong checksum is read to its last cell before
+    the checksum is checked, so a bomb would go off. What cannot be measured is not read."""
     return (
-        f"the workbook is packed in a way the hub cannot check ({err}); open it in Excel "
-        "and save it again, or export the sheet as CSV"
+        f"the hub cannot unpack the workbook to check it ({err}); open it in Excel and save "
+        "it again, or export the sheet as CSV"
     )
 
 

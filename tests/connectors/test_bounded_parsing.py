@@ -512,4 +512,23 @@ def test_a_workbook_packed_in_a_way_python_cannot_unpack_is_refused(tmp_path: Pa
             struct.pack_into("<H", data, at + offset, 9)
             at = data.find(signature, at + 4)
     path.write_bytes(bytes(data))
-    _refused(tmp_path, path, r"packed in a way the hub cannot check .*save it again")
+    _refused(tmp_path, path, r"the hub cannot unpack the workbook to check it .*save it again")
+
+
+def test_a_bomb_with_a_wrong_checksum_is_refused(tmp_path: Path) -> None:
+    """The reader stops at the end of the sheet data, before the end of the part where the
+    checksum is checked: a bomb with a wrong checksum would go off. Python checks it when
+    the whole part is read, so the check refuses the part it cannot measure."""
+    path = write_xlsb(
+        tmp_path / "crc.xlsb", [(0, 0, "Client ID"), (*XFD1048576, "x")], dimension=(0, 0)
+    )
+    data = bytearray(path.read_bytes())
+    part = b"xl/worksheets/sheet1.bin"
+    for signature, name_at, crc_at in ((b"PK\x01\x02", 46, 16), (b"PK\x03\x04", 30, 14)):
+        at = data.find(signature)
+        while at != -1:
+            if data[at + name_at : at + name_at + len(part)] == part:
+                data[at + crc_at] ^= 0xFF
+            at = data.find(signature, at + 4)
+    path.write_bytes(bytes(data))
+    _refused(tmp_path, path, r"cannot unpack the workbook to check it \(Bad CRC-32")
