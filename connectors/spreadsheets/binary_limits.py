@@ -17,7 +17,10 @@ without building anything, and its extent is held to the same ``Limits``:
   sheets' extents together are held to the limit too.
 
 A file that is not a zip or compound file at all, or whose records are cut short, is left
-to the reader, which says what is wrong with it. Cell values are never read.
+to the reader, which says what is wrong with it (a zip part that cannot be unpacked is
+refused by ``limits.workbook_problem``). olefile holds the .xls workbook stream in memory
+while it is walked: at most the file's size, which ``HUB_MAX_FILE_BYTES`` bounds. Cell
+values are never read.
 """
 
 from __future__ import annotations

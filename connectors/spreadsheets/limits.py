@@ -18,6 +18,9 @@ aborts, and every member after it is skipped. So, before any reader touches a fi
   record and furthest cell, and, as the reader reads every sheet of an .xls at once, all
   sheets together); an .xls whose workbook stream claims more bytes than the file holds is
   refused;
+- a workbook zip that Python cannot unpack to measure (an unusual compression method,
+  encryption, a damaged part or a wrong checksum) is refused: the reader may unpack it
+  anyway, and reads a sheet to its last cell before it checks the checksum;
 - a CSV field longer than ``HUB_MAX_FIELD_CHARS`` (default 1,000,000 characters) is a
   broken file, not a reason to buffer the whole file.
 
