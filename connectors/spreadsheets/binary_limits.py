@@ -203,7 +203,7 @@ def _xlsb_sheet_names(archive: zipfile.ZipFile) -> dict[str, str]:
             name_len = min(_U32.unpack_from(body, at)[0], (len(body) - at - 4) // 2)
             name = body[at + 4 : at + 4 + 2 * name_len].decode("utf-16-le", "replace")
             if rel_id in targets:
-                names[_normalised("xl/" + targets[rel_id])] = name
+                names[_normalised("xl/" + targets[rel_id])] = _printable(name)
     return names
 
 
@@ -275,7 +275,13 @@ def _short_string(body: bytes) -> str:
         text = body[2 : 2 + 2 * count].decode("utf-16-le", "replace")
     else:
         text = body[2 : 2 + count].decode("latin-1")
-    return text or "sheet"
+    return _printable(text)
+
+
+def _printable(name: str) -> str:
+    """A sheet name fit for a message: a hostile file's control characters would garble
+    the output and the logs."""
+    return "".join(ch if ch.isprintable() else "?" for ch in name[:64]) or "sheet"
 
 
 def _declared_cells(body: bytes) -> tuple[int, int]:
