@@ -456,7 +456,7 @@ def _check_semantics(
                         f"add '{field}: <header in your file>'"
                     )
             suffix = table.file.suffix.lower()
-            if suffix not in {".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".xls", ".ods"}:
+            if suffix not in {".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}:
                 problems.append(
                     f"key 'connector.tables.{entity}.file': '{table.file}' is not a CSV or "
                     "Excel file; export the sheet as .csv or .xlsx"

@@ -12,6 +12,15 @@ aborts, and every member after it is skipped. So, before any reader touches a fi
   ``<dimension>`` and the furthest cell it really has, found by streaming the XML without
   building it — must hold at most ``HUB_MAX_CELLS`` cells (default 50,000,000) and 16,384
   columns;
+- the binary formats are held to the same extent limit (``binary_limits``): an .xlsb's
+  worksheet parts are streamed record by record (its declared BrtWsDim and its furthest
+  row and cell), and an .xls's sheets are walked in its compound file (each DIMENSIONS
+  record and furthest cell, and, as the reader reads every sheet of an .xls at once, all
+  sheets together); an .xls whose workbook stream claims more bytes than the file holds is
+  refused;
+- a workbook zip that Python cannot unpack to measure (an unusual compression method,
+  encryption, a damaged part or a wrong checksum) is refused: the reader may unpack it
+  anyway, and reads a sheet to its last cell before it checks the checksum;
 - a CSV field longer than ``HUB_MAX_FIELD_CHARS`` (default 1,000,000 characters) is a
   broken file, not a reason to buffer the whole file.
 
@@ -24,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,36 +99,60 @@ def file_problem(path: Path, limits: Limits) -> str | None:
 
 def workbook_problem(path: Path, limits: Limits) -> str | None:
     """Why workbook ``path`` must not be handed to a reader, or None (see the module)."""
+    from connectors.spreadsheets.binary_limits import xls_problem  # it imports this module
+
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):
-        return None  # not a zip (an old .xls, or broken): the reader says what it is
+        return xls_problem(path, limits)  # or, when not a compound file, the reader says
+    except (NotImplementedError, RuntimeError) as err:
+        return _unmeasurable(err)
     with archive:
-        entries = archive.infolist()
-        if len(entries) > limits.zip_entries:
-            return (
-                f"the workbook holds {len(entries):,} parts, over the limit of "
-                f"{limits.zip_entries:,}; save it again from Excel"
-            )
-        unpacked = sum(e.file_size for e in entries)
-        packed = sum(e.compress_size for e in entries) or 1
-        if unpacked > limits.uncompressed_bytes:
-            return (
-                f"the workbook unpacks to {unpacked:,} bytes, over the limit of "
-                f"{limits.uncompressed_bytes:,} (HUB_MAX_UNCOMPRESSED_BYTES); export the "
-                "sheet as CSV or split it"
-            )
-        if unpacked > (1 << 20) and unpacked / packed > limits.compression_ratio:
-            return (
-                f"the workbook unpacks {unpacked / packed:,.0f} times larger than it is, far "
-                "beyond any real spreadsheet (a zip bomb?); save it again from Excel"
-            )
-        for entry in entries:
-            if entry.filename.startswith("xl/worksheets/") and entry.filename.endswith(".xml"):
-                problem = _sheet_problem(archive, entry, limits)
-                if problem:
-                    return problem
-        return ods_problem(archive, limits)
+        try:
+            return _archive_problem(archive, limits)
+        except (NotImplementedError, RuntimeError, zipfile.BadZipFile, zlib.error, EOFError) as err:
+            return _unmeasurable(err)
+
+
+def _unmeasurable(err: Exception) -> str:
+    """A part Python cannot unpack (an unusual method, encryption, damaged data) may still
+    be unpacked by the reader: one with a wrong checksum is read to its last cell before
+    the checksum is checked, so a bomb would go off. What cannot be measured is not read."""
+    return (
+        f"the hub cannot unpack the workbook to check it ({err}); open it in Excel and save "
+        "it again, or export the sheet as CSV"
+    )
+
+
+def _archive_problem(archive: zipfile.ZipFile, limits: Limits) -> str | None:
+    """The zip's size and parts, then each sheet's extent, whichever format it holds."""
+    from connectors.spreadsheets.binary_limits import xlsb_problem
+
+    entries = archive.infolist()
+    if len(entries) > limits.zip_entries:
+        return (
+            f"the workbook holds {len(entries):,} parts, over the limit of "
+            f"{limits.zip_entries:,}; save it again from Excel"
+        )
+    unpacked = sum(e.file_size for e in entries)
+    packed = sum(e.compress_size for e in entries) or 1
+    if unpacked > limits.uncompressed_bytes:
+        return (
+            f"the workbook unpacks to {unpacked:,} bytes, over the limit of "
+            f"{limits.uncompressed_bytes:,} (HUB_MAX_UNCOMPRESSED_BYTES); export the "
+            "sheet as CSV or split it"
+        )
+    if unpacked > (1 << 20) and unpacked / packed > limits.compression_ratio:
+        return (
+            f"the workbook unpacks {unpacked / packed:,.0f} times larger than it is, far "
+            "beyond any real spreadsheet (a zip bomb?); save it again from Excel"
+        )
+    for entry in entries:
+        if entry.filename.startswith("xl/worksheets/") and entry.filename.endswith(".xml"):
+            problem = _sheet_problem(archive, entry, limits)
+            if problem:
+                return problem
+    return xlsb_problem(archive, limits) or ods_problem(archive, limits)
 
 
 # Tags that place cells, in XLSX sheets and in an ODS content.xml. Scanned, never built.

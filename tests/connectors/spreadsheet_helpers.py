@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,96 @@ def person_table(
 ) -> dict[str, Any]:
     """A person table entry pointing at ``file`` (absolute, so the YAML can live anywhere)."""
     return {"file": str(file), "columns": columns or PERSON_COLUMNS, **options}
+
+
+def _brt(typ: int, body: bytes = b"") -> bytes:
+    """One BIFF12 record: type in 1-2 bytes and size in 1-4, 7 bits each ([MS-XLSB] 2.1.4)."""
+    head = bytearray([typ] if typ < 0x80 else [(typ & 0x7F) | 0x80, typ >> 7])
+    size = len(body)
+    while True:
+        size, low = size >> 7, size & 0x7F
+        head.append(low | 0x80 if size else low)
+        if not size:
+            return bytes(head) + body
+
+
+def _wide(text: str) -> bytes:
+    return struct.pack("<I", len(text)) + text.encode("utf-16-le")
+
+
+def _xlsb_sheet(cells: list[tuple[int, int, str | float]], dimension: tuple[int, int]) -> bytes:
+    """A worksheet part: BrtBeginSheet, BrtWsDim, the rows and cells, BrtEndSheet."""
+    rows: dict[int, list[tuple[int, str | float]]] = {}
+    for row, col, value in cells:
+        rows.setdefault(row, []).append((col, value))
+    out = bytearray(_brt(0x81))
+    out += _brt(0x94, struct.pack("<IIII", 0, dimension[0], 0, dimension[1]))
+    out += _brt(0x91)  # BrtBeginSheetData
+    for row in sorted(rows):
+        out += _brt(0x00, struct.pack("<IIHBBBI", row, 0, 300, 0, 0, 0, 0))  # BrtRowHdr
+        for col, value in rows[row]:
+            cell = struct.pack("<II", col, 0)  # column, style
+            if isinstance(value, str):
+                out += _brt(0x06, cell + _wide(value))  # BrtCellSt
+            else:
+                out += _brt(0x05, cell + struct.pack("<d", value))  # BrtCellReal
+    return bytes(out + _brt(0x92) + _brt(0x82))
+
+
+_RELS = (
+    '<?xml version="1.0" encoding="UTF-8"?><Relationships '
+    'xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/{}" Target="{}"/>'
+    "</Relationships>"
+)
+
+
+def write_xlsb(
+    path: Path,
+    cells: list[tuple[int, int, str | float]],
+    sheet: str = "People",
+    dimension: tuple[int, int] | None = None,
+) -> Path:
+    """A minimal real .xlsb (as Excel's binary workbook, without styles) with ``cells`` as
+    (0-based row, 0-based column, value); ``dimension`` is the last (row, column) the
+    sheet declares, by default the true one."""
+    last = dimension or (max(c[0] for c in cells), max(c[1] for c in cells))
+    book = _brt(0x83) + _brt(0x8F)  # BrtBeginBook, BrtBeginBundleShs
+    book += _brt(0x9C, struct.pack("<II", 0, 1) + _wide("rId1") + _wide(sheet))  # BrtBundleSh
+    book += _brt(0x90) + _brt(0x84)  # BrtEndBundleShs, BrtEndBook
+    types = (
+        '<?xml version="1.0" encoding="UTF-8"?><Types '
+        'xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="bin" '
+        'ContentType="application/vnd.ms-excel.sheet.binary.macroEnabled.main"/>'
+        '<Default Extension="rels" '
+        'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Override PartName="/xl/worksheets/sheet1.bin" '
+        'ContentType="application/vnd.ms-excel.worksheet"/></Types>'
+    )
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", types)
+        z.writestr(
+            "_rels/.rels",
+            _RELS.format("officeDocument/2006/relationships/officeDocument", "xl/workbook.bin"),
+        )
+        z.writestr("xl/workbook.bin", book)
+        z.writestr(
+            "xl/_rels/workbook.bin.rels",
+            _RELS.format("officeDocument/2006/relationships/worksheet", "worksheets/sheet1.bin"),
+        )
+        z.writestr("xl/worksheets/sheet1.bin", _xlsb_sheet(cells, last))
+    return path
+
+
+def write_xls(path: Path, sheets: dict[str, list[tuple[int, int, str | float]]]) -> Path:
+    """A real BIFF8 .xls written by xlwt, one sheet per entry of (row, column, value)."""
+    import xlwt
+
+    book = xlwt.Workbook()
+    for name, cells in sheets.items():
+        sheet = book.add_sheet(name)
+        for row, col, value in cells:
+            sheet.write(row, col, value)
+    book.save(str(path))
+    return path

@@ -7,6 +7,9 @@ here and must be refused at once, with the reason, while the other members go on
 
 from __future__ import annotations
 
+import random
+import string
+import struct
 import subprocess
 import sys
 import time
@@ -20,7 +23,13 @@ import yaml
 from connectors.errors import MemberConfigError, SpreadsheetError
 from connectors.members import load_member, load_members
 from connectors.spreadsheets import open_table, read_entity
-from tests.connectors.spreadsheet_helpers import member, person_table, write_text
+from tests.connectors.spreadsheet_helpers import (
+    member,
+    person_table,
+    write_text,
+    write_xls,
+    write_xlsb,
+)
 from tests.pipelines.hub_cli import ROOT
 
 BILLION_LAUGHS = """\
@@ -339,3 +348,187 @@ def test_hub_run_goes_on_past_a_workbook_bomb(tmp_path: Path) -> None:
     assert "✗ load gamma" in output and "HUB_MAX_CELLS" in output
     assert "✓ load alpha" in output and "✓ load beta" in output
     assert (tmp_path / "hub" / "releases" / "LATEST").exists()
+
+
+# --- binary workbooks: .xlsb and .xls ------------------------------------------------------
+
+XFD1048576 = (1_048_575, 16_383)  # 0-based, as the binary formats store them
+
+
+def _refused(tmp_path: Path, path: Path, match: str) -> str:
+    """Open ``path`` as a member's person table; it must be refused at once with ``match``."""
+    m = member(
+        tmp_path,
+        {"person": person_table(path, {"source_id": "Client ID"})},
+        sharing={"consent": "none"},
+    )
+    started = time.monotonic()
+    with pytest.raises(SpreadsheetError, match=match) as err:
+        open_table(m, "person")
+    assert time.monotonic() - started < 5
+    return err.value.problem
+
+
+def _ids(tmp_path: Path, path: Path) -> list[str]:
+    m = member(
+        tmp_path,
+        {"person": person_table(path, {"source_id": "Client ID"})},
+        sharing={"consent": "none"},
+    )
+    return [i for batch in read_entity(m, "person") for i in batch.columns["source_id"]]
+
+
+PEOPLE = [(0, 0, "Client ID"), (0, 1, "Age"), (1, 0, "C1"), (1, 1, 31.0), (2, 0, "C2")]
+
+
+def test_an_xlsb_with_a_far_cell_is_refused_and_a_normal_one_is_read(tmp_path: Path) -> None:
+    """Two cells at A1 and XFD1048576 in a 1.3 KB .xlsb: the reader would allocate 512 GiB
+    and abort the process. Refused for its declared dimension, and, when the dimension
+    lies, for the cell itself."""
+    bomb = write_xlsb(tmp_path / "bomb.xlsb", [(0, 0, "Client ID"), (*XFD1048576, "x")])
+    assert bomb.stat().st_size < 2_000
+    problem = _refused(tmp_path, bomb, r"worksheet People declares row 1,048,576, column 16,384")
+    assert "17,179,869,184 cells" in problem and "HUB_MAX_CELLS" in problem
+    assert "XFD" not in problem and "'x'" not in problem  # numbers, never cell values
+    liar = write_xlsb(
+        tmp_path / "liar.xlsb", [(0, 0, "Client ID"), (*XFD1048576, "x")], dimension=(0, 0)
+    )
+    _refused(tmp_path, liar, r"worksheet People has a cell at row 1,048,576, column 16,384")
+    assert _ids(tmp_path, write_xlsb(tmp_path / "people.xlsb", PEOPLE)) == ["C1", "C2"]
+
+
+def test_an_xlsb_with_a_wide_row_far_down_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit is on rows times columns: a modest row far down counts too."""
+    monkeypatch.setenv("HUB_MAX_CELLS", "100000")
+    path = write_xlsb(
+        tmp_path / "far.xlsb", [(0, 0, "Client ID"), (9_999, 20, 1.0)], dimension=(2, 2)
+    )
+    _refused(tmp_path, path, r"has a cell at row 10,000, column 21: 210,000 cells")
+    # Records longer than the chunks the part is read in are read past, not held.
+    text = "".join(random.Random(18).choices(string.ascii_letters, k=1_800_001))
+    long = [(1, 0, text[:1_500_000]), (2, 0, text[1_500_000:]), (3, 1, 2.0)]  # no zip bomb
+    path = write_xlsb(
+        tmp_path / "long.xlsb", [(0, 0, "Client ID"), *long, (9_999, 20, 1.0)], dimension=(2, 2)
+    )
+    _refused(tmp_path, path, r"has a cell at row 10,000, column 21: 210,000 cells")
+
+
+def _set_dimensions(path: Path, rows: int, cols: int) -> None:
+    """Make every sheet's DIMENSIONS record (BIFF8: 14 bytes) declare ``rows`` x ``cols``,
+    in place: the record lies inside the workbook stream, so the file stays valid."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x00\x02\x0e\x00")
+    assert at != -1
+    while at != -1:
+        struct.pack_into("<IIHHH", data, at + 4, 0, rows, 0, cols, 0)
+        at = data.find(b"\x00\x02\x0e\x00", at + 4)
+    path.write_bytes(bytes(data))
+
+
+def test_an_xls_with_far_cells_is_refused_and_a_normal_one_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An .xls with cells at A1 and IV65536 costs the reader 16.7 million cells: over a
+    lowered limit it is refused, for its DIMENSIONS record and, when that lies, for the
+    cell itself."""
+    monkeypatch.setenv("HUB_MAX_CELLS", "1000000")
+    bomb = write_xls(tmp_path / "bomb.xls", {"People": [(0, 0, "Client ID"), (65_535, 255, "x")]})
+    assert bomb.stat().st_size < 10_000
+    problem = _refused(tmp_path, bomb, r"worksheet People declares row 65,536, column 256")
+    assert "16,777,216 cells" in problem and "HUB_MAX_CELLS" in problem
+    _set_dimensions(bomb, 1, 1)
+    _refused(tmp_path, bomb, r"worksheet People has a cell at row 65,536, column 256")
+    people = write_xls(tmp_path / "people.xls", {"People": PEOPLE, "Notes": [(0, 0, "n")]})
+    assert _ids(tmp_path, people) == ["C1", "C2"]
+
+
+def test_an_xls_whose_sheets_together_are_too_big_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader reads every sheet of an .xls when it opens it, so the sheets' extents are
+    held to the limit together, not only one by one."""
+    monkeypatch.setenv("HUB_MAX_CELLS", "30000")
+    sheet = [(0, 0, "Client ID"), (199, 99, 1.0)]  # 20,000 cells each
+    path = write_xls(tmp_path / "three.xls", {"People": sheet, "More": sheet, "Most": sheet})
+    _refused(tmp_path, path, r"sheets together span 40,000 cells .*HUB_MAX_CELLS")
+
+
+def _boundsheet_at(path: Path, offset: int) -> None:
+    """Point the first sheet's BOUNDSHEET record at ``offset`` of the workbook stream."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x85\x00")
+    while struct.unpack_from("<H", data, at + 2)[0] not in range(8, 40):
+        at = data.find(b"\x85\x00", at + 1)
+    struct.pack_into("<I", data, at + 4, offset)
+    path.write_bytes(bytes(data))
+
+
+def test_an_xls_whose_sheet_starts_past_its_end_is_refused(tmp_path: Path) -> None:
+    """The reader panics on such a sheet (an exception no `except Exception` catches)."""
+    path = write_xls(tmp_path / "past.xls", {"People": PEOPLE})
+    _boundsheet_at(path, 10_000_000)
+    _refused(tmp_path, path, r"worksheet People starts at byte 10,000,000 .* damaged")
+
+
+def test_an_xls_whose_workbook_stream_claims_more_than_the_file_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The reader follows the stream's sectors until it has as many bytes as claimed: a
+    loop in the sector chain with a huge claim would fill memory."""
+    path = write_xls(tmp_path / "claim.xls", {"People": PEOPLE})
+    data = bytearray(path.read_bytes())
+    at = data.find("Workbook".encode("utf-16-le"))
+    struct.pack_into("<I", data, at + 120, 0x7FFFFFFF)  # the directory entry's stream size
+    path.write_bytes(bytes(data))
+    _refused(tmp_path, path, r"workbook's data claims 2,147,483,647 bytes in a file of")
+
+
+@pytest.mark.parametrize("suffix", [".xls", ".xlsb"])
+def test_a_broken_binary_workbook_gets_the_readers_error(tmp_path: Path, suffix: str) -> None:
+    """Garbage, and a real workbook cut short: the check leaves them to the reader, whose
+    error the member sees; nothing crashes."""
+    real = tmp_path / f"real{suffix}"
+    if suffix == ".xls":
+        write_xls(real, {"People": PEOPLE})
+    else:
+        write_xlsb(real, PEOPLE)
+    whole = real.read_bytes()
+    for name, body in [("garbage", bytes(range(256)) * 8), ("cut", whole[: len(whole) // 2])]:
+        path = tmp_path / f"{name}{suffix}"
+        path.write_bytes(body)
+        _refused(tmp_path, path, "not a readable spreadsheet workbook")
+
+
+def test_a_workbook_packed_in_a_way_python_cannot_unpack_is_refused(tmp_path: Path) -> None:
+    """Deflate64 (method 9): Python cannot unpack it to measure the sheets, the reader's zip
+    library may; what cannot be measured is not read (before, the check crashed)."""
+    path = write_xlsb(tmp_path / "deflate64.xlsb", PEOPLE)
+    data = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x01\x02", 10), (b"PK\x03\x04", 8)):
+        at = data.find(signature)
+        while at != -1:
+            struct.pack_into("<H", data, at + offset, 9)
+            at = data.find(signature, at + 4)
+    path.write_bytes(bytes(data))
+    _refused(tmp_path, path, r"the hub cannot unpack the workbook to check it .*save it again")
+
+
+def test_a_bomb_with_a_wrong_checksum_is_refused(tmp_path: Path) -> None:
+    """The reader stops at the end of the sheet data, before the end of the part where the
+    checksum is checked: a bomb with a wrong checksum would go off. Python checks it when
+    the whole part is read, so the check refuses the part it cannot measure."""
+    path = write_xlsb(
+        tmp_path / "crc.xlsb", [(0, 0, "Client ID"), (*XFD1048576, "x")], dimension=(0, 0)
+    )
+    data = bytearray(path.read_bytes())
+    part = b"xl/worksheets/sheet1.bin"
+    for signature, name_at, crc_at in ((b"PK\x01\x02", 46, 16), (b"PK\x03\x04", 30, 14)):
+        at = data.find(signature)
+        while at != -1:
+            if data[at + name_at : at + name_at + len(part)] == part:
+                data[at + crc_at] ^= 0xFF
+            at = data.find(signature, at + 4)
+    path.write_bytes(bytes(data))
+    _refused(tmp_path, path, r"cannot unpack the workbook to check it \(Bad CRC-32")
