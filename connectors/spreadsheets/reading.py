@@ -432,11 +432,22 @@ def _guard_decoding(
 # --- workbooks --------------------------------------------------------------------------
 
 
+def _calamine_panic(err: BaseException) -> bool:
+    """Whether ``err`` is calamine's Rust panic on a damaged file (pyo3's PanicException,
+    which derives from BaseException, so ``except Exception`` lets it through)."""
+    return type(err).__name__ == "PanicException"
+
+
 def _open_workbook(member: Member, entity: str, table: SpreadsheetTable, path: Path) -> OpenedTable:
     from python_calamine import CalamineError, CalamineWorkbook
 
     try:
-        book = CalamineWorkbook.from_path(str(path))
+        try:
+            book = CalamineWorkbook.from_path(str(path))
+        except BaseException as err:
+            if _calamine_panic(err):
+                raise ValueError("the reader stopped on a damaged part") from None
+            raise
     except (CalamineError, ValueError, OSError) as err:
         raise _error(
             member,
@@ -465,8 +476,13 @@ def _open_workbook(member: Member, entity: str, table: SpreadsheetTable, path: P
             )
         sheet_name = matches[0]
     try:
-        sheet = book.get_sheet_by_name(sheet_name)
-        rows = enumerate(sheet.iter_rows(), start=1)  # iter_rows starts at the sheet's row 1
+        try:
+            sheet = book.get_sheet_by_name(sheet_name)
+            rows = enumerate(sheet.iter_rows(), start=1)  # iter_rows starts at the sheet's row 1
+        except BaseException as err:
+            if _calamine_panic(err):
+                raise ValueError("the reader stopped on a damaged part") from None
+            raise
     except (CalamineError, ValueError) as err:
         raise _error(
             member,

@@ -501,6 +501,24 @@ def test_a_broken_binary_workbook_gets_the_readers_error(tmp_path: Path, suffix:
         _refused(tmp_path, path, "not a readable spreadsheet workbook")
 
 
+def test_a_workbook_that_makes_the_reader_panic_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """calamine answers some damaged parts (here a sheet id whose stated length runs past
+    its record) with a Rust panic, which Python raises as a BaseException that ``except
+    Exception`` lets through, stopping `hub run`. It is the member's unreadable file."""
+    path = write_xlsb(tmp_path / "panics.xlsb", PEOPLE)
+    with zipfile.ZipFile(path) as z:
+        parts = {name: z.read(name) for name in z.namelist()}
+    book = bytearray(parts["xl/workbook.bin"])
+    assert book[17] == 4  # the length, in characters, of the sheet's relationship id "rId1"
+    book[17] = 228
+    parts["xl/workbook.bin"] = bytes(book)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    problem = _refused(tmp_path, path, "not a readable spreadsheet workbook")
+    assert "damaged" in problem
+
+
 def test_a_workbook_packed_in_a_way_python_cannot_unpack_is_refused(tmp_path: Path) -> None:
     """Deflate64 (method 9): Python cannot unpack it to measure the sheets, the reader's zip
     library may; what cannot be measured is not read (before, the check crashed)."""
