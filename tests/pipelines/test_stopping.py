@@ -22,7 +22,11 @@ from dagster._core.storage.dagster_run import DagsterRun
 from pipelines.lib.instance import prepare_dagster_home
 from pipelines.lib.run_health import run_tags
 from tests.pipelines.hub_cli import hub, hub_env, start
-from tests.pipelines.test_crash_recovery import _no_partial_releases, _start_paused
+from tests.pipelines.test_crash_recovery import (
+    _no_partial_releases,
+    _start_paused,
+    nothing_left_to_recover,
+)
 from tests.pipelines.test_hub_run import _write_network
 
 pytestmark = pytest.mark.slow
@@ -73,8 +77,9 @@ def test_a_second_ctrl_c_stops_a_run_at_once(tmp_path: Path) -> None:
         if first.poll() is None:
             first.kill()
     assert first.returncode == 128 + signal.SIGINT, out
-    after = hub(["run"], env)
-    assert after.returncode == 0, after.stdout + after.stderr
+    # It failed its own runs and freed their slots on the way out: nothing for the next run
+    # to recover (that the next run then completes is shown after SIGTERM above).
+    nothing_left_to_recover(Path(env["DAGSTER_HOME"]))
 
 
 class PoolHolder:
