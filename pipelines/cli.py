@@ -89,6 +89,7 @@ def check(org_id: Annotated[str, typer.Argument(help="the member's id (its file 
         f"[green]✓[/] members/{member.config_path.name} is valid "
         f"({member.connector.kind} connector)"
     )
+    _print_holds(member, settings)
     if member.connector.kind == "spreadsheet":
         from connectors.spreadsheets import check_member
 
@@ -101,19 +102,23 @@ def check(org_id: Annotated[str, typer.Argument(help="the member's id (its file 
         _check_salesforce(member)
     elif member.connector.kind == "civicrm":
         _print_crm_consent(member, settings)
-        _print_held_deletions(member, settings)
         _check_civicrm(member)
 
 
-def _print_held_deletions(member: Member, settings: HubSettings) -> None:
-    """Records CiviCRM stopped listing that the last load kept rather than deleted."""
-    from connectors.civicrm.held import FIX, held_deletions
+def _print_holds(member: Member, settings: HubSettings) -> None:
+    """Why the member's last load is held, if it is (connectors/holds.py), with the fix."""
+    from rich.markup import escape
 
-    held = held_deletions(settings.pipelines_dir, member.org_id)
-    for item in held:
-        console.print(f"[yellow]! {item.describe()}[/]")
-    if held:
-        console.print(f"  {FIX}")
+    from connectors.holds import member_holds
+
+    holds = member_holds(settings.pipelines_dir, member.org_id, [member.connector.kind])
+    if not holds:
+        return
+    console.print(f"[yellow]! The last load is held, not taken ({len(holds)} hold(s)):[/]")
+    for item in holds:
+        console.print(f"[yellow]  ! {escape(item.describe())}[/]")
+    for fix in dict.fromkeys(h.fix for h in holds if h.fix):
+        console.print(f"  Fix: {escape(fix)}")
 
 
 def _print_crm_consent(member: Member, settings: HubSettings) -> None:

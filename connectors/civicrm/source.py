@@ -74,14 +74,18 @@ import pyarrow.compute as pc
 from dlt.common.destination import AnyDestination
 
 from connectors.civicrm.client import MAX_BATCH_CALLS, CiviCRMClient
-from connectors.civicrm.held import HELD, HELD_PARENTS
+from connectors.civicrm.held import FIX, HELD, HELD_PARENTS
 from connectors.civicrm.settings import CiviCRMSettings
 from connectors.deadline import LoadDeadline
+from connectors.holds import hold, is_held, lift
 from connectors.raw_pipeline import member_pipeline
 
 log = logging.getLogger(__name__)
 
 SOURCE_NAME = "civicrm"
+# Resource-state key: the cursor a held table re-reads from on every run until the hold is
+# lifted (see connectors/holds.py), so nothing CiviCRM hid while held stays behind.
+RESYNC = "resync_from"
 TS_FORMAT = "%Y-%m-%d %H:%M:%S"
 # A run may always mark this many ids deleted, whatever max_deleted_share says: a small site
 # deleting a handful of people must not need a person to confirm it.
@@ -882,8 +886,7 @@ def _guard(
     held back is kept in state and logged (counts only, never an id or a name).
     """
     if not vanished:
-        state.pop(key, None)
-        state.pop(f"{key}_since", None)
+        _unhold(state, key)
         return []
     allowed = max(MIN_DELETIONS_ALLOWED, int(settings.max_deleted_share * held))
     empty = listed == 0 and settings.max_deleted_share < 1
@@ -891,6 +894,14 @@ def _guard(
         state[key] = len(vanished)  # `hub check` and the run summary say it (held.py)
         state.setdefault(f"{key}_since", datetime.now(UTC).isoformat(timespec="seconds"))
         why = "CiviCRM answered with none" if empty else "more than max_deleted_share"
+        rows = "rows of contacts" if key == HELD_PARENTS else "records"
+        hold(
+            state,
+            key,
+            f"{len(vanished)} of {held} loaded {rows} are no longer listed by CiviCRM ({why}); "
+            "none is marked deleted",
+            FIX,
+        )
         log.warning(
             "CiviCRM %s: %d of %d loaded records are no longer listed (%s); none is marked "
             "deleted on one run's word, since a lost permission or ACL looks the same. If they "
@@ -902,9 +913,15 @@ def _guard(
             why,
         )
         return []
+    _unhold(state, key)
+    return vanished
+
+
+def _unhold(state: dict[str, Any], key: str) -> None:
+    """This run's reconciliation of the table passed: its hold (if any) is lifted."""
     state.pop(key, None)
     state.pop(f"{key}_since", None)
-    return vanished
+    lift(state, key)
 
 
 def _entity_rows(
@@ -936,6 +953,12 @@ def _entity_rows(
                 del fields["modified_date"]  # not selectable before CiviCRM 6.9
                 state.pop("cursor", None)  # a downgrade must not leave a stale cursor behind
         cursor: str | None = state.get("cursor") if incremental else None
+        start_cursor = cursor
+        if incremental and RESYNC in state:
+            # Held: what CiviCRM hid since the hold began may have been edited meanwhile, so
+            # every held run reads from where the hold began (None: from scratch).
+            resync = state[RESYNC]
+            cursor = resync if resync is None or cursor is None else min(cursor, resync)
         full = cursor is None
         if parent is None:
             reader = _Reader(
@@ -1068,6 +1091,11 @@ def _entity_rows(
         state["last_reconciled_run"] = (
             state["runs"] if (full or due) else state.get("last_reconciled_run")
         )
+        if is_held(state):
+            state.setdefault(RESYNC, start_cursor)
+        else:
+            # The run that lifts the hold read from where it began: nothing is left behind.
+            state.pop(RESYNC, None)
 
 
 def _parent_ids(parent: EntitySpec) -> list[list[int]]:

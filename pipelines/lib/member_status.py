@@ -43,6 +43,26 @@ def held_back_on_failure(
         raise
 
 
+def refuse_held_load(context: dg.AssetExecutionContext, hub: HubResource) -> None:
+    """Fail, keeping the member held back at its load, while its source holds its last load.
+
+    The raw load records the hold and fails; this guards every later step that would take
+    the held load's rows (a mapping requested by automation because raw was materialised).
+    """
+    from connectors.holds import held_message, member_holds
+
+    member = hub.member(context.partition_key)
+    # Every connector's dlt source is named after its kind (connectors/raw_pipeline.py).
+    holds = member_holds(hub.settings().pipelines_dir, member.org_id, [member.connector.kind])
+    if not holds:
+        return
+    from transforms.member_status import mark_held_back
+
+    message = held_message(member.org_id, holds)
+    mark_held_back(hub.warehouse(), member.org_id, "load", message)
+    raise dg.Failure(description=message, allow_retries=False)
+
+
 def record_current(context: dg.AssetExecutionContext, hub: HubResource) -> None:
     """Mark the partition's member current: its data was just loaded and mapped."""
     from transforms.member_status import mark_current

@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
+from connectors.holds import held_message, holds_in_state
 from connectors.members import Member
 from pipelines.lib.dlt_translator import RawTranslator
 from pipelines.lib.errors import as_failure
@@ -46,6 +47,9 @@ def run_source(
 
     After the load, anyone the member's people asked the hub to forget (``hub forget``) is
     erased again from what the load brought: the member's own system may still send them.
+
+    A load that ran but must not be taken (a hold, see connectors/holds.py) fails after its
+    commit, so the member is held back and the next run resumes from what it kept.
     """
     outputs = [f"{dataset}.{name}" for name in source.selected_resources]
     try:
@@ -70,3 +74,12 @@ def run_source(
         if failure is err:
             raise
         raise failure from err
+    # The load and its state are committed; a hold the source set (connectors/holds.py) now
+    # fails the member's load, so it is held back and nothing downstream maps it.
+    holds = holds_in_state(pipeline.state)
+    if holds:
+        raise dg.Failure(
+            description=held_message(member.org_id, holds),
+            allow_retries=False,
+            metadata={"error_type": "SourceHold", "holds": len(holds)},
+        )

@@ -54,20 +54,6 @@ def _when(value: object) -> str:
     return f"{value:%Y-%m-%d %H:%M} UTC" if value is not None else "never"
 
 
-def _held_deletions(settings: HubSettings) -> list[Text]:
-    """Records a CiviCRM member's source stopped listing that the hub keeps, with the fix."""
-    from connectors.civicrm.held import FIX, civicrm_members, held_deletions
-
-    lines = [
-        Text(f"  ! {org_id}: {held.describe()}", style="yellow")
-        for org_id in civicrm_members(settings.pipelines_dir)
-        for held in held_deletions(settings.pipelines_dir, org_id)
-    ]
-    if not lines:
-        return []
-    return [Text(f"Deletions held back — {FIX}", style="bold yellow"), *lines]
-
-
 def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Group:
     """A readable end-of-run report (counts and reasons only: no personal data)."""
     parts: list = []
@@ -114,7 +100,6 @@ def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Gro
                     style="yellow",
                 )
             )
-    parts.extend(_held_deletions(settings))
     people = _query(settings, "SELECT COUNT(*), COUNT(DISTINCT person_key) FROM hub.person_link")
     cross = _query(
         settings,

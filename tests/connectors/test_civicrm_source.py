@@ -14,10 +14,10 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from connectors.civicrm import CiviCRMSettings, civicrm_source, raw_pipeline, resource_names
 from connectors.civicrm.client import CiviCRMError, CiviCRMTransientError
-from connectors.civicrm.held import held_deletions
 from connectors.civicrm.sandbox import CiviCRMSandbox
 from connectors.civicrm.source import IdRanges
 from connectors.errors import TransientSourceError
+from connectors.holds import member_holds
 
 ORG = "civi_trust"
 TS = "%Y-%m-%d %H:%M:%S"
@@ -368,21 +368,32 @@ def test_a_permission_glitch_deletes_nobody(
     state = _pipeline(tmp_path).state["sources"]["civicrm"]["resources"]
     assert state["civicrm__contact"]["held_deletions"] == 20
     assert state["civicrm__email"]["held_parent_deletions"] == 20
-    # What `hub check` and the run summary read back (from the state file dlt wrote).
-    held = {h.table: h for h in held_deletions(tmp_path / "pipelines", ORG)}
-    assert held["civicrm__contact"].count == 20 and not held["civicrm__contact"].by_parent
-    assert held["civicrm__email"].by_parent and held["civicrm__contact"].since
+    # The holds the load asset, `hub check` and the run summary read back (from the state
+    # file dlt committed): the member is held back with the fix.
+    held = {h.table: h for h in member_holds(tmp_path / "pipelines", ORG, ["civicrm"])}
+    assert "20 of 20 loaded records" in held["civicrm__contact"].reason
+    assert "rows of contacts" in held["civicrm__email"].reason
+    assert held["civicrm__contact"].since and "max_deleted_share" in held["civicrm__contact"].fix
 
     civi.hide("Contact", range(1, 16))  # 15 of 20: far over max_deleted_share
+    # Edited while hidden, and a visible edit moves the cursor past it: still read later.
+    civi.edit("Contact", 3, last_name="Hiddenedit")
+    civi.edit("Contact", 18, last_name="Visibleedit")
     _run(civi, tmp_path, **DEFAULTS)
-    unharmed()
+    _run(civi, tmp_path, **DEFAULTS)  # a second held run keeps reading from the hold's start
+    emails = _query(tmp_path, f"SELECT id, email FROM {RAW}.civicrm__email ORDER BY id")
+    unharmed_names = _query(tmp_path, f"SELECT last_name FROM {RAW}.civicrm__contact WHERE id = 3")
+    assert unharmed_names != [("Hiddenedit",)]  # CiviCRM hid it: not read yet
 
-    civi.unhide("Contact")  # fixed: nothing was lost, and the warning clears
+    civi.unhide("Contact")  # fixed: nothing was lost, the hidden edit comes in, hold lifts
     _run(civi, tmp_path, **DEFAULTS)
     unharmed()
+    edited = f"SELECT id, last_name FROM {RAW}.civicrm__contact WHERE id IN (3, 18) ORDER BY id"
+    assert _query(tmp_path, edited) == [(3, "Hiddenedit"), (18, "Visibleedit")]
     state = _pipeline(tmp_path).state["sources"]["civicrm"]["resources"]
     assert "held_deletions" not in state["civicrm__contact"]
-    assert held_deletions(tmp_path / "pipelines", ORG) == []
+    assert "resync_from" not in state["civicrm__contact"]
+    assert member_holds(tmp_path / "pipelines", ORG, ["civicrm"]) == []
 
     # A deliberate mass deletion goes through when a person raises the share for a run.
     for cid in range(1, 16):

@@ -137,58 +137,93 @@ def test_check_civicrm_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert "API key" in out
 
 
-def test_check_and_the_run_summary_say_which_deletions_are_held_back(
+def test_a_load_that_would_delete_most_people_holds_the_member(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """CiviCRM stops listing every contact (a lost permission looks like that): the load
-    deletes nobody, and `hub check` and the run summary say so, with the fix."""
-    import dlt
+    """CiviCRM stops listing every contact (a lost permission looks like that). The load
+    deletes nobody and fails after its commit with the hold: the member is held back with
+    the fix, its people stay as they were, no mapping takes the held load (not even one
+    automation asks for), and `hub check` and the run summary say so. When CiviCRM lists
+    them again, the next run takes it all and the member is current."""
+    import dagster as dg
+    import duckdb
+    from dagster_dlt import DagsterDltResource
 
-    from connectors.civicrm import civicrm_source, raw_pipeline
+    from pipelines.defs.ingest.civicrm import civicrm_raw
+    from pipelines.defs.transform.canonical import canonical_model
+    from pipelines.lib.hub import HubResource
+    from pipelines.lib.members import MEMBERS
     from pipelines.lib.summary import render_summary
     from pipelines.settings import HubSettings
+    from transforms.member_status import member_statuses
+    from transforms.warehouse import DuckDBWarehouse
 
+    org = "civi_trust"
     with CiviCRMSandbox() as civi:
         _member(
             tmp_path,
-            "civi_trust",
+            org,
             {"kind": "civicrm", "site_url": civi.url, "api_key": {"env": "HUB_CIVI_TRUST_KEY"}},
         )
         monkeypatch.setenv("HUB_CIVI_TRUST_KEY", civi.api_key)
         monkeypatch.setenv("HUB_MEMBERS_DIR", str(tmp_path))
         monkeypatch.setenv("HUB_HOME", str(tmp_path / ".hub"))
         settings = HubSettings.from_env()
-        member = settings.members_dir / "civi_trust.yaml"
-        assert member.exists()
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions(MEMBERS.name, [org])
+        resources = {"hub": HubResource(), "dlt_resource": DagsterDltResource()}
 
-        def load() -> None:
-            from connectors.civicrm.settings import CiviCRMSettings
+        def run(*assets: object) -> bool:
+            return dg.materialize(
+                list(assets),
+                partition_key=org,
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+            ).success
 
-            source = civicrm_source(CiviCRMSettings(site_url=civi.url), civi.api_key)
-            destination = dlt.destinations.duckdb(str(tmp_path / "raw.duckdb"))
-            raw_pipeline("civi_trust", destination, settings.pipelines_dir).run(source)
+        def people() -> list[tuple]:
+            with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+                return con.execute(
+                    "SELECT source_id, given_name, is_deleted FROM canonical.person "
+                    "ORDER BY source_id"
+                ).fetchall()
 
-        load()
-        code, out = _check("civi_trust", tmp_path, monkeypatch)
+        def status() -> object:
+            return member_statuses(DuckDBWarehouse(settings.warehouse_path)).get(org)
+
+        assert run(civicrm_raw, canonical_model)
+        before = people()
+        assert before and status().status == "current"
+        code, out = _check(org, tmp_path, monkeypatch)
         assert code == 0 and "held" not in out, out
+
         civi.hide("Contact")
-        load()
-        code, out = _check("civi_trust", tmp_path, monkeypatch)
+        assert not run(civicrm_raw, canonical_model)
+        assert people() == before  # nobody deleted or blanked
+        held = status()
+        assert held.held_back and held.stage == "load"
+        assert "connector.max_deleted_share: 1 for one run" in held.reason
+        contacts = len(civi.data.tables["Contact"])
+        assert f"{contacts} of {contacts} loaded records" in held.reason
+        assert not run(canonical_model)  # what automation would ask next: still refused
+        assert status().held_back and people() == before
+        code, out = _check(org, tmp_path, monkeypatch)
         out = " ".join(out.split())
         assert code == 1, out  # nobody visible: the check fails, and says why
         assert "? permission: view all contacts (0 contacts visible)" in out
-        contacts = len(civi.data.tables["Contact"])
-        assert f"! civicrm__contact: {contacts} records no longer listed since " in out
-        assert f"! civicrm__email: {contacts} rows of contacts no longer listed" in out
-        assert "connector.max_deleted_share: 1 for one run" in out
+        assert "The last load is held, not taken" in out
+        assert f"! civicrm__contact: {contacts} of {contacts} loaded records are no " in out
+        assert f"! civicrm__email: {contacts} of " in out and "rows of contacts" in out
+        assert "Fix: CiviCRM stopped listing more records" in out
         summary = " ".join(_render(render_summary([], settings)).split())
-        assert "Deletions held back" in summary
-        assert f"! civi_trust: civicrm__contact: {contacts} records no longer listed" in summary
+        assert f"! {org}: last good load" in summary and "held, not taken" in summary
+
         civi.unhide("Contact")
-        load()
-        code, out = _check("civi_trust", tmp_path, monkeypatch)
-        assert "no longer listed" not in out
-        assert "Deletions held back" not in _render(render_summary([], settings))
+        assert run(civicrm_raw, canonical_model)
+        assert people() == before and status().status == "current"
+        code, out = _check(org, tmp_path, monkeypatch)
+        assert code == 0 and "held" not in out, out
 
 
 def _render(renderable: object) -> str:

@@ -6,7 +6,7 @@ import dagster as dg
 
 from pipelines.lib.automation import downstream_of_any_update
 from pipelines.lib.hub import HubResource
-from pipelines.lib.member_status import held_back_on_failure, record_current
+from pipelines.lib.member_status import held_back_on_failure, record_current, refuse_held_load
 from pipelines.lib.members import MEMBERS
 from transforms import sql
 from transforms.canonical import CANONICAL_TABLES, MODELS_BY_CONNECTOR, build_member
@@ -68,7 +68,10 @@ def canonical_model(
 ) -> Iterator[dg.MaterializeResult]:
     """Map the member's raw rows onto the canonical model; set aside what does not map.
 
-    On failure the member's last good rows stay and it is recorded as held back."""
+    On failure the member's last good rows stay and it is recorded as held back. So they
+    stay while the member's last load is held by its source (connectors/holds.py): under
+    automation this step may be asked to map a load that committed and then failed."""
+    refuse_held_load(context, hub)
     with held_back_on_failure(context, hub, "mapping"):
         member = hub.member(context.partition_key)
         models = MODELS_BY_CONNECTOR.get(member.connector.kind, [])
