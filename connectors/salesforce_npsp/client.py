@@ -18,8 +18,6 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import re
 import time
@@ -29,10 +27,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import orjson
+import pyarrow as pa
 
 from connectors.deadline import LoadDeadline, deadline, deadline_transport, pause, request_seconds
 from connectors.errors import PermanentSourceError, TransientSourceError
 from connectors.salesforce_npsp.auth import SalesforceAuthError, Token, fetch_token
+from connectors.salesforce_npsp.columns import read_bulk_csv, typed_bulk_table
 from connectors.salesforce_npsp.settings import Credentials, SalesforceSettings
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 _SKIPPED_TYPES = {"address", "location", "base64"}
 # Fields every split query repeats, so rows can be merged and ordered.
 _KEY_FIELDS = ("Id", "SystemModstamp")
+# Each Bulk job-status poll waits this much longer than the last (from bulk_poll_seconds).
+_POLL_GROWTH = 1.5
 
 
 class ApiAllocationReserveReached(PermanentSourceError):
@@ -330,7 +333,7 @@ class SalesforceClient:
     def get_json_with(
         self, path: str, params: dict[str, str] | None, headers: dict[str, str]
     ) -> Any:
-        return self.request("GET", path, params=params, headers=headers).json()
+        return _json(self.request("GET", path, params=params, headers=headers))
 
     def query_records(
         self,
@@ -383,6 +386,10 @@ class SalesforceClient:
     def bulk_job(self, soql: str, include_deleted: bool = False) -> str:
         """Create a query job and poll it (with backoff) until JobComplete; returns its id.
 
+        The first poll is at once and the next ones soon after, growing by half each time:
+        a small job is often done within a second, and a fixed first wait of seconds was a
+        large share of a whole load; each poll is an API request, hence the growth.
+
         Raises BulkQueryRejected when Bulk refuses the query (e.g. compound fields) or the
         job fails; the job is aborted and deleted so nothing is left running in the org.
         """
@@ -415,7 +422,7 @@ class SalesforceClient:
                     )
                 attempt += 1
                 delay = min(
-                    self.settings.bulk_poll_seconds * 2 ** (attempt - 1),
+                    self.settings.bulk_poll_seconds * _POLL_GROWTH ** (attempt - 1),
                     self.settings.backoff_max_seconds,
                 )
                 waited += delay
@@ -429,9 +436,10 @@ class SalesforceClient:
             if not done:
                 self._discard_job(job_id, abort=True)
 
-    def bulk_pages(self, job_id: str, types: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
-        """Result sets of a completed job, following Sforce-Locator until the literal "null";
-        the job is deleted afterwards, whether the read finished or not."""
+    def bulk_pages(self, job_id: str, types: dict[str, str]) -> Iterator[pa.Table]:
+        """Result sets of a completed job as tables (``parse_bulk_csv``), following
+        Sforce-Locator until the literal "null"; the job is deleted afterwards, whether the
+        read finished or not."""
         locator: str | None = None
         try:
             while True:
@@ -444,9 +452,9 @@ class SalesforceClient:
                     params=params,
                     headers={"Accept": "text/csv"},
                 )
-                rows = parse_bulk_csv(response.text, types)
-                if rows:
-                    yield rows
+                table = parse_bulk_csv(response.content, types)
+                if table.num_rows:
+                    yield table
                 locator = response.headers.get("Sforce-Locator")
                 if not locator or locator == "null":
                     return
@@ -494,33 +502,22 @@ class SalesforceClient:
         return groups
 
 
-def parse_bulk_csv(text: str, types: dict[str, str]) -> list[dict[str, Any]]:
-    """Bulk CSV rows typed like the REST API's JSON, so both paths load identical rows.
-
-    The csv module handles quoted fields with embedded newlines, commas and doubled quotes;
-    Bulk writes nulls as empty fields (Salesforce does not tell null from empty text).
-    """
-    rows: list[dict[str, Any]] = []
-    for raw in csv.DictReader(io.StringIO(text, newline="")):
-        row: dict[str, Any] = {}
-        for name, value in raw.items():
-            row[name] = _typed(value, types.get(name, "string"))
-        rows.append(row)
-    return rows
+def parse_bulk_csv(data: bytes, types: dict[str, str]) -> pa.Table:
+    """One Bulk CSV result set typed like the REST API's JSON, so both paths load identical
+    rows (``columns.typed_bulk_table``): quoted fields may hold newlines, commas and doubled
+    quotes; Bulk writes nulls as empty fields (Salesforce does not tell null from empty
+    text)."""
+    return typed_bulk_table(read_bulk_csv(data), types)
 
 
-def _typed(value: str | None, kind: str) -> Any:
-    if value is None or value == "":
-        return None
-    if kind == "boolean":
-        return value.lower() == "true"
-    if kind in ("double", "currency", "percent"):
-        return float(value)
-    if kind in ("int", "long"):
-        return int(value)
-    if kind == "datetime" and value.endswith("Z"):
-        return value[:-1] + "+0000"
-    return value
+def _json(response: httpx.Response) -> Any:
+    """A query page's body: orjson reads a 2,000-record page in about half the time of the
+    json module; anything it refuses (NaN, integers past 64 bits) is read by json, as
+    before."""
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.json()
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

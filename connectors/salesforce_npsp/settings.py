@@ -76,7 +76,9 @@ class SalesforceSettings(_Strict):
         description="Full loads of objects with at least this many records use Bulk API 2.0 "
         "query jobs; None always uses the REST query API.",
     )
-    bulk_poll_seconds: float = Field(default=2.0, ge=0, description="First job-status poll delay.")
+    bulk_poll_seconds: float = Field(
+        default=0.2, ge=0, description="Wait before the second job-status poll (then 1.5x each)."
+    )
     bulk_timeout_seconds: float = Field(default=3600.0, gt=0, description="Give up on a job.")
     bulk_page_records: int = Field(default=50000, ge=1, description="maxRecords per result set.")
     full_refresh_days: int | None = Field(

@@ -32,6 +32,7 @@ from typing import Any
 
 import dlt
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.common.destination import AnyDestination
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -44,6 +45,7 @@ from connectors.salesforce_npsp.client import (
     SalesforceClient,
     selectable_fields,
 )
+from connectors.salesforce_npsp.columns import as_arrow, deleted_mask, fast_column
 from connectors.salesforce_npsp.settings import Credentials, SalesforceSettings
 from connectors.values import masked, shown
 
@@ -100,13 +102,24 @@ def _bad(value: Any) -> Any:
     raise ValueError("unreadable")
 
 
-def _arrow_column(values: list[Any], kind: str, bad: list[int] | None = None) -> pa.Array:
+def _arrow_column(
+    values: list[Any] | pa.Array, kind: str, bad: list[int] | None = None
+) -> pa.Array:
     """One column of a page, typed as hinted (REST JSON and parsed Bulk CSV alike).
 
     A value that cannot be read as its type (a Birthdate of '31/02/garbage') is left empty
     and its position added to ``bad``: one such value used to fail the member's whole load,
-    after minutes of retries, with the value itself in the error.
+    after minutes of retries, with the value itself in the error. Arrow converts the whole
+    column at once when it can (``fast_column``); only a column holding some other shape is
+    read value by value here.
     """
+    array = values if isinstance(values, pa.Array) else as_arrow(values)
+    if array is not None:
+        fast = fast_column(array, kind, _ARROW_TYPES.get(kind))
+        if fast is not None:
+            return fast
+    if isinstance(values, pa.Array):
+        values = values.to_pylist()
     if kind not in _ARROW_TYPES:
         return pa.array([None if v is None else str(v) for v in values], pa.string())
     out: list[Any] = []
@@ -173,45 +186,94 @@ def _deleted(record: dict[str, Any]) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
-def _without_personal(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if k in PERSONAL_FIELDS else v) for k, v in record.items()}
-
-
 def arrow_page(
-    page: list[dict[str, Any]],
+    page: list[dict[str, Any]] | pa.Table,
     columns: dict[str, str],
     unreadable: dict[str, list[str]] | None = None,
     sobject: str | None = None,
 ) -> pa.Table:
     """A page of records as a typed Arrow table, plus the ``UNREADABLE_COLUMN``.
 
-    Arrow items skip dlt's row-by-row normaliser, which was most of a load's time; a column
-    missing from a record (a purged-delete placeholder) is null. ``unreadable`` collects,
-    per field, the ids of records whose value could not be read (never the values). Each
-    such value is named in its record's ``UNREADABLE_COLUMN``, masked when the field of
-    ``sobject`` is personal (``is_personal``), so the raw value itself never reaches the
-    hub: not the raw layer, the quarantine, the load files nor the logs.
+    ``page`` is REST records (dicts) or a Bulk result set (``typed_bulk_table``). Arrow items
+    skip dlt's row-by-row normaliser, which was most of a load's time; a column missing from
+    a record (a purged-delete placeholder) is null. ``unreadable`` collects, per field, the
+    ids of records whose value could not be read (never the values). Each such value is
+    named in its record's ``UNREADABLE_COLUMN``, masked when the field of ``sobject`` is
+    personal (``is_personal``), so the raw value itself never reaches the hub: not the raw
+    layer, the quarantine, the load files nor the logs.
     """
-    if any(_deleted(r) for r in page):
-        page = [_without_personal(r) if _deleted(r) else r for r in page]
+    size = len(page)
+    raw = _raw_columns(page, columns)
+    deleted = _deleted_rows(page)
+    if deleted is not None:
+        for name in columns:
+            if name in PERSONAL_FIELDS:
+                raw[name] = _blanked(raw[name], deleted)
     arrays = []
-    notes: list[dict[str, list[str]]] = [{} for _ in page]
+    notes: dict[int, dict[str, list[str]]] = {}
     for name, kind in columns.items():
         bad: list[int] = []
-        values = [r.get(name) for r in page]
-        arrays.append(_arrow_column(values, kind, bad))
+        arrays.append(_arrow_column(raw[name], kind, bad))
+        if not bad:
+            continue
+        column = raw[name]
+        values = column.to_pylist() if isinstance(column, pa.Array) else column
         hide = is_personal(sobject, name)
         for i in bad:
-            notes[i][name] = [kind, masked(values[i]) if hide else shown(values[i])]
-        if bad and unreadable is not None:
-            unreadable.setdefault(name, []).extend(str(page[i].get("Id")) for i in bad)
+            notes.setdefault(i, {})[name] = [kind, masked(values[i]) if hide else shown(values[i])]
+        if unreadable is not None:
+            ids = _ids(page)
+            unreadable.setdefault(name, []).extend(str(ids[i]) for i in bad)
     # Id is the merge key: declared not-null, as its dlt hint is.
     fields = [pa.field(n, a.type, nullable=n != "Id") for n, a in zip(columns, arrays, strict=True)]
-    arrays.append(
-        pa.array([json.dumps(n, sort_keys=True) if n else None for n in notes], pa.string())
-    )
+    if notes:
+        texts = [json.dumps(notes[i], sort_keys=True) if i in notes else None for i in range(size)]
+        arrays.append(pa.array(texts, pa.string()))
+    else:
+        arrays.append(pa.nulls(size, pa.string()))
     fields.append(pa.field(UNREADABLE_COLUMN, pa.string(), nullable=True))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _raw_columns(
+    page: list[dict[str, Any]] | pa.Table, columns: dict[str, str]
+) -> dict[str, list[Any] | pa.Array]:
+    """Each hinted column's values as they came (a record without the field: null)."""
+    if isinstance(page, pa.Table):
+        present = set(page.column_names)
+        return {
+            name: page.column(name).combine_chunks() if name in present else pa.nulls(page.num_rows)
+            for name in columns
+        }
+    return {name: [r.get(name) for r in page] for name in columns}
+
+
+def _deleted_rows(page: list[dict[str, Any]] | pa.Table) -> pa.Array | None:
+    """Mask of deleted records (as ``_deleted`` reads them), or None when there are none."""
+    if isinstance(page, pa.Table):
+        if "IsDeleted" not in page.column_names:
+            return None
+        mask = deleted_mask(page.column("IsDeleted").combine_chunks())
+    else:
+        flags = as_arrow([r.get("IsDeleted") for r in page])
+        if flags is not None and (pa.types.is_boolean(flags.type) or pa.types.is_null(flags.type)):
+            mask = deleted_mask(flags) if len(flags) else pa.array([], pa.bool_())
+        else:
+            mask = pa.array([_deleted(r) for r in page], pa.bool_())
+    return mask if pc.any(mask).as_py() else None
+
+
+def _blanked(values: list[Any] | pa.Array, deleted: pa.Array) -> list[Any] | pa.Array:
+    """A personal column with the deleted records' values removed."""
+    if isinstance(values, pa.Array):
+        return pc.if_else(deleted, pa.scalar(None, values.type), values)
+    return [None if gone else v for v, gone in zip(values, deleted.to_pylist(), strict=True)]
+
+
+def _ids(page: list[dict[str, Any]] | pa.Table) -> list[Any]:
+    if isinstance(page, pa.Table):
+        return page.column("Id").to_pylist() if "Id" in page.column_names else [None] * len(page)
+    return [r.get("Id") for r in page]
 
 
 @dataclass(frozen=True)
