@@ -1,0 +1,201 @@
+"""Benchmark: the Salesforce connector's own overhead against bare httpx loops (issue #19).
+
+Run ``.venv/bin/python benchmarks/salesforce_speed.py [--records N] [--repeat R]``.
+
+The sandbox renders ``N`` pmdm__ServiceDelivery__c records once (REST pages of 2,000 as JSON,
+Bulk API 2.0 result sets of 50,000 as CSV); ``sf_fast_server.FastSalesforce`` then serves those
+bytes from a lean asyncio server, so the server costs next to nothing and what is measured is
+the client. Every contender runs in its own child process on the same server and data:
+
+- **bare REST**: httpx, token, ``queryAll`` then ``nextRecordsUrl`` pages, each JSON-decoded
+  and its records collected in a list. Nothing is typed or stored.
+- **bare Bulk**: httpx, token, create the job, poll every 50 ms until ``JobComplete``, fetch
+  every result set (``Sforce-Locator``), decode it and split it into lines. Nothing is typed
+  or stored.
+- **bare REST→DuckDB**: the previous benchmark's bare loop (pages → ``pa.Table.from_pylist``
+  → INSERT into one DuckDB table), for continuity with earlier figures.
+- **connector REST** / **connector Bulk**: ``load_npsp`` through ``raw_pipeline`` into a
+  DuckDB file, exactly as production: describe, typed Arrow pages, the unreadable-value
+  column, dlt extract, normalise and ``merge`` load, state and cursor. The connector runs with
+  its default settings apart from ``bulk_threshold`` (None for REST, 1 for Bulk).
+
+So the bare loops do strictly less than the connector: the ratio "connector / bare" is the
+share of the bare loop's speed that the connector keeps while also typing, storing and
+merging. The issue's target is at least 0.8 on both paths. Each contender's time is the best
+of ``--repeat`` runs (each in a fresh process), because the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import peak_mb, run_child  # noqa: E402
+
+API = "/services/data/v62.0"
+CONTENDERS = ("bare-rest", "bare-bulk", "bare-rest-duckdb", "connector-rest", "connector-bulk")
+# connector -> the bare loop it is compared with
+PAIRS = {"connector-rest": "bare-rest", "connector-bulk": "bare-bulk"}
+
+
+def _token(http: object) -> str:
+    import httpx
+
+    assert isinstance(http, httpx.Client)
+    return str(
+        http.post(
+            "/services/oauth2/token",
+            data={"grant_type": "client_credentials", "client_id": "c", "client_secret": "s"},
+        ).json()["access_token"]
+    )
+
+
+def _bare_rest(url: str, work: Path, into_duckdb: bool) -> dict[str, float]:
+    import duckdb
+    import httpx
+    import pyarrow as pa
+
+    con = duckdb.connect(str(work / "bare.duckdb")) if into_duckdb else None
+    start = time.perf_counter()
+    rows, created = 0, False
+    records: list[dict[str, object]] = []
+    with httpx.Client(base_url=url, timeout=60) as http:
+        http.headers["Authorization"] = f"Bearer {_token(http)}"
+        body = http.get(f"{API}/queryAll", params={"q": "SELECT ..."}).json()
+        while True:
+            page = body["records"]
+            if con is None:
+                records.extend(page)
+            else:
+                for r in page:
+                    r.pop("attributes", None)
+                con.register("incoming", pa.Table.from_pylist(page))
+                verb = "INSERT INTO delivery" if created else "CREATE TABLE delivery AS"
+                con.execute(f"{verb} SELECT * FROM incoming")
+                con.unregister("incoming")
+                created = True
+            rows += len(page)
+            if body["done"]:
+                break
+            body = http.get(body["nextRecordsUrl"]).json()
+    seconds = time.perf_counter() - start
+    if con is not None:
+        con.close()
+    return {"rows": rows, "seconds": seconds, "peak_mb": peak_mb()}
+
+
+def _bare_bulk(url: str) -> dict[str, float]:
+    import httpx
+
+    start = time.perf_counter()
+    rows = 0
+    with httpx.Client(base_url=url, timeout=60) as http:
+        http.headers["Authorization"] = f"Bearer {_token(http)}"
+        job = http.post(
+            f"{API}/jobs/query", json={"operation": "queryAll", "query": "SELECT ..."}
+        ).json()
+        while http.get(f"{API}/jobs/query/{job['id']}").json()["state"] != "JobComplete":
+            time.sleep(0.05)
+        locator = ""
+        while True:
+            params = {"maxRecords": "50000", **({"locator": locator} if locator else {})}
+            answer = http.get(f"{API}/jobs/query/{job['id']}/results", params=params)
+            lines = answer.text.split("\n")
+            rows += len(lines) - 2  # the header line and the empty string after the last LF
+            locator = answer.headers["Sforce-Locator"]
+            if locator == "null":
+                break
+        http.delete(f"{API}/jobs/query/{job['id']}")
+    return {"rows": rows, "seconds": time.perf_counter() - start, "peak_mb": peak_mb()}
+
+
+def _connector(url: str, work: Path, bulk: bool) -> dict[str, float]:
+    import dlt
+    import duckdb
+
+    from connectors.salesforce_npsp import (
+        ClientCredentials,
+        SalesforceSettings,
+        load_npsp,
+        raw_pipeline,
+    )
+
+    settings = SalesforceSettings(
+        login_url=url,
+        client_id="bench",
+        objects=("pmdm__service_delivery",),
+        bulk_threshold=1 if bulk else None,
+    )
+    db = work / "dlt.duckdb"
+    pipeline = raw_pipeline("bench", dlt.destinations.duckdb(str(db)), work)
+    start = time.perf_counter()
+    _, report = load_npsp(pipeline, settings, ClientCredentials("s"))
+    seconds = time.perf_counter() - start
+    assert report.methods == {"pmdm__service_delivery": "bulk" if bulk else "rest"}, report
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute("SELECT count(*) FROM raw_bench.pmdm__service_delivery").fetchone()
+    con.close()
+    return {"rows": rows[0] if rows else 0, "seconds": seconds, "peak_mb": peak_mb()}
+
+
+def child(which: str, url: str, work: Path) -> dict[str, float]:
+    """One contender, in this (fresh) process."""
+    if which == "bare-bulk":
+        return _bare_bulk(url)
+    if which.startswith("bare-rest"):
+        return _bare_rest(url, work, into_duckdb=which == "bare-rest-duckdb")
+    return _connector(url, work, bulk=which == "connector-bulk")
+
+
+def main() -> None:
+    """Render the data, serve it, run every contender ``--repeat`` times, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--job-seconds", type=float, default=0.3)
+    parser.add_argument("--only", nargs="*", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        which, url, work = args.child
+        print(json.dumps(child(which, url, Path(work))))
+        return
+
+    from sf_fast_server import FastSalesforce, prerender
+
+    started = time.perf_counter()
+    rendered = prerender(args.records)
+    print(f"rendered {args.records:,} records in {time.perf_counter() - started:.1f} s")
+    best: dict[str, dict[str, float]] = {}
+    with FastSalesforce(rendered, job_seconds=args.job_seconds) as server:
+        for round_ in range(args.repeat):
+            for which in args.only:
+                with tempfile.TemporaryDirectory() as tmp:
+                    result = run_child(__file__, ["--child", which, server.url, tmp], which)
+                if result["rows"] != args.records:
+                    sys.exit(f"{which} read {result['rows']} rows, not {args.records}")
+                print(f"  round {round_ + 1} {which}: {result['seconds']:.2f} s")
+                if which not in best or result["seconds"] < best[which]["seconds"]:
+                    best[which] = result
+    print(f"\n{'':18} {'seconds':>8} {'records/s':>10} {'peak RSS':>9}")
+    for which, r in best.items():
+        print(
+            f"{which:18} {r['seconds']:>8.2f} {r['rows'] / r['seconds']:>10,.0f} "
+            f"{r['peak_mb']:>7.0f}MB"
+        )
+    for connector, bare in PAIRS.items():
+        if connector in best and bare in best:
+            ratio = best[bare]["seconds"] / best[connector]["seconds"]
+            print(f"{connector} / {bare} speed: {ratio:.2f} (target >= 0.8)")
+
+
+if __name__ == "__main__":
+    main()
