@@ -67,6 +67,11 @@ _DLT_TYPES = {
 }
 
 
+# REST query pages reach dlt in batches of about this many records: dlt derives the table
+# schema again for every Arrow item it is given, which over 2,000-record pages cost about a
+# tenth of a load's time.
+BATCH_RECORDS = 20_000
+
 _ARROW_TYPES = {
     "bool": pa.bool_(),
     "date": pa.date32(),
@@ -536,8 +541,8 @@ def _object_rows(
                 count += len(page)
         else:
             seen: set[str] = set()
-            for page in client.query_records(
-                spec.sobject, list(fields), where, include_deleted=True
+            for page in _batched(
+                client.query_records(spec.sobject, list(fields), where, include_deleted=True)
             ):
                 yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable, spec.sobject), hints)
                 count += len(page)
@@ -571,6 +576,30 @@ def _object_rows(
             report.stop_error = err
     finally:
         report.api_used, report.api_max = client.api_used, client.api_max
+
+
+def _batched(
+    pages: Iterator[list[dict[str, Any]]], records: int = BATCH_RECORDS
+) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive query pages joined into batches of at least ``records`` (the last may be
+    smaller); each batch ends where a page ends, so the cursor rule is unchanged.
+
+    A polite stop at the API reserve first hands over the pages already read, so they are
+    loaded and the cursor covers them, as when every page was yielded on its own.
+    """
+    batch: list[dict[str, Any]] = []
+    try:
+        for page in pages:
+            batch.extend(page)
+            if len(batch) >= records:
+                yield batch
+                batch = []
+    except ApiAllocationReserveReached:
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
 
 
 def _purged_deletes(
