@@ -14,20 +14,26 @@ the client. Every contender runs in its own child process on the same server and
   or stored.
 - **bare REST→DuckDB**: the previous benchmark's bare loop (pages → ``pa.Table.from_pylist``
   → INSERT into one DuckDB table), for continuity with earlier figures.
+- **bare Bulk→DuckDB**: the same for Bulk: each result set read by ``pyarrow.csv`` (types
+  inferred) and INSERTed into one DuckDB table.
 - **connector REST** / **connector Bulk**: ``load_npsp`` through ``raw_pipeline`` into a
   DuckDB file, exactly as production: describe, typed Arrow pages, the unreadable-value
   column, dlt extract, normalise and ``merge`` load, state and cursor. The connector runs with
   its default settings apart from ``bulk_threshold`` (None for REST, 1 for Bulk).
 
-So the bare loops do strictly less than the connector: the ratio "connector / bare" is the
-share of the bare loop's speed that the connector keeps while also typing, storing and
-merging. The issue's target is at least 0.8 on both paths. Each contender's time is the best
+So the fetch-only bare loops do strictly less than the connector: the ratio "connector / bare"
+is the share of the bare loop's speed that the connector keeps while also typing, storing and
+merging; the →DuckDB loops store too, but untyped by the describe, without dlt's state,
+schema, staging and merge. Before its clock starts, each connector child runs one tiny dlt
+load (``_warm_up``), as the bare loops import their libraries before theirs. The issue's
+target is at least 0.8 on both paths. Each contender's time is the best
 of ``--repeat`` runs (each in a fresh process), because the machine is shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import tempfile
@@ -41,9 +47,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import peak_mb, run_child  # noqa: E402
 
 API = "/services/data/v62.0"
-CONTENDERS = ("bare-rest", "bare-bulk", "bare-rest-duckdb", "connector-rest", "connector-bulk")
+CONTENDERS = (
+    "bare-rest",
+    "bare-bulk",
+    "bare-rest-duckdb",
+    "bare-bulk-duckdb",
+    "connector-rest",
+    "connector-bulk",
+)
 # connector -> the bare loop it is compared with
-PAIRS = {"connector-rest": "bare-rest", "connector-bulk": "bare-bulk"}
+PAIRS = {
+    "connector-rest": ("bare-rest", "bare-rest-duckdb"),
+    "connector-bulk": ("bare-bulk", "bare-bulk-duckdb"),
+}
 
 
 def _token(http: object) -> str:
@@ -92,11 +108,14 @@ def _bare_rest(url: str, work: Path, into_duckdb: bool) -> dict[str, float]:
     return {"rows": rows, "seconds": seconds, "peak_mb": peak_mb()}
 
 
-def _bare_bulk(url: str) -> dict[str, float]:
+def _bare_bulk(url: str, work: Path, into_duckdb: bool) -> dict[str, float]:
+    import duckdb
     import httpx
+    from pyarrow import csv
 
+    con = duckdb.connect(str(work / "bare.duckdb")) if into_duckdb else None
     start = time.perf_counter()
-    rows = 0
+    rows, created = 0, False
     with httpx.Client(base_url=url, timeout=60) as http:
         http.headers["Authorization"] = f"Bearer {_token(http)}"
         job = http.post(
@@ -108,13 +127,51 @@ def _bare_bulk(url: str) -> dict[str, float]:
         while True:
             params = {"maxRecords": "50000", **({"locator": locator} if locator else {})}
             answer = http.get(f"{API}/jobs/query/{job['id']}/results", params=params)
-            lines = answer.text.split("\n")
-            rows += len(lines) - 2  # the header line and the empty string after the last LF
+            if con is None:
+                lines = answer.text.split("\n")
+                rows += len(lines) - 2  # the header line and the empty string after the last LF
+            else:
+                table = csv.read_csv(
+                    io.BytesIO(answer.content),
+                    parse_options=csv.ParseOptions(newlines_in_values=True),
+                )
+                con.register("incoming", table)
+                verb = "INSERT INTO delivery" if created else "CREATE TABLE delivery AS"
+                con.execute(f"{verb} SELECT * FROM incoming")
+                con.unregister("incoming")
+                created, rows = True, rows + table.num_rows
             locator = answer.headers["Sforce-Locator"]
             if locator == "null":
                 break
         http.delete(f"{API}/jobs/query/{job['id']}")
-    return {"rows": rows, "seconds": time.perf_counter() - start, "peak_mb": peak_mb()}
+    seconds = time.perf_counter() - start
+    if con is not None:
+        con.close()
+    return {"rows": rows, "seconds": seconds, "peak_mb": peak_mb()}
+
+
+def _warm_up(work: Path) -> None:
+    """One tiny dlt load (one Arrow row, merge, Parquet, DuckDB) before the clock starts.
+
+    dlt imports its normaliser, Parquet writer and DuckDB loader on first use (about a second
+    on this machine); the bare loops import their libraries before their clock starts too,
+    and a process loading several members pays this once. Nothing of the connector runs.
+    """
+    import dlt
+    import pyarrow as pa
+
+    table = pa.table({"id": ["a"], "n": [1]})
+    pipeline = dlt.pipeline(
+        "warm_up",
+        destination=dlt.destinations.duckdb(str(work / "warm_up.duckdb")),
+        pipelines_dir=str(work / "warm"),
+        dataset_name="warm_up_data",
+    )
+    pipeline.run(
+        dlt.resource(
+            [table], name="t", write_disposition="merge", primary_key="id", file_format="parquet"
+        )
+    )
 
 
 def _connector(url: str, work: Path, bulk: bool) -> dict[str, float]:
@@ -128,6 +185,7 @@ def _connector(url: str, work: Path, bulk: bool) -> dict[str, float]:
         raw_pipeline,
     )
 
+    _warm_up(work)
     settings = SalesforceSettings(
         login_url=url,
         client_id="bench",
@@ -148,8 +206,8 @@ def _connector(url: str, work: Path, bulk: bool) -> dict[str, float]:
 
 def child(which: str, url: str, work: Path) -> dict[str, float]:
     """One contender, in this (fresh) process."""
-    if which == "bare-bulk":
-        return _bare_bulk(url)
+    if which.startswith("bare-bulk"):
+        return _bare_bulk(url, work, into_duckdb=which == "bare-bulk-duckdb")
     if which.startswith("bare-rest"):
         return _bare_rest(url, work, into_duckdb=which == "bare-rest-duckdb")
     return _connector(url, work, bulk=which == "connector-bulk")
@@ -191,10 +249,11 @@ def main() -> None:
             f"{which:18} {r['seconds']:>8.2f} {r['rows'] / r['seconds']:>10,.0f} "
             f"{r['peak_mb']:>7.0f}MB"
         )
-    for connector, bare in PAIRS.items():
-        if connector in best and bare in best:
-            ratio = best[bare]["seconds"] / best[connector]["seconds"]
-            print(f"{connector} / {bare} speed: {ratio:.2f} (target >= 0.8)")
+    for connector, bares in PAIRS.items():
+        for bare in bares:
+            if connector in best and bare in best:
+                ratio = best[bare]["seconds"] / best[connector]["seconds"]
+                print(f"{connector} / {bare} speed: {ratio:.2f} (target >= 0.8)")
 
 
 if __name__ == "__main__":
