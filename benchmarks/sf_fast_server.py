@@ -59,7 +59,9 @@ def prerender(records: int, page_size: int = 2000, result_set: int = 50_000) -> 
     from connectors.salesforce_npsp.client import selectable_fields
     from connectors.salesforce_npsp.sandbox import SalesforceSandbox, SandboxSizes
 
-    sizes = SandboxSizes(contacts=2_000, engagements=4_000, deliveries=records)
+    sizes = SandboxSizes(
+        contacts=min(2_000, records), engagements=min(4_000, records), deliveries=records
+    )
     out = Rendered(records=records)
     with (
         SalesforceSandbox(sizes=sizes, api_max=10_000_000, page_size=page_size) as sf,
