@@ -9,8 +9,9 @@ Incremental reading, and why it cannot lose records:
 - A run reads the half-open window ``SystemModstamp >= cursor - lookback AND < end`` through
   ``queryAll`` ordered by ``SystemModstamp, Id``, so deletes arrive as rows with ``IsDeleted``
   true. ``end`` is "now" truncated to the second (SOQL's literal precision).
-- After each page the cursor moves to that page's last SystemModstamp, inclusive: records
-  sharing that timestamp on the next page are read again next time, never skipped, and the
+- After each page (pages reach dlt in batches, ``_batched``) the cursor moves to the last
+  SystemModstamp read, inclusive: records sharing that timestamp on the next page are read
+  again next time, never skipped, and the
   ``merge`` on ``Id`` makes the re-read harmless. The look-back covers transactions that commit
   with a timestamp slightly older than when they become visible.
 - When the daily API allocation reaches the member's reserve the resource stops yielding,
