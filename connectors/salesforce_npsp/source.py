@@ -11,9 +11,9 @@ Incremental reading, and why it cannot lose records:
   true. ``end`` is "now" truncated to the second (SOQL's literal precision).
 - After each page (pages reach dlt in batches, ``_batched``) the cursor moves to the last
   SystemModstamp read, inclusive: records sharing that timestamp on the next page are read
-  again next time, never skipped, and the
-  ``merge`` on ``Id`` makes the re-read harmless. The look-back covers transactions that commit
-  with a timestamp slightly older than when they become visible.
+  again next time, never skipped, and the ``merge`` on ``Id`` makes the re-read harmless.
+  The look-back covers transactions that commit with a timestamp slightly older than when
+  they become visible.
 - When the daily API allocation reaches the member's reserve the resource stops yielding,
   keeping its cursor: what was read is loaded, and the next run resumes from there.
 - Formula fields change without bumping SystemModstamp, so every ``full_refresh_days`` the
