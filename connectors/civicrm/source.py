@@ -74,6 +74,7 @@ import pyarrow.compute as pc
 from dlt.common.destination import AnyDestination
 
 from connectors.civicrm.client import MAX_BATCH_CALLS, CiviCRMClient
+from connectors.civicrm.fields import FieldCheck, require_fields
 from connectors.civicrm.held import FIX, HELD, HELD_PARENTS
 from connectors.civicrm.settings import CiviCRMSettings
 from connectors.deadline import LoadDeadline
@@ -291,6 +292,24 @@ PERSONAL_COLUMNS = frozenset(
 )
 
 
+def selected_fields(settings: CiviCRMSettings) -> dict[str, list[str]]:
+    """Entity -> every field a load of ``settings.entities`` selects (parents' included), as
+    APIv4 spells them; each must come back (see fields.py). Contribution's modified_date is
+    left out: it is selected only where ``getFields`` lists it."""
+    specs = entity_specs(settings)
+    wanted: dict[str, list[str]] = {}
+    for key in settings.entities:
+        spec = specs[key]
+        wanted.setdefault(spec.entity, []).extend(spec.fields)
+        if spec.parent is not None:
+            parent = specs[spec.parent[0]]
+            read = wanted.setdefault(parent.entity, [])
+            read += ["id", "modified_date"]  # what the parent read of _entity_rows selects
+            if "is_deleted" in parent.fields:
+                read.append("is_deleted")
+    return {entity: list(dict.fromkeys(names)) for entity, names in wanted.items()}
+
+
 def resource_names(settings: CiviCRMSettings) -> list[str]:
     """The resource (and raw table) names this member's source will have."""
     specs = entity_specs(settings)
@@ -492,8 +511,9 @@ class _ArrowTable:
     takes it: at 200,000 activities that is the difference between seconds and minutes.
     """
 
-    def __init__(self, columns: dict[str, str]) -> None:
+    def __init__(self, columns: dict[str, str], entity: str = "") -> None:
         self.columns = columns
+        self.entity = entity
         self.schema = pa.schema(
             [pa.field(c, _ARROW_TYPES[k], nullable=c != "id") for c, k in columns.items()]
         )
@@ -509,6 +529,8 @@ class _ArrowTable:
 
         ``blank`` marks rows whose personal fields must not load (their parent is trashed).
         """
+        # A field CiviCRM left out (a permission lost mid-run) must fail, not load blank.
+        require_fields(self.entity, records, fields)
         n = len(records)
         data = {column: [r.get(api) for r in records] for api, column in fields.items()}
         data.update(extra or {})
@@ -943,7 +965,7 @@ def _entity_rows(
     before = known.copy()  # ids loaded before this run: only these can have vanished
     with connect() as client:
         fields = _fields(spec)
-        arrow = _ArrowTable(_table_columns(spec, fields))
+        arrow = _ArrowTable(_table_columns(spec, fields), spec.entity)
         # Tables read per parent follow their parent's modified_date.
         incremental = spec.incremental or spec.parent is not None
         if spec.detect_modified_date:
@@ -1170,6 +1192,8 @@ def civicrm_source(
     specs = entity_specs(settings)
     load = LoadDeadline(settings.load_deadline, member)
     censuses = {k: _Census(s, settings.reconcile_page_size) for k, s in specs.items() if s.census}
+    # Every selected field must be visible before any resource reads a row (fields.py).
+    fields_check = FieldCheck(selected_fields(settings))
 
     def connect() -> CiviCRMClient:
         return CiviCRMClient(settings, api_key, site_key, load_deadline=load)
@@ -1181,7 +1205,9 @@ def civicrm_source(
         census = censuses.get(key) or (censuses.get(spec.parent[0]) if spec.parent else None)
         resources.append(
             dlt.resource(
-                _entity_rows(spec, parent, settings, connect, reconcile, census),
+                fields_check.guard(
+                    _entity_rows(spec, parent, settings, connect, reconcile, census), connect
+                ),
                 name=spec.table,
                 write_disposition="merge",
                 primary_key="id",
