@@ -541,7 +541,9 @@ class CiviCRMSandbox:
                 raise ApiError(500, f"Api {entity} {action} version 4 does not exist.")
             if "access CiviCRM" not in self.permissions:
                 raise ApiError(403, "Authorization failed")
-            needed = ENTITY_PERMISSION.get(entity)
+            # getFields is a 'meta' action: 'access CiviCRM' is enough (AbstractAction::
+            # getPermissions); the entity permission guards its records.
+            needed = ENTITY_PERMISSION.get(entity) if action != "getFields" else None
             if needed and needed not in self.permissions:
                 raise ApiError(403, f"Authorization failed: missing permission '{needed}'")
             if action == "getFields":
