@@ -52,6 +52,10 @@ Why it reads the way it does:
   deletes nothing; the run warns (counts only) and keeps the ids until a person checks.
 - State lives in dlt and is committed only with a completed extract, so a run that fails
   half-way resumes from the previous cursor: nothing lost, and merge removes duplicates.
+- A field the API user may not see is not an error in CiviCRM either: it is left out of
+  results, which would load consent and outcome statuses blank. Every selected field must
+  be listed by ``getFields`` before any row is read, and be in every page; otherwise the
+  load fails naming field and permission, writing nothing (see fields.py).
 
 Building the source does no network I/O; each resource opens its own client when it runs.
 """
