@@ -35,19 +35,16 @@ class HiddenField:
     entity: str
     field: str  # as APIv4 spells it, option suffix removed
 
-    def describe(self) -> str:
-        return f"{self.entity} field '{self.field}' (grant {field_grant(self.field)})"
-
 
 class HiddenFieldsError(CiviCRMError):
     """Selected fields CiviCRM left out: the load fails before anything is written."""
 
     def __init__(self, hidden: Iterable[HiddenField], when: str) -> None:
         self.hidden = sorted(set(hidden), key=lambda h: (h.entity, h.field))
-        listing = "; ".join(h.describe() for h in self.hidden)
+        listing = "; ".join(_grouped(self.hidden))
         super().__init__(
             None,
-            f"{len(self.hidden)} field(s) the load selects did not come back {when}, "
+            f"{len(self.hidden)} field(s) the load selects {when}, "
             "which is how CiviCRM answers for a field the API user may not see (their "
             f"values would load blank): {listing}",
             "grant the CiviCRM user's role what is named for each field, then run again: "
@@ -56,6 +53,17 @@ class HiddenFieldsError(CiviCRMError):
             "consent_field or connector.outcome_fields instead. `hub check` lists the "
             "fields the API user cannot see",
         )
+
+
+def _grouped(hidden: list[HiddenField]) -> list[str]:
+    """One line per entity and grant: a custom group's fields share one ACL."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for h in hidden:
+        groups.setdefault((h.entity, field_grant(h.field)), []).append(f"'{h.field}'")
+    return [
+        f"{entity} field{'s' if len(names) > 1 else ''} {', '.join(names)} (grant {grant})"
+        for (entity, grant), names in groups.items()
+    ]
 
 
 def _base(name: str) -> str:
@@ -87,7 +95,7 @@ def require_fields(entity: str, rows: list[dict[str, Any]], selected: Iterable[s
     first = rows[0]
     missing = [HiddenField(entity, _base(name)) for name in selected if name not in first]
     if missing:
-        raise HiddenFieldsError(missing, "in a page of the load")
+        raise HiddenFieldsError(missing, "were missing from a page CiviCRM returned mid-load")
 
 
 class FieldCheck:
@@ -105,7 +113,7 @@ class FieldCheck:
                 with connect() as client:
                     self._answer = missing_fields(client, self.wanted)
         if self._answer:
-            raise HiddenFieldsError(self._answer, "in CiviCRM's field list (getFields)")
+            raise HiddenFieldsError(self._answer, "are not in CiviCRM's field list (getFields)")
 
     def guard(self, rows: Iterator[Any], connect: Callable[[], CiviCRMClient]) -> Iterator[Any]:
         """``rows`` (a resource's generator), started only after the check passed."""

@@ -196,10 +196,9 @@ def test_hidden_fields_fail_the_load_before_anything_is_written_and_come_back_ex
         "Contact field 'Consent.share_data' (grant 'access all custom data' to the CiviCRM "
         "user's role, or a CiviCRM ACL granting it View on custom group 'Consent')",
         "Contact field 'birth_date' (grant the permission CiviCRM requires for this field",
-        "Activity field 'Outcomes.outcome'",
-        "Activity field 'Outcomes.status' (grant 'access all custom data'",
-        "custom group 'Outcomes'",
-        "Activity field 'Outcomes.value'",
+        "Activity fields 'Outcomes.outcome', 'Outcomes.status', 'Outcomes.value' (grant "
+        "'access all custom data' to the CiviCRM user's role, or a CiviCRM ACL granting it "
+        "View on custom group 'Outcomes')",
         "Fix: grant the CiviCRM user's role",
         "nothing of this load was written",
     ]:
@@ -251,7 +250,7 @@ def test_a_field_hidden_mid_run_fails_the_load_and_the_next_run_reads_it_again(
 
     civi.after_requests(1, hide_after_a_page_with_it)
     err = _failure(civi, tmp_path, page_size=2, **tables)
-    assert "Activity field 'Outcomes.status'" in str(err) and "in a page of the load" in str(err)
+    assert "Activity field 'Outcomes.status'" in str(err) and "missing from a page" in str(err)
     assert status_read(civi)  # a page with the field was read before the one without it
     assert _snapshot(civi, tmp_path, **tables) == before
 
