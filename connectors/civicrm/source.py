@@ -91,6 +91,8 @@ SOURCE_NAME = "civicrm"
 # Resource-state key: the cursor a held table re-reads from on every run until the hold is
 # lifted (see connectors/holds.py), so nothing CiviCRM hid while held stays behind.
 RESYNC = "resync_from"
+# Resource-state key: the APIv4 fields the table's loaded rows were read with.
+FIELDS_READ = "fields_read"
 TS_FORMAT = "%Y-%m-%d %H:%M:%S"
 # A run may always mark this many ids deleted, whatever max_deleted_share says: a small site
 # deleting a handful of people must not need a person to confirm it.
@@ -979,6 +981,8 @@ def _entity_rows(
                 del fields["modified_date"]  # not selectable before CiviCRM 6.9
                 state.pop("cursor", None)  # a downgrade must not leave a stale cursor behind
         cursor: str | None = state.get("cursor") if incremental else None
+        if parent is None and _fields_changed(state, spec, fields) and cursor is not None:
+            cursor = None  # rows read before lack a newly read field's value: read them all
         start_cursor = cursor
         if incremental and RESYNC in state:
             # Held: what CiviCRM hid since the hold began may have been edited meanwhile, so
@@ -1122,6 +1126,31 @@ def _entity_rows(
         else:
             # The run that lifts the hold read from where it began: nothing is left behind.
             state.pop(RESYNC, None)
+
+
+def _fields_changed(state: dict[str, Any], spec: EntitySpec, fields: dict[str, str]) -> bool:
+    """Whether this table's loaded rows were read with other fields than this run selects.
+
+    A record keeps what it was read with until it changes in CiviCRM: a field newly named in
+    the config (or one a CiviCRM user could not see when an older hub version loaded it
+    blank, issue #19) would stay blank on every record not edited since. Such a table is
+    read in full once. The list is kept in the resource's state, committed with the load.
+    """
+    selected = sorted(fields)
+    previous = state.get(FIELDS_READ)
+    state[FIELDS_READ] = selected
+    if previous == selected:
+        return False
+    if previous is not None or state.get("cursor") is not None:
+        log.info(
+            "CiviCRM %s: the fields read changed since the last load (%s); every record is "
+            "read again once, so none keeps a blank value for them",
+            spec.entity,
+            ", ".join(sorted(set(selected) ^ set(previous)))
+            if previous is not None
+            else "not recorded by the previous load",
+        )
+    return True
 
 
 def _parent_ids(parent: EntitySpec) -> list[list[int]]:

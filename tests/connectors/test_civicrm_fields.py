@@ -259,3 +259,23 @@ def test_a_field_hidden_mid_run_fails_the_load_and_the_next_run_reads_it_again(
     _exact(civi, tmp_path)
     duration = f"SELECT id FROM {RAW}.civicrm__activity WHERE duration = 99 ORDER BY id"
     assert [r[0] for r in _query(tmp_path, duration)] == changed
+
+
+def test_a_field_newly_read_is_read_for_every_record(
+    civi: CiviCRMSandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record keeps what it was read with until it changes in CiviCRM: a field the config
+    starts to read (or one an older hub version loaded blank) is read for every record once,
+    not only for those edited since."""
+    tables: dict[str, Any] = {"entities": ["contact", "activity"]}
+    no_value = {"outcome": "Outcomes.outcome:name", "status": "Outcomes.status:name"}
+    _run(civi, tmp_path, outcome_fields={**no_value, "value": None}, **tables)
+    with caplog.at_level("INFO", logger="connectors.civicrm.source"):
+        _run(civi, tmp_path, **tables)  # the default outcome_fields read Outcomes.value too
+    value = f"SELECT id, outcome_value FROM {RAW}.civicrm__activity ORDER BY id"
+    assert _query(tmp_path, value) == [
+        (aid, _text(r["Outcomes.value"])) for aid, r in sorted(civi.data.tables["Activity"].items())
+    ]
+    assert any("Outcomes.value" in r.getMessage() for r in caplog.records)
+    # Contacts were read with the same fields: they stay incremental (nothing re-read).
+    assert not any("Contact" in r.getMessage() for r in caplog.records if "fields" in r.msg)
