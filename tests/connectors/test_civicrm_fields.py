@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import dlt
 import duckdb
 import pytest
@@ -22,6 +23,7 @@ from connectors.civicrm import CiviCRMSettings, civicrm_source, raw_pipeline, re
 from connectors.civicrm.fields import HiddenFieldsError
 from connectors.civicrm.sandbox import CiviCRMSandbox
 from connectors.members import Member, load_member
+from pipelines.lib.errors import as_failure
 from transforms.canonical import build_member
 from transforms.warehouse import DuckDBWarehouse
 
@@ -67,6 +69,10 @@ def _failure(civi: CiviCRMSandbox, tmp_path: Path, **overrides: Any) -> HiddenFi
         exc = exc.__cause__ or exc.__context__
     found = [e for e in chain if isinstance(e, HiddenFieldsError)]
     assert found, chain
+    # What the member's load fails with in Dagster: this message, never retried.
+    failure = as_failure(err.value)
+    assert isinstance(failure, dg.Failure) and failure.description == str(found[0])
+    assert not failure.allow_retries
     return found[0]
 
 
