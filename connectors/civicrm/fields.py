@@ -13,6 +13,8 @@ So a load checks twice, and fails with the field, the permission to grant and th
   list every field it selects (the first resource to start asks, the others share the
   answer; all of them fail, so nothing of the run is extracted);
 - every page read must carry every selected field, for a permission lost mid-run.
+Every field a load filters on (``where``) is one it selects too, so this also covers
+APIv4's other silent answer: a ``where`` on a field the user may not see is ignored.
 Failing raises: dlt then commits neither rows nor cursors, so the run after the fix reads
 again from where the last good load stopped, and what was read meanwhile is read again.
 Errors name entities, fields and permissions only, never a value.

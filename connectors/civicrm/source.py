@@ -1033,6 +1033,8 @@ def _entity_rows(
             )
             seen = set()
             for parent_page in parent_pages:
+                # Without is_deleted a trashed parent's rows would keep their personal fields.
+                require_fields(parent.entity, parent_page, parent_select)
                 versions = {int(p["id"]): p.get("modified_date") for p in parent_page}
                 # A trashed parent's rows keep their ids but no personal field (issue #18).
                 trashed = {int(p["id"]) for p in parent_page if p.get("is_deleted")}

@@ -285,3 +285,18 @@ def test_a_field_newly_read_is_read_for_every_record(
     assert any("Outcomes.value" in r.getMessage() for r in caplog.records)
     # Contacts were read with the same fields: they stay incremental (nothing re-read).
     assert not any("Contact" in r.getMessage() for r in caplog.records if "fields" in r.msg)
+
+
+def test_a_parent_field_hidden_mid_run_never_lets_a_trashed_persons_email_load(
+    civi: CiviCRMSandbox, tmp_path: Path
+) -> None:
+    """E-mails are read per changed contact, and a contact's is_deleted says whether its
+    rows may keep their personal fields (issue #18): a contact page without it fails."""
+    trashed = min(civi.data.tables["Contact"])
+    civi.trash_contact(trashed)
+    civi.after_requests(2, lambda s: s.hide_fields("Contact", ["is_deleted"]))  # after the check
+    source = civicrm_source(_settings(civi, entities=["contact", "email"]), civi.api_key)
+    with pytest.raises(PipelineStepFailed) as err:
+        _pipeline(tmp_path).run(source.with_resources("civicrm__email"))
+    assert "Contact field 'is_deleted'" in str(as_failure(err.value))
+    assert [r for r in civi.requests if r[0] == "Email" and r[1] == "get"] == []
