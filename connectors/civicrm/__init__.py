@@ -5,6 +5,8 @@ Public API:
 - ``civicrm_source(settings, api_key, site_key=None, reconcile=None)``: the dlt source.
 - ``raw_pipeline(org_id, destination, pipelines_dir)``: the member's own dlt pipeline.
 - ``CiviCRMClient``: the REST client (``probe()`` feeds ``hub check``).
+- ``HiddenFieldsError`` (``connectors.civicrm.fields``): a selected field CiviCRM left out
+  (the API user may not see it); the load fails before anything is written.
 - ``CiviCRMSandbox`` (in ``connectors.civicrm.sandbox``): a local CiviCRM for tests and demo.
 """
 

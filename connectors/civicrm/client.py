@@ -66,6 +66,27 @@ UNCONFIRMED = {
     "access all cases and activities": "no case is visible to the API user",
 }
 
+# Fields the API user may not see are not an error either: APIv4 leaves them out of
+# ``getFields`` and out of ``get`` results (civicrm-core Api4SelectQuery drops them from
+# ``select``). A custom field shows only with this permission, or where a CiviCRM ACL grants
+# View on its custom group; a core field only to users holding the permission in its spec.
+CUSTOM_DATA = "access all custom data"
+
+
+def field_grant(name: str) -> str:
+    """What to grant the API user so that CiviCRM shows it field ``name`` (APIv4 spelling)."""
+    base = name.partition(":")[0]
+    if "." in base:  # custom fields are Group.field
+        group = base.split(".", 1)[0]
+        return (
+            f"'{CUSTOM_DATA}' to the CiviCRM user's role, or a CiviCRM ACL granting it View "
+            f"on custom group '{group}'"
+        )
+    return (
+        "the permission CiviCRM requires for this field (its definition names one, and "
+        "CiviCRM leaves it out for users without it) to the CiviCRM user's role"
+    )
+
 
 def api_url(site_url: str, url_style: UrlStyle, entity: str, action: str) -> str:
     """The endpoint for one call in the site's URL style (CMS integrations route differently)."""
@@ -306,8 +327,14 @@ class CiviCRMClient:
                 continue
             found[entity] = sorted(names)
             for name in wanted:
-                if name.split(":")[0] not in names:
-                    problems.append(f"{entity} has no field '{name.split(':')[0]}'")
+                base = name.split(":")[0]
+                if base not in names:
+                    # Hidden and absent look the same to this user: name both causes.
+                    problems.append(
+                        f"{entity} has no field '{base}' the API user can see: grant "
+                        f"{field_grant(base)}; if the field does not exist on this site, "
+                        "correct the member's config"
+                    )
         return ProbeReport(version, permissions, found, problems, visible, notes)
 
 

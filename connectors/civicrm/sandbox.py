@@ -53,8 +53,12 @@ ALL_PERMISSIONS = frozenset(
         "access deleted contacts",
         "access all cases and activities",
         "access CiviContribute",
+        "access all custom data",
     }
 )
+# Without 'access all custom data', a custom group is visible only where a CiviCRM ACL grants
+# View on it (CRM_Core_Permission::customGroup); the sandbox's ACL grants none unless told.
+CUSTOM_DATA = "access all custom data"
 
 # The permission without which reading an entity is refused outright (403), as CiviCRM's
 # entity permissions do (CRM_Core_Permission::getEntityActionPermissions). Contacts and what
@@ -279,6 +283,10 @@ class CiviCRMSandbox:
         self._fk_index: dict[tuple[str, str], tuple[int, int, dict[Any, list[int]]]] = {}
         # entity -> ids a lost ACL or permission hides from ``get`` (None: every row)
         self._hidden: dict[str, set[int] | None] = {}
+        # entity -> fields the API user may not see (see ``hide_fields``)
+        self._hidden_fields: dict[str, set[str]] = {}
+        # custom groups a CiviCRM ACL grants View on, for a user without CUSTOM_DATA
+        self.acl_custom_groups: set[str] = set()
         self._thread: threading.Thread | None = None
         if site_file is not None:
             self.load_site(Path(site_file))
@@ -381,6 +389,10 @@ class CiviCRMSandbox:
         with self._lock:
             self.permissions.discard(permission)
 
+    def grant_permission(self, permission: str) -> None:
+        with self._lock:
+            self.permissions.add(permission)
+
     def hide(self, entity: str, ids: Iterable[int] | None = None) -> None:
         """``get`` on ``entity`` stops returning these rows (all when ``ids`` is None).
 
@@ -394,6 +406,31 @@ class CiviCRMSandbox:
     def unhide(self, entity: str) -> None:
         with self._lock:
             self._hidden.pop(entity, None)
+
+    def hide_fields(self, entity: str, names: Iterable[str]) -> None:
+        """The API user may no longer see these fields of ``entity`` (``Group.field`` for
+        custom ones), as APIv4 treats them (civicrm-core ``Api4SelectQuery``/``Api4Query``):
+
+        - ``getFields`` (permissions are always checked over REST) does not list them;
+        - ``get`` leaves them out of ``select`` without a word: the rows simply lack them;
+        - a core field hidden by the permission in its spec (``addSpecField`` marks it
+          unauthorized) is silently dropped from ``where`` and refused in ``orderBy``;
+        - a custom field whose group the user's ACL does not grant is not in the spec at
+          all, so ``where`` and ``orderBy`` on it fail with "Invalid field".
+
+        Revoking 'access all custom data' hides every custom field the same way, except in
+        groups listed in ``acl_custom_groups``. ``show_fields`` brings them back.
+        """
+        with self._lock:
+            self._hidden_fields.setdefault(entity, set()).update(names)
+
+    def show_fields(self, entity: str | None = None) -> None:
+        """Undo ``hide_fields`` for one entity (every entity when None)."""
+        with self._lock:
+            if entity is None:
+                self._hidden_fields.clear()
+            else:
+                self._hidden_fields.pop(entity, None)
 
     def set_version(self, version: str) -> None:
         with self._lock:
@@ -504,7 +541,9 @@ class CiviCRMSandbox:
                 raise ApiError(500, f"Api {entity} {action} version 4 does not exist.")
             if "access CiviCRM" not in self.permissions:
                 raise ApiError(403, "Authorization failed")
-            needed = ENTITY_PERMISSION.get(entity)
+            # getFields is a 'meta' action: 'access CiviCRM' is enough (AbstractAction::
+            # getPermissions); the entity permission guards its records.
+            needed = ENTITY_PERMISSION.get(entity) if action != "getFields" else None
             if needed and needed not in self.permissions:
                 raise ApiError(403, f"Authorization failed: missing permission '{needed}'")
             if action == "getFields":
@@ -561,6 +600,8 @@ class CiviCRMSandbox:
         load = params.get("loadOptions", False)
         values = []
         for f in self._fields(entity).values():
+            if self._unseen(entity, f):
+                continue  # BasicGetFieldsAction/SpecGatherer: not listed to this user
             item: dict[str, Any] = {
                 "name": f.name,
                 "data_type": f.data_type,
@@ -581,6 +622,56 @@ class CiviCRMSandbox:
                 item["options"] = {str(k): v[1] for k, v in choices.items()}
             values.append(item)
         return _envelope(entity, "getFields", values, len(values))
+
+    def _unseen(self, entity: str, fdef: FieldDef) -> str | None:
+        """Why the API user may not see a field (None: it may).
+
+        "unknown": a custom field whose group neither 'access all custom data' nor an ACL
+        grants; SpecGatherer leaves it out of the spec. "unauthorized": a field whose spec
+        names a permission the user lacks; Api4Query.addSpecField marks it FALSE.
+        """
+        hidden = fdef.name in self._hidden_fields.get(entity, ())
+        if fdef.custom_group:
+            granted = (
+                CUSTOM_DATA in self.permissions
+                or "administer CiviCRM" in self.permissions
+                or fdef.custom_group in self.acl_custom_groups
+            )
+            return "unknown" if hidden or not granted else None
+        return "unauthorized" if hidden else None
+
+    def _unseen_name(self, entity: str, name: str) -> str | None:
+        """``_unseen`` for a name as a request spells it (option suffix allowed); a name
+        with no field at all is left for ``_resolve`` to refuse."""
+        fdef = self._fields(entity).get(name.partition(":")[0])
+        return None if fdef is None else self._unseen(entity, fdef)
+
+    def _hides_fields(self) -> bool:
+        return bool(self._hidden_fields) or CUSTOM_DATA not in self.permissions
+
+    def _visible_where(self, entity: str, where: list[Any]) -> list[Any]:
+        """``where`` as APIv4 applies it for this user: a clause on an unauthorized field is
+        silently ignored (Api4Query.treeWalkClauses catches UnauthorizedException), one on
+        a field not in the user's spec fails, an emptied branch is skipped."""
+        kept: list[Any] = []
+        for clause in where:
+            if not isinstance(clause, list) or not clause:
+                kept.append(clause)
+                continue
+            if clause[0] in ("AND", "OR", "NOT") and len(clause) > 1:
+                if isinstance(clause[1], list):
+                    inner = self._visible_where(entity, clause[1])
+                    if inner:
+                        kept.append([clause[0], inner, *clause[2:]])
+                    continue
+                kept.append(clause)
+                continue
+            why = self._unseen_name(entity, str(clause[0]))
+            if why == "unknown":
+                raise ApiError(500, f"Invalid field '{str(clause[0]).partition(':')[0]}'")
+            if why is None:
+                kept.append(clause)
+        return kept
 
     def _resolve(self, entity: str, name: str) -> tuple[FieldDef, str | None]:
         base, _, suffix = name.partition(":")
@@ -636,20 +727,33 @@ class CiviCRMSandbox:
         where = params.get("where", [])
         if not isinstance(where, list):
             raise ApiError(500, "where must be an array")
-        self._validate_where(entity, where)
-        table = self.data.tables[entity]
         live_only = False
         if entity == "Contact" and not _mentions(where, "is_deleted"):
             live_only = True  # APIv4 hides trashed contacts unless asked about is_deleted
         asked = params.get("select") or []
+        order = params.get("orderBy") or {}
+        if self._hides_fields():
+            # Fields the user may not see leave select without a word (Api4SelectQuery's
+            # buildSelectClause drops them); orderBy on one fails, where depends on why.
+            explicit = bool(asked)
+            asked = [n for n in asked if n == "row_count" or not self._unseen_name(entity, n)]
+            if explicit and not asked:
+                asked = ["id"]  # the id is always selected
+            for key in order:
+                if self._unseen_name(entity, key):
+                    raise ApiError(500, f"Invalid field '{str(key).partition(':')[0]}'")
+            where = self._visible_where(entity, where)
+        self._validate_where(entity, where)
+        table = self.data.tables[entity]
         want_count = "row_count" in asked
         only_count = asked == ["row_count"]  # DAOGetAction: COUNT(*) only, no rows fetched
         select = [n for n in asked if n != "row_count"] or [
-            f.name for f in self._fields(entity).values() if not f.custom_group
+            f.name
+            for f in self._fields(entity).values()
+            if not f.custom_group and not self._unseen(entity, f)
         ]
         for name in select:
             self._resolve(entity, name)
-        order = params.get("orderBy") or {}
         for key in order:
             self._resolve(entity, key)
         offset = int(params.get("offset") or 0)

@@ -52,6 +52,10 @@ Why it reads the way it does:
   deletes nothing; the run warns (counts only) and keeps the ids until a person checks.
 - State lives in dlt and is committed only with a completed extract, so a run that fails
   half-way resumes from the previous cursor: nothing lost, and merge removes duplicates.
+- A field the API user may not see is not an error in CiviCRM either: it is left out of
+  results, which would load consent and outcome statuses blank. Every selected field must
+  be listed by ``getFields`` before any row is read, and be in every page; otherwise the
+  load fails naming field and permission, writing nothing (see fields.py).
 
 Building the source does no network I/O; each resource opens its own client when it runs.
 """
@@ -74,6 +78,7 @@ import pyarrow.compute as pc
 from dlt.common.destination import AnyDestination
 
 from connectors.civicrm.client import MAX_BATCH_CALLS, CiviCRMClient
+from connectors.civicrm.fields import FieldCheck, require_fields
 from connectors.civicrm.held import FIX, HELD, HELD_PARENTS
 from connectors.civicrm.settings import CiviCRMSettings
 from connectors.deadline import LoadDeadline
@@ -86,6 +91,8 @@ SOURCE_NAME = "civicrm"
 # Resource-state key: the cursor a held table re-reads from on every run until the hold is
 # lifted (see connectors/holds.py), so nothing CiviCRM hid while held stays behind.
 RESYNC = "resync_from"
+# Resource-state key: the APIv4 fields the table's loaded rows were read with.
+FIELDS_READ = "fields_read"
 TS_FORMAT = "%Y-%m-%d %H:%M:%S"
 # A run may always mark this many ids deleted, whatever max_deleted_share says: a small site
 # deleting a handful of people must not need a person to confirm it.
@@ -291,6 +298,24 @@ PERSONAL_COLUMNS = frozenset(
 )
 
 
+def selected_fields(settings: CiviCRMSettings) -> dict[str, list[str]]:
+    """Entity -> every field a load of ``settings.entities`` selects (parents' included), as
+    APIv4 spells them; each must come back (see fields.py). Contribution's modified_date is
+    left out: it is selected only where ``getFields`` lists it."""
+    specs = entity_specs(settings)
+    wanted: dict[str, list[str]] = {}
+    for key in settings.entities:
+        spec = specs[key]
+        wanted.setdefault(spec.entity, []).extend(spec.fields)
+        if spec.parent is not None:
+            parent = specs[spec.parent[0]]
+            read = wanted.setdefault(parent.entity, [])
+            read += ["id", "modified_date"]  # what the parent read of _entity_rows selects
+            if "is_deleted" in parent.fields:
+                read.append("is_deleted")
+    return {entity: list(dict.fromkeys(names)) for entity, names in wanted.items()}
+
+
 def resource_names(settings: CiviCRMSettings) -> list[str]:
     """The resource (and raw table) names this member's source will have."""
     specs = entity_specs(settings)
@@ -492,8 +517,9 @@ class _ArrowTable:
     takes it: at 200,000 activities that is the difference between seconds and minutes.
     """
 
-    def __init__(self, columns: dict[str, str]) -> None:
+    def __init__(self, columns: dict[str, str], entity: str = "") -> None:
         self.columns = columns
+        self.entity = entity
         self.schema = pa.schema(
             [pa.field(c, _ARROW_TYPES[k], nullable=c != "id") for c, k in columns.items()]
         )
@@ -509,6 +535,8 @@ class _ArrowTable:
 
         ``blank`` marks rows whose personal fields must not load (their parent is trashed).
         """
+        # A field CiviCRM left out (a permission lost mid-run) must fail, not load blank.
+        require_fields(self.entity, records, fields)
         n = len(records)
         data = {column: [r.get(api) for r in records] for api, column in fields.items()}
         data.update(extra or {})
@@ -943,7 +971,7 @@ def _entity_rows(
     before = known.copy()  # ids loaded before this run: only these can have vanished
     with connect() as client:
         fields = _fields(spec)
-        arrow = _ArrowTable(_table_columns(spec, fields))
+        arrow = _ArrowTable(_table_columns(spec, fields), spec.entity)
         # Tables read per parent follow their parent's modified_date.
         incremental = spec.incremental or spec.parent is not None
         if spec.detect_modified_date:
@@ -953,6 +981,8 @@ def _entity_rows(
                 del fields["modified_date"]  # not selectable before CiviCRM 6.9
                 state.pop("cursor", None)  # a downgrade must not leave a stale cursor behind
         cursor: str | None = state.get("cursor") if incremental else None
+        if parent is None and _fields_changed(state, spec, fields) and cursor is not None:
+            cursor = None  # rows read before lack a newly read field's value: read them all
         start_cursor = cursor
         if incremental and RESYNC in state:
             # Held: what CiviCRM hid since the hold began may have been edited meanwhile, so
@@ -1003,6 +1033,8 @@ def _entity_rows(
             )
             seen = set()
             for parent_page in parent_pages:
+                # Without is_deleted a trashed parent's rows would keep their personal fields.
+                require_fields(parent.entity, parent_page, parent_select)
                 versions = {int(p["id"]): p.get("modified_date") for p in parent_page}
                 # A trashed parent's rows keep their ids but no personal field (issue #18).
                 trashed = {int(p["id"]) for p in parent_page if p.get("is_deleted")}
@@ -1098,6 +1130,31 @@ def _entity_rows(
             state.pop(RESYNC, None)
 
 
+def _fields_changed(state: dict[str, Any], spec: EntitySpec, fields: dict[str, str]) -> bool:
+    """Whether this table's loaded rows were read with other fields than this run selects.
+
+    A record keeps what it was read with until it changes in CiviCRM: a field newly named in
+    the config (or one a CiviCRM user could not see when an older hub version loaded it
+    blank, issue #19) would stay blank on every record not edited since. Such a table is
+    read in full once. The list is kept in the resource's state, committed with the load.
+    """
+    selected = sorted(fields)
+    previous = state.get(FIELDS_READ)
+    state[FIELDS_READ] = selected
+    if previous == selected:
+        return False
+    if previous is not None or state.get("cursor") is not None:
+        log.info(
+            "CiviCRM %s: the fields read changed since the last load (%s); every record is "
+            "read again once, so none keeps a blank value for them",
+            spec.entity,
+            ", ".join(sorted(set(selected) ^ set(previous)))
+            if previous is not None
+            else "not recorded by the previous load",
+        )
+    return True
+
+
 def _parent_ids(parent: EntitySpec) -> list[list[int]]:
     """The parent table's loaded ids (as ranges), read from its resource's dlt state."""
     resources = dlt.current.source_state().get("resources", {})
@@ -1170,6 +1227,8 @@ def civicrm_source(
     specs = entity_specs(settings)
     load = LoadDeadline(settings.load_deadline, member)
     censuses = {k: _Census(s, settings.reconcile_page_size) for k, s in specs.items() if s.census}
+    # Every selected field must be visible before any resource reads a row (fields.py).
+    fields_check = FieldCheck(selected_fields(settings))
 
     def connect() -> CiviCRMClient:
         return CiviCRMClient(settings, api_key, site_key, load_deadline=load)
@@ -1181,7 +1240,9 @@ def civicrm_source(
         census = censuses.get(key) or (censuses.get(spec.parent[0]) if spec.parent else None)
         resources.append(
             dlt.resource(
-                _entity_rows(spec, parent, settings, connect, reconcile, census),
+                fields_check.guard(
+                    _entity_rows(spec, parent, settings, connect, reconcile, census), connect
+                ),
                 name=spec.table,
                 write_disposition="merge",
                 primary_key="id",

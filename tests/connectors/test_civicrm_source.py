@@ -439,7 +439,7 @@ def test_inserts_and_deletes_during_a_full_run_neither_lose_nor_duplicate(
         for _ in range(3):
             sandbox.add_contact()
 
-    civi.after_requests(2, mutate)  # between page 1 and page 2
+    civi.after_requests(3, mutate)  # between page 1 and page 2 (after the field check)
     _run(civi, tmp_path, "civicrm__contact")
     loaded = _ids(tmp_path, "contact")
     assert loaded == list(range(1, 24))  # 20 seeded (2 included: read before it went) + 3 new
@@ -460,7 +460,7 @@ def test_edits_during_an_incremental_run_neither_lose_nor_skip(
         sandbox.edit("Contact", 1, last_name="Changed-Again")  # already read: moves to the end
         sandbox.add_contact(last_name="Changed")
 
-    civi.after_requests(2, mutate)
+    civi.after_requests(3, mutate)  # the field check, page 1, then this
     _run(civi, tmp_path, "civicrm__contact", page_size=2)
     names = dict(_query(tmp_path, f"SELECT id, last_name FROM {RAW}.civicrm__contact"))
     assert names[1] == "Changed-Again"
@@ -472,7 +472,7 @@ def test_edits_during_an_incremental_run_neither_lose_nor_skip(
 def test_transient_faults_are_retried_within_a_run(
     civi: CiviCRMSandbox, tmp_path: Path, status: int
 ) -> None:
-    civi.after_requests(3, lambda s: s.fail_next(2, status))
+    civi.after_requests(4, lambda s: s.fail_next(2, status))
     _run(civi, tmp_path)
     assert _ids(tmp_path, "activity") == _live(civi, "Activity")
     assert _ids(tmp_path, "contact") == _live(civi, "Contact")
@@ -493,7 +493,7 @@ def test_a_failed_run_resumes_with_nothing_lost_or_duplicated(
     for aid in (1, 5, 9, 30, 44):
         civi.edit("Activity", aid, duration=77)
     civi.edit("Contact", 6, first_name="Edited")
-    civi.after_requests(6, lambda s: s.fail_next(2, 503))  # exhausts max_retries=1 mid-run
+    civi.after_requests(7, lambda s: s.fail_next(2, 503))  # exhausts max_retries=1 mid-run
     with pytest.raises(PipelineStepFailed) as err:
         _run(civi, tmp_path, max_retries=1)
     assert any(isinstance(e, TransientSourceError) for e in _root_causes(err.value))
@@ -533,7 +533,11 @@ def test_wrong_custom_field_stops_with_the_fix(civi: CiviCRMSandbox, tmp_path: P
     with pytest.raises(PipelineStepFailed) as err:
         _run(civi, tmp_path, "civicrm__contact", consent_field="Consent.nope")
     permanent = [e for e in _root_causes(err.value) if isinstance(e, CiviCRMError)]
-    assert permanent and "Invalid field 'Consent.nope'" in str(permanent[0])
+    # Real APIv4 drops an unknown selected field as silently as a hidden one: the field
+    # check names it before anything is read.
+    assert permanent and "Contact field 'Consent.nope'" in str(permanent[0])
+    assert "correct connector.consent_field" in str(permanent[0])
+    assert [r for r in civi.requests if r[1] == "get"] == []
     assert not [e for e in _root_causes(err.value) if isinstance(e, CiviCRMTransientError)]
 
 
@@ -717,10 +721,11 @@ def _reconcile_cost(civi: CiviCRMSandbox, since: tuple[int, int]) -> dict[str, i
     """What finding deletions cost since ``since`` (requests, answers), counted by the sandbox."""
     requests, answers = since
     listed = [a for a in civi.answers[answers:] if a[0] == "Contact" and a[2] == ("id",)]
+    # Each run's field check (fields.py) is one batched getFields request: not reconciling.
+    field_checks = sum(1 for a in civi.answers[answers:] if a[:2] == ("Contact", "getFields"))
     return {
-        "batched_requests": sum(
-            1 for _, route in civi.http_requests[requests:] if route == "calls"
-        ),
+        "batched_requests": sum(1 for _, route in civi.http_requests[requests:] if route == "calls")
+        - field_checks,
         "counts": sum(
             1 for a in civi.answers[answers:] if a[:3] == ("Contact", "get", ("row_count",))
         ),

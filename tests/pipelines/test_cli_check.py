@@ -137,6 +137,42 @@ def test_check_civicrm_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert "API key" in out
 
 
+def test_check_names_each_field_the_civicrm_key_cannot_see(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CiviCRM leaves a field the API user may not see out of getFields and of results, with
+    no error: `hub check` marks each selected one ✗ with the permission or ACL to grant."""
+    with CiviCRMSandbox(contacts=3) as civi:
+        _member(
+            tmp_path,
+            "civi_trust",
+            {"kind": "civicrm", "site_url": civi.url, "api_key": {"env": "HUB_CIVI_TRUST_KEY"}},
+        )
+        monkeypatch.setenv("HUB_CIVI_TRUST_KEY", civi.api_key)
+        civi.hide_fields("Contact", ["Consent.share_data", "birth_date"])
+        civi.acl_custom_groups.add("Consent")  # an ACL grants the Consent group only...
+        civi.revoke_permission("access all custom data")  # ...so Outcomes is hidden
+        code, out = _check("civi_trust", tmp_path, monkeypatch)
+        out = " ".join(out.split())
+        assert code == 1, out
+        custom = (
+            "the API user can see: grant 'access all custom data' to the CiviCRM user's "
+            "role, or a CiviCRM ACL granting it View on custom group"
+        )
+        assert f"✗ Contact has no field 'Consent.share_data' {custom} 'Consent'" in out
+        for name in ("outcome", "status", "value"):
+            assert f"✗ Activity has no field 'Outcomes.{name}' {custom} 'Outcomes'" in out
+        assert (
+            "✗ Contact has no field 'birth_date' the API user can see: grant the permission "
+            "CiviCRM requires for this field" in out
+        )
+        assert out.count("has no field") == 5  # the fields the load selects, nothing else
+        civi.show_fields()
+        civi.grant_permission("access all custom data")
+        code, out = _check("civi_trust", tmp_path, monkeypatch)
+        assert code == 0 and "has no field" not in out, out
+
+
 def test_a_load_that_would_delete_most_people_holds_the_member(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
