@@ -19,7 +19,7 @@ from connectors.members import Member
 from connectors.spreadsheets.reading import check_file, table_path
 
 # Bump when parsing changes what rows a file produces, so every member reloads once.
-PARSER_VERSION = "1"
+PARSER_VERSION = "2"
 SOURCE_NAME = "spreadsheet"
 STATE_KEY = "fingerprint"
 
@@ -76,6 +76,8 @@ def table_fingerprint(member: Member, entity: str) -> str:
         "table": conn.tables[entity].model_dump(mode="json"),
         "date_order": conn.date_order,
         "phone_region": conn.phone_region,
+        "decimal_separator": conn.decimal_separator,
+        "null_values": list(conn.null_values),
     }
     if entity == "person":
         parts["sharing"] = member.sharing.model_dump(mode="json")

@@ -20,7 +20,7 @@ from typing import IO, Any
 import charset_normalizer
 
 from connectors.errors import SpreadsheetError
-from connectors.members import Member, SpreadsheetTable, normalise_label
+from connectors.members import Member, SpreadsheetTable, header_key, normalise_label
 from connectors.spreadsheets.limits import Limits, file_problem, workbook_problem
 from connectors.values import cell_text
 
@@ -32,6 +32,29 @@ SAMPLE_BYTES = 64 * 1024
 _CHUNK = 1024 * 1024
 
 Row = list[Any]
+
+
+class SuspectRow(list):  # type: ignore[type-arg]
+    """A row the reader could split but does not trust (cells swallowed by an unclosed
+    quote): the record reader rejects it with ``reason``, naming ``column`` (0-based)."""
+
+    __slots__ = ("code", "column", "reason")
+
+    def __init__(self, cells: Row, code: str, column: int, reason: str) -> None:
+        super().__init__(cells)
+        self.code = code
+        self.column = column
+        self.reason = reason
+
+
+def column_letters(index: int) -> str:
+    """0-based column index as the spreadsheet shows it (0 -> A, 27 -> AB)."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
 
 
 class MissingColumnsError(SpreadsheetError):
@@ -68,6 +91,7 @@ class OpenedTable:
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
+    first_column: int = 0  # 0-based sheet column of headers[0] (a workbook may start at C)
     _rows: Iterator[tuple[int, Row]] = field(default_factory=lambda: iter(()), repr=False)
     _handle: IO[str] | None = field(default=None, repr=False)
 
@@ -248,9 +272,31 @@ def _is_utf8(path: Path) -> bool:
     return True
 
 
+# Leading bytes of files that are not text, and what they are, for the member's message.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"{\\rtf", "a Rich Text (Word) document"),
+    (b"\x7fELF", "a program"),
+    (b"MZ", "a Windows program"),
+)
+# C0 control bytes that never occur in a text export (tab, line feed, form feed and
+# carriage return do; so does the old DOS end-of-file mark 0x1A at the very end).
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 26))
+
+
 def _looks_binary(member: Member, entity: str, path: Path, encoding: str) -> None:
+    """Refuse a file that is not text before the CSV reader turns it into rows of noise:
+    a workbook, a PDF, an image or an archive renamed .csv, or an HTML or XML page that a
+    system exported as "Excel"."""
     with path.open("rb") as fh:
-        head = fh.read(8)
+        head = fh.read(SAMPLE_BYTES)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\xd0\xcf\x11\xe0"):
         raise _error(
             member,
@@ -260,14 +306,30 @@ def _looks_binary(member: Member, entity: str, path: Path, encoding: str) -> Non
             f"rename it to .xlsx (and update {_config_key(member, entity, 'file')}), or "
             "export it from Excel as 'CSV UTF-8'",
         )
-    if not encoding.startswith("utf-16") and b"\x00" in head:
-        raise _error(
-            member,
-            entity,
-            path,
-            "this is not a text (CSV) file",
-            "export the data from its program as CSV or XLSX",
-        )
+    export = (
+        "open it in the program that made it and export the data as CSV (in Excel: Save "
+        f"As, 'CSV UTF-8') or as .xlsx, and put that file at {path}"
+    )
+    what = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if what is None and not encoding.startswith("utf-16"):
+        text_head = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:512].lower()
+        if text_head.startswith((b"<!doctype html", b"<html", b"<table")):
+            raise _error(
+                member,
+                entity,
+                path,
+                "this is a web page (HTML), not a CSV file (some systems export 'Excel' "
+                "files this way)",
+                export,
+            )
+        if text_head.startswith(b"<?xml"):
+            raise _error(member, entity, path, "this is an XML file, not a CSV file", export)
+        body = head.rstrip(b"\x1a")
+        controls = sum(body.count(bytes([b])) for b in _CONTROL)
+        if b"\x00" in body or controls > max(2, len(body) // 200):
+            what = "binary data"
+    if what is not None:
+        raise _error(member, entity, path, f"this is not a text (CSV) file: it is {what}", export)
 
 
 def _sample_text(path: Path, encoding: str) -> str:
@@ -322,7 +384,7 @@ def sniff_delimiter(text: str, wanted: set[str]) -> str:
         except csv.Error:  # e.g. a field over the limit: the read itself will say so
             continue
         hits = max(
-            (len(wanted & {normalise_label(c) for c in r}) for r in rows[:HEADER_SCAN_ROWS]),
+            (len(wanted & {header_key(c) for c in r}) for r in rows[:HEADER_SCAN_ROWS]),
             default=0,
         )
         widths = [len(r) for r in rows if len(r) > 1]
@@ -336,7 +398,7 @@ def sniff_delimiter(text: str, wanted: set[str]) -> str:
 def _open_csv(member: Member, entity: str, table: SpreadsheetTable, path: Path) -> OpenedTable:
     encoding = _resolve_encoding(member, entity, table, path)
     _looks_binary(member, entity, path, encoding)
-    wanted = {normalise_label(h) for h in table.columns.values()}
+    wanted = {header_key(h) for h in table.columns.values()}
     if table.delimiter:
         delimiter = _declared_delimiter(table.delimiter)
         if len(delimiter) != 1:
@@ -362,6 +424,7 @@ def _open_csv(member: Member, entity: str, table: SpreadsheetTable, path: Path) 
     except BaseException:
         handle.close()
         raise
+    rest = _watch_quotes(rest, reader, delimiter, headers)
     return OpenedTable(
         member=member,
         entity=entity,
@@ -398,6 +461,43 @@ class _BoundedLines:
                 "member's table is that long"
             )
         return line
+
+
+def _watch_quotes(
+    rows: Iterator[tuple[int, Row]], reader: Any, delimiter: str, headers: list[str]
+) -> Iterator[tuple[int, Row]]:
+    """Pass rows on, marking one whose quoted cell swallowed the lines after it.
+
+    A quote opened and never closed makes the CSV reader read on, past line ends, until
+    the next quote: the rows on those lines become one person's name. A record spanning
+    several lines is normal (a note with line breaks); one whose extra lines are rows of
+    the table (as many delimiters as the header) is not. Only records that span lines are
+    looked at, so the cost on a normal row is one comparison.
+    """
+    need = max(2, len(headers) - 2)
+    last = reader.line_num
+    for number, row in rows:
+        line = reader.line_num
+        if line - last > 1:
+            for index, cell in enumerate(row):
+                if "\n" not in cell and "\r" not in cell:
+                    continue
+                swallowed = [x for x in cell.splitlines()[1:] if x.count(delimiter) >= need]
+                if swallowed:
+                    header = headers[index] if index < len(headers) else column_letters(index)
+                    row = SuspectRow(
+                        row,
+                        "unclosed_quote",
+                        index,
+                        f"a quote (\") opened in column '{header}' is never closed, so lines "
+                        f"{last + 2}-{line} of the file were read into this one cell instead "
+                        f"of as rows ({len(swallowed)} of them look like rows of the table, "
+                        "and none of them is loaded); remove the stray quote, or close it, "
+                        "and export again",
+                    )
+                    break
+        last = line
+        yield number, row
 
 
 def _guard_decoding(
@@ -491,7 +591,11 @@ def _open_workbook(member: Member, entity: str, table: SpreadsheetTable, path: P
             f"sheet '{sheet_name}' cannot be read ({err})",
             "open it in Excel and save it again as .xlsx",
         ) from None
-    header_row, headers, columns, rest = _find_header(member, entity, table, path, rows)
+    start = getattr(sheet, "start", None)
+    first_column = start[1] if start else 0
+    header_row, headers, columns, rest = _find_header(
+        member, entity, table, path, rows, first_column
+    )
     return OpenedTable(
         member=member,
         entity=entity,
@@ -501,6 +605,7 @@ def _open_workbook(member: Member, entity: str, table: SpreadsheetTable, path: P
         headers=headers,
         columns=columns,
         sheet=sheet_name,
+        first_column=first_column,
         _rows=rest,
     )
 
@@ -525,9 +630,10 @@ def _find_header(
     table: SpreadsheetTable,
     path: Path,
     rows: Iterator[tuple[int, Row]],
+    first_column: int = 0,
 ) -> tuple[int, list[str], dict[str, int], Iterator[tuple[int, Row]]]:
     """Locate the header row; return it, the field->column map and the rows after it."""
-    wanted = {f: normalise_label(h) for f, h in table.columns.items()}
+    wanted = {f: header_key(h) for f, h in table.columns.items()}
     if table.header_row is not None:
         for number, row in rows:
             if number == table.header_row:
@@ -535,7 +641,7 @@ def _find_header(
                 return (
                     number,
                     headers,
-                    _map_columns(member, entity, table, path, number, headers),
+                    _map_columns(member, entity, table, path, number, headers, first_column),
                     rows,
                 )
         raise _error(
@@ -550,13 +656,13 @@ def _find_header(
     best: tuple[int, int, list[str]] | None = None
     for number, row in _non_blank(rows):
         headers = _headers(row)
-        found = {normalise_label(h) for h in headers}
+        found = {header_key(h) for h in headers}
         hits = sum(1 for h in wanted.values() if h in found)
         if hits == len(wanted):
             return (
                 number,
                 headers,
-                _map_columns(member, entity, table, path, number, headers),
+                _map_columns(member, entity, table, path, number, headers, first_column),
                 rows,
             )
         if hits and (best is None or hits > best[0]):
@@ -576,7 +682,8 @@ def _find_header(
             "file's column headers, or set header_row",
         )
     _, number, headers = best
-    _map_columns(member, entity, table, path, number, headers)  # raises: names the missing
+    # raises: names the missing
+    _map_columns(member, entity, table, path, number, headers, first_column)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -587,18 +694,46 @@ def _map_columns(
     path: Path,
     number: int,
     headers: list[str],
+    first_column: int = 0,
 ) -> dict[str, int]:
-    index: dict[str, int] = {}
+    """Canonical field -> column index, matching headers as people spell them.
+
+    A header matching two columns is never settled by taking the first: 'Email' and
+    ' email ' side by side may hold different addresses. The header written exactly as in
+    the config wins over looser matches; otherwise the table cannot be read until the
+    member renames or removes one column.
+    """
+    loose: dict[str, list[int]] = {}
+    exact: dict[str, list[int]] = {}
     for i, header in enumerate(headers):
-        index.setdefault(normalise_label(header), i)
+        if header:
+            loose.setdefault(header_key(header), []).append(i)
+            exact.setdefault(normalise_label(header), []).append(i)
     columns: dict[str, int] = {}
     missing: list[str] = []
     for field_name, header in table.columns.items():
-        position = index.get(normalise_label(header))
-        if position is None:
-            missing.append(field_name)
+        positions = loose.get(header_key(header), [])
+        if len(positions) > 1:
+            same = exact.get(normalise_label(header), [])
+            positions = same if len(same) == 1 else positions
+        if len(positions) > 1:
+            where = " and ".join(
+                f"'{headers[i]}' (column {column_letters(first_column + i)})" for i in positions
+            )
+            raise _error(
+                member,
+                entity,
+                path,
+                f"the header '{header}' (for {field_name}) matches {len(positions)} columns of "
+                f"the header row (row {number}): {where}; the hub will not pick one",
+                "rename or delete the extra column in the file so only one column has this "
+                f"header, or write the header in connector.tables.{entity}.columns in "
+                f"{member.config_path.name} exactly as the one to use is written",
+            )
+        if positions:
+            columns[field_name] = positions[0]
         else:
-            columns[field_name] = position
+            missing.append(field_name)
     if missing:
         shown = [h for h in headers if h]
         closest: dict[str, str | None] = {}
@@ -606,10 +741,10 @@ def _map_columns(
         for field_name in missing:
             header = table.columns[field_name]
             close = difflib.get_close_matches(
-                normalise_label(header), [normalise_label(h) for h in shown], n=1, cutoff=0.5
+                header_key(header), [header_key(h) for h in shown], n=1, cutoff=0.5
             )
             closest[field_name] = next(
-                (h for h in shown if close and normalise_label(h) == close[0]), None
+                (h for h in shown if close and header_key(h) == close[0]), None
             )
             hint = f" (closest: '{closest[field_name]}')" if closest[field_name] else ""
             parts.append(f"'{header}' (for {field_name}){hint}")
