@@ -147,8 +147,15 @@ def _archive_problem(archive: zipfile.ZipFile, limits: Limits) -> str | None:
             f"the workbook unpacks {unpacked / packed:,.0f} times larger than it is, far "
             "beyond any real spreadsheet (a zip bomb?); save it again from Excel"
         )
+    from connectors.spreadsheets.workbook_parts import normalised, sheet_parts
+
+    # The parts the workbook's relationships name as sheets (any path, any case), and any
+    # part named like a sheet: whichever the reader opens has been measured.
+    named = sheet_parts(archive)
     for entry in entries:
-        if entry.filename.startswith("xl/worksheets/") and entry.filename.endswith(".xml"):
+        part = normalised(entry.filename)
+        usual = part.startswith("xl/worksheets/") and part.endswith(".xml")
+        if usual or part in named:
             problem = _sheet_problem(archive, entry, limits)
             if problem:
                 return problem

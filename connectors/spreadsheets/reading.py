@@ -593,6 +593,12 @@ def _open_workbook(member: Member, entity: str, table: SpreadsheetTable, path: P
         ) from None
     start = getattr(sheet, "start", None)
     first_column = start[1] if start else 0
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        from connectors.spreadsheets.workbook_parts import error_cells
+
+        errors = error_cells(path, sheet_name)
+        if errors:
+            rows = _with_error_cells(rows, errors, first_column)
     header_row, headers, columns, rest = _find_header(
         member, entity, table, path, rows, first_column
     )
@@ -608,6 +614,22 @@ def _open_workbook(member: Member, entity: str, table: SpreadsheetTable, path: P
         first_column=first_column,
         _rows=rest,
     )
+
+
+def _with_error_cells(
+    rows: Iterator[tuple[int, Row]], errors: dict[int, list[tuple[int, str]]], first_column: int
+) -> Iterator[tuple[int, Row]]:
+    """Put each error cell's text (#DIV/0!) back where the reader left an empty cell, so
+    the record reader reports it instead of taking it for a blank."""
+    for number, row in rows:
+        found = errors.get(number)
+        if found:
+            row = list(row)
+            for column, text in found:
+                index = column - first_column
+                if 0 <= index < len(row) and row[index] in ("", None):
+                    row[index] = text
+        yield number, row
 
 
 # --- header row -------------------------------------------------------------------------

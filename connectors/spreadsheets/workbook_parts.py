@@ -1,0 +1,125 @@
+"""Where an XLSX workbook keeps its sheets, and the error cells its reader cannot show.
+
+Why a module of its own: two checks need to know which zip parts are worksheets. The size
+check must measure every part the reader may open, and the reader finds a sheet through the
+workbook's relationships, whose target may be any path (``/xl/Sheets/Data.XML``), not only
+``xl/worksheets/*.xml``. And the reader (calamine) hands a formula's error value
+(``#DIV/0!``) on as an empty cell, so the record reader would take it for a blank: the
+error cells are found here, straight from the sheet's XML, streamed a chunk at a time.
+"""
+
+from __future__ import annotations
+
+import html
+import posixpath
+import re
+import zipfile
+from pathlib import Path
+
+_CHUNK = 1 << 20
+_BOOK_BYTES = 8 << 20  # a workbook.xml or its relationships beyond this is not read whole
+_SHEET_TAG = re.compile(rb"<(?:\w+:)?sheet\s[^>]*>")
+_SHEET_NAME = re.compile(rb'\sname="([^"]{0,255})"')
+_SHEET_REL = re.compile(rb'\s\w+:id="([^"]{1,255})"')
+_RELATIONSHIP = re.compile(rb"<(?:\w+:)?Relationship\s[^>]*>")
+_REL_ID = re.compile(rb'\sId="([^"]{1,255})"')
+_REL_TARGET = re.compile(rb'\sTarget="([^"]{1,1024})"')
+# An error cell: <c r="B3" t="e"><v>#DIV/0!</v></c> (attributes in any order).
+_ERROR_CELL = re.compile(
+    rb'<(?:\w+:)?c\s(?=[^>]*\bt="e")[^>]*?\br="([A-Z]{1,3})([0-9]{1,7})"[^>]*>'
+    rb"(?:(?!</(?:\w+:)?c>).){0,400}?<(?:\w+:)?v>([^<]{1,40})</(?:\w+:)?v>",
+    re.S,
+)
+MAX_ERROR_CELLS = 100_000  # beyond this the rows are rejected anyway; memory stays bounded
+
+
+def normalised(name: str) -> str:
+    """A zip entry name as readers look it up: forward slashes, no leading slash, any case."""
+    return name.replace("\\", "/").lstrip("/").lower()
+
+
+def part_of(target: str, base: str = "xl/") -> str:
+    """The normalised part a relationship ``target`` points at, from the ``base`` folder
+    (an absolute target starts at the package root)."""
+    target = target.replace("\\", "/")
+    path = target.lstrip("/") if target.startswith("/") else base + target
+    return normalised(posixpath.normpath(path))
+
+
+def _small_part(archive: zipfile.ZipFile, name: str) -> bytes | None:
+    entries = {normalised(e.filename): e for e in archive.infolist()}
+    entry = entries.get(name)
+    if entry is None:
+        return None
+    with archive.open(entry) as fh:
+        return fh.read(_BOOK_BYTES)
+
+
+def sheet_parts(archive: zipfile.ZipFile, book: str = "xl/workbook.xml") -> dict[str, str]:
+    """Normalised part name -> sheet name, from the workbook and its relationships; empty
+    when the workbook has none (then parts can only be found by their usual names)."""
+    workbook = _small_part(archive, book)
+    rels = _small_part(
+        archive,
+        posixpath.join(posixpath.dirname(book), "_rels", "") + posixpath.basename(book) + ".rels",
+    )
+    if workbook is None or rels is None:
+        return {}
+    targets: dict[bytes, str] = {}
+    for tag in _RELATIONSHIP.findall(rels):
+        rel_id, target = _REL_ID.search(tag), _REL_TARGET.search(tag)
+        if rel_id and target:
+            targets[rel_id.group(1)] = html.unescape(target.group(1).decode("utf-8", "replace"))
+    base = posixpath.dirname(book) + "/"
+    parts: dict[str, str] = {}
+    for tag in _SHEET_TAG.findall(workbook):
+        name, rel = _SHEET_NAME.search(tag), _SHEET_REL.search(tag)
+        if name and rel and rel.group(1) in targets:
+            sheet = html.unescape(name.group(1).decode("utf-8", "replace"))
+            parts[part_of(targets[rel.group(1)], base)] = sheet
+    return parts
+
+
+def _column_index(letters: bytes) -> int:
+    number = 0
+    for ch in letters:
+        number = number * 26 + (ch - 64)
+    return number - 1
+
+
+def error_cells(path: Path, sheet: str) -> dict[int, list[tuple[int, str]]]:
+    """1-based row -> [(0-based column, error text)] of the XLSX sheet's error cells.
+
+    Empty for any other format, or when the sheet cannot be found this way (the reader's
+    own errors then stand)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return {}
+    found: dict[int, list[tuple[int, str]]] = {}
+    with archive:
+        try:
+            parts = sheet_parts(archive)
+        except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError):
+            return {}
+        part = next((p for p, name in parts.items() if name == sheet), None)
+        entries = {normalised(e.filename): e for e in archive.infolist()}
+        if part is None or part not in entries:
+            return {}
+        seen: set[tuple[int, int]] = set()
+        tail = b""
+        with archive.open(entries[part]) as fh:
+            while chunk := fh.read(_CHUNK):
+                data = tail + chunk
+                if b't="e"' in data:
+                    for match in _ERROR_CELL.finditer(data):
+                        cell = (int(match.group(2)), _column_index(match.group(1)))
+                        if cell in seen:
+                            continue
+                        seen.add(cell)
+                        text = html.unescape(match.group(3).decode("utf-8", "replace"))
+                        found.setdefault(cell[0], []).append((cell[1], text))
+                        if len(seen) >= MAX_ERROR_CELLS:
+                            return found
+                tail = data[-1024:]  # an error cell cut by the chunk end is found next time
+    return found
