@@ -1,10 +1,16 @@
 """``hub check <org>``: what would happen if this member's files were loaded now.
 
 A member (or the person helping them) runs the check before the first load and after each
-change to their export. It reads every configured file exactly as the load would, but only
-counts: which columns were found, how many rows would load, be rejected or lose a value, why,
-and which programme/status/outcome labels still need a line in the YAML mappings. It never
-raises for a data problem and never prints personal data: counts, headers and labels only.
+change to their export. It reads every configured file exactly as the load would and says
+which columns were found, how many rows would load, be rejected or lose a value, why, and
+which programme/status/outcome labels still need a line in the YAML mappings. It never
+raises for a data problem.
+
+So the member can fix the file before loading, the first rejected rows are listed with row,
+column, value and reason. Those values are the member's own file shown back to whoever runs
+the check on the member's files: they live only in the report object (kept out of its repr)
+and in ``render()``'s text, which ``hub check`` prints to the terminal. Nothing here logs or
+stores them; ``render(show_values=False)`` leaves them out where the text goes further.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from connectors.spreadsheets.reading import (
     open_table,
     table_path,
 )
-from connectors.spreadsheets.records import EntityReader
+from connectors.spreadsheets.records import EntityReader, Issue
 from connectors.values import consent_line
 
 # Label columns whose values must appear in a mapping: (entity, raw column) -> mapping key.
@@ -33,6 +39,9 @@ LABEL_MAPPINGS: dict[tuple[str, str], str] = {
     ("outcome", "status"): "outcome_status",
 }
 TOP_REASONS = 5
+ROWS_SHOWN = 10  # rejected rows listed per table
+WARNINGS_SHOWN = 5  # rows that lose a value, listed per table
+VALUE_CHARS = 60  # a value is shown on one line, cut to this length
 
 
 @dataclass
@@ -54,6 +63,24 @@ class ReasonCount:
     code: str
     reason: str  # an example reason; never contains a cell's value
     rows: int
+
+
+@dataclass
+class RowProblem:
+    """One problem on one row, to show the member where to fix the file."""
+
+    row: int
+    column: str | None
+    value: str | None  # the cell as the member's file has it (personal data: see module)
+    reason: str
+    severity: str
+
+
+def _one_line(value: str) -> str:
+    """A cell's text on one line: line breaks shown as ⏎, control characters as spaces."""
+    text = value.replace("\r\n", "⏎").replace("\n", "⏎").replace("\r", "⏎")
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
 
 
 @dataclass
@@ -90,6 +117,8 @@ class TableCheck:
     orphan_examples: list[str] = field(default_factory=list)
     consent_policy: str | None = None
     consent: dict[str, int] = field(default_factory=dict)  # see EntityReader._consent
+    rejected_examples: list[RowProblem] = field(default_factory=list, repr=False)
+    warning_examples: list[RowProblem] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -106,8 +135,9 @@ class CheckReport:
         but do not stop a load)."""
         return all(t.readable for t in self.tables)
 
-    def render(self) -> str:
-        """Plain text for the terminal (no markup, so it reads the same in logs)."""
+    def render(self, show_values: bool = True) -> str:
+        """Plain text for the terminal (no markup). With ``show_values`` the first rejected
+        rows show their cell values from the member's file: print it, never log it."""
         lines = [f"Member {self.org_id} ({self.config_file})"]
         for t in self.tables:
             lines.append("")
@@ -139,6 +169,7 @@ class CheckReport:
             for r in t.reasons:
                 where = f" '{r.column}'" if r.column else ""
                 lines.append(f"    {r.rows} × {r.severity}{where}: {r.reason}")
+            lines.extend(_examples(t, show_values))
             if t.orphan_rows:
                 examples = ", ".join(f"'{i}'" for i in t.orphan_examples)
                 rows = "1 row names" if t.orphan_rows == 1 else f"{t.orphan_rows} rows name"
@@ -156,6 +187,26 @@ class CheckReport:
         lines.append("")
         lines.append("All files readable." if self.ok else "Some files cannot be read: see above.")
         return "\n".join(lines)
+
+
+def _examples(t: TableCheck, show_values: bool) -> list[str]:
+    """The rows to fix, each with its row number, column, value and reason."""
+    lines: list[str] = []
+    for title, shown, total in (
+        ("rejected", t.rejected_examples, t.rows_rejected),
+        ("losing a value", t.warning_examples, t.rows_with_warnings),
+    ):
+        if not shown:
+            continue
+        first = f"first {len(shown)} of {total}" if total > len(shown) else f"all {total}"
+        lines.append(f"    rows {title} ({first}; fix them in the file):")
+        for p in shown:
+            where = f"row {p.row}" + (f", column '{p.column}'" if p.column else "")
+            value = ""
+            if show_values and p.value is not None:
+                value = f" = '{_one_line(p.value)}'"
+            lines.append(f"      {where}{value}: {p.reason}")
+    return lines
 
 
 def _check_table(member: Member, entity: str, people: set[str] | None) -> TableCheck:
@@ -218,8 +269,10 @@ def _count(
             for issue in batch.issues:
                 if issue.severity == "error":
                     rejected.add(issue.source_row)
+                    _keep(report.rejected_examples, issue, ROWS_SHOWN)
                 elif issue.severity == "warning":
                     warned.add(issue.source_row)
+                    _keep(report.warning_examples, issue, WARNINGS_SHOWN)
                 else:
                     report.rows_skipped += 1
                 key = (issue.severity, issue.column_name, issue.code)
@@ -257,6 +310,19 @@ def _count(
                     rows=rows,
                 )
             )
+
+
+def _keep(examples: list[RowProblem], issue: Issue, limit: int) -> None:
+    """Keep the issue as an example while fewer than ``limit`` rows are kept (a row with
+    several problems shows each)."""
+    rows = {e.row for e in examples}
+    if len(rows) >= limit and issue.source_row not in rows:
+        return
+    examples.append(
+        RowProblem(
+            issue.source_row, issue.column_name, issue.raw_value, issue.reason, issue.severity
+        )
+    )
 
 
 def check_member(member: Member) -> CheckReport:

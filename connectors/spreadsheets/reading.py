@@ -485,15 +485,19 @@ def _watch_quotes(
                 swallowed = [x for x in cell.splitlines()[1:] if x.count(delimiter) >= need]
                 if swallowed:
                     header = headers[index] if index < len(headers) else column_letters(index)
+                    lines = (
+                        f"line {line} of the file was"
+                        if line == last + 2
+                        else f"lines {last + 2}-{line} of the file were"
+                    )
                     row = SuspectRow(
                         row,
                         "unclosed_quote",
                         index,
-                        f"a quote (\") opened in column '{header}' is never closed, so lines "
-                        f"{last + 2}-{line} of the file were read into this one cell instead "
-                        f"of as rows ({len(swallowed)} of them look like rows of the table, "
-                        "and none of them is loaded); remove the stray quote, or close it, "
-                        "and export again",
+                        f"a quote (\") opened in column '{header}' is never closed, so {lines} "
+                        f"read into this one cell instead of as rows ({len(swallowed)} of them "
+                        "look like rows of the table, and none of them is loaded); remove the "
+                        "stray quote, or close it, and export again",
                     )
                     break
         last = line
