@@ -41,7 +41,7 @@ def member(
         "connector": {"kind": "spreadsheet", "tables": tables},
     }
     for key, value in extra.items():
-        if key in ("date_order", "phone_region"):
+        if key in ("date_order", "phone_region", "decimal_separator", "null_values"):
             config["connector"][key] = value
         else:
             config[key] = value
