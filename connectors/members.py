@@ -188,6 +188,15 @@ MAX_KEY_FILE_BYTES = 64 * 1024
 
 # Bounds on what a member's (untrusted) spreadsheet settings may hold.
 MAX_NULL_VALUES = 50
+MAX_FILES_PER_TABLE = 120  # ten years of monthly exports
+GLOB_CHARS = frozenset("*?[")
+
+
+def is_glob(path: Path) -> bool:
+    """Whether a table's ``file`` names several files (sessions-*.csv)."""
+    return any(ch in GLOB_CHARS for ch in path.name)
+
+
 MAX_SETTING_CHARS = 200
 DefaultValue = Annotated[str, Field(max_length=MAX_SETTING_CHARS)] | int | float | bool
 # Fields no default can stand for: a constant id would make every row the same record.
@@ -197,7 +206,11 @@ NO_DEFAULT_FIELDS = frozenset({"source_id", "person_source_id"})
 class SpreadsheetTable(_Strict):
     """One spreadsheet (or one sheet of a workbook) holding one canonical entity."""
 
-    file: Path = Field(description="CSV or XLSX path, relative to the member's YAML file")
+    file: Path = Field(
+        description="CSV or XLSX path, relative to the member's YAML file; a pattern such as "
+        "sessions-*.csv in its last part names several files (monthly exports), each "
+        "loaded and reloaded on its own"
+    )
     sheet: str | None = Field(default=None, description="XLSX sheet name; default: first sheet")
     header_row: int | None = Field(
         default=None, ge=1, description="1-based header row; default: found by the mapped headers"
@@ -492,7 +505,17 @@ def _check_semantics(
         root = data_root(member.base_dir)
         for entity, table in conn.tables.items():
             path = member.resolve(table.file)
-            if problem := data_file_problem(member.org_id, path, root, other_ids):
+            if any(ch in GLOB_CHARS for part in table.file.parts[:-1] for ch in part):
+                problems.append(
+                    f"key 'connector.tables.{entity}.file': wildcards (* ? [) may only be in "
+                    "the file name, not in its folders; name the folder in full"
+                )
+            elif "**" in table.file.name:
+                problems.append(
+                    f"key 'connector.tables.{entity}.file': '**' is not allowed; one '*' "
+                    "matches any part of a file name in the one folder named"
+                )
+            elif problem := data_file_problem(member.org_id, path, root, other_ids):
                 problems.append(f"key 'connector.tables.{entity}.file': {problem}")
         for entity, table in conn.tables.items():
             if entity not in ENTITY_FIELDS:

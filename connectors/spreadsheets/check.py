@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from connectors.errors import SpreadsheetError
-from connectors.members import Member, normalise_label
+from connectors.members import Member, is_glob, normalise_label
 from connectors.spreadsheets.reading import (
     MissingColumnsError,
     OpenedTable,
     open_table,
+    table_files,
     table_path,
 )
 from connectors.spreadsheets.records import EntityReader, Issue
@@ -209,11 +211,25 @@ def _examples(t: TableCheck, show_values: bool) -> list[str]:
     return lines
 
 
-def _check_table(member: Member, entity: str, people: set[str] | None) -> TableCheck:
+def _check_tables(member: Member, entity: str, people: set[str] | None) -> list[TableCheck]:
+    """One check per file of the table (a pattern may name several)."""
     table = member.connector.tables[entity]
-    report = TableCheck(entity=entity, file=str(table.file))
+    if not is_glob(table.file):
+        return [_check_table(member, entity, people, None)]
     try:
-        opened = open_table(member, entity)
+        files = table_files(member, entity)
+    except SpreadsheetError as err:
+        return [TableCheck(entity=entity, file=str(table.file), problem=err.problem, fix=err.fix)]
+    return [_check_table(member, entity, people, path) for path in files]
+
+
+def _check_table(
+    member: Member, entity: str, people: set[str] | None, path: Path | None
+) -> TableCheck:
+    table = member.connector.tables[entity]
+    report = TableCheck(entity=entity, file=str(path or table.file))
+    try:
+        opened = open_table(member, entity, path)
     except MissingColumnsError as err:
         report.header_row = err.header_row
         report.columns = [
@@ -330,7 +346,7 @@ def check_member(member: Member) -> CheckReport:
     # The person table goes first so the others can be checked against the ids it loads.
     entities = sorted(member.connector.tables, key=lambda e: e != "person")
     people: set[str] | None = set() if "person" in member.connector.tables else None
-    tables = [_check_table(member, entity, people) for entity in entities]
+    tables = [t for entity in entities for t in _check_tables(member, entity, people)]
     if any(t.entity == "person" and not t.readable for t in tables):
         for t in tables:  # without the people file every row would look orphaned
             t.orphan_rows, t.orphan_examples = 0, []

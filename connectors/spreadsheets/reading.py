@@ -20,7 +20,14 @@ from typing import IO, Any
 import charset_normalizer
 
 from connectors.errors import SpreadsheetError
-from connectors.members import Member, SpreadsheetTable, header_key, normalise_label
+from connectors.members import (
+    MAX_FILES_PER_TABLE,
+    Member,
+    SpreadsheetTable,
+    header_key,
+    is_glob,
+    normalise_label,
+)
 from connectors.spreadsheets.limits import Limits, file_problem, workbook_problem
 from connectors.values import cell_text
 
@@ -134,10 +141,59 @@ def table_path(member: Member, entity: str) -> Path:
     return member.resolve(table.file)
 
 
-def open_table(member: Member, entity: str) -> OpenedTable:
-    """Open the file configured for ``entity``; raise SpreadsheetError if it cannot be read."""
-    table = member.connector.tables[entity]
+def table_files(member: Member, entity: str) -> list[Path]:
+    """The files of ``entity``: its one file, or those its pattern matches, in name order.
+
+    A pattern matches names in its one folder only (never below), leaves out the lock
+    files Excel and LibreOffice keep beside an open workbook (~$name, .~lock.name#), and
+    is bounded: a folder of thousands of matches is a mistake, not a table.
+    """
     path = table_path(member, entity)
+    if not is_glob(path):
+        return [path]
+    folder = path.parent
+    key = _config_key(member, entity, "file")
+    if not folder.is_dir():
+        raise _error(
+            member, entity, path, f"folder {folder} not found", f"create it, or correct {key}"
+        )
+    matches: list[Path] = []
+    for found in folder.glob(path.name):
+        if found.name.startswith(("~$", ".")):
+            continue
+        matches.append(found)
+        if len(matches) > MAX_FILES_PER_TABLE:
+            raise _error(
+                member,
+                entity,
+                path,
+                f"the pattern matches over {MAX_FILES_PER_TABLE} files",
+                f"move old exports to another folder, or narrow the pattern in {key}",
+            )
+    if not matches:
+        raise _error(
+            member,
+            entity,
+            path,
+            f"no file in {folder} matches '{path.name}'",
+            f"put the files there, or correct the pattern in {key}",
+        )
+    return sorted(matches)
+
+
+def open_table(member: Member, entity: str, path: Path | None = None) -> OpenedTable:
+    """Open the file configured for ``entity`` (or ``path``, one of its files); raise
+    SpreadsheetError if it cannot be read."""
+    table = member.connector.tables[entity]
+    path = path or table_path(member, entity)
+    if is_glob(path):
+        raise _error(
+            member,
+            entity,
+            path,
+            "this table has several files; each is opened on its own",
+            "open one of table_files(member, entity)",
+        )
     check_file(member, entity, path)
     if path.suffix.lower() in EXCEL_SUFFIXES:
         return _open_workbook(member, entity, table, path)

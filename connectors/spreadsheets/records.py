@@ -14,12 +14,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from connectors import values as v
 from connectors.errors import SpreadsheetError
 from connectors.members import Member, normalise_label
-from connectors.spreadsheets.reading import OpenedTable, Row, SuspectRow, open_table
+from connectors.spreadsheets.reading import OpenedTable, Row, SuspectRow, open_table, table_files
 
 ENTITIES = ("person", "engagement", "service_delivery", "outcome")
 
@@ -544,7 +545,7 @@ class EntityReader:
         show a decimal comma, '1.5' or '1,234.50' a decimal point. Done only when an
         ambiguous number needs it, so a file without one is read once."""
         comma = point = 0
-        with open_table(self.member, self.entity) as again:
+        with open_table(self.member, self.entity, self.opened.path) as again:
             for _, cells in again.rows():
                 if fld.index >= len(cells):
                     continue
@@ -606,8 +607,17 @@ class EntityReader:
 
 
 def read_entity(
-    member: Member, entity: str, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    member: Member,
+    entity: str,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    files: list[Path] | None = None,
 ) -> Iterator[Batch]:
-    """Open the member's file for ``entity`` and yield its batches; closes the file after."""
-    with open_table(member, entity) as opened:
-        yield from EntityReader(member, entity, opened, chunk_rows).batches()
+    """Yield the batches of the member's file(s) for ``entity`` (or of ``files``, some of
+    them), one file after another; each file is closed after it is read.
+
+    Each file is its own unit (its ids are checked for repeats within it), because each is
+    reloaded on its own when it alone changes.
+    """
+    for path in table_files(member, entity) if files is None else files:
+        with open_table(member, entity, path) as opened:
+            yield from EntityReader(member, entity, opened, chunk_rows).batches()

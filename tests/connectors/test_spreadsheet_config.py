@@ -7,6 +7,7 @@ bounded, because a member's YAML is untrusted input.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,151 @@ def test_settings_are_bounded(
             sharing={"consent": "none"},
             **extra,
         )
+
+
+# --- several files for one table ----------------------------------------------------------
+
+
+def _monthly(tmp_path: Path, pattern: str = "sessions-*.csv") -> Member:
+    folder = tmp_path / "acme_trust"
+    folder.mkdir(exist_ok=True)
+    people = write_text(folder / "people.csv", ["Client ID", "1", "2"])
+    write_text(folder / "sessions-2025-01.csv", ["Client,Date", "1,2025-01-02", "2,2025-01-09"])
+    write_text(folder / "sessions-2025-02.csv", ["Client,Date", "1,2025-02-02", "9,nonsense"])
+    write_text(folder / "~$sessions-2025-03.csv", ["Excel's lock file, not data"])
+    write_text(folder / "other.csv", ["Client,Date", "1,2020-01-01"])
+    return member(
+        tmp_path,
+        {
+            "person": person_table(people, {"source_id": "Client ID"}),
+            "service_delivery": {
+                "file": f"../acme_trust/{pattern}",
+                "columns": {"person_source_id": "Client", "delivered_on": "Date"},
+                "defaults": {"programme": "Food Bank"},
+            },
+        },
+        sharing={"consent": "none"},
+        mappings={"programmes": {"Food Bank": "food_security"}},
+    )
+
+
+def _run(m: Member, tmp_path: Path) -> list[str]:
+    import dlt
+
+    from connectors.spreadsheets import changed_tables, raw_pipeline, spreadsheet_source
+
+    pipeline = raw_pipeline(
+        m, dlt.destinations.duckdb(str(tmp_path / "warehouse.duckdb")), tmp_path / "pipelines"
+    )
+    changed = changed_tables(m, pipeline)
+    if changed:
+        pipeline.run(spreadsheet_source(m).with_resources(*changed))
+    return changed
+
+
+def _rows(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    import duckdb
+
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+DELIVERIES = (
+    "SELECT _source_file, person_source_id, CAST(delivered_on AS TEXT), _dlt_load_id "
+    "FROM raw_acme_trust.spreadsheet__service_delivery ORDER BY 1, 3"
+)
+QUARANTINE = (
+    "SELECT source_file, source_row, raw_value "
+    "FROM raw_acme_trust.spreadsheet__service_delivery_quarantine ORDER BY 1, 2"
+)
+
+
+def test_each_file_of_a_pattern_is_loaded_and_reloaded_on_its_own(tmp_path: Path) -> None:
+    m = _monthly(tmp_path)
+    assert "spreadsheet__service_delivery" in _run(m, tmp_path)
+    first = _rows(tmp_path, DELIVERIES)
+    assert [r[:3] for r in first] == [
+        ("sessions-2025-01.csv", "1", "2025-01-02"),
+        ("sessions-2025-01.csv", "2", "2025-01-09"),
+        ("sessions-2025-02.csv", "1", "2025-02-02"),
+    ]
+    assert _rows(tmp_path, QUARANTINE) == [("sessions-2025-02.csv", 3, "nonsense")]
+    assert _run(m, tmp_path) == []  # nothing changed: nothing read
+    folder = tmp_path / "acme_trust"
+    write_text(folder / "sessions-2025-02.csv", ["Client,Date", "2,2025-02-03"])  # fixed
+    write_text(folder / "sessions-2025-03.csv", ["Client,Date", "1,2025-03-01", "1,someday"])
+    assert _run(m, tmp_path) == ["spreadsheet__service_delivery"]
+    second = _rows(tmp_path, DELIVERIES)
+    assert [r[:3] for r in second] == [
+        ("sessions-2025-01.csv", "1", "2025-01-02"),
+        ("sessions-2025-01.csv", "2", "2025-01-09"),
+        ("sessions-2025-02.csv", "2", "2025-02-03"),
+        ("sessions-2025-03.csv", "1", "2025-03-01"),
+    ]
+    assert second[0][3] == first[0][3] and second[1][3] == first[1][3]  # January untouched
+    assert second[2][3] != first[2][3]
+    assert _rows(tmp_path, QUARANTINE) == [("sessions-2025-03.csv", 3, "someday")]
+    (folder / "sessions-2025-01.csv").unlink()  # a file taken away takes its rows with it
+    assert _run(m, tmp_path) == ["spreadsheet__service_delivery"]
+    assert [r[0] for r in _rows(tmp_path, DELIVERIES)] == [
+        "sessions-2025-02.csv",
+        "sessions-2025-03.csv",
+    ]
+
+
+def test_check_reports_each_file_of_a_pattern(tmp_path: Path) -> None:
+    from connectors.spreadsheets import check_member
+
+    report = check_member(_monthly(tmp_path))
+    files = [(Path(t.file).name, t.rows_loaded, t.rows_rejected) for t in report.tables]
+    assert files == [
+        ("people.csv", 2, 0),
+        ("sessions-2025-01.csv", 2, 0),
+        ("sessions-2025-02.csv", 1, 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("../beta/sessions-*.csv", "not in a folder named acme_trust"),
+        ("../*/sessions-*.csv", "wildcards (* ? [) may only be in the file name"),
+        ("../acme_trust/**.csv", "'**' is not allowed"),
+    ],
+)
+def test_a_pattern_cannot_leave_the_members_folder(
+    tmp_path: Path, pattern: str, message: str
+) -> None:
+    with pytest.raises(MemberConfigError, match=re.escape(message)):
+        _monthly(tmp_path, pattern)
+
+
+def test_a_pattern_is_bounded_and_its_files_checked_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = _monthly(tmp_path)
+    outside = write_text(tmp_path / "secret.csv", ["Client,Date", "1,2025-01-01"])
+    (tmp_path / "acme_trust" / "sessions-link.csv").symlink_to(outside)
+    with pytest.raises(SpreadsheetError, match=r"outside the members' data folder|not in a folder"):
+        list(read_entity(m, "service_delivery"))
+    (tmp_path / "acme_trust" / "sessions-link.csv").unlink()
+    monkeypatch.setattr("connectors.spreadsheets.reading.MAX_FILES_PER_TABLE", 1)
+    with pytest.raises(SpreadsheetError, match="matches over 1 files"):
+        list(read_entity(m, "service_delivery"))
+    none = _monthly(tmp_path, "visits-*.csv")
+    with pytest.raises(SpreadsheetError, match=r"no file in .* matches 'visits-\*\.csv'"):
+        list(read_entity(none, "service_delivery"))
+
+
+def test_moving_from_one_file_to_a_pattern_leaves_no_old_rows(tmp_path: Path) -> None:
+    m = _monthly(tmp_path, "other.csv")
+    _run(m, tmp_path)
+    assert [r[0] for r in _rows(tmp_path, DELIVERIES)] == ["other.csv"]
+    _run(_monthly(tmp_path), tmp_path)
+    assert {r[0] for r in _rows(tmp_path, DELIVERIES)} == {
+        "sessions-2025-01.csv",
+        "sessions-2025-02.csv",
+    }
