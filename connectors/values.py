@@ -47,19 +47,26 @@ class ValueProblem(ValueError):
 # byte-order marks left inside a field (files joined together), direction marks pasted from
 # web pages. Removed everywhere. Zero-width (non-)joiners are meaningful inside Persian and
 # Indic words, so they are removed only at the edges of a cell.
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u200e\u200f\u180e"), None)
+_INVISIBLE = re.compile("[\u200b\u2060\ufeff\u200e\u200f\u180e]")
 _EDGE_JOINERS = "\u200c\u200d"
 # Characters whose presence at either end of a cell may make it blank once cleaned.
 BLANK_EDGE = frozenset(" \t\r\n\x0b\x0c\u00a0\u2007\u202f\u3000\u200b\u2060\ufeff\u200c\u200d")
 
 
+@lru_cache(maxsize=16384)  # names repeat: most non-ASCII cells are cleaned once
 def clean_text(text: str) -> str:
     """NFC, without invisible characters, trimmed: one spelling for what people see as the
     same text (an 'é' typed on a Mac is two code points, on Windows one)."""
     if text.isascii():
         return text.strip()
-    text = text.translate(_INVISIBLE).strip().strip(_EDGE_JOINERS).strip()
-    return unicodedata.normalize("NFC", text)
+    if _INVISIBLE.search(text):  # a scan without a copy: most text has none
+        text = _INVISIBLE.sub("", text)
+    text = text.strip()
+    if text[:1] in _EDGE_JOINERS or text[-1:] in _EDGE_JOINERS:  # "" is in any string
+        text = text.strip(_EDGE_JOINERS).strip()
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return text
 
 
 def cell_text(value: Any) -> str:
@@ -123,7 +130,9 @@ def parse_id(value: Any) -> str | None:
     text = cell_text(value)
     if not text:
         return None
-    if ("E" in text or "e" in text) and _SCIENTIFIC.match(text):
+    if text.isalnum():  # most ids: nothing more to look at
+        return text
+    if _SCIENTIFIC.match(text):
         raise ValueProblem(
             "id_scientific_notation",
             "this id was turned into a number in scientific notation (such as 1.23457E+11) "
@@ -467,7 +476,7 @@ def _phone_e164(digits: str, region: str, number_cell: bool = False) -> str | No
 
 def parse_phone(value: Any, region: str = "GB") -> str | None:
     """E.164 (+447700900123) using ``region`` for numbers written without +country."""
-    number_cell = isinstance(value, int | float) and not isinstance(value, bool)
+    number_cell = type(value) is not str and type(value) in (int, float)
     text = cell_text(value)
     if not text:
         return None

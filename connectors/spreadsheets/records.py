@@ -280,7 +280,12 @@ class EntityReader:
             if raw not in {f.raw for f in self.fields}
         }
         nulls = member.connector.null_values
-        self.null_values = frozenset(v.clean_text(n).casefold() for n in nulls) or None
+        self.null_values = frozenset(v.clean_text(n).casefold() for n in nulls)
+        # First characters that send a text cell the slow way (see _blank_cell).
+        self.special_first = frozenset(
+            {*v.BLANK_EDGE, *_ERROR_START}
+            | {ch for n in self.null_values for ch in (n[:1], n[:1].upper(), n[:1].lower())}
+        )
         # Decimal separator each number column settles on, read from its other values
         # when an ambiguous number (1,234) first needs it: field -> "." | "," | None.
         self.conventions: dict[str, tuple[str | None, str]] = {}
@@ -409,30 +414,24 @@ class EntityReader:
             id_value = v.cell_text(cells[self.id_index]) or None
         blank = True
         defaults = self.defaults
-        edge = v.BLANK_EDGE
-        nulls = self.null_values
+        special = self.special_first
         for fld, index, parse, raw_name in self.plan:
             raw = cells[index]
-            if (
-                raw == ""
-                or raw is None
-                or (
-                    type(raw) is str
-                    and (raw[0] in edge or raw[-1] in edge)
-                    and not v.cell_text(raw)
-                )
-                or (nulls is not None and type(raw) is str and v.cell_text(raw).casefold() in nulls)
-            ):
-                values[raw_name] = defaults.get(raw_name)
-                continue
-            blank = False
             try:
-                if type(raw) is str and raw[0] in _ERROR_START:
-                    problem = v.spreadsheet_error(v.cell_text(raw))
-                    if problem is not None:
-                        raise problem
+                if type(raw) is str:
+                    # The first character settles ordinary text: a cell that is blank once
+                    # cleaned starts with a space or an invisible character, a null word
+                    # or an error value with its own first letters; those go the slow way.
+                    if (not raw or raw[0] in special) and self._blank_cell(raw):
+                        values[raw_name] = defaults.get(raw_name)
+                        continue
+                elif raw is None:
+                    values[raw_name] = defaults.get(raw_name)
+                    continue
+                blank = False
                 values[raw_name] = parse(raw)
             except v.ValueProblem as problem:
+                blank = False
                 if problem.code == "ambiguous_number":
                     settled = self._settle_number(fld, raw, problem)
                     if type(settled) is float:
@@ -507,6 +506,16 @@ class EntityReader:
             target.append(values.get(name))
         self._files.append(self.file_name)
         self._numbers.append(number)
+
+    def _blank_cell(self, raw: str) -> bool:
+        """Whether a text cell is blank: empty, spaces or invisible characters only, or one
+        of the member's null words; raises ValueProblem for a spreadsheet error value."""
+        text = v.cell_text(raw)
+        if not text or text.casefold() in self.null_values:
+            return True
+        if text.startswith(("#", "Err:")) and (problem := v.spreadsheet_error(text)):
+            raise problem
+        return False
 
     def _suspect(self, number: int, cells: SuspectRow, issues: list[Issue]) -> None:
         """Reject a row the reader distrusts (an unclosed quote swallowed the rows after
