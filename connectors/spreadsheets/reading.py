@@ -653,10 +653,11 @@ def _open_workbook(member: Member, entity: str, table: SpreadsheetTable, path: P
         ) from None
     start = getattr(sheet, "start", None)
     first_column = start[1] if start else 0
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
-        from connectors.spreadsheets.workbook_parts import error_cells
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm", ".ods"):
+        from connectors.spreadsheets.workbook_parts import error_cells, ods_error_cells
 
-        errors = error_cells(path, sheet_name)
+        errors = (ods_error_cells if suffix == ".ods" else error_cells)(path, sheet_name)
         if errors:
             rows = _with_error_cells(rows, errors, first_column)
     header_row, headers, columns, rest = _find_header(
@@ -687,7 +688,9 @@ def _with_error_cells(
             row = list(row)
             for column, text in found:
                 index = column - first_column
-                if 0 <= index < len(row) and row[index] in ("", None):
+                if 0 <= index < len(row) and not isinstance(row[index], str | bool):
+                    row[index] = text  # the reader's blank, or the formula's stale number
+                elif 0 <= index < len(row) and row[index] == "":
                     row[index] = text
         yield number, row
 

@@ -123,3 +123,82 @@ def error_cells(path: Path, sheet: str) -> dict[int, list[tuple[int, str]]]:
                             return found
                 tail = data[-1024:]  # an error cell cut by the chunk end is found next time
     return found
+
+
+# ODS (LibreOffice): rows, cells and the text of a cell, whatever the namespace prefixes.
+_ODS_TOKEN = re.compile(
+    rb"<(/?)(?:[\w.-]+:)?(table-row|table-cell|covered-table-cell|table)(?=[\s/>])([^<>]*)>"
+    rb"|<(?:[\w.-]+:)?p>([^<]{0,40})</(?:[\w.-]+:)?p>"
+)
+_ODS_NAME = re.compile(rb'(?:[\w.-]+:)?name="([^"]{0,255})"')
+_ODS_ROWS = re.compile(rb'number-rows-repeated="([0-9]{1,12})"')
+_ODS_COLUMNS = re.compile(rb'number-columns-repeated="([0-9]{1,12})"')
+_ODS_ERROR = re.compile(rb'value-type="error"')
+
+
+def ods_error_cells(path: Path, sheet: str) -> dict[int, list[tuple[int, str]]]:
+    """1-based row -> [(0-based column, error text)] of an ODS sheet's error cells.
+
+    LibreOffice saves a failed formula with its last number (``office:value="0"``) and
+    marks it ``calcext:value-type="error"``: the reader returns the 0, so a #DIV/0! would
+    load as nought. Rows and cells repeated by ``number-*-repeated`` are counted as the
+    reader counts them (the walk is the one ``limits.ods_problem`` bounds beforehand).
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return {}
+    found: dict[int, list[tuple[int, str]]] = {}
+    with archive:
+        try:
+            entry = archive.getinfo("content.xml")
+        except KeyError:
+            return {}
+        inside = False
+        row = col = repeat = 0
+        pending: tuple[int, int] | None = None
+        count = 0
+        tail = b""
+        with archive.open(entry) as fh:
+            while chunk := fh.read(_CHUNK):
+                data = tail + chunk
+                cut = data.rfind(b"<")
+                data, tail = (data[:cut], data[cut:]) if cut > 0 else (data, b"")
+                if len(tail) > _CHUNK:
+                    data, tail = data + tail, b""
+                for match in _ODS_TOKEN.finditer(data):
+                    closing, tag, attrs, text = match.groups()
+                    if text is not None:
+                        if pending is not None and inside:
+                            value = html.unescape(text.decode("utf-8", "replace")).strip()
+                            found.setdefault(pending[0], []).append((pending[1], value))
+                            count += 1
+                            if count >= MAX_ERROR_CELLS:
+                                return found
+                        pending = None
+                        continue
+                    if tag == b"table":
+                        if not closing:
+                            name = _ODS_NAME.search(attrs)
+                            label = name.group(1) if name else b""
+                            inside = html.unescape(label.decode("utf-8", "replace")) == sheet
+                            row = 0
+                        elif inside:
+                            return found
+                        continue
+                    if tag == b"table-row":
+                        if closing:
+                            row += repeat
+                        else:
+                            rows = _ODS_ROWS.search(attrs)
+                            repeat, col = int(rows.group(1)) if rows else 1, 0
+                            if attrs.rstrip().endswith(b"/"):
+                                row += repeat
+                        continue
+                    if closing:
+                        continue
+                    columns = _ODS_COLUMNS.search(attrs)
+                    start = col
+                    col += int(columns.group(1)) if columns else 1
+                    pending = (row + 1, start) if _ODS_ERROR.search(attrs) else None
+    return found

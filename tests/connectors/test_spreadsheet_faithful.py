@@ -422,3 +422,54 @@ def test_a_sheet_stored_elsewhere_is_still_measured(
     monkeypatch.setenv("HUB_MAX_CELLS", "1000")
     with pytest.raises(SpreadsheetError, match="HUB_MAX_CELLS"):
         open_table(m, "person")
+
+
+def test_a_libreoffice_error_cell_is_not_read_as_its_stale_number(tmp_path: Path) -> None:
+    from tests.connectors.test_bounded_parsing import _ods, _text_cell
+
+    def error(text: str, value_type: str = "float") -> str:
+        return (
+            f'<table:table-cell table:formula="of:=1/0" office:value-type="{value_type}" '
+            f'office:value="0" calcext:value-type="error"><text:p>{text}</text:p>'
+            "</table:table-cell>"
+        )
+
+    def row(*cells: str) -> str:
+        return f"<table:table-row>{''.join(cells)}</table:table-row>"
+
+    path = _ods(
+        tmp_path / "sessions.ods",
+        '<table:table-row table:number-rows-repeated="2"><table:table-cell/></table:table-row>'
+        + row("<table:table-cell/>", _text_cell("Client"), _text_cell("Date"), _text_cell("Hours"))
+        + row("<table:table-cell/>", _text_cell("1"), _text_cell("2025-01-02"), error("#DIV/0!"))
+        + row(
+            '<table:table-cell table:number-columns-repeated="1"/>',
+            _text_cell("1"),
+            error("Err:502", "string"),
+            _text_cell("2"),
+        )
+        + row("<table:table-cell/>", _text_cell("1"), _text_cell("2025-01-04"), _text_cell("3")),
+    )
+    people = write_text(tmp_path / "people.csv", ["Client ID", "1"])
+    m = member(
+        tmp_path,
+        {
+            "person": person_table(people, {"source_id": "Client ID"}),
+            "service_delivery": {
+                "file": str(path),
+                "columns": {
+                    "person_source_id": "Client",
+                    "delivered_on": "Date",
+                    "quantity": "Hours",
+                },
+                "defaults": {"programme": "Food"},
+            },
+        },
+        sharing={"consent": "none"},
+    )
+    rows, issues = _load(m, "service_delivery")
+    assert [(r["_source_row"], r["quantity"]) for r in rows] == [(4, None), (6, 3.0)]
+    assert [(i.source_row, i.severity, i.column_name, i.raw_value) for i in issues] == [
+        (4, "warning", "Hours", "#DIV/0!"),  # not 0 hours
+        (5, "error", "Date", "Err:502"),
+    ]
