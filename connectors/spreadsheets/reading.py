@@ -653,13 +653,20 @@ def _open_workbook(member: Member, entity: str, table: SpreadsheetTable, path: P
         ) from None
     start = getattr(sheet, "start", None)
     first_column = start[1] if start else 0
-    suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm", ".ods"):
-        from connectors.spreadsheets.workbook_parts import error_cells, ods_error_cells
+    from connectors.spreadsheets import workbook_parts as parts
 
-        errors = (ods_error_cells if suffix == ".ods" else error_cells)(path, sheet_name)
-        if errors:
-            rows = _with_error_cells(rows, errors, first_column)
+    # The reader shows a formula's error value as an empty cell (or its stale number):
+    # each format's own records say where they are.
+    finder = {
+        ".xlsx": parts.error_cells,
+        ".xlsm": parts.error_cells,
+        ".ods": parts.ods_error_cells,
+        ".xlsb": parts.xlsb_error_cells,
+        ".xls": parts.xls_error_cells,
+    }[path.suffix.lower()]
+    errors = finder(path, sheet_name)
+    if errors:
+        rows = _with_error_cells(rows, errors, first_column)
     header_row, headers, columns, rest = _find_header(
         member, entity, table, path, rows, first_column
     )

@@ -202,3 +202,114 @@ def ods_error_cells(path: Path, sheet: str) -> dict[int, list[tuple[int, str]]]:
                     col += int(columns.group(1)) if columns else 1
                     pending = (row + 1, start) if _ODS_ERROR.search(attrs) else None
     return found
+
+
+# Error codes of the binary formats ([MS-XLSB] 2.5.97.2 BErr, [MS-XLS] 2.5.10 BErr).
+_BERR = {
+    0x00: "#NULL!",
+    0x07: "#DIV/0!",
+    0x0F: "#VALUE!",
+    0x17: "#REF!",
+    0x1D: "#NAME?",
+    0x24: "#NUM!",
+    0x2A: "#N/A",
+    0x2B: "#GETTING_DATA",
+}
+_BRT_ROW_HDR, _BRT_CELL_ERROR, _BRT_FMLA_ERROR, _BRT_END_SHEET_DATA = 0x00, 0x03, 0x0B, 0x92
+
+
+def xlsb_error_cells(path: Path, sheet: str) -> dict[int, list[tuple[int, str]]]:
+    """1-based row -> [(0-based column, error text)] of an .xlsb sheet's error cells
+    (BrtCellError, and BrtFmlaError: a formula whose result is an error)."""
+    from connectors.spreadsheets.binary_limits import _biff12_records, _xlsb_sheet_names
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return {}
+    found: dict[int, list[tuple[int, str]]] = {}
+    with archive:
+        try:
+            names = _xlsb_sheet_names(archive)
+        except (zipfile.BadZipFile, OSError, ValueError, RuntimeError):
+            return {}
+        part = next((p for p, name in names.items() if name == sheet), None)
+        entries = {normalised(e.filename): e for e in archive.infolist()}
+        if part is None or part not in entries:
+            return {}
+        row = count = 0
+        with archive.open(entries[part]) as fh:
+            for typ, body in _biff12_records(fh, keep=9):
+                if typ == _BRT_ROW_HDR and len(body) >= 4:
+                    row = int.from_bytes(body[:4], "little")
+                elif typ in (_BRT_CELL_ERROR, _BRT_FMLA_ERROR) and len(body) >= 9:
+                    column = int.from_bytes(body[:4], "little")
+                    text = _BERR.get(body[8], "#ERROR!")
+                    found.setdefault(row + 1, []).append((column, text))
+                    count += 1
+                    if count >= MAX_ERROR_CELLS:
+                        break
+                elif typ == _BRT_END_SHEET_DATA:
+                    break
+    return found
+
+
+_XLS_BOOLERR, _XLS_FORMULA = 0x0205, 0x0006
+
+
+def xls_error_cells(path: Path, sheet: str) -> dict[int, list[tuple[int, str]]]:
+    """1-based row -> [(0-based column, error text)] of an .xls sheet's error cells
+    (BOOLERR records holding an error, and FORMULA records whose cached result is one).
+    The workbook stream is read whole, as ``binary_limits.xls_problem`` already did."""
+    import olefile
+
+    from connectors.spreadsheets.binary_limits import (
+        _BOF,
+        _EOF,
+        _boundsheets,
+        _workbook_streams,
+        _xls_records,
+    )
+
+    try:
+        if not olefile.isOleFile(str(path)):
+            return {}
+        with olefile.OleFileIO(str(path)) as ole:
+            streams = _workbook_streams(ole)
+            if not streams:
+                return {}
+            data = ole.openstream(streams[0]).read()
+    except (OSError, ValueError, IndexError):
+        return {}
+    start = next((at for at, name in _boundsheets(data) if name == sheet), None)
+    if start is None:
+        return {}
+    found: dict[int, list[tuple[int, str]]] = {}
+    depth = count = 0
+    seen_bof = False
+    for typ, at, length in _xls_records(data, start):
+        if depth:  # an embedded chart's substream
+            depth += (typ == _BOF) - (typ == _EOF)
+            continue
+        if typ == _BOF:
+            depth, seen_bof = (1 if seen_bof else 0), True
+            continue
+        if typ == _EOF:
+            break
+        code = None
+        if typ == _XLS_BOOLERR and length >= 8 and data[at + 7] == 1:
+            code = data[at + 6]
+        elif typ == _XLS_FORMULA and length >= 14:
+            value = data[at + 6 : at + 14]
+            if value[6:8] == b"\xff\xff" and value[0] == 0x02:
+                code = value[2]
+        if code is not None:
+            row, column = (
+                int.from_bytes(data[at : at + 2], "little"),
+                int.from_bytes(data[at + 2 : at + 4], "little"),
+            )
+            found.setdefault(row + 1, []).append((column, _BERR.get(code, "#ERROR!")))
+            count += 1
+            if count >= MAX_ERROR_CELLS:
+                break
+    return found

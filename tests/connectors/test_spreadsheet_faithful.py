@@ -473,3 +473,42 @@ def test_a_libreoffice_error_cell_is_not_read_as_its_stale_number(tmp_path: Path
         (4, "warning", "Hours", "#DIV/0!"),  # not 0 hours
         (5, "error", "Date", "Err:502"),
     ]
+
+
+@pytest.mark.parametrize("suffix", [".xls", ".xlsb"])
+def test_binary_workbook_error_cells_are_reported(tmp_path: Path, suffix: str) -> None:
+    from tests.connectors.spreadsheet_helpers import XlsbError, write_xlsb
+
+    path = tmp_path / f"people{suffix}"
+    cells: list[tuple[int, int, Any]] = [
+        (0, 0, "Client ID"),
+        (0, 1, "First name"),
+        (1, 0, "1"),
+        (1, 1, "Ann"),
+        (2, 0, "2"),
+        (3, 0, "3"),
+        (3, 1, "Cat"),
+    ]
+    if suffix == ".xlsb":
+        write_xlsb(path, [*cells, (2, 1, XlsbError(0x07))])
+    else:
+        import xlwt
+
+        book = xlwt.Workbook()
+        sheet = book.add_sheet("People")
+        for row, col, value in cells:
+            sheet.write(row, col, value)
+        sheet.row(2).set_cell_error(1, 0x2A)  # #N/A
+        book.save(str(path))
+    columns = {"source_id": "Client ID", "given_name": "First name"}
+    m = member(tmp_path, {"person": person_table(path, columns)}, sharing={"consent": "none"})
+    rows, issues = _load(m)
+    assert [(r["source_id"], r["given_name"]) for r in rows] == [
+        ("1", "Ann"),
+        ("2", None),
+        ("3", "Cat"),
+    ]
+    expected = "#DIV/0!" if suffix == ".xlsb" else "#N/A"
+    assert [(i.source_row, i.column_name, i.raw_value, i.code) for i in issues] == [
+        (3, "First name", expected, "spreadsheet_error")
+    ]
