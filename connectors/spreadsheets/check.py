@@ -331,8 +331,14 @@ def _count(
 def _keep(examples: list[RowProblem], issue: Issue, limit: int) -> None:
     """Keep the issue as an example while fewer than ``limit`` rows are kept (a row with
     several problems shows each)."""
-    rows = {e.row for e in examples}
-    if len(rows) >= limit and issue.source_row not in rows:
+    if len(examples) >= 3 * limit:
+        return
+    # Issues come in row order, so a row's problems arrive together.
+    if (
+        len(examples) >= limit
+        and examples[-1].row != issue.source_row
+        and len({e.row for e in examples}) >= limit
+    ):
         return
     examples.append(
         RowProblem(
