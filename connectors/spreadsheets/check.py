@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from connectors.errors import SpreadsheetError
 from connectors.members import Member, is_glob, normalise_label
@@ -117,6 +118,8 @@ class TableCheck:
     unmapped: list[UnmappedLabel] = field(default_factory=list)
     orphan_rows: int = 0
     orphan_examples: list[str] = field(default_factory=list)
+    repeated_rows: int = 0  # rows whose id an earlier file of the same table already has
+    repeated_examples: list[str] = field(default_factory=list, repr=False)
     consent_policy: str | None = None
     consent: dict[str, int] = field(default_factory=dict)  # see EntityReader._consent
     rejected_examples: list[RowProblem] = field(default_factory=list, repr=False)
@@ -179,6 +182,13 @@ class CheckReport:
                     f"    {rows} a person not in the people file (e.g. "
                     f"{examples}): they will be quarantined; fix the ids or the people rows"
                 )
+            if t.repeated_rows:
+                shown = "; ".join(t.repeated_examples) if show_values else ""
+                lines.append(
+                    f"    {t.repeated_rows} row(s) repeat an id an earlier file of this table "
+                    f"already has{f' ({shown})' if shown else ''}: each file loads on its "
+                    "own, so both would load; remove the repeat from one of the files"
+                )
             if t.consent_policy is not None and t.consent:
                 lines.append(f"    {consent_line(t.consent_policy, t.consent)}")
             for u in t.unmapped:
@@ -220,11 +230,16 @@ def _check_tables(member: Member, entity: str, people: set[str] | None) -> list[
         files = table_files(member, entity)
     except SpreadsheetError as err:
         return [TableCheck(entity=entity, file=str(table.file), problem=err.problem, fix=err.fix)]
-    return [_check_table(member, entity, people, path) for path in files]
+    earlier: dict[str, str] = {}  # id -> the file that first had it
+    return [_check_table(member, entity, people, path, earlier) for path in files]
 
 
 def _check_table(
-    member: Member, entity: str, people: set[str] | None, path: Path | None
+    member: Member,
+    entity: str,
+    people: set[str] | None,
+    path: Path | None,
+    earlier: dict[str, str] | None = None,
 ) -> TableCheck:
     table = member.connector.tables[entity]
     report = TableCheck(entity=entity, file=str(path or table.file))
@@ -246,7 +261,7 @@ def _check_table(
         report.encoding, report.delimiter = opened.encoding, opened.delimiter
         report.sheet, report.header_row = opened.sheet, opened.header_row
         report.columns = [ColumnCheck(f, opened.header_of(f), True) for f in table.columns]
-        _count(member, entity, opened, report, people)
+        _count(member, entity, opened, report, people, earlier)
     return report
 
 
@@ -256,9 +271,12 @@ def _count(
     opened: OpenedTable,
     report: TableCheck,
     people: set[str] | None,
+    earlier: dict[str, str] | None = None,
 ) -> None:
     """Count what would load and why rows would not; ``people`` collects (person table) or
-    checks against (other tables) the person ids that would load."""
+    checks against (other tables) the person ids that would load; ``earlier`` (a table of
+    several files) collects the ids of the files before this one, to find repeats that
+    each file's own reading cannot see."""
     reader = EntityReader(member, entity, opened)
     mapping_keys = {column: key for (ent, column), key in LABEL_MAPPINGS.items() if ent == entity}
     known = {
@@ -274,6 +292,8 @@ def _count(
     try:
         for batch in reader.batches():
             report.rows_loaded += batch.row_count
+            if earlier is not None:
+                _repeats(report, batch.columns, earlier, opened.path.name)
             if people is not None and entity == "person":
                 people.update(i for i in batch.columns["source_id"] if i is not None)
             elif people is not None and "person_source_id" in batch.columns:
@@ -326,6 +346,17 @@ def _count(
                     rows=rows,
                 )
             )
+
+
+def _repeats(
+    report: TableCheck, columns: dict[str, list[Any]], earlier: dict[str, str], file: str
+) -> None:
+    for source_id, row in zip(columns["source_id"], columns["_source_row"], strict=True):
+        first = earlier.setdefault(source_id, file)
+        if first != file:
+            report.repeated_rows += 1
+            if len(report.repeated_examples) < 3:
+                report.repeated_examples.append(f"row {row} repeats '{source_id}' of {first}")
 
 
 def _keep(examples: list[RowProblem], issue: Issue, limit: int) -> None:

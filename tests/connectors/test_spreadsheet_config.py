@@ -328,3 +328,19 @@ def test_moving_from_one_file_to_a_pattern_leaves_no_old_rows(tmp_path: Path) ->
         "sessions-2025-01.csv",
         "sessions-2025-02.csv",
     }
+
+
+def test_check_flags_a_row_repeated_in_a_later_file(tmp_path: Path) -> None:
+    from connectors.spreadsheets import check_member
+
+    m = _monthly(tmp_path)
+    write_text(  # February's export repeats a January session
+        tmp_path / "acme_trust" / "sessions-2025-02.csv",
+        ["Client,Date", "1,2025-02-02", "1,2025-01-02"],
+    )
+    report = check_member(m)
+    february = report.tables[-1]
+    assert (february.repeated_rows, report.tables[1].repeated_rows) == (1, 0)
+    text = report.render()
+    assert "1 row(s) repeat an id an earlier file of this table already has (row 3 repeats" in text
+    assert "of sessions-2025-01.csv): each file loads on its own, so both would load" in text
