@@ -189,7 +189,7 @@ MAX_KEY_FILE_BYTES = 64 * 1024
 # Bounds on what a member's (untrusted) spreadsheet settings may hold.
 MAX_NULL_VALUES = 50
 MAX_FILES_PER_TABLE = 120  # ten years of monthly exports
-GLOB_CHARS = frozenset("*?[")
+GLOB_CHARS = frozenset("*?")  # '[' stays a plain character: 'people [final].csv' is a name
 
 
 def is_glob(path: Path) -> bool:
@@ -507,7 +507,7 @@ def _check_semantics(
             path = member.resolve(table.file)
             if any(ch in GLOB_CHARS for part in table.file.parts[:-1] for ch in part):
                 problems.append(
-                    f"key 'connector.tables.{entity}.file': wildcards (* ? [) may only be in "
+                    f"key 'connector.tables.{entity}.file': wildcards (* ?) may only be in "
                     "the file name, not in its folders; name the folder in full"
                 )
             elif "**" in table.file.name:

@@ -141,6 +141,29 @@ def table_path(member: Member, entity: str) -> Path:
     return member.resolve(table.file)
 
 
+def matching_files(path: Path) -> list[Path]:
+    """The files a table's ``file`` names: itself, or those its pattern matches in its one
+    folder, in name order, without the lock files Excel and LibreOffice keep beside an open
+    workbook (~$name, .~lock.name#); at most one more than the limit, so a caller can tell
+    the limit was passed. Never raises: a missing folder matches nothing."""
+    if not is_glob(path):
+        return [path]
+    # '[' starts a character class in a pattern, but it is a plain character in a name such
+    # as 'sessions [2025]-*.csv': only * and ? are wildcards here.
+    pattern = path.name.replace("[", "[[]")
+    matches: list[Path] = []
+    try:
+        for found in path.parent.glob(pattern):
+            if found.name.startswith(("~$", ".")):
+                continue
+            matches.append(found)
+            if len(matches) > MAX_FILES_PER_TABLE:
+                break
+    except OSError:
+        return []
+    return sorted(matches)
+
+
 def table_files(member: Member, entity: str) -> list[Path]:
     """The files of ``entity``: its one file, or those its pattern matches, in name order.
 
@@ -157,19 +180,15 @@ def table_files(member: Member, entity: str) -> list[Path]:
         raise _error(
             member, entity, path, f"folder {folder} not found", f"create it, or correct {key}"
         )
-    matches: list[Path] = []
-    for found in folder.glob(path.name):
-        if found.name.startswith(("~$", ".")):
-            continue
-        matches.append(found)
-        if len(matches) > MAX_FILES_PER_TABLE:
-            raise _error(
-                member,
-                entity,
-                path,
-                f"the pattern matches over {MAX_FILES_PER_TABLE} files",
-                f"move old exports to another folder, or narrow the pattern in {key}",
-            )
+    matches = matching_files(path)
+    if len(matches) > MAX_FILES_PER_TABLE:
+        raise _error(
+            member,
+            entity,
+            path,
+            f"the pattern matches over {MAX_FILES_PER_TABLE} files",
+            f"move old exports to another folder, or narrow the pattern in {key}",
+        )
     if not matches:
         raise _error(
             member,

@@ -291,7 +291,7 @@ def test_check_reports_each_file_of_a_pattern(tmp_path: Path) -> None:
     ("pattern", "message"),
     [
         ("../beta/sessions-*.csv", "not in a folder named acme_trust"),
-        ("../*/sessions-*.csv", "wildcards (* ? [) may only be in the file name"),
+        ("../*/sessions-*.csv", "wildcards (* ?) may only be in the file name"),
         ("../acme_trust/**.csv", "'**' is not allowed"),
     ],
 )
@@ -344,3 +344,39 @@ def test_check_flags_a_row_repeated_in_a_later_file(tmp_path: Path) -> None:
     text = report.render()
     assert "1 row(s) repeat an id an earlier file of this table already has (row 3 repeats" in text
     assert "of sessions-2025-01.csv): each file loads on its own, so both would load" in text
+
+
+def test_a_new_file_matching_a_pattern_wakes_the_file_sensor(tmp_path: Path) -> None:
+    from connectors.members import MemberRegistry
+    from pipelines.defs.ingest.sensors import _file_stamps
+
+    m = _monthly(tmp_path)
+    registry = MemberRegistry({m.org_id: m}, {})
+    before = _file_stamps(registry)
+    write_text(tmp_path / "acme_trust" / "~$sessions-2025-02.csv", ["a lock file appears"])
+    assert _file_stamps(registry) == before  # opening a workbook is no change
+    write_text(tmp_path / "acme_trust" / "sessions-2025-03.csv", ["Client,Date", "1,2025-03-01"])
+    assert _file_stamps(registry) != before
+
+
+def test_square_brackets_in_a_file_name_are_plain_characters(tmp_path: Path) -> None:
+    folder = tmp_path / "acme_trust"
+    folder.mkdir()
+    write_text(folder / "people [final].csv", ["Client ID", "1"])
+    write_text(folder / "sessions [2025]-01.csv", ["Client,Date", "1,2025-01-02"])
+    m = member(
+        tmp_path,
+        {
+            "person": person_table(folder / "people [final].csv", {"source_id": "Client ID"}),
+            "service_delivery": {
+                "file": str(folder / "sessions [2025]-*.csv"),
+                "columns": {"person_source_id": "Client", "delivered_on": "Date"},
+                "defaults": {"programme": "Food Bank"},
+            },
+        },
+        sharing={"consent": "none"},
+    )
+    assert [r["source_id"] for r in _load(m)[0]] == ["1"]
+    assert [r["_source_file"] for r in _load(m, "service_delivery")[0]] == [
+        "sessions [2025]-01.csv"
+    ]
