@@ -458,11 +458,10 @@ def _phone_e164(digits: str, region: str, number_cell: bool = False) -> str | No
         return "+44" + digits[1:]  # same answer as phonenumbers, ~100 times faster
     trunk = _trunk_prefix(region)
     if trunk and digits[:1].isdigit() and not digits.startswith(trunk):
-        if not number_cell:
-            return _NO_TRUNK_ZERO
-        digits = trunk + digits
-        if region == "GB" and _GB_NATIONAL.match(digits):
-            return "+44" + digits[1:]
+        restored = _phone_e164(trunk + digits, region)
+        if restored is None or number_cell:
+            return restored  # not a number even with its 0, or a number cell that lost it
+        return _NO_TRUNK_ZERO
     try:
         number = phonenumbers.parse(digits, region)
     except phonenumbers.NumberParseException:

@@ -280,6 +280,7 @@ def test_a_phone_without_its_leading_zero_is_not_guessed(tmp_path: Path) -> None
                 "3,A,B,,07700 900123,,Yes",
                 "4,A,B,,+44 20 7946 0764,,Yes",
                 "5,A,B,,0169 77 2345,,Yes",  # a real 9-digit UK number (Brampton)
+                "6,A,B,,12,,Yes",  # no number at all, with or without a 0
             ],
         )
     )
@@ -289,10 +290,12 @@ def test_a_phone_without_its_leading_zero_is_not_guessed(tmp_path: Path) -> None
         "+447700900123",
         "+442079460764",
         "+44169772345",  # valid for its area: kept
+        None,
     ]
     assert _by_row(issues) == {
         2: ("warning", "Phone", "phone_without_leading_zero"),
         3: ("warning", "Phone", "invalid_phone"),
+        7: ("warning", "Phone", "invalid_phone"),
     }
     assert "leading 0" in issues[0].reason and "7700900123" not in issues[0].reason
 
