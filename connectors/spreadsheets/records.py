@@ -20,7 +20,8 @@ from typing import Any
 from connectors import values as v
 from connectors.errors import SpreadsheetError
 from connectors.members import Member, normalise_label
-from connectors.spreadsheets.reading import OpenedTable, Row, SuspectRow, open_table, table_files
+from connectors.spreadsheets.csv_guards import SuspectRow
+from connectors.spreadsheets.reading import OpenedTable, Row, open_table, table_files
 
 ENTITIES = ("person", "engagement", "service_delivery", "outcome")
 
