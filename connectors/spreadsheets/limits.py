@@ -8,10 +8,11 @@ aborts, and every member after it is skipped. So, before any reader touches a fi
 - its size on disk is bounded (``HUB_MAX_FILE_BYTES``, default 1 GiB);
 - for a workbook, the zip's total uncompressed size (``HUB_MAX_UNCOMPRESSED_BYTES``, default
   2 GiB), its number of entries (10,000) and its compression ratio (at most 200:1 over all
-  entries, above 1 MiB) are bounded, and every worksheet's extent — its declared
-  ``<dimension>`` and the furthest cell it really has, found by streaming the XML without
-  building it — must hold at most ``HUB_MAX_CELLS`` cells (default 50,000,000) and 16,384
-  columns;
+  entries, above 1 MiB) are bounded, and every worksheet's extent (every part the workbook's
+  relationships name as a sheet, wherever and however spelt, and any xl/worksheets
+  part) — its declared ``<dimension>`` and the furthest cell it really has, found by
+  streaming the XML without building it — must hold at most ``HUB_MAX_CELLS`` cells
+  (default 50,000,000) and 16,384 columns;
 - the binary formats are held to the same extent limit (``binary_limits``): an .xlsb's
   worksheet parts are streamed record by record (its declared BrtWsDim and its furthest
   row and cell), and an .xls's sheets are walked in its compound file (each DIMENSIONS
