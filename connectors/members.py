@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,18 @@ DEFAULT_CONSENT_NO = ("no", "n", "false", "f", "0", "declined", "withdrawn", "re
 def normalise_label(label: str) -> str:
     """Case- and space-insensitive form of a label or column header."""
     return " ".join(str(label).split()).casefold()
+
+
+def header_key(header: str) -> str:
+    """A column header as people mean it: case, spaces, underscores, hyphens and other
+    punctuation ignored, so 'first_name', 'FIRSTNAME' and 'First Name' are one header.
+
+    Why: the same export comes out of Excel, a CRM report and a database dump with its
+    headers spelled differently. A header of punctuation only keeps its plain form.
+    """
+    text = unicodedata.normalize("NFKC", str(header)).casefold()
+    key = "".join(ch for ch in text if ch.isalnum())
+    return key or normalise_label(header)
 
 
 class _Strict(BaseModel):
@@ -173,17 +186,56 @@ class SecretRef(_Strict):
 MAX_KEY_FILE_BYTES = 64 * 1024
 
 
+# Bounds on what a member's (untrusted) spreadsheet settings may hold.
+MAX_NULL_VALUES = 50
+MAX_FILES_PER_TABLE = 120  # ten years of monthly exports
+GLOB_CHARS = frozenset("*?")  # '[' stays a plain character: 'people [final].csv' is a name
+
+
+def is_glob(path: Path) -> bool:
+    """Whether a table's ``file`` names several files (sessions-*.csv)."""
+    return any(ch in GLOB_CHARS for ch in path.name)
+
+
+MAX_SETTING_CHARS = 200
+DefaultValue = Annotated[str, Field(max_length=MAX_SETTING_CHARS)] | int | float | bool
+# Fields no default can stand for: a constant id would make every row the same record.
+NO_DEFAULT_FIELDS = frozenset({"source_id", "person_source_id"})
+
+
 class SpreadsheetTable(_Strict):
     """One spreadsheet (or one sheet of a workbook) holding one canonical entity."""
 
-    file: Path = Field(description="CSV or XLSX path, relative to the member's YAML file")
+    file: Path = Field(
+        description="CSV or XLSX path, relative to the member's YAML file; a pattern such as "
+        "sessions-*.csv in its last part names several files (monthly exports), each "
+        "loaded and reloaded on its own"
+    )
     sheet: str | None = Field(default=None, description="XLSX sheet name; default: first sheet")
     header_row: int | None = Field(
         default=None, ge=1, description="1-based header row; default: found by the mapped headers"
     )
     encoding: str | None = Field(default=None, description="CSV encoding; default: detected")
     delimiter: str | None = Field(default=None, description="CSV delimiter; default: sniffed")
-    columns: dict[str, str] = Field(description="canonical field -> header in the file")
+    columns: dict[str, str] = Field(
+        description="canonical field -> header in the file", max_length=60
+    )
+    required: tuple[str, ...] = Field(
+        default=(),
+        max_length=20,
+        description="fields every row must have, beyond those the model needs (a row "
+        "without one is rejected)",
+    )
+    defaults: dict[str, DefaultValue] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="field -> value: for a field the file has no column for, every row's "
+        "value (a single-programme member's deliveries); for a mapped field, the value of "
+        "its blank cells",
+    )
+    decimal_separator: Literal[".", ","] | None = Field(
+        default=None, description="overrides connector.decimal_separator for this file"
+    )
 
 
 class SpreadsheetConnector(_Strict):
@@ -196,7 +248,18 @@ class SpreadsheetConnector(_Strict):
         "never need it, and an ambiguous date without it is quarantined, never guessed",
     )
     phone_region: str = Field(default="GB", description="region for numbers without +country")
-    tables: dict[str, SpreadsheetTable]
+    decimal_separator: Literal[".", ","] | None = Field(
+        default=None,
+        description="how the member's files write decimals (1.5 or 1,5); without it a number "
+        "such as 1,234 is read from the column's other values, or quarantined, never guessed",
+    )
+    null_values: tuple[Annotated[str, Field(max_length=MAX_SETTING_CHARS)], ...] = Field(
+        default=(),
+        max_length=MAX_NULL_VALUES,
+        description="cell contents that mean 'no value' in this member's files (N/A, -, "
+        "unknown...): read as blank, case-insensitively",
+    )
+    tables: dict[str, SpreadsheetTable] = Field(max_length=10)
 
 
 class SalesforceConnector(SalesforceSettings):
@@ -372,7 +435,17 @@ _KNOWN_KEYS = {
     ),
     "sharing": ("consent", "consent_yes", "consent_no"),
     "mappings": ("programmes", "engagement_status", "outcomes", "outcome_status"),
-    "table": ("file", "sheet", "header_row", "encoding", "delimiter", "columns"),
+    "table": (
+        "file",
+        "sheet",
+        "header_row",
+        "encoding",
+        "delimiter",
+        "columns",
+        "required",
+        "defaults",
+        "decimal_separator",
+    ),
 }
 
 
@@ -432,7 +505,17 @@ def _check_semantics(
         root = data_root(member.base_dir)
         for entity, table in conn.tables.items():
             path = member.resolve(table.file)
-            if problem := data_file_problem(member.org_id, path, root, other_ids):
+            if any(ch in GLOB_CHARS for part in table.file.parts[:-1] for ch in part):
+                problems.append(
+                    f"key 'connector.tables.{entity}.file': wildcards (* ?) may only be in "
+                    "the file name, not in its folders; name the folder in full"
+                )
+            elif "**" in table.file.name:
+                problems.append(
+                    f"key 'connector.tables.{entity}.file': '**' is not allowed; one '*' "
+                    "matches any part of a file name in the one folder named"
+                )
+            elif problem := data_file_problem(member.org_id, path, root, other_ids):
                 problems.append(f"key 'connector.tables.{entity}.file': {problem}")
         for entity, table in conn.tables.items():
             if entity not in ENTITY_FIELDS:
@@ -449,11 +532,25 @@ def _check_semantics(
                         f"key 'connector.tables.{entity}.columns.{field}': not a field of "
                         f"{entity}{_suggest(field, allowed)}; fields are {', '.join(allowed)}"
                     )
-            for field in ENTITY_FIELDS[entity]["required"]:
-                if field not in table.columns:
+            for key, fields in (("required", table.required), ("defaults", table.defaults)):
+                for field in fields:
+                    if field not in allowed:
+                        problems.append(
+                            f"key 'connector.tables.{entity}.{key}': '{field}' is not a field of "
+                            f"{entity}{_suggest(field, allowed)}; fields are {', '.join(allowed)}"
+                        )
+            for field in table.defaults:
+                if field in NO_DEFAULT_FIELDS:
+                    problems.append(
+                        f"key 'connector.tables.{entity}.defaults.{field}': an id cannot have a "
+                        "default (every row would get the same one); map its column instead"
+                    )
+            for field in (*ENTITY_FIELDS[entity]["required"], *table.required):
+                if field in allowed and field not in table.columns and field not in table.defaults:
                     problems.append(
                         f"key 'connector.tables.{entity}.columns': '{field}' is required; "
-                        f"add '{field}: <header in your file>'"
+                        f"add '{field}: <header in your file>', or give every row a value "
+                        f"with 'defaults: {{{field}: <value>}}'"
                     )
             suffix = table.file.suffix.lower()
             if suffix not in {".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}:

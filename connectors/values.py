@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -42,10 +43,36 @@ class ValueProblem(ValueError):
 # --- text -------------------------------------------------------------------------------
 
 
+# Invisible characters that ride along with copied text: zero-width space, word joiner,
+# byte-order marks left inside a field (files joined together), direction marks pasted from
+# web pages. Removed everywhere. Zero-width (non-)joiners are meaningful inside Persian and
+# Indic words, so they are removed only at the edges of a cell.
+_INVISIBLE = re.compile("[\u200b\u2060\ufeff\u200e\u200f\u180e]")
+_EDGE_JOINERS = "\u200c\u200d"
+# Characters whose presence at either end of a cell may make it blank once cleaned.
+BLANK_EDGE = frozenset(" \t\r\n\x0b\x0c\u00a0\u2007\u202f\u3000\u200b\u2060\ufeff\u200c\u200d")
+
+
+@lru_cache(maxsize=16384)  # names repeat: most non-ASCII cells are cleaned once
+def clean_text(text: str) -> str:
+    """NFC, without invisible characters, trimmed: one spelling for what people see as the
+    same text (an 'é' typed on a Mac is two code points, on Windows one)."""
+    if text.isascii():
+        return text.strip()
+    if _INVISIBLE.search(text):  # a scan without a copy: most text has none
+        text = _INVISIBLE.sub("", text)
+    text = text.strip()
+    if text[:1] in _EDGE_JOINERS or text[-1:] in _EDGE_JOINERS:  # "" is in any string
+        text = text.strip(_EDGE_JOINERS).strip()
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return text
+
+
 def cell_text(value: Any) -> str:
     """The text a spreadsheet user sees in a cell (Excel numbers without a spurious '.0')."""
     if type(value) is str:
-        return value.strip()
+        return value.strip() if value.isascii() else clean_text(value)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -61,10 +88,66 @@ def cell_text(value: Any) -> str:
     return str(value).strip()
 
 
+# What spreadsheet programs write into a cell whose formula failed: Excel's and Google
+# Sheets' error values (#DIV/0!, #N/A, #REF!, #ERROR!...) and LibreOffice's (Err:502).
+_SPREADSHEET_ERROR = re.compile(r"^(?:#[A-Z][A-Z0-9/_]{0,15}[!?]|#N/A|Err:\d{3})$")
+
+
+def spreadsheet_error(text: str) -> ValueProblem | None:
+    """The problem with a cell holding a formula's error value, or None.
+
+    Why: such a cell looks like text (or, read from a workbook, like an empty cell), so it
+    would load as a name or vanish as a blank; it is a formula to fix in the source sheet.
+    """
+    if not _SPREADSHEET_ERROR.match(text):
+        return None
+    return ValueProblem(
+        "spreadsheet_error",
+        f"the cell holds the spreadsheet error {text} (a formula that failed), not a value; "
+        "fix the formula in the spreadsheet (or paste the values) and export again",
+    )
+
+
+_SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
+# Excel keeps 15 significant digits: a number cell of 16 or more digits has lost the rest.
+_EXCEL_DIGITS = 1e15
+
+
 def parse_id(value: Any) -> str | None:
-    """Ids are text: leading zeros kept, Excel's 123.0 shown as 123, outer spaces removed."""
+    """Ids are text: leading zeros kept, Excel's 123.0 shown as 123, outer spaces removed.
+
+    An id that Excel turned into a number has lost digits for good (1.23457E+11, or a
+    16-digit number cell), and two people could share what is left: such an id is refused,
+    never loaded as someone's id.
+    """
+    if type(value) is float and abs(value) >= _EXCEL_DIGITS:
+        raise ValueProblem(
+            "id_digits_lost",
+            "this id is a number cell of 16 or more digits, and Excel keeps only 15, so its "
+            "last digits are lost; format the id column as Text, type the ids again (or "
+            "export them from the source system) and export again",
+        )
     text = cell_text(value)
-    return text or None
+    if not text:
+        return None
+    if text.isalnum():  # most ids: nothing more to look at
+        return text
+    if _SCIENTIFIC.match(text):
+        raise ValueProblem(
+            "id_scientific_notation",
+            "this id was turned into a number in scientific notation (such as 1.23457E+11) "
+            "when the file was saved from a spreadsheet, so its digits are lost; format the "
+            "id column as Text in the spreadsheet, restore the ids and export again",
+        )
+    if "\n" in text or "\r" in text:
+        raise ValueProblem("line_break", _LINE_BREAK)
+    return text
+
+
+_LINE_BREAK = (
+    "a line break inside this cell, where only one line belongs (often a stray quote "
+    '(") earlier on the row that joined lines together); correct the cell or the quote'
+)
 
 
 def parse_label(value: Any) -> str | None:
@@ -74,14 +157,22 @@ def parse_label(value: Any) -> str | None:
     label as written lets the quarantine show exactly what the member typed.
     """
     text = cell_text(value)
+    if "\n" in text or "\r" in text:
+        raise ValueProblem("line_break", _LINE_BREAK)
     return text or None
 
 
 def parse_name(value: Any) -> str | None:
-    """Names: trimmed and inner runs of spaces collapsed; case and accents kept as given."""
+    """Names: trimmed and inner runs of spaces collapsed; case and accents kept as given.
+
+    A line break is refused rather than folded into a space: it is how rows swallowed by
+    an unclosed quote show up, and joining them would make them part of someone's name.
+    """
     text = cell_text(value)
     if not text:
         return None
+    if "\n" in text or "\r" in text:
+        raise ValueProblem("line_break", _LINE_BREAK)
     return " ".join(text.split())
 
 
@@ -314,7 +405,11 @@ def parse_birth_date(
 
 # Public: the linker's normaliser (transforms.dedup.normalise) reads e-mails and postcodes
 # with these same patterns, so a value the load accepted is never rejected there.
-EMAIL_PATTERN = re.compile(r"^[^@\s,;<>()\[\]\"']+@[^@\s,;<>()\[\]\"']+\.[A-Za-z]{2,}$")
+# The local part may hold any of RFC 5322's atext (o'brien+news@example.org is a real
+# address); the domain may not hold quotes or the separators people type between addresses.
+EMAIL_PATTERN = re.compile(
+    r"^[^@\s,;<>()\[\]\"]+@[^@\s,;<>()\[\]\"']+\.(?:[A-Za-z]{2,}|xn--[A-Za-z0-9-]{2,})$"
+)
 
 
 def parse_email(value: Any) -> str | None:
@@ -336,32 +431,66 @@ def parse_email(value: Any) -> str | None:
 
 _PHONE_JUNK = str.maketrans("", "", " -()./\u00a0\t")
 _GB_NATIONAL = re.compile(r"^0[1-9]\d{9}$")
+# Why a number is refused, by what _phone_e164 found (the reason names no digits).
+_NO_TRUNK_ZERO = "no_trunk_zero"
+
+
+@lru_cache(maxsize=256)
+def _trunk_prefix(region: str) -> str | None:
+    """The region's national (trunk) prefix when it is 0 (GB, IE, FR, DE, AU...): there a
+    national number is always written with it, so one without it has lost it."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    prefix = metadata.national_prefix if metadata is not None else None
+    return prefix if prefix == "0" else None
 
 
 @lru_cache(maxsize=65536)
-def _phone_e164(digits: str, region: str) -> str | None:
+def _phone_e164(digits: str, region: str, number_cell: bool = False) -> str | None:
+    """E.164 for ``digits``, None when it is no number, or _NO_TRUNK_ZERO.
+
+    A national number without its leading 0 (Excel drops it from a number cell) is read
+    only from a number cell, where the loss is certain; typed as text it is refused, not
+    guessed. A number must be valid for its country (phonenumbers' is_valid_number), which
+    a 9-digit UK mobile is not; UK numbers of the full 10 national digits are kept even in
+    unallocated ranges, so Ofcom's drama numbers (07700 900xxx) load.
+    """
     if region == "GB" and _GB_NATIONAL.match(digits):
         return "+44" + digits[1:]  # same answer as phonenumbers, ~100 times faster
+    trunk = _trunk_prefix(region)
+    if trunk and digits[:1].isdigit() and not digits.startswith(trunk):
+        restored = _phone_e164(trunk + digits, region)
+        if restored is None or number_cell:
+            return restored  # not a number even with its 0, or a number cell that lost it
+        return _NO_TRUNK_ZERO
     try:
         number = phonenumbers.parse(digits, region)
     except phonenumbers.NumberParseException:
         return None
-    # is_possible (length rules), not is_valid (allocated ranges): numbers in reserved
-    # ranges such as Ofcom's 07700 900xxx are well formed and must survive the load.
-    if not phonenumbers.is_possible_number(number):
+    national = phonenumbers.national_significant_number(number)
+    full_uk = number.country_code == 44 and len(national) == 10 and national[0] != "0"
+    if not (phonenumbers.is_valid_number(number) or full_uk):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def parse_phone(value: Any, region: str = "GB") -> str | None:
     """E.164 (+447700900123) using ``region`` for numbers written without +country."""
+    number_cell = type(value) is not str and type(value) in (int, float)
     text = cell_text(value)
     if not text:
         return None
     digits = text.translate(_PHONE_JUNK)
     if digits.startswith("00"):
         digits = "+" + digits[2:]
-    e164 = _phone_e164(digits, region.upper())
+    e164 = _phone_e164(digits, region.upper(), number_cell)
+    if e164 == _NO_TRUNK_ZERO:
+        raise ValueProblem(
+            "phone_without_leading_zero",
+            f"a national {region.upper()} number without its leading 0 (a spreadsheet drops "
+            "it when the column is not formatted as Text), so which number it was is not "
+            "certain; format the column as Text and write the number in full (07700 900123) "
+            "or with its country code (+44 7700 900123)",
+        )
     if e164 is None:
         raise ValueProblem(
             "invalid_phone",
@@ -395,8 +524,47 @@ def parse_postcode(value: Any, region: str = "GB") -> str | None:
 # --- numbers and consent ----------------------------------------------------------------
 
 
-def parse_number(value: Any) -> float | None:
-    """A quantity or value: Excel numbers as they are, text with optional thousands commas."""
+DecimalSeparator = Literal[".", ","] | None
+# Currency signs and the spaces and apostrophes used to group thousands (1 234,50 in French
+# settings, 1'234.50 in Swiss ones): never part of the number.
+_NUMBER_JUNK = str.maketrans("", "", "£€$ \u00a0\u202f\u2009'")
+_POINT_DECIMAL = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d+)?$")
+_COMMA_DECIMAL = re.compile(r"^[+-]?(?:\d{1,3}(?:\.\d{3})+|\d*)(?:,\d+)?$")
+_EXPONENT = re.compile(r"^[+-]?\d+(?:\.\d+)?[eE][+-]?\d{1,3}$")  # 1.5E+03, as Excel writes it
+
+
+def number_readings(text: str) -> tuple[float | None, float | None]:
+    """The number ``text`` is with a decimal point, and with a decimal comma (None where it
+    is not a number that way). ``1,5`` is only 1.5; ``1,234`` is 1234 or 1.234."""
+    compact = text.translate(_NUMBER_JUNK)
+    if not compact or not any(ch.isdigit() for ch in compact):
+        return None, None
+    if _EXPONENT.match(compact):
+        return float(compact), float(compact)
+    point = float(compact.replace(",", "")) if _POINT_DECIMAL.match(compact) else None
+    comma = (
+        float(compact.replace(".", "").replace(",", ".")) if _COMMA_DECIMAL.match(compact) else None
+    )
+    return point, comma
+
+
+def _separator_fix(config_name: str) -> str:
+    return (
+        f"set connector.decimal_separator to '.' or ',' in {config_name}, or write the number "
+        "without thousands separators (1234.5)"
+    )
+
+
+def parse_number(
+    value: Any, decimal: DecimalSeparator = None, config_name: str = "the member's YAML"
+) -> float | None:
+    """A quantity or value: Excel numbers as they are; text read with the member's decimal
+    separator, or, when none is set, only when it has one reading.
+
+    ``1.234,50`` (a European export) is 1234.5, never 1.2345; ``1,5`` is 1.5, never 15;
+    ``1,234`` could be either and, with no separator set, raises ``ambiguous_number`` for
+    the caller to settle from the column's other values (``records``) or to report.
+    """
     if value is None or isinstance(value, bool):
         return None if value is None else float(value)
     if isinstance(value, int | float):
@@ -404,14 +572,33 @@ def parse_number(value: Any) -> float | None:
     text = cell_text(value)
     if not text:
         return None
-    try:
-        number = float(text.replace(",", "").replace("£", ""))
-    except ValueError:
+    point, comma = number_readings(text)
+    if decimal == ".":
+        number = point
+    elif decimal == ",":
+        number = comma
+    elif point is not None and comma is not None and point != comma:
+        raise ValueProblem(
+            "ambiguous_number",
+            "ambiguous number: the comma or point could be a decimal or a thousands "
+            "separator and nothing else in the column settles it; " + _separator_fix(config_name),
+        )
+    else:
+        number = point if point is not None else comma
+    if number is None:
+        other = comma if decimal == "." else point if decimal == "," else None
+        if other is not None:
+            raise ValueProblem(
+                "number_separator_mismatch",
+                f"this number does not fit connector.decimal_separator '{decimal}' (it reads "
+                "only with the other separator); correct the number, or the setting in "
+                f"{config_name}",
+            )
         raise ValueProblem(
             "invalid_number",
             "not a number; the value was left out of this row: write a plain number "
             "such as 2 or 1.5",
-        ) from None
+        )
     if not math.isfinite(number):
         raise ValueProblem("invalid_number", "not a finite number; write a plain number")
     return number

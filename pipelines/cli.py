@@ -94,7 +94,7 @@ def check(org_id: Annotated[str, typer.Argument(help="the member's id (its file 
         from connectors.spreadsheets import check_member
 
         report = check_member(member)
-        console.print(report.render())
+        console.print(report.render(), markup=False, highlight=False)
         if not report.ok:
             raise typer.Exit(1)
     elif member.connector.kind == "salesforce_npsp":

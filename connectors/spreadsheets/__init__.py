@@ -5,7 +5,10 @@ Public API:
 - ``raw_pipeline(member, destination, pipelines_dir)``: the member's own dlt pipeline.
 - ``changed_tables(member, pipeline)``: resources whose file or config changed since the last
   load; run ``spreadsheet_source(member).with_resources(*changed)``.
-- ``check_member(member)``: the ``hub check`` report (counts, headers and labels only).
+- ``check_member(member)``: the ``hub check`` report (counts, headers, labels, and the first
+  rejected rows with their values, for the member's own terminal only).
+- A table's ``file`` may be a pattern (``sessions-*.csv``): each file is read, fingerprinted
+  and reloaded on its own (``reading.table_files``).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from typing import BinaryIO
 import olefile
 
 from connectors.spreadsheets.limits import _MAX_COLUMNS, Limits, _extent_problem
+from connectors.spreadsheets.workbook_parts import part_of
 
 _CHUNK = 1 << 20
 _U32 = struct.Struct("<I")
@@ -203,7 +204,7 @@ def _xlsb_sheet_names(archive: zipfile.ZipFile) -> dict[str, str]:
             name_len = min(_U32.unpack_from(body, at)[0], (len(body) - at - 4) // 2)
             name = body[at + 4 : at + 4 + 2 * name_len].decode("utf-16-le", "replace")
             if rel_id in targets:
-                names[_normalised("xl/" + targets[rel_id])] = _printable(name)
+                names[part_of(targets[rel_id])] = _printable(name)
     return names
 
 

@@ -1,26 +1,35 @@
 """``hub check <org>``: what would happen if this member's files were loaded now.
 
 A member (or the person helping them) runs the check before the first load and after each
-change to their export. It reads every configured file exactly as the load would, but only
-counts: which columns were found, how many rows would load, be rejected or lose a value, why,
-and which programme/status/outcome labels still need a line in the YAML mappings. It never
-raises for a data problem and never prints personal data: counts, headers and labels only.
+change to their export. It reads every configured file exactly as the load would and says
+which columns were found, how many rows would load, be rejected or lose a value, why, and
+which programme/status/outcome labels still need a line in the YAML mappings. It never
+raises for a data problem.
+
+So the member can fix the file before loading, the first rejected rows are listed with row,
+column, value and reason. Those values are the member's own file shown back to whoever runs
+the check on the member's files: they live only in the report object (kept out of its repr)
+and in ``render()``'s text, which ``hub check`` prints to the terminal. Nothing here logs or
+stores them; ``render(show_values=False)`` leaves them out where the text goes further.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from connectors.errors import SpreadsheetError
-from connectors.members import Member, normalise_label
+from connectors.members import Member, is_glob, normalise_label
 from connectors.spreadsheets.reading import (
     MissingColumnsError,
     OpenedTable,
     open_table,
+    table_files,
     table_path,
 )
-from connectors.spreadsheets.records import EntityReader
+from connectors.spreadsheets.records import EntityReader, Issue
 from connectors.values import consent_line
 
 # Label columns whose values must appear in a mapping: (entity, raw column) -> mapping key.
@@ -33,6 +42,9 @@ LABEL_MAPPINGS: dict[tuple[str, str], str] = {
     ("outcome", "status"): "outcome_status",
 }
 TOP_REASONS = 5
+ROWS_SHOWN = 10  # rejected rows listed per table
+WARNINGS_SHOWN = 5  # rows that lose a value, listed per table
+VALUE_CHARS = 60  # a value is shown on one line, cut to this length
 
 
 @dataclass
@@ -54,6 +66,24 @@ class ReasonCount:
     code: str
     reason: str  # an example reason; never contains a cell's value
     rows: int
+
+
+@dataclass
+class RowProblem:
+    """One problem on one row, to show the member where to fix the file."""
+
+    row: int
+    column: str | None
+    value: str | None  # the cell as the member's file has it (personal data: see module)
+    reason: str
+    severity: str
+
+
+def _one_line(value: str) -> str:
+    """A cell's text on one line: line breaks shown as ⏎, control characters as spaces."""
+    text = value.replace("\r\n", "⏎").replace("\n", "⏎").replace("\r", "⏎")
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
 
 
 @dataclass
@@ -88,8 +118,12 @@ class TableCheck:
     unmapped: list[UnmappedLabel] = field(default_factory=list)
     orphan_rows: int = 0
     orphan_examples: list[str] = field(default_factory=list)
+    repeated_rows: int = 0  # rows whose id an earlier file of the same table already has
+    repeated_examples: list[str] = field(default_factory=list, repr=False)
     consent_policy: str | None = None
     consent: dict[str, int] = field(default_factory=dict)  # see EntityReader._consent
+    rejected_examples: list[RowProblem] = field(default_factory=list, repr=False)
+    warning_examples: list[RowProblem] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -106,8 +140,9 @@ class CheckReport:
         but do not stop a load)."""
         return all(t.readable for t in self.tables)
 
-    def render(self) -> str:
-        """Plain text for the terminal (no markup, so it reads the same in logs)."""
+    def render(self, show_values: bool = True) -> str:
+        """Plain text for the terminal (no markup). With ``show_values`` the first rejected
+        rows show their cell values from the member's file: print it, never log it."""
         lines = [f"Member {self.org_id} ({self.config_file})"]
         for t in self.tables:
             lines.append("")
@@ -139,12 +174,20 @@ class CheckReport:
             for r in t.reasons:
                 where = f" '{r.column}'" if r.column else ""
                 lines.append(f"    {r.rows} × {r.severity}{where}: {r.reason}")
+            lines.extend(_examples(t, show_values))
             if t.orphan_rows:
                 examples = ", ".join(f"'{i}'" for i in t.orphan_examples)
                 rows = "1 row names" if t.orphan_rows == 1 else f"{t.orphan_rows} rows name"
                 lines.append(
                     f"    {rows} a person not in the people file (e.g. "
                     f"{examples}): they will be quarantined; fix the ids or the people rows"
+                )
+            if t.repeated_rows:
+                shown = "; ".join(t.repeated_examples) if show_values else ""
+                lines.append(
+                    f"    {t.repeated_rows} row(s) repeat an id an earlier file of this table "
+                    f"already has{f' ({shown})' if shown else ''}: each file loads on its "
+                    "own, so both would load; remove the repeat from one of the files"
                 )
             if t.consent_policy is not None and t.consent:
                 lines.append(f"    {consent_line(t.consent_policy, t.consent)}")
@@ -158,11 +201,50 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _check_table(member: Member, entity: str, people: set[str] | None) -> TableCheck:
+def _examples(t: TableCheck, show_values: bool) -> list[str]:
+    """The rows to fix, each with its row number, column, value and reason."""
+    lines: list[str] = []
+    for title, shown, total in (
+        ("rejected", t.rejected_examples, t.rows_rejected),
+        ("losing a value", t.warning_examples, t.rows_with_warnings),
+    ):
+        if not shown:
+            continue
+        first = f"first {len(shown)} of {total}" if total > len(shown) else f"all {total}"
+        lines.append(f"    rows {title} ({first}; fix them in the file):")
+        for p in shown:
+            where = f"row {p.row}" + (f", column '{p.column}'" if p.column else "")
+            value = ""
+            if show_values and p.value is not None:
+                value = f" = '{_one_line(p.value)}'"
+            lines.append(f"      {where}{value}: {p.reason}")
+    return lines
+
+
+def _check_tables(member: Member, entity: str, people: set[str] | None) -> list[TableCheck]:
+    """One check per file of the table (a pattern may name several)."""
     table = member.connector.tables[entity]
-    report = TableCheck(entity=entity, file=str(table.file))
+    if not is_glob(table.file):
+        return [_check_table(member, entity, people, None)]
     try:
-        opened = open_table(member, entity)
+        files = table_files(member, entity)
+    except SpreadsheetError as err:
+        return [TableCheck(entity=entity, file=str(table.file), problem=err.problem, fix=err.fix)]
+    earlier: dict[str, str] = {}  # id -> the file that first had it
+    return [_check_table(member, entity, people, path, earlier) for path in files]
+
+
+def _check_table(
+    member: Member,
+    entity: str,
+    people: set[str] | None,
+    path: Path | None,
+    earlier: dict[str, str] | None = None,
+) -> TableCheck:
+    table = member.connector.tables[entity]
+    report = TableCheck(entity=entity, file=str(path or table.file))
+    try:
+        opened = open_table(member, entity, path)
     except MissingColumnsError as err:
         report.header_row = err.header_row
         report.columns = [
@@ -179,7 +261,7 @@ def _check_table(member: Member, entity: str, people: set[str] | None) -> TableC
         report.encoding, report.delimiter = opened.encoding, opened.delimiter
         report.sheet, report.header_row = opened.sheet, opened.header_row
         report.columns = [ColumnCheck(f, opened.header_of(f), True) for f in table.columns]
-        _count(member, entity, opened, report, people)
+        _count(member, entity, opened, report, people, earlier)
     return report
 
 
@@ -189,9 +271,12 @@ def _count(
     opened: OpenedTable,
     report: TableCheck,
     people: set[str] | None,
+    earlier: dict[str, str] | None = None,
 ) -> None:
     """Count what would load and why rows would not; ``people`` collects (person table) or
-    checks against (other tables) the person ids that would load."""
+    checks against (other tables) the person ids that would load; ``earlier`` (a table of
+    several files) collects the ids of the files before this one, to find repeats that
+    each file's own reading cannot see."""
     reader = EntityReader(member, entity, opened)
     mapping_keys = {column: key for (ent, column), key in LABEL_MAPPINGS.items() if ent == entity}
     known = {
@@ -207,6 +292,8 @@ def _count(
     try:
         for batch in reader.batches():
             report.rows_loaded += batch.row_count
+            if earlier is not None:
+                _repeats(report, batch.columns, earlier, opened.path.name)
             if people is not None and entity == "person":
                 people.update(i for i in batch.columns["source_id"] if i is not None)
             elif people is not None and "person_source_id" in batch.columns:
@@ -218,8 +305,10 @@ def _count(
             for issue in batch.issues:
                 if issue.severity == "error":
                     rejected.add(issue.source_row)
+                    _keep(report.rejected_examples, issue, ROWS_SHOWN)
                 elif issue.severity == "warning":
                     warned.add(issue.source_row)
+                    _keep(report.warning_examples, issue, WARNINGS_SHOWN)
                 else:
                     report.rows_skipped += 1
                 key = (issue.severity, issue.column_name, issue.code)
@@ -259,12 +348,42 @@ def _count(
             )
 
 
+def _repeats(
+    report: TableCheck, columns: dict[str, list[Any]], earlier: dict[str, str], file: str
+) -> None:
+    for source_id, row in zip(columns["source_id"], columns["_source_row"], strict=True):
+        first = earlier.setdefault(source_id, file)
+        if first != file:
+            report.repeated_rows += 1
+            if len(report.repeated_examples) < 3:
+                report.repeated_examples.append(f"row {row} repeats '{source_id}' of {first}")
+
+
+def _keep(examples: list[RowProblem], issue: Issue, limit: int) -> None:
+    """Keep the issue as an example while fewer than ``limit`` rows are kept (a row with
+    several problems shows each)."""
+    if len(examples) >= 3 * limit:
+        return
+    # Issues come in row order, so a row's problems arrive together.
+    if (
+        len(examples) >= limit
+        and examples[-1].row != issue.source_row
+        and len({e.row for e in examples}) >= limit
+    ):
+        return
+    examples.append(
+        RowProblem(
+            issue.source_row, issue.column_name, issue.raw_value, issue.reason, issue.severity
+        )
+    )
+
+
 def check_member(member: Member) -> CheckReport:
     """Check every configured table of a spreadsheet member; never raises for data problems."""
     # The person table goes first so the others can be checked against the ids it loads.
     entities = sorted(member.connector.tables, key=lambda e: e != "person")
     people: set[str] | None = set() if "person" in member.connector.tables else None
-    tables = [_check_table(member, entity, people) for entity in entities]
+    tables = [t for entity in entities for t in _check_tables(member, entity, people)]
     if any(t.entity == "person" and not t.readable for t in tables):
         for t in tables:  # without the people file every row would look orphaned
             t.orphan_rows, t.orphan_examples = 0, []

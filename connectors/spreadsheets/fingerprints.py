@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from connectors.errors import SpreadsheetError
-from connectors.members import Member
-from connectors.spreadsheets.reading import check_file, table_path
+from connectors.members import Member, is_glob
+from connectors.spreadsheets.reading import check_file, table_files, table_path
 
 # Bump when parsing changes what rows a file produces, so every member reloads once.
-PARSER_VERSION = "1"
+PARSER_VERSION = "2"
 SOURCE_NAME = "spreadsheet"
 STATE_KEY = "fingerprint"
+FILES_KEY = "files"  # a table of several files: file name -> fingerprint, as last loaded
 
 
 def resource_name(entity: str) -> str:
@@ -36,14 +38,14 @@ def _digest(parts: dict[str, Any], file_hash: str | None = None) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def file_sha256(member: Member, entity: str) -> str:
+def file_sha256(member: Member, entity: str, path: Path | None = None) -> str:
     """sha256 of the file's bytes; SpreadsheetError if it cannot be read.
 
     The file passes the reader's checks first (inside the member's folder after following
     links, a regular file, within the size limits): hashing a link swapped to /dev/zero, or
     a named pipe, would otherwise never end.
     """
-    path = table_path(member, entity)
+    path = path or table_path(member, entity)
     check_file(member, entity, path)
     digest = hashlib.sha256()
     try:
@@ -68,18 +70,43 @@ def file_sha256(member: Member, entity: str) -> str:
     return digest.hexdigest()
 
 
-def table_fingerprint(member: Member, entity: str) -> str:
-    """Fingerprint of one entity table: its file bytes and every setting that shapes rows."""
+def _table_parts(member: Member, entity: str) -> dict[str, Any]:
     conn = member.connector
     parts: dict[str, Any] = {
         "entity": entity,
         "table": conn.tables[entity].model_dump(mode="json"),
         "date_order": conn.date_order,
         "phone_region": conn.phone_region,
+        "decimal_separator": conn.decimal_separator,
+        "null_values": list(conn.null_values),
     }
     if entity == "person":
         parts["sharing"] = member.sharing.model_dump(mode="json")
-    return _digest(parts, file_sha256(member, entity))
+    return parts
+
+
+def file_fingerprints(
+    member: Member, entity: str, files: list[Path] | None = None
+) -> dict[str, str]:
+    """File name -> fingerprint of each file of a table of several files: each changes
+    alone when its bytes change, and all of them when a setting that shapes rows does."""
+    parts = _table_parts(member, entity)
+    return {
+        path.name: _digest({**parts, "name": path.name}, file_sha256(member, entity, path))
+        for path in (table_files(member, entity) if files is None else files)
+    }
+
+
+def files_fingerprint(member: Member, entity: str, prints: dict[str, str]) -> str:
+    """The table's fingerprint from its files' fingerprints (moves when any file does)."""
+    return _digest({**_table_parts(member, entity), "files": prints})
+
+
+def table_fingerprint(member: Member, entity: str) -> str:
+    """Fingerprint of one entity table: its file bytes and every setting that shapes rows."""
+    if is_glob(member.connector.tables[entity].file):
+        return files_fingerprint(member, entity, file_fingerprints(member, entity))
+    return _digest(_table_parts(member, entity), file_sha256(member, entity))
 
 
 def programme_fingerprint(member: Member) -> str:

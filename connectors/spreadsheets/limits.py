@@ -8,10 +8,11 @@ aborts, and every member after it is skipped. So, before any reader touches a fi
 - its size on disk is bounded (``HUB_MAX_FILE_BYTES``, default 1 GiB);
 - for a workbook, the zip's total uncompressed size (``HUB_MAX_UNCOMPRESSED_BYTES``, default
   2 GiB), its number of entries (10,000) and its compression ratio (at most 200:1 over all
-  entries, above 1 MiB) are bounded, and every worksheet's extent — its declared
-  ``<dimension>`` and the furthest cell it really has, found by streaming the XML without
-  building it — must hold at most ``HUB_MAX_CELLS`` cells (default 50,000,000) and 16,384
-  columns;
+  entries, above 1 MiB) are bounded, and every worksheet's extent (every part the workbook's
+  relationships name as a sheet, wherever and however spelt, and any xl/worksheets
+  part) — its declared ``<dimension>`` and the furthest cell it really has, found by
+  streaming the XML without building it — must hold at most ``HUB_MAX_CELLS`` cells
+  (default 50,000,000) and 16,384 columns;
 - the binary formats are held to the same extent limit (``binary_limits``): an .xlsb's
   worksheet parts are streamed record by record (its declared BrtWsDim and its furthest
   row and cell), and an .xls's sheets are walked in its compound file (each DIMENSIONS
@@ -147,8 +148,15 @@ def _archive_problem(archive: zipfile.ZipFile, limits: Limits) -> str | None:
             f"the workbook unpacks {unpacked / packed:,.0f} times larger than it is, far "
             "beyond any real spreadsheet (a zip bomb?); save it again from Excel"
         )
+    from connectors.spreadsheets.workbook_parts import normalised, sheet_parts
+
+    # The parts the workbook's relationships name as sheets (any path, any case), and any
+    # part named like a sheet: whichever the reader opens has been measured.
+    named = sheet_parts(archive)
     for entry in entries:
-        if entry.filename.startswith("xl/worksheets/") and entry.filename.endswith(".xml"):
+        part = normalised(entry.filename)
+        usual = part.startswith("xl/worksheets/") and part.endswith(".xml")
+        if usual or part in named:
             problem = _sheet_problem(archive, entry, limits)
             if problem:
                 return problem

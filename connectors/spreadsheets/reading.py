@@ -20,7 +20,15 @@ from typing import IO, Any
 import charset_normalizer
 
 from connectors.errors import SpreadsheetError
-from connectors.members import Member, SpreadsheetTable, normalise_label
+from connectors.members import (
+    MAX_FILES_PER_TABLE,
+    Member,
+    SpreadsheetTable,
+    header_key,
+    is_glob,
+    normalise_label,
+)
+from connectors.spreadsheets.csv_guards import not_text, watch_quotes
 from connectors.spreadsheets.limits import Limits, file_problem, workbook_problem
 from connectors.values import cell_text
 
@@ -32,6 +40,16 @@ SAMPLE_BYTES = 64 * 1024
 _CHUNK = 1024 * 1024
 
 Row = list[Any]
+
+
+def column_letters(index: int) -> str:
+    """0-based column index as the spreadsheet shows it (0 -> A, 27 -> AB)."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
 
 
 class MissingColumnsError(SpreadsheetError):
@@ -68,6 +86,7 @@ class OpenedTable:
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
+    first_column: int = 0  # 0-based sheet column of headers[0] (a workbook may start at C)
     _rows: Iterator[tuple[int, Row]] = field(default_factory=lambda: iter(()), repr=False)
     _handle: IO[str] | None = field(default=None, repr=False)
 
@@ -110,10 +129,78 @@ def table_path(member: Member, entity: str) -> Path:
     return member.resolve(table.file)
 
 
-def open_table(member: Member, entity: str) -> OpenedTable:
-    """Open the file configured for ``entity``; raise SpreadsheetError if it cannot be read."""
-    table = member.connector.tables[entity]
+def matching_files(path: Path) -> list[Path]:
+    """The files a table's ``file`` names: itself, or those its pattern matches in its one
+    folder, in name order, without the lock files Excel and LibreOffice keep beside an open
+    workbook (~$name, .~lock.name#); at most one more than the limit, so a caller can tell
+    the limit was passed. Never raises: a missing folder matches nothing."""
+    if not is_glob(path):
+        return [path]
+    # '[' starts a character class in a pattern, but it is a plain character in a name such
+    # as 'sessions [2025]-*.csv': only * and ? are wildcards here.
+    pattern = path.name.replace("[", "[[]")
+    matches: list[Path] = []
+    try:
+        for found in path.parent.glob(pattern):
+            if found.name.startswith(("~$", ".")):
+                continue
+            matches.append(found)
+            if len(matches) > MAX_FILES_PER_TABLE:
+                break
+    except OSError:
+        return []
+    return sorted(matches)
+
+
+def table_files(member: Member, entity: str) -> list[Path]:
+    """The files of ``entity``: its one file, or those its pattern matches, in name order.
+
+    A pattern matches names in its one folder only (never below), leaves out the lock
+    files Excel and LibreOffice keep beside an open workbook (~$name, .~lock.name#), and
+    is bounded: a folder of thousands of matches is a mistake, not a table.
+    """
     path = table_path(member, entity)
+    if not is_glob(path):
+        return [path]
+    folder = path.parent
+    key = _config_key(member, entity, "file")
+    if not folder.is_dir():
+        raise _error(
+            member, entity, path, f"folder {folder} not found", f"create it, or correct {key}"
+        )
+    matches = matching_files(path)
+    if len(matches) > MAX_FILES_PER_TABLE:
+        raise _error(
+            member,
+            entity,
+            path,
+            f"the pattern matches over {MAX_FILES_PER_TABLE} files",
+            f"move old exports to another folder, or narrow the pattern in {key}",
+        )
+    if not matches:
+        raise _error(
+            member,
+            entity,
+            path,
+            f"no file in {folder} matches '{path.name}'",
+            f"put the files there, or correct the pattern in {key}",
+        )
+    return sorted(matches)
+
+
+def open_table(member: Member, entity: str, path: Path | None = None) -> OpenedTable:
+    """Open the file configured for ``entity`` (or ``path``, one of its files); raise
+    SpreadsheetError if it cannot be read."""
+    table = member.connector.tables[entity]
+    path = path or table_path(member, entity)
+    if is_glob(path):
+        raise _error(
+            member,
+            entity,
+            path,
+            "this table has several files; each is opened on its own",
+            "open one of table_files(member, entity)",
+        )
     check_file(member, entity, path)
     if path.suffix.lower() in EXCEL_SUFFIXES:
         return _open_workbook(member, entity, table, path)
@@ -249,8 +336,9 @@ def _is_utf8(path: Path) -> bool:
 
 
 def _looks_binary(member: Member, entity: str, path: Path, encoding: str) -> None:
+    """Refuse a file that is not text before the CSV reader turns it into rows of noise."""
     with path.open("rb") as fh:
-        head = fh.read(8)
+        head = fh.read(SAMPLE_BYTES)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\xd0\xcf\x11\xe0"):
         raise _error(
             member,
@@ -260,13 +348,14 @@ def _looks_binary(member: Member, entity: str, path: Path, encoding: str) -> Non
             f"rename it to .xlsx (and update {_config_key(member, entity, 'file')}), or "
             "export it from Excel as 'CSV UTF-8'",
         )
-    if not encoding.startswith("utf-16") and b"\x00" in head:
+    if problem := not_text(head, encoding):
         raise _error(
             member,
             entity,
             path,
-            "this is not a text (CSV) file",
-            "export the data from its program as CSV or XLSX",
+            problem,
+            "open it in the program that made it and export the data as CSV (in Excel: Save "
+            f"As, 'CSV UTF-8') or as .xlsx, and put that file at {path}",
         )
 
 
@@ -322,7 +411,7 @@ def sniff_delimiter(text: str, wanted: set[str]) -> str:
         except csv.Error:  # e.g. a field over the limit: the read itself will say so
             continue
         hits = max(
-            (len(wanted & {normalise_label(c) for c in r}) for r in rows[:HEADER_SCAN_ROWS]),
+            (len(wanted & {header_key(c) for c in r}) for r in rows[:HEADER_SCAN_ROWS]),
             default=0,
         )
         widths = [len(r) for r in rows if len(r) > 1]
@@ -336,7 +425,7 @@ def sniff_delimiter(text: str, wanted: set[str]) -> str:
 def _open_csv(member: Member, entity: str, table: SpreadsheetTable, path: Path) -> OpenedTable:
     encoding = _resolve_encoding(member, entity, table, path)
     _looks_binary(member, entity, path, encoding)
-    wanted = {normalise_label(h) for h in table.columns.values()}
+    wanted = {header_key(h) for h in table.columns.values()}
     if table.delimiter:
         delimiter = _declared_delimiter(table.delimiter)
         if len(delimiter) != 1:
@@ -362,6 +451,7 @@ def _open_csv(member: Member, entity: str, table: SpreadsheetTable, path: Path) 
     except BaseException:
         handle.close()
         raise
+    rest = watch_quotes(rest, reader, delimiter, headers)
     return OpenedTable(
         member=member,
         entity=entity,
@@ -491,7 +581,25 @@ def _open_workbook(member: Member, entity: str, table: SpreadsheetTable, path: P
             f"sheet '{sheet_name}' cannot be read ({err})",
             "open it in Excel and save it again as .xlsx",
         ) from None
-    header_row, headers, columns, rest = _find_header(member, entity, table, path, rows)
+    start = getattr(sheet, "start", None)
+    first_column = start[1] if start else 0
+    from connectors.spreadsheets import workbook_parts as parts
+
+    # The reader shows a formula's error value as an empty cell (or its stale number):
+    # each format's own records say where they are.
+    finder = {
+        ".xlsx": parts.error_cells,
+        ".xlsm": parts.error_cells,
+        ".ods": parts.ods_error_cells,
+        ".xlsb": parts.xlsb_error_cells,
+        ".xls": parts.xls_error_cells,
+    }[path.suffix.lower()]
+    errors = finder(path, sheet_name)
+    if errors:
+        rows = _with_error_cells(rows, errors, first_column)
+    header_row, headers, columns, rest = _find_header(
+        member, entity, table, path, rows, first_column
+    )
     return OpenedTable(
         member=member,
         entity=entity,
@@ -501,8 +609,27 @@ def _open_workbook(member: Member, entity: str, table: SpreadsheetTable, path: P
         headers=headers,
         columns=columns,
         sheet=sheet_name,
+        first_column=first_column,
         _rows=rest,
     )
+
+
+def _with_error_cells(
+    rows: Iterator[tuple[int, Row]], errors: dict[int, list[tuple[int, str]]], first_column: int
+) -> Iterator[tuple[int, Row]]:
+    """Put each error cell's text (#DIV/0!) back where the reader left an empty cell, so
+    the record reader reports it instead of taking it for a blank."""
+    for number, row in rows:
+        found = errors.get(number)
+        if found:
+            row = list(row)
+            for column, text in found:
+                index = column - first_column
+                if 0 <= index < len(row) and not isinstance(row[index], str | bool):
+                    row[index] = text  # the reader's blank, or the formula's stale number
+                elif 0 <= index < len(row) and row[index] == "":
+                    row[index] = text
+        yield number, row
 
 
 # --- header row -------------------------------------------------------------------------
@@ -525,9 +652,10 @@ def _find_header(
     table: SpreadsheetTable,
     path: Path,
     rows: Iterator[tuple[int, Row]],
+    first_column: int = 0,
 ) -> tuple[int, list[str], dict[str, int], Iterator[tuple[int, Row]]]:
     """Locate the header row; return it, the field->column map and the rows after it."""
-    wanted = {f: normalise_label(h) for f, h in table.columns.items()}
+    wanted = {f: header_key(h) for f, h in table.columns.items()}
     if table.header_row is not None:
         for number, row in rows:
             if number == table.header_row:
@@ -535,7 +663,7 @@ def _find_header(
                 return (
                     number,
                     headers,
-                    _map_columns(member, entity, table, path, number, headers),
+                    _map_columns(member, entity, table, path, number, headers, first_column),
                     rows,
                 )
         raise _error(
@@ -550,13 +678,13 @@ def _find_header(
     best: tuple[int, int, list[str]] | None = None
     for number, row in _non_blank(rows):
         headers = _headers(row)
-        found = {normalise_label(h) for h in headers}
+        found = {header_key(h) for h in headers}
         hits = sum(1 for h in wanted.values() if h in found)
         if hits == len(wanted):
             return (
                 number,
                 headers,
-                _map_columns(member, entity, table, path, number, headers),
+                _map_columns(member, entity, table, path, number, headers, first_column),
                 rows,
             )
         if hits and (best is None or hits > best[0]):
@@ -576,7 +704,8 @@ def _find_header(
             "file's column headers, or set header_row",
         )
     _, number, headers = best
-    _map_columns(member, entity, table, path, number, headers)  # raises: names the missing
+    # raises: names the missing
+    _map_columns(member, entity, table, path, number, headers, first_column)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -587,18 +716,46 @@ def _map_columns(
     path: Path,
     number: int,
     headers: list[str],
+    first_column: int = 0,
 ) -> dict[str, int]:
-    index: dict[str, int] = {}
+    """Canonical field -> column index, matching headers as people spell them.
+
+    A header matching two columns is never settled by taking the first: 'Email' and
+    ' email ' side by side may hold different addresses. The header written exactly as in
+    the config wins over looser matches; otherwise the table cannot be read until the
+    member renames or removes one column.
+    """
+    loose: dict[str, list[int]] = {}
+    exact: dict[str, list[int]] = {}
     for i, header in enumerate(headers):
-        index.setdefault(normalise_label(header), i)
+        if header:
+            loose.setdefault(header_key(header), []).append(i)
+            exact.setdefault(normalise_label(header), []).append(i)
     columns: dict[str, int] = {}
     missing: list[str] = []
     for field_name, header in table.columns.items():
-        position = index.get(normalise_label(header))
-        if position is None:
-            missing.append(field_name)
+        positions = loose.get(header_key(header), [])
+        if len(positions) > 1:
+            same = exact.get(normalise_label(header), [])
+            positions = same if len(same) == 1 else positions
+        if len(positions) > 1:
+            where = " and ".join(
+                f"'{headers[i]}' (column {column_letters(first_column + i)})" for i in positions
+            )
+            raise _error(
+                member,
+                entity,
+                path,
+                f"the header '{header}' (for {field_name}) matches {len(positions)} columns of "
+                f"the header row (row {number}): {where}; the hub will not pick one",
+                "rename or delete the extra column in the file so only one column has this "
+                f"header, or write the header in connector.tables.{entity}.columns in "
+                f"{member.config_path.name} exactly as the one to use is written",
+            )
+        if positions:
+            columns[field_name] = positions[0]
         else:
-            columns[field_name] = position
+            missing.append(field_name)
     if missing:
         shown = [h for h in headers if h]
         closest: dict[str, str | None] = {}
@@ -606,10 +763,10 @@ def _map_columns(
         for field_name in missing:
             header = table.columns[field_name]
             close = difflib.get_close_matches(
-                normalise_label(header), [normalise_label(h) for h in shown], n=1, cutoff=0.5
+                header_key(header), [header_key(h) for h in shown], n=1, cutoff=0.5
             )
             closest[field_name] = next(
-                (h for h in shown if close and normalise_label(h) == close[0]), None
+                (h for h in shown if close and header_key(h) == close[0]), None
             )
             hint = f" (closest: '{closest[field_name]}')" if closest[field_name] else ""
             parts.append(f"'{header}' (for {field_name}){hint}")

@@ -14,11 +14,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from connectors import values as v
+from connectors.errors import SpreadsheetError
 from connectors.members import Member, normalise_label
-from connectors.spreadsheets.reading import OpenedTable, Row, open_table
+from connectors.spreadsheets.csv_guards import SuspectRow
+from connectors.spreadsheets.reading import OpenedTable, Row, open_table, table_files
 
 ENTITIES = ("person", "engagement", "service_delivery", "outcome")
 
@@ -88,6 +91,12 @@ QUARANTINE_COLUMNS: dict[str, str] = {
 # Canonical field (as mapped in YAML) -> raw column, where the two differ.
 RAW_NAME = {"updated_at": "source_updated_at"}
 DATE_FIELDS = frozenset({"birth_date", "start_date", "end_date", "delivered_on", "measured_on"})
+# Fields whose unreadable value rejects the row even when the field is optional: a wrong
+# date or a mangled id would otherwise load as a different record, not a missing value.
+REJECT_ON_ERROR = DATE_FIELDS | {"source_id", "person_source_id"}
+NUMBER_FIELDS = frozenset({"quantity", "value"})
+# First characters of a spreadsheet error value (#DIV/0!, Err:502): one cheap test per cell.
+_ERROR_START = frozenset("#E")
 # Natural key of rows without a source_id column: what makes two rows the same event.
 NATURAL_KEY = {
     "engagement": ("person_source_id", "programme", "start_date"),
@@ -155,11 +164,21 @@ class _Field:
     on_error: Any = None  # value kept when a warning drops the cell (consent: False)
 
 
+def decimal_separator(member: Member, entity: str) -> v.DecimalSeparator:
+    """The table's decimal separator, else the member's, else None (read per column)."""
+    conn = member.connector
+    return conn.tables[entity].decimal_separator or conn.decimal_separator
+
+
 def _parsers(member: Member, entity: str) -> dict[str, Parser]:
     conn = member.connector
     order = conn.date_order
     config = member.config_path.name
     region = conn.phone_region
+    decimal = decimal_separator(member, entity)
+
+    def number_parser(value: Any) -> Any:
+        return v.parse_number(value, decimal, config)
 
     def date_parser(value: Any) -> Any:
         return v.parse_date(value, order, config)
@@ -191,8 +210,8 @@ def _parsers(member: Member, entity: str) -> dict[str, Parser]:
         "outcome": v.parse_label,
         "service_name": v.parse_label,
         "unit": v.parse_label,
-        "quantity": v.parse_number,
-        "value": v.parse_number,
+        "quantity": number_parser,
+        "value": number_parser,
         "start_date": date_parser,
         "end_date": date_parser,
         "delivered_on": date_parser,
@@ -203,7 +222,8 @@ def _parsers(member: Member, entity: str) -> dict[str, Parser]:
 def _fields(member: Member, entity: str, opened: OpenedTable) -> list[_Field]:
     from connectors.members import ENTITY_FIELDS
 
-    required = set(ENTITY_FIELDS[entity]["required"])
+    table = member.connector.tables[entity]
+    required = {*ENTITY_FIELDS[entity]["required"], *table.required}
     parsers = _parsers(member, entity)
     return [
         _Field(
@@ -213,11 +233,29 @@ def _fields(member: Member, entity: str, opened: OpenedTable) -> list[_Field]:
             header=opened.headers[index],
             parse=parsers[name],
             required=name in required,
-            reject_on_error=name in DATE_FIELDS,
+            reject_on_error=name in REJECT_ON_ERROR,
             on_error=False if name == "consent_to_share" else None,
         )
         for name, index in opened.columns.items()
     ]
+
+
+def _defaults(member: Member, entity: str, opened: OpenedTable) -> dict[str, Any]:
+    """Raw column -> parsed default value; a default that does not parse is the member's
+    config mistake, refused before any row is read."""
+    parsers = _parsers(member, entity)
+    parsed: dict[str, Any] = {}
+    for name, value in member.connector.tables[entity].defaults.items():
+        try:
+            parsed[RAW_NAME.get(name, name)] = parsers[name](value)
+        except v.ValueProblem as problem:
+            raise SpreadsheetError(
+                member.org_id,
+                str(opened.path),
+                f"{entity} table: the default for {name} cannot be read ({problem.reason})",
+                f"correct connector.tables.{entity}.defaults.{name} in {member.config_path.name}",
+            ) from None
+    return parsed
 
 
 class EntityReader:
@@ -235,6 +273,23 @@ class EntityReader:
         self.raw_columns = list(RAW_COLUMNS[entity])
         self.id_field = "source_id" if entity == "person" else "person_source_id"
         self.id_index = opened.columns.get("source_id")
+        self.defaults = _defaults(member, entity, opened)
+        # Constants: fields with a default and no column, the same on every row.
+        self.constants = {
+            raw: value
+            for raw, value in self.defaults.items()
+            if raw not in {f.raw for f in self.fields}
+        }
+        nulls = member.connector.null_values
+        self.null_values = frozenset(v.clean_text(n).casefold() for n in nulls)
+        # First characters that send a text cell the slow way (see _blank_cell).
+        self.special_first = frozenset(
+            {*v.BLANK_EDGE, *_ERROR_START}
+            | {ch for n in self.null_values for ch in (n[:1], n[:1].upper(), n[:1].lower())}
+        )
+        # Decimal separator each number column settles on, read from its other values
+        # when an ambiguous number (1,234) first needs it: field -> "." | "," | None.
+        self.conventions: dict[str, tuple[str | None, str]] = {}
         self.id_field_spec = next((f for f in self.fields if f.name == "source_id"), None)
         self.plan = [(f, f.index, f.parse, f.raw) for f in self.fields]
         self.required = [f for f in self.fields if f.required]
@@ -242,6 +297,7 @@ class EntityReader:
         self._files: list[Any] = []
         self._numbers: list[Any] = []
         self.header_labels = [normalise_label(f.header) for f in self.fields]
+        self.header_lead = self.fields[0].header.lstrip()[:1].casefold() if self.fields else ""
         self.width = max((f.index for f in self.fields), default=0) + 1
         self.seen_ids: dict[str, int] = {}
         self.occurrences: dict[str, int] = {}
@@ -327,7 +383,7 @@ class EntityReader:
         lead = cells[self.fields[0].index]
         if (
             type(lead) is str
-            and lead.lstrip()[:1].casefold() == self.header_labels[0][:1]
+            and lead.lstrip()[:1].casefold() == self.header_lead
             and normalise_label(lead) == self.header_labels[0]
         ):
             mapped = [normalise_label(v.cell_text(cells[f.index])) for f in self.fields]
@@ -346,6 +402,9 @@ class EntityReader:
         return None
 
     def _row(self, number: int, cells: Row, issues: list[Issue]) -> None:
+        if cells.__class__ is SuspectRow:
+            self._suspect(number, cells, issues)
+            return
         if len(cells) < self.width:
             cells = [*cells, *([""] * (self.width - len(cells)))]
         values: dict[str, Any] = {}
@@ -353,17 +412,33 @@ class EntityReader:
         warnings: list[Issue] | None = None
         id_value: str | None = None
         if self.id_index is not None:
-            id_value = v.parse_id(cells[self.id_index])
+            id_value = v.cell_text(cells[self.id_index]) or None
         blank = True
+        defaults = self.defaults
+        special = self.special_first
         for fld, index, parse, raw_name in self.plan:
             raw = cells[index]
-            if raw == "" or raw is None:
-                values[raw_name] = None
-                continue
-            blank = False
             try:
+                if type(raw) is str:
+                    # The first character settles ordinary text: a cell that is blank once
+                    # cleaned starts with a space or an invisible character, a null word
+                    # or an error value with its own first letters; those go the slow way.
+                    if (not raw or raw[0] in special) and self._blank_cell(raw):
+                        values[raw_name] = defaults.get(raw_name)
+                        continue
+                elif raw is None:
+                    values[raw_name] = defaults.get(raw_name)
+                    continue
+                blank = False
                 values[raw_name] = parse(raw)
             except v.ValueProblem as problem:
+                blank = False
+                if problem.code == "ambiguous_number":
+                    settled = self._settle_number(fld, raw, problem)
+                    if type(settled) is float:
+                        values[raw_name] = settled
+                        continue
+                    problem = settled
                 if fld.required or fld.reject_on_error:
                     errors = errors or []
                     errors.append(self._issue(number, id_value, fld, raw, problem, "error"))
@@ -373,6 +448,8 @@ class EntityReader:
                 values[raw_name] = fld.on_error
         if blank:
             return  # nothing in any mapped column: not data, nothing to report
+        if self.constants:
+            values.update(self.constants)
         skipped = self._non_data(number, cells)
         if skipped is not None:
             issues.append(skipped)
@@ -431,6 +508,80 @@ class EntityReader:
         self._files.append(self.file_name)
         self._numbers.append(number)
 
+    def _blank_cell(self, raw: str) -> bool:
+        """Whether a text cell is blank: empty, spaces or invisible characters only, or one
+        of the member's null words; raises ValueProblem for a spreadsheet error value."""
+        text = v.cell_text(raw)
+        if not text or text.casefold() in self.null_values:
+            return True
+        if text.startswith(("#", "Err:")) and (problem := v.spreadsheet_error(text)):
+            raise problem
+        return False
+
+    def _suspect(self, number: int, cells: SuspectRow, issues: list[Issue]) -> None:
+        """Reject a row the reader distrusts (an unclosed quote swallowed the rows after
+        it), keeping the swallowed text as the raw value so nothing is lost."""
+        fld = next((f for f in self.fields if f.index == cells.column), None)
+        header = (
+            self.opened.headers[cells.column] if cells.column < len(self.opened.headers) else None
+        )
+        id_value = None
+        if self.id_index is not None and self.id_index < len(cells):
+            id_value = v.cell_text(cells[self.id_index]) or None
+        issue = self._issue(
+            number,
+            id_value,
+            fld,
+            cells[cells.column],
+            v.ValueProblem(cells.code, cells.reason),
+            "error",
+        )
+        if fld is None:
+            issue = Issue(**{**issue.__dict__, "column_name": header})
+        issues.append(issue)
+
+    def _settle_number(self, fld: _Field, raw: Any, problem: v.ValueProblem) -> Any:
+        """An ambiguous number (1,234) read with the separator the column's other values
+        show, or the problem to report when they show none or both."""
+        convention, why = self.conventions.get(fld.name) or self._read_convention(fld)
+        if convention is None:
+            if not why:
+                return problem
+            return v.ValueProblem(problem.code, f"{problem.reason} ({why})")
+        return v.parse_number(raw, convention)  # type: ignore[arg-type]
+
+    def _read_convention(self, fld: _Field) -> tuple[str | None, str]:
+        """Scan the column once for numbers with only one reading: '1,5' or '1.234,50'
+        show a decimal comma, '1.5' or '1,234.50' a decimal point. Done only when an
+        ambiguous number needs it, so a file without one is read once."""
+        comma = point = 0
+        with open_table(self.member, self.entity, self.opened.path) as again:
+            for _, cells in again.rows():
+                if fld.index >= len(cells):
+                    continue
+                cell = cells[fld.index]
+                if type(cell) is not str or ("," not in cell and "." not in cell):
+                    continue
+                as_point, as_comma = v.number_readings(v.cell_text(cell))
+                if as_point is None and as_comma is not None:
+                    comma += 1
+                elif as_comma is None and as_point is not None:
+                    point += 1
+        if comma and not point:
+            found: tuple[str | None, str] = (",", "")
+        elif point and not comma:
+            found = (".", "")
+        elif comma and point:
+            found = (
+                None,
+                f"the column '{fld.header}' has {point} number(s) written with a decimal "
+                f"point and {comma} with a decimal comma",
+            )
+        else:
+            found = (None, "")
+        self.conventions[fld.name] = found
+        return found
+
     def _consent(self, answer: bool | None) -> bool:
         """The consent kept for a person under the member's policy, counted by what it did.
 
@@ -466,8 +617,17 @@ class EntityReader:
 
 
 def read_entity(
-    member: Member, entity: str, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    member: Member,
+    entity: str,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    files: list[Path] | None = None,
 ) -> Iterator[Batch]:
-    """Open the member's file for ``entity`` and yield its batches; closes the file after."""
-    with open_table(member, entity) as opened:
-        yield from EntityReader(member, entity, opened, chunk_rows).batches()
+    """Yield the batches of the member's file(s) for ``entity`` (or of ``files``, some of
+    them), one file after another; each file is closed after it is read.
+
+    Each file is its own unit (its ids are checked for repeats within it), because each is
+    reloaded on its own when it alone changes.
+    """
+    for path in table_files(member, entity) if files is None else files:
+        with open_table(member, entity, path) as opened:
+            yield from EntityReader(member, entity, opened, chunk_rows).batches()

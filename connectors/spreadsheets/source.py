@@ -19,17 +19,21 @@ import dlt
 import pyarrow as pa
 from dlt.common.destination import AnyDestination
 
-from connectors.members import Member
+from connectors.members import Member, is_glob
 from connectors.raw_pipeline import member_pipeline
 from connectors.spreadsheets.fingerprints import (
+    FILES_KEY,
     SOURCE_NAME,
     STATE_KEY,
     current_fingerprints,
+    file_fingerprints,
+    files_fingerprint,
     programme_fingerprint,
     resource_name,
     stored_fingerprints,
     table_fingerprint,
 )
+from connectors.spreadsheets.reading import table_files
 from connectors.spreadsheets.records import (
     DEFAULT_CHUNK_ROWS,
     QUARANTINE_COLUMNS,
@@ -52,25 +56,47 @@ def _arrow_schema(columns: dict[str, str]) -> pa.Schema:
     return pa.schema([pa.field(name, _ARROW_TYPES[kind]) for name, kind in columns.items()])
 
 
-def _dlt_columns(columns: dict[str, str]) -> dict[str, dict[str, Any]]:
+# Marks, in a table of several files, the row that clears one file's earlier rows.
+REPLACED = "_hub_replaced"
+
+
+def _dlt_columns(columns: dict[str, str], merge: bool = False) -> dict[str, dict[str, Any]]:
     """Explicit types, so an empty column keeps its type and ids are never numbers."""
     hints: dict[str, dict[str, Any]] = {}
     for name, kind in columns.items():
         hint: dict[str, Any] = {"name": name, "data_type": kind, "nullable": True}
         if kind == "timestamp":
             hint["timezone"] = False  # spreadsheet times are local wall-clock times
+        if merge and name == REPLACED:
+            hint["hard_delete"] = True
         hints[name] = hint
     return hints
 
 
 class _Table:
-    """One destination table: its Arrow schema and the dlt hints attached to every item."""
+    """One destination table: its Arrow schema and the dlt hints attached to every item.
 
-    def __init__(self, name: str, columns: dict[str, str]) -> None:
+    A table of several files is written per file: ``merge`` on ``merge_key`` (the file's
+    name) deletes that file's earlier rows and inserts its new ones, leaving the others.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        columns: dict[str, str],
+        disposition: str | None = None,
+        merge_key: str | None = None,
+    ) -> None:
         self.name = name
         self.columns = list(columns)
         self.schema = _arrow_schema(columns)
-        self.hints = dlt.mark.make_hints(table_name=name, columns=_dlt_columns(columns))
+        merge = disposition == "merge"
+        extra: dict[str, Any] = {"write_disposition": disposition} if disposition else {}
+        if merge:
+            extra["merge_key"] = merge_key
+        self.hints = dlt.mark.make_hints(
+            table_name=name, columns=_dlt_columns(columns, merge), **extra
+        )
 
     def item(self, data: dict[str, list[Any]]) -> Any:
         arrays = [pa.array(data[c], type=self.schema.field(c).type) for c in self.columns]
@@ -92,6 +118,9 @@ def _entity_resource_rows(member: Member, entity: str, chunk_rows: int) -> Itera
     Both tables always get at least an empty item, so a file that no longer has bad rows
     empties the quarantine table instead of leaving last load's rows behind.
     """
+    if is_glob(member.connector.tables[entity].file):
+        yield from _several_files_rows(member, entity, chunk_rows)
+        return
     fingerprint = table_fingerprint(member, entity)
     name = resource_name(entity)
     good = _Table(name, RAW_COLUMNS[entity])
@@ -111,6 +140,66 @@ def _entity_resource_rows(member: Member, entity: str, chunk_rows: int) -> Itera
     if not sent_good:
         yield good.empty()
     dlt.current.resource_state()[STATE_KEY] = fingerprint
+
+
+def _several_files_rows(member: Member, entity: str, chunk_rows: int) -> Iterator[Any]:
+    """A table of several files (sessions-*.csv): only the files that changed are read.
+
+    Each changed or removed file first gets one marker row per table, which deletes that
+    file's earlier rows (dlt merge with a hard-delete column), then its new rows are
+    inserted; the other files' rows stay as loaded. The first load of the table (no files
+    recorded yet, e.g. after it named one file) replaces the tables with every file.
+    """
+    files = table_files(member, entity)
+    prints = file_fingerprints(member, entity, files)
+    state = dlt.current.resource_state()
+    before: dict[str, str] | None = state.get(FILES_KEY)
+    disposition = "replace" if before is None else "merge"
+    name = resource_name(entity)
+    good = _Table(
+        name, {**RAW_COLUMNS[entity], REPLACED: "bool"}, disposition, merge_key="_source_file"
+    )
+    quarantine = _Table(
+        f"{name}_quarantine",
+        {**QUARANTINE_COLUMNS, REPLACED: "bool"},
+        disposition,
+        merge_key="source_file",
+    )
+    if before is None:
+        changed = files
+    else:
+        changed = [p for p in files if before.get(p.name) != prints[p.name]]
+        cleared = [p.name for p in changed] + [f for f in before if f not in prints]
+        if cleared:
+            blank = [None] * len(cleared)
+            marks = [True] * len(cleared)
+            yield good.item(
+                {
+                    **{c: blank for c in good.columns},
+                    "_source_file": cleared,
+                    REPLACED: marks,
+                }
+            )
+            yield quarantine.item(
+                {**{c: blank for c in quarantine.columns}, "source_file": cleared, REPLACED: marks}
+            )
+    sent_good = sent_quarantine = before is not None
+    for batch in read_entity(member, entity, chunk_rows, files=changed):
+        if batch.row_count:
+            yield good.item({**batch.columns, REPLACED: [False] * batch.row_count})
+            sent_good = True
+        if batch.issues:
+            rows = [i.as_row() for i in batch.issues]
+            columns = {c: [r[c] for r in rows] for c in QUARANTINE_COLUMNS}
+            yield quarantine.item({**columns, REPLACED: [False] * len(rows)})
+            sent_quarantine = True
+    if not sent_quarantine:
+        yield quarantine.empty()
+    if not sent_good:
+        yield good.empty()
+    state = dlt.current.resource_state()  # the one saved with this load
+    state[FILES_KEY] = prints
+    state[STATE_KEY] = files_fingerprint(member, entity, prints)
 
 
 def _programme_rows(member: Member) -> Iterator[Any]:
@@ -134,12 +223,15 @@ def spreadsheet_source(member: Member, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> 
     Building the source reads nothing: files are opened when a resource is iterated.
     """
     resources = []
-    for entity in member.connector.tables:
+    for entity, table in member.connector.tables.items():
         resources.append(
             dlt.resource(
                 _entity_resource_rows,
                 name=resource_name(entity),
-                write_disposition="replace",
+                # dlt clears a replace resource's state before it runs; a table of several
+                # files keeps its files' fingerprints there, and sets each table's
+                # disposition on its items (see _several_files_rows).
+                write_disposition="merge" if is_glob(table.file) else "replace",
             )(member, entity, chunk_rows)
         )
     resources.append(

@@ -41,7 +41,7 @@ def member(
         "connector": {"kind": "spreadsheet", "tables": tables},
     }
     for key, value in extra.items():
-        if key in ("date_order", "phone_region"):
+        if key in ("date_order", "phone_region", "decimal_separator", "null_values"):
             config["connector"][key] = value
         else:
             config[key] = value
@@ -90,6 +90,14 @@ def _wide(text: str) -> bytes:
     return struct.pack("<I", len(text)) + text.encode("utf-16-le")
 
 
+class XlsbError(int):
+    """An error cell for ``write_xlsb``: its BErr code (0x07 is #DIV/0!)."""
+
+    @property
+    def code(self) -> int:
+        return int(self)
+
+
 def _xlsb_sheet(cells: list[tuple[int, int, str | float]], dimension: tuple[int, int]) -> bytes:
     """A worksheet part: BrtBeginSheet, BrtWsDim, the rows and cells, BrtEndSheet."""
     rows: dict[int, list[tuple[int, str | float]]] = {}
@@ -102,7 +110,9 @@ def _xlsb_sheet(cells: list[tuple[int, int, str | float]], dimension: tuple[int,
         out += _brt(0x00, struct.pack("<IIHBBBI", row, 0, 300, 0, 0, 0, 0))  # BrtRowHdr
         for col, value in rows[row]:
             cell = struct.pack("<II", col, 0)  # column, style
-            if isinstance(value, str):
+            if isinstance(value, XlsbError):
+                out += _brt(0x03, cell + bytes([value.code]))  # BrtCellError
+            elif isinstance(value, str):
                 out += _brt(0x06, cell + _wide(value))  # BrtCellSt
             else:
                 out += _brt(0x05, cell + struct.pack("<d", value))  # BrtCellReal

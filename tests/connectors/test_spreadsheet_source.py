@@ -244,10 +244,12 @@ def test_check_member_reports_counts_columns_and_unmapped_labels(tmp_path: Path)
         ("outcomes", "Debt reduced", 1),
         ("outcome_status", "Yes", 1),
     }  # 'Closed ' maps to 'Closed' (case and spaces ignored)
-    text = report.render()
+    text = report.render(show_values=False)
     assert "mappings.engagement_status" in text and "On hold" in text
-    for personal in ("Zoë", "Siân", "07700", "1980", "M14", "00123"):
+    for personal in ("Zoë", "Siân", "07700", "1980", "M14", "00123", "00789"):
         assert personal not in text
+    assert "row 5, column 'Client ID': 'Client ID' repeats the id" in text
+    assert repr(person).count("00789") == 0  # the report's repr carries no values
 
 
 def test_check_member_reports_unreadable_files_without_raising(tmp_path: Path) -> None:
@@ -292,3 +294,41 @@ def test_check_member_reports_rows_naming_unknown_people(tmp_path: Path) -> None
     assert tables["outcome"].orphan_examples == ["00999"]
     assert tables["engagement"].orphan_rows == 0  # leading zeros kept: 00123 is known
     assert "1 row names a person not in the people file (e.g. '00999')" in check_member(m).render()
+
+
+def test_check_member_lists_the_rows_to_fix_with_their_values(tmp_path: Path) -> None:
+    """Issue #19 item 11: the member sees which rows to fix, and what is in them."""
+    m = _member(tmp_path)
+    bad = [f"{900 + n},Bad{n},Row,31/02/1990,,,Yes" for n in range(12)]  # no 31 February
+    write_text(
+        tmp_path / "acme_trust" / "people.csv",
+        [*PEOPLE, *bad, '01000,"Ann,Lee,01/02/1985,,,Yes', "01001,Ben,Ray,01/02/1985,,,Yes"],
+    )
+    report = check_member(m)
+    person = next(t for t in report.tables if t.entity == "person")
+    assert person.rows_rejected == 14
+    shown = [(p.row, p.column, p.value) for p in person.rejected_examples]
+    assert shown == [(5, "Client ID", "00789")] + [
+        (row, "DOB", "31/02/1990") for row in range(6, 15)
+    ]
+    text = report.render()
+    assert "rows rejected (first 10 of 14; fix them in the file):" in text
+    assert "row 5, column 'Client ID' = '00789': 'Client ID' repeats the id" in text
+    assert "row 6, column 'DOB' = '31/02/1990': this date does not exist" in text
+    assert "row 15," not in text
+    assert "rows losing a value (all 1; fix them in the file):" in text
+    assert "row 3, column 'Phone' = '07700 9001234 5': not a phone number" in text
+    assert "Zoë" not in text  # rows that load are not listed
+    hidden = report.render(show_values=False)
+    assert "31/02/1990" not in hidden and "row 6, column 'DOB': this date" in hidden
+
+
+def test_check_shows_a_swallowed_row_on_one_line(tmp_path: Path) -> None:
+    m = _member(tmp_path)
+    write_text(
+        tmp_path / "acme_trust" / "people.csv",
+        [*PEOPLE[:2], '01000,"Ann,Lee,01/02/1985,,,Yes', "01001,Ben,Ray,01/02/1985,,,Yes"],
+    )
+    text = check_member(m).render()
+    assert "row 3, column 'First name' = 'Ann,Lee,01/02/1985,,,Yes⏎01001,Ben,Ray,01/02/" in text
+    assert "so line 4 of the file was read into this one cell" in text

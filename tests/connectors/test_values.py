@@ -115,6 +115,42 @@ def test_email_postcode_names_and_numbers() -> None:
     assert _problem(v.parse_number, "two").code == "invalid_number"
 
 
+@pytest.mark.parametrize(
+    ("text", "decimal", "expected"),
+    [
+        ("1.234,50", None, 1234.5),  # a European export: only one reading
+        ("1,5", None, 1.5),
+        ("1 234,50", None, 1234.5),  # French settings group thousands with a space
+        ("1'234.50", None, 1234.5),  # Swiss settings, with an apostrophe
+        ("1,234.50", None, 1234.5),
+        ("1.5E+03", None, 1500.0),  # as Excel writes a large number
+        ("1,234", ",", 1.234),
+        ("1,234", ".", 1234.0),
+        ("€2,50", ",", 2.5),
+    ],
+)
+def test_numbers_read_with_their_decimal_separator(
+    text: str, decimal: v.DecimalSeparator, expected: float
+) -> None:
+    assert v.parse_number(text, decimal) == expected
+
+
+def test_numbers_with_two_readings_or_the_wrong_separator_are_problems() -> None:
+    assert _problem(v.parse_number, "1,234").code == "ambiguous_number"
+    assert _problem(v.parse_number, "1.234").code == "ambiguous_number"
+    assert _problem(v.parse_number, "1,5", ".").code == "number_separator_mismatch"
+    assert _problem(v.parse_number, "1,2,3").code == "invalid_number"
+
+
+def test_text_is_one_spelling_of_what_people_see() -> None:
+    assert v.cell_text("\ufeff Zoe\u0308\u200b ") == "Zo\u00eb"  # NFC, no BOM, no ZWSP
+    assert v.cell_text("\u200d\u200b") == ""
+    assert v.cell_text("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") == (
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # a Persian word keeps its ZWNJ
+    )
+    assert v.spreadsheet_error("#DIV/0!") is not None and v.spreadsheet_error("#1 Fan") is None
+
+
 def test_consent_follows_the_sharing_policy() -> None:
     yes, no = ("yes", "y"), ("no", "n")
     everyone = v.consent_parser("all", yes, no, "x.yaml")

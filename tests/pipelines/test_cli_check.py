@@ -286,3 +286,34 @@ def test_crm_members_are_listed_but_not_loaded_yet(
     monkeypatch.setenv("COLUMNS", "200")
     listed = CliRunner().invoke(app, ["members"])
     assert listed.exit_code == 0 and "civi_trust" in listed.output and "civicrm" in listed.output
+
+
+def test_check_spreadsheet_member_prints_the_rows_to_fix_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The values are printed as the file has them: '[b]' is text, not terminal markup."""
+    data = tmp_path / "sheet_trust"
+    data.mkdir()
+    (data / "people.csv").write_text(
+        "Client ID,DOB\r\n1,[b]31/02/1990[/b]\r\n2,1990-01-01\r\n", encoding="utf-8"
+    )
+    _member(
+        tmp_path,
+        "sheet_trust",
+        {
+            "kind": "spreadsheet",
+            "tables": {
+                "person": {
+                    "file": "sheet_trust/people.csv",
+                    "columns": {"source_id": "Client ID", "birth_date": "DOB"},
+                }
+            },
+        },
+    )
+    config = yaml.safe_load((tmp_path / "sheet_trust.yaml").read_text(encoding="utf-8"))
+    config["sharing"] = {"consent": "none"}
+    (tmp_path / "sheet_trust.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    code, output = _check("sheet_trust", tmp_path, monkeypatch)
+    assert code == 0, output
+    assert "rows rejected (all 1; fix them in the file):" in output
+    assert "row 2, column 'DOB' = '[b]31/02/1990[/b]': not a date" in output

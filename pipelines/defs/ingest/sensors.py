@@ -24,18 +24,24 @@ PERSON_LINK = dg.AssetKey(["hub", "person_link"])
 
 def _file_stamps(members: MemberRegistry) -> dict[str, str]:
     """Per spreadsheet member, a stamp of its files' sizes and modification times."""
+    from pathlib import Path
+
+    from connectors.spreadsheets.reading import matching_files
+
     stamps: dict[str, str] = {}
     for org_id, member in members.members.items():
         if not isinstance(member.connector, SpreadsheetConnector):
             continue
         parts = []
         for name, table in sorted(member.connector.tables.items()):
-            path = member.resolve(table.file)
-            try:
-                stat = path.stat()
-                parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
-            except OSError:
-                parts.append(f"{name}:missing")
+            # A pattern (sessions-*.csv) stamps each file it matches: a new month's export
+            # is a change.
+            for path in matching_files(member.resolve(table.file)) or [Path(table.file)]:
+                try:
+                    stat = path.stat()
+                    parts.append(f"{name}:{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+                except OSError:
+                    parts.append(f"{name}:missing")
         stamps[org_id] = "|".join(parts)
     return stamps
 

@@ -34,6 +34,7 @@ def spreadsheet_raw(
 ) -> Iterator[Any]:
     """Load the member's changed spreadsheets into raw_<org>; unchanged files are skipped."""
     from connectors.spreadsheets import changed_tables, raw_pipeline, spreadsheet_source
+    from connectors.spreadsheets.reading import matching_files
 
     member = member_to_load(context, hub, "spreadsheet")
     if member is None:
@@ -58,9 +59,10 @@ def spreadsheet_raw(
         return
     files = sorted(
         {
-            str(member.resolve(table.file))
+            str(path)
             for entity, table in member.connector.tables.items()
             if f"spreadsheet__{entity}" in wanted
+            for path in matching_files(member.resolve(table.file))
         }
     )
     yield from run_source(
