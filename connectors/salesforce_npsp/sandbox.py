@@ -323,6 +323,17 @@ class SandboxState:
     schema: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     hidden_objects: set[str] = field(default_factory=set)
+    # Fields field-level security hides from the integration user, by object: absent from
+    # describe, and a SOQL naming one is refused with INVALID_FIELD.
+    hidden_fields: dict[str, set[str]] = field(default_factory=dict)
+    # Fields hidden the moment the next query on their object arrives (FLS revoked between
+    # a load's describe and its query).
+    hide_at_query: dict[str, set[str]] = field(default_factory=dict)
+    # Per object: the delete log has forgotten every entry up to this time (the two-hourly
+    # purge of a large log, or a hard delete); getDeleted's earliestDateAvailable.
+    log_purged_until: dict[str, datetime] = field(default_factory=dict)
+    record_count_fault: tuple[int, str] | None = None
+    query_faults: list[str] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
     cursors: dict[str, _Cursor] = field(default_factory=dict)
     deleted_log: dict[str, list[tuple[str, datetime]]] = field(default_factory=dict)
@@ -665,6 +676,35 @@ class SalesforceSandbox:
                 if not record["IsDeleted"]:
                     self.state.deleted_log[obj].append((record_id, _truncate_ms(datetime.now(UTC))))
 
+    def purge_delete_log(self, obj: str, until: datetime | None = None) -> None:
+        """Forget the delete log's entries up to ``until`` (now), as Salesforce's two-hourly
+        purge of a large log does: getDeleted no longer lists them, and its
+        ``earliestDateAvailable`` moves to ``until``."""
+        with self._lock:
+            until = _truncate_ms(until or datetime.now(UTC))
+            self.state.deleted_log[obj] = [e for e in self.state.deleted_log[obj] if e[1] > until]
+            self.state.log_purged_until[obj] = max(
+                until, self.state.log_purged_until.get(obj, until)
+            )
+
+    def hard_delete_records(self, obj: str, ids: list[str]) -> None:
+        """Delete for good, skipping the recycle bin (Bulk API hardDelete), with the delete
+        log then purged: no query, queryAll or getDeleted ever shows these ids again."""
+        self.delete_records(obj, ids)
+        self.purge_records(obj, ids)
+        self.purge_delete_log(obj)
+
+    def fail_record_count(self, status: int = 404, code: str = "NOT_FOUND") -> None:
+        """Every later ``/limits/recordCount`` request is refused with ``status``/``code``."""
+        with self._lock:
+            self.state.record_count_fault = (status, code)
+
+    def fail_next_query_page(self, code: str = "INVALID_QUERY_LOCATOR") -> None:
+        """The next query page (``nextRecordsUrl``) is refused: INVALID_QUERY_LOCATOR (the
+        cursor was closed: too many open, or idle too long) or QUERY_TIMEOUT."""
+        with self._lock:
+            self.state.query_faults.append(code)
+
     def set_formula_values(self, obj: str, field_name: str, value: Any) -> None:
         """Change a formula's result everywhere without touching SystemModstamp."""
         with self._lock:
@@ -678,11 +718,27 @@ class SalesforceSandbox:
                 record.setdefault(name, default)
 
     def remove_field(self, obj: str, name: str) -> None:
-        """Delete a field, or (to the integration user) revoke its field-level security."""
+        """Delete a field from the object (its values go with it)."""
         with self._lock:
             self.state.schema[obj].pop(name, None)
 
-    hide_field = remove_field
+    def hide_field(self, obj: str, name: str, at_next_query: bool = False) -> None:
+        """Revoke the integration user's field-level security on a field: describe leaves it
+        out and a query naming it is refused (INVALID_FIELD); its values stay in the org.
+        ``at_next_query``: only once the next query on ``obj`` arrives (after a describe)."""
+        with self._lock:
+            target = self.state.hide_at_query if at_next_query else self.state.hidden_fields
+            target.setdefault(obj, set()).add(name)
+
+    def show_field(self, obj: str, name: str) -> None:
+        """Grant field-level security on a hidden field again."""
+        with self._lock:
+            self.state.hidden_fields.get(obj, set()).discard(name)
+            self.state.hide_at_query.get(obj, set()).discard(name)
+
+    def _visible_schema(self, obj: str) -> dict[str, dict[str, Any]]:
+        hidden = self.state.hidden_fields.get(obj, set())
+        return {k: v for k, v in self.state.schema[obj].items() if k not in hidden}
 
     def retype_field(self, obj: str, name: str, kind: str) -> None:
         with self._lock:
@@ -830,7 +886,9 @@ class SalesforceSandbox:
                 "queryable": True,
                 "retrieveable": True,
                 "replicateable": True,
-                "fields": [self._describe_field(obj, f) for f in self.state.schema[obj].values()],
+                "fields": [
+                    self._describe_field(obj, f) for f in self._visible_schema(obj).values()
+                ],
                 "urls": {"sobject": f"/services/data/v{API_VERSION}/sobjects/{obj}"},
             }
 
@@ -860,7 +918,9 @@ class SalesforceSandbox:
                     "supported. If you are attempting to use a custom object, be sure to "
                     "append the '__c' after the entity name.",
                 )
-            schema = self.state.schema[obj]
+            late = self.state.hide_at_query.pop(obj, set())
+            self.state.hidden_fields.setdefault(obj, set()).update(late)
+            schema = self._visible_schema(obj)
             used = query.fields + [c[0] for c in query.conditions] + query.order_by
             for name in used:
                 if name not in schema:
@@ -929,18 +989,40 @@ class SalesforceSandbox:
                 )
             return body
 
-    def deleted(self, obj: str, start: datetime, end: datetime) -> dict[str, Any]:
+    def deleted(self, obj: str, start: datetime, end: datetime) -> tuple[int, Any]:
+        """getDeleted as Salesforce answers it: seconds are ignored, a window shorter than a
+        minute or starting more than 30 days ago is refused (400 INVALID_REPLICATION_DATE),
+        and the delete log forgets entries after 15 days or when purged
+        (``purge_delete_log``), which ``earliestDateAvailable`` then says."""
+        now = datetime.now(UTC)
+        start, end = start.replace(second=0, microsecond=0), end.replace(second=0, microsecond=0)
+        if end - start < timedelta(minutes=1):
+            return 400, [
+                {
+                    "errorCode": "INVALID_REPLICATION_DATE",
+                    "message": "startDate must chronologically precede endDate by more than "
+                    "one minute",
+                }
+            ]
+        if start < now - timedelta(days=30):
+            return 400, [
+                {
+                    "errorCode": "INVALID_REPLICATION_DATE",
+                    "message": "startDate cannot be more than 30 days ago",
+                }
+            ]
         with self._lock:
+            kept_from = now - timedelta(days=15)
+            earliest = max(kept_from, self.state.log_purged_until.get(obj, kept_from))
             entries = [
                 {"id": rid, "deletedDate": format_datetime(when)}
                 for rid, when in self.state.deleted_log[obj]
-                if start <= when < end
+                if start <= when < end and when > earliest
             ]
-            earliest = datetime.now(UTC) - timedelta(days=15)
-            return {
+            return 200, {
                 "deletedRecords": entries,
                 "earliestDateAvailable": format_datetime(earliest),
-                "latestDateCovered": format_datetime(min(end, datetime.now(UTC))),
+                "latestDateCovered": format_datetime(min(end, now)),
             }
 
     # ---------------------------------------------------------------- Bulk API 2.0
@@ -975,7 +1057,7 @@ class SalesforceSandbox:
             try:
                 query = parse_soql(soql)
                 if query.sobject in self.visible_objects():
-                    schema = self.state.schema[query.sobject]
+                    schema = self._visible_schema(query.sobject)
                     for name in query.fields:
                         if schema.get(name, {}).get("type") in ("address", "location"):
                             return 400, [
@@ -1255,6 +1337,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed")
             return
         if rest == "/limits/recordCount":
+            with sandbox._lock:
+                fault = sandbox.state.record_count_fault
+            if fault is not None:
+                self._error(fault[0], fault[1], "The requested resource does not exist")
+                return
             wanted = [o for o in params.get("sObjects", "").split(",") if o]
             self._send(200, {"sObjects": sandbox.record_counts(wanted)})
             return
@@ -1304,7 +1391,8 @@ class _Handler(BaseHTTPRequestHandler):
             except (KeyError, ValueError):
                 self._error(400, "INVALID_REPLICATION_DATE", "start and end are required")
                 return
-            self._send(200, sandbox.deleted(obj, start, end))
+            status, body = sandbox.deleted(obj, start, end)
+            self._send(status, body)
             return
         size = sandbox.page_size
         options = self.headers.get("Sforce-Query-Options", "")
@@ -1321,6 +1409,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         paged = re.fullmatch(r"/query(?:All)?/(\w+)-(\d+)", rest)
         if paged:
+            with sandbox._lock:
+                fault = sandbox.state.query_faults.pop(0) if sandbox.state.query_faults else None
+            if fault == "INVALID_QUERY_LOCATOR":
+                with sandbox._lock:  # Salesforce closed the cursor: it is gone for good
+                    sandbox.state.cursors.pop(paged[1], None)
+            elif fault is not None:
+                self._error(400, fault, "Your query request was running for too long.")
+                return
             body = sandbox.page(paged[1], int(paged[2]), size, version)
             if body is None:
                 self._error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
