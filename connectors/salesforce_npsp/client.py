@@ -72,7 +72,17 @@ class SalesforceApiError(PermanentSourceError):
     def __init__(self, status: int, code: str, message: str, advice: str) -> None:
         self.status = status
         self.code = code
-        super().__init__(f"Salesforce API {status} {code}: {message.strip()[:300]}. {advice}")
+        self.detail = message.strip()[:300]
+        self.advice = advice
+        super().__init__(f"Salesforce API {status} {code}: {self.detail}. {advice}")
+
+    def on(self, resource: str, sobject: str) -> SalesforceApiError:
+        """The same error naming the object whose read it stopped, with advice for it."""
+        err = SalesforceApiError(
+            self.status, self.code, self.detail, _advice(self.code, self.status, sobject)
+        )
+        err.args = (f"{resource} ({sobject}): {err}",)
+        return err
 
 
 class BulkQueryRejected(Exception):
@@ -542,7 +552,24 @@ def _short(path: str) -> str:
     return path.split("?")[0][:80]
 
 
-def _advice(code: str, status: int) -> str:
+def _advice(code: str, status: int, sobject: str | None = None) -> str:
+    what = sobject or "the object"
+    if code == "INVALID_QUERY_LOCATOR":
+        return (
+            f"Salesforce closed the query cursor reading {what} before the load read all its "
+            "pages: it keeps at most 10 open cursors per user, shared with every other "
+            "integration signed in as the same user (this load holds up to one per object it "
+            "reads), and closes one left idle for 15 minutes. Give the hub its own integration "
+            "user, or schedule it away from the other integrations; the next run resumes from "
+            "the last page loaded."
+        )
+    if code == "QUERY_TIMEOUT":
+        return (
+            f"Salesforce stopped the query on {what} for running too long (a large object or "
+            "a busy org). The next run resumes from the last page loaded; if it keeps "
+            "happening on full reads, lower 'bulk_threshold' so they go through Bulk API 2.0, "
+            "or ask Salesforce support for a custom index on SystemModstamp."
+        )
     if code == "INVALID_FIELD":
         return (
             "The integration user cannot read a field the query names: grant it field-level "

@@ -66,7 +66,10 @@ class SalesforceSettings(_Strict):
         description="Stop before the daily API allocation falls below this share.",
     )
     lookback_seconds: int = Field(
-        default=300, ge=0, description="Re-read this much before the cursor on every run."
+        default=300,
+        ge=0,
+        description="Re-read this much before the cursor on every run (any value: the "
+        "delete-log window is widened to the whole minutes Salesforce accepts).",
     )
     page_size: int = Field(default=2000, ge=200, le=2000, description="SOQL batchSize.")
     max_url_length: int = Field(default=16000, ge=1000, description="Split longer queries.")
@@ -83,6 +86,27 @@ class SalesforceSettings(_Strict):
         default=7,
         ge=1,
         description="Re-read everything this often (formula fields never bump SystemModstamp).",
+    )
+    reconcile_days: int | None = Field(
+        default=1,
+        ge=1,
+        description="List every object's live ids this often (an id-only query) to find "
+        "records deleted for good that the delete log no longer shows; a full read and an "
+        "earliestDateAvailable past the last run also do it. None: only those.",
+    )
+    max_deleted_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Most of an object's loaded records one run may mark deleted because "
+        "Salesforce no longer lists them (at least 10 are always allowed). More, or an empty "
+        "listing, deletes nothing and holds the member: lost sharing or permissions look the "
+        "same. Raise it (1 accepts anything) for one run after a deliberate mass deletion.",
+    )
+    removed_fields: tuple[str, ...] = Field(
+        default=(),
+        description="Fields ('Object.Field') deleted or hidden from the integration user on "
+        "purpose: a load no longer waits for them to be readable again.",
     )
     start_date: str = Field(
         default="2000-01-01T00:00:00Z", description="Lower bound of the first, full load."
