@@ -333,6 +333,7 @@ class SandboxState:
     # purge of a large log, or a hard delete); getDeleted's earliestDateAvailable.
     log_purged_until: dict[str, datetime] = field(default_factory=dict)
     record_count_fault: tuple[int, str] | None = None
+    out_of_sight: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     query_faults: list[str] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
     cursors: dict[str, _Cursor] = field(default_factory=dict)
@@ -693,6 +694,19 @@ class SalesforceSandbox:
         self.delete_records(obj, ids)
         self.purge_records(obj, ids)
         self.purge_delete_log(obj)
+
+    def lose_sight_of(self, obj: str, ids: list[str]) -> None:
+        """Records the integration user can no longer see (a sharing rule or role change):
+        gone from every query, with no delete-log entry, though nobody deleted them."""
+        with self._lock:
+            hidden = self.state.out_of_sight.setdefault(obj, {})
+            for record_id in ids:
+                hidden[record_id] = self.state.records[obj].pop(record_id)
+
+    def regain_sight_of(self, obj: str) -> None:
+        """The records ``lose_sight_of`` hid are visible again, unchanged."""
+        with self._lock:
+            self.state.records[obj].update(self.state.out_of_sight.pop(obj, {}))
 
     def fail_record_count(self, status: int = 404, code: str = "NOT_FOUND") -> None:
         """Every later ``/limits/recordCount`` request is refused with ``status``/``code``."""

@@ -49,6 +49,7 @@ from connectors.salesforce_npsp.client import (
 )
 from connectors.salesforce_npsp.deletions import (
     DELETE_LOG_DAYS,
+    LAST_RECONCILED,
     guard,
     loaded_live_ids,
     reconcile_due,
@@ -632,7 +633,8 @@ def _vanished(
     run read are never tombstoned: a fresh row and a tombstone would race in the merge.
     """
     loaded = loaded_live_ids(spec.resource)
-    if loaded is None:
+    if loaded is None:  # nothing loaded before: nothing can have vanished
+        state[LAST_RECONCILED] = now.isoformat(timespec="seconds")
         return []
     present = seen if listed is None else listed | seen
     vanished = sorted(i for i in loaded if i not in present)
@@ -719,7 +721,17 @@ def _bulk_job(
     threshold = client.settings.bulk_threshold
     if threshold is None:
         return None
-    count = client.record_count(spec.sobject)
+    try:
+        count = client.record_count(spec.sobject)
+    except SalesforceApiError as err:
+        # The count only chooses the API: its failure is no reason to fail the read.
+        note = (
+            f"{spec.resource}: Salesforce refused the record count of {spec.sobject} "
+            f"({err.status} {err.code}); read through REST instead"
+        )
+        log.warning(note)
+        report.notes.append(note)
+        return None
     if count is None or count < threshold:
         return None
     soql = f"SELECT {', '.join(fields)} FROM {spec.sobject} WHERE {where}"

@@ -1,0 +1,99 @@
+"""A Salesforce load that stops early is a held member, not a success (issue #19 item 7).
+
+In-process ``dg.materialize`` of the raw asset and the canonical mapping against the loopback
+sandbox: the cheap way to see what `hub run` would make of a load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors.salesforce_npsp.sandbox import SalesforceSandbox, SandboxSizes
+from tests.pipelines.test_cli_check import _check, _member, _render
+
+SIZES = SandboxSizes(
+    contacts=24, programs=2, engagements=20, deliveries=30, opportunities=4, outcomes=6
+)
+
+
+def test_a_load_stopped_by_the_api_allocation_holds_the_member_until_it_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The allocation runs out part-way through the first load: what was read is kept, but
+    the member is held back (no mapping, `hub check` and the summary say why). The next run
+    carries on and the member is current; the summary then counts only people who exist."""
+    import dagster as dg
+    import duckdb
+    from dagster_dlt import DagsterDltResource
+
+    from pipelines.defs.ingest.salesforce import salesforce_raw
+    from pipelines.defs.transform.canonical import canonical_model
+    from pipelines.lib.hub import HubResource
+    from pipelines.lib.members import MEMBERS
+    from pipelines.lib.summary import render_summary
+    from pipelines.settings import HubSettings
+    from transforms.member_status import member_statuses
+    from transforms.warehouse import DuckDBWarehouse
+
+    org = "sf_trust"
+    with SalesforceSandbox(sizes=SIZES, page_size=5, api_max=100) as sf:
+        _member(
+            tmp_path,
+            org,
+            {
+                "kind": "salesforce_npsp",
+                "login_url": sf.url,
+                "client_id": sf.client_id,
+                "client_secret": {"env": "HUB_SF_TRUST_SECRET"},
+            },
+        )
+        monkeypatch.setenv("HUB_SF_TRUST_SECRET", sf.client_secret)
+        monkeypatch.setenv("HUB_MEMBERS_DIR", str(tmp_path))
+        monkeypatch.setenv("HUB_HOME", str(tmp_path / ".hub"))
+        settings = HubSettings.from_env()
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions(MEMBERS.name, [org])
+        resources = {"hub": HubResource(), "dlt_resource": DagsterDltResource()}
+
+        def run(*assets: object) -> bool:
+            return dg.materialize(
+                list(assets),
+                partition_key=org,
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+            ).success
+
+        def query(sql: str) -> list[tuple]:
+            with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+                return con.execute(sql).fetchall()
+
+        def status() -> object:
+            return member_statuses(DuckDBWarehouse(settings.warehouse_path)).get(org)
+
+        # Room for the first object and part of the next: reserve 10% of 100 requests.
+        sf.set_api_usage(75, 100)
+        assert not run(salesforce_raw, canonical_model)
+        loaded = query(f"SELECT COUNT(*) FROM raw_{org}.npsp__account")[0][0]
+        assert 0 < loaded < len(sf.ids("Account"))  # what was read is kept...
+        held = status()
+        assert held.held_back and held.stage == "load"  # ...but the member is held back
+        assert "daily API allocation" in held.reason and "carries on" in held.reason
+        assert not run(canonical_model)  # no mapping takes a held load
+        code, out = _check(org, tmp_path, monkeypatch)
+        assert code == 1 and "The last load is held, not taken" in out, out
+        summary = " ".join(_render(render_summary([], settings)).split())
+        assert f"! {org}: last good load never" in summary and "held, not taken" in summary
+
+        sf.set_api_usage(0, 15000)
+        assert run(salesforce_raw, canonical_model)
+        assert status().status == "current"
+        people = len(sf.ids("Contact"))
+        assert query("SELECT COUNT(*) FROM canonical.person") == [(people,)]
+
+        sf.delete_records("Contact", sf.ids("Contact")[:2])
+        assert run(salesforce_raw, canonical_model)
+    summary = " ".join(_render(render_summary([], settings)).split())
+    assert f"{org}: {people - 2} people," in summary  # deleted contacts are nobody
