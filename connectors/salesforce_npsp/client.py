@@ -73,6 +73,9 @@ class SalesforceApiError(PermanentSourceError):
         self.status = status
         self.code = code
         self.detail = message.strip()[:300]
+        # Whole, for callers that look for the field or object it names (a SOQL echo first
+        # can push that past what the message shows).
+        self.full_message = message
         self.advice = advice
         super().__init__(f"Salesforce API {status} {code}: {self.detail}. {advice}")
 
@@ -149,6 +152,8 @@ class SalesforceClient:
         self.requests_made = 0
         self._sobjects: set[str] | None = None
         self._describes: dict[str, dict[str, Any]] = {}
+        # Ids a split query read in some field groups only (see ``query_records``).
+        self.unsettled_ids: set[str] = set()
 
     def close(self) -> None:
         self._http.close()
@@ -376,6 +381,8 @@ class SalesforceClient:
                     merged.setdefault(row["Id"], {}).update(row)
                     seen[row["Id"]] = seen.get(row["Id"], 0) + 1
         complete = [merged[i] for i in merged if seen[i] == len(groups)]
+        # Not loaded now, yet they exist: a comparison of ids must not take them for deleted.
+        self.unsettled_ids.update(i for i in merged if seen[i] != len(groups))
         complete.sort(key=lambda r: (r.get("SystemModstamp") or "", r["Id"]))
         size = self.settings.page_size
         for start in range(0, len(complete), size):

@@ -66,6 +66,9 @@ PMM_PREFIX = "pmdm__"
 # daily API allocation), and an object waiting for fields it can no longer read.
 STOPPED = "stopped_early"
 FIELDS_HIDDEN = "fields_hidden"
+# Resource-state flag: the delete log missed part of the time since the last load, so the
+# ids are compared on every run until one such comparison completes.
+LOG_GAP = "log_gap"
 
 # describe type → dlt data type. Everything not listed is text (ids, picklists, phones...).
 _DLT_TYPES = {
@@ -504,20 +507,36 @@ def _object_rows(
                 seen.update(row["Id"] for row in page)
                 # Inclusive: rows sharing this stamp on the next page are re-read next time.
                 state["cursor"] = page[-1]["SystemModstamp"]
+        # Rows a split query left for the next run (they changed while read) still exist.
+        seen |= client.unsettled_ids
         gone: list[dict[str, Any]] = []
         if full:
             # A whole queryAll read lists every record Salesforce still has, binned or not.
             gone = _vanished(spec, seen, None, settings, state, now, soql_datetime(end))
-            state["deleted_cursor"] = soql_datetime(end)
+            deleted_cursor = soql_datetime(end)
         else:
-            gone = _purged_deletes(client, spec, start, end, now, seen, report, state)
-            gap = state.pop("log_gap", False)
-            if gap or reconcile_due(state, now, settings.reconcile_days):
+            gone, deleted_cursor, gap = _purged_deletes(
+                client, spec, start, end, now, seen, state.get("deleted_cursor")
+            )
+            if gap:
+                # Kept until a listing completes: a stop before it leaves it for the next run.
+                state[LOG_GAP] = True
+                note = (
+                    f"{spec.resource}: Salesforce's delete log no longer covers the time since "
+                    "the last load (earliestDateAvailable, or more than "
+                    f"{DELETE_LOG_DAYS} days); the ids it lists are compared instead"
+                )
+                log.info(note)
+                report.notes.append(note)
+            if state.get(LOG_GAP) or reconcile_due(state, now, settings.reconcile_days):
                 listed = _live_ids(client, spec.sobject)
                 gone += _vanished(spec, seen, listed, settings, state, now, soql_datetime(end))
+                state.pop(LOG_GAP, None)
         if gone:
             yield dlt.mark.with_hints(arrow_page(gone, kinds, sobject=spec.sobject), hints)
             count += len(gone)
+        # Only now: a stop before this point asks the delete log for the same window again.
+        state["deleted_cursor"] = deleted_cursor
         state["cursor"] = soql_datetime(end)
         lift(state, STOPPED)
         report.rows[spec.resource] = count
@@ -547,7 +566,7 @@ def _object_rows(
     except SalesforceApiError as err:
         if err.code == "INVALID_FIELD":
             # Field-level security revoked between describe and query: wait, as for describe.
-            _hold_hidden(spec, state, [_named_field(err.detail)], report)
+            _hold_hidden(spec, state, [_named_field(err.full_message)], report)
             return
         raise err.on(spec.resource, spec.sobject) from None
     finally:
@@ -652,10 +671,10 @@ def _purged_deletes(
     end: datetime,
     now: datetime,
     seen: set[str],
-    report: SyncReport,
-    state: dict[str, Any],
-) -> list[dict[str, Any]]:
-    """Deletes that queryAll can no longer show (emptied recycle bin, hard deletes).
+    since: str | None,
+) -> tuple[list[dict[str, Any]], str, bool]:
+    """Deletes that queryAll can no longer show (emptied recycle bin, hard deletes):
+    (tombstone rows, the delete-log cursor once they are loaded, whether the log has a gap).
 
     The getDeleted resource keeps 15 days of deletes. A record it lists that queryAll did not
     return becomes a tombstone row (Id, IsDeleted, SystemModstamp = deletedDate); the merge
@@ -663,39 +682,24 @@ def _purged_deletes(
 
     It works in whole minutes and refuses a window under one minute or starting more than
     30 days back (400 INVALID_REPLICATION_DATE): the window is widened to whole minutes, a
-    window too short is not asked (its own cursor stays, so the next run asks from there),
-    and one older than the log keeps, or one the log says it no longer covers
-    (``earliestDateAvailable``), is made good by listing the ids instead (``log_gap``).
+    window too short is not asked (the cursor stays, so the next run asks from there), and
+    one older than the log keeps, or one the log says it no longer covers
+    (``earliestDateAvailable``), is a gap the caller fills by comparing ids instead.
     """
     # Its own cursor: a run stopped part-way never asked getDeleted, so the next one asks
     # from where the last completed ask ended, not from the row cursor.
-    since = state.get("deleted_cursor")
     begin = min(start, parse_sf_datetime(since)) if since else start
     begin = begin.replace(second=0, microsecond=0)
     until = end.replace(second=0, microsecond=0)
     if now - begin > timedelta(days=DELETE_LOG_DAYS):
-        state["log_gap"] = True
-        state["deleted_cursor"] = soql_datetime(until)
-        return []
+        return [], soql_datetime(until), True
     if until - begin < timedelta(minutes=1):
-        state["deleted_cursor"] = soql_datetime(begin)
-        return []
+        return [], soql_datetime(begin), False
     body = client.deleted(spec.sobject, soql_datetime(begin), soql_datetime(until))
     earliest = body.get("earliestDateAvailable")
-    if earliest and parse_sf_datetime(str(earliest)) > begin:
-        note = (
-            f"{spec.resource}: Salesforce's delete log no longer reaches back to the last "
-            "load (earliestDateAvailable); the ids it still lists are compared instead"
-        )
-        log.info(note)
-        report.notes.append(note)
-        state["log_gap"] = True
+    gap = bool(earliest) and parse_sf_datetime(str(earliest)) > begin
     covered = body.get("latestDateCovered")
-    state["deleted_cursor"] = (
-        soql_datetime(min(until, parse_sf_datetime(str(covered))))
-        if covered
-        else soql_datetime(until)
-    )
+    cursor = min(until, parse_sf_datetime(str(covered))) if covered else until
     rows = []
     for entry in body.get("deletedRecords", []):
         if entry["id"] not in seen:
@@ -703,7 +707,7 @@ def _purged_deletes(
             rows.append(
                 {"Id": entry["id"], "IsDeleted": True, "SystemModstamp": entry["deletedDate"]}
             )
-    return rows
+    return rows, soql_datetime(cursor), gap
 
 
 def _bulk_job(

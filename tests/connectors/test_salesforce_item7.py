@@ -57,6 +57,32 @@ def test_hard_deletes_are_found_when_the_delete_log_no_longer_covers_the_run(
     assert _holds(harness) == {}
 
 
+def test_a_stop_while_comparing_ids_compares_again_next_run(harness: Harness) -> None:
+    """Weeks since the last load, so the delete log cannot cover the gap and the ids are
+    compared; the allocation runs out part-way through that listing. The next run compares
+    again, though its own window is recent enough to trust the log."""
+    sf = harness.sf
+    harness.load(reconcile_days=None, full_refresh_days=None)
+    gone = sf.ids("Contact")[:3]
+    sf.delete_records("Contact", gone)
+    sf.purge_records("Contact", gone)
+    harness.clock_offset = timedelta(days=20)
+    # A change just before the late run moves the row cursor past the gap.
+    later = datetime.now(UTC) + timedelta(days=20, minutes=-1)
+    sf.update_records("Contact", sf.ids("Contact")[:2], {"MailingCity": "Later"}, at=later)
+    sf.set_api_usage(86, 100)  # describes and query fit; the listing does not
+    asked = len(sf.requests)
+    _, report = harness.load(reconcile_days=None, full_refresh_days=None)
+    requests = sf.requests[asked:]
+    assert report.stopped and any(r.endswith("/query") for r in requests)  # in the listing
+    assert not any("/deleted" in r for r in requests)
+    assert set(gone) <= _live(harness)
+    sf.set_api_usage(0, 15000)
+    harness.clock_offset = timedelta(days=20, minutes=1)
+    harness.load(reconcile_days=None, full_refresh_days=None)
+    assert _live(harness) == set(sf.ids("Contact")) and _holds(harness) == {}
+
+
 def test_ids_are_compared_every_reconcile_days(harness: Harness) -> None:
     """Records gone without a trace in the delete log are found by the periodic listing
     (and not before it is due)."""
