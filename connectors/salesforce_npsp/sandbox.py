@@ -8,6 +8,12 @@ resource, the ``Sforce-Limit-Info`` header, and error bodies as JSON arrays. Swi
 test inject the faults the connector must survive (expired sessions, 5xx, 420/429 with
 Retry-After, an exhausted daily allocation, schema drift, updates and deletes between runs).
 
+It refuses and forgets what Salesforce does: getDeleted ignores seconds and refuses a window
+under a minute or starting over 30 days back (400 INVALID_REPLICATION_DATE), its log forgets
+entries after 15 days or when purged (``earliestDateAvailable`` says from when); a hard delete
+leaves no trace; a field hidden by field-level security is absent from describe and a query
+naming it is refused (INVALID_FIELD); a closed query cursor is INVALID_QUERY_LOCATOR.
+
 Everything is in memory and synthetic: names come from short fixed lists, never real people.
 """
 

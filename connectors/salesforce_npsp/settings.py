@@ -7,6 +7,7 @@ itself never reads the environment.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -129,6 +130,16 @@ class SalesforceSettings(_Strict):
     max_retries: int = Field(default=5, ge=0)
     backoff_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, ge=0)
+
+    @field_validator("removed_fields")
+    @classmethod
+    def _object_dot_field(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not re.fullmatch(r"\w+\.\w+", v)]
+        if bad:
+            raise ValueError(
+                f"{len(bad)} entry(ies) not of the form 'Object.Field' (e.g. 'Contact.Birthdate')"
+            )
+        return value
 
     @field_validator("login_url", "instance_url")
     @classmethod

@@ -13,10 +13,17 @@ Incremental reading, and why it cannot lose records:
   sharing that timestamp on the next page are read again next time, never skipped, and the
   ``merge`` on ``Id`` makes the re-read harmless. The look-back covers transactions that commit
   with a timestamp slightly older than when they become visible.
-- When the daily API allocation reaches the member's reserve the resource stops yielding,
-  keeping its cursor: what was read is loaded, and the next run resumes from there.
+- When the daily API allocation reaches the member's reserve (or is exhausted) the resource
+  stops yielding, keeping its cursor: what was read is loaded, and the next run resumes from
+  there. Until one does, the resource is held (``STOPPED``, connectors/holds.py): a load that
+  stopped early holds the member back instead of publishing part of its people.
 - Formula fields change without bumping SystemModstamp, so every ``full_refresh_days`` the
   window starts from ``start_date`` again.
+- Deletions queryAll and the delete log no longer show (hard deletes, an emptied recycle bin,
+  a purged log) are found by comparing ids: see deletions.py.
+- A field read at the last load that describe no longer lists (field-level security, or a
+  deleted field: Salesforce cannot tell them apart) holds the object unread, cursor kept,
+  so the merge never blanks it; once it is back, the next run reads every change since.
 """
 
 from __future__ import annotations

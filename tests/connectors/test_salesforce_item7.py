@@ -264,3 +264,10 @@ def test_query_cursor_errors_name_the_object_and_the_cause(
     text = " ".join(str(err.value).split())
     assert text.startswith("npsp__contact (Contact): ") and advice in text
     assert "resumes from the last page loaded" in text
+
+
+def test_removed_fields_must_name_object_and_field() -> None:
+    from connectors.salesforce_npsp.settings import SalesforceSettings
+
+    with pytest.raises(ValueError, match=r"'Object\.Field'"):
+        SalesforceSettings(login_url="http://127.0.0.1:9", client_id="x", removed_fields=("Ab",))
