@@ -567,13 +567,13 @@ def _advice(code: str, status: int, sobject: str | None = None) -> str:
             "pages: it keeps at most 10 open cursors per user, shared with every other "
             "integration signed in as the same user (this load holds up to one per object it "
             "reads), and closes one left idle for 15 minutes. Give the hub its own integration "
-            "user, or schedule it away from the other integrations; the next run resumes from "
-            "the last page loaded."
+            "user, or schedule it away from the other integrations; the next run reads again "
+            "from the last completed load, so nothing is lost."
         )
     if code == "QUERY_TIMEOUT":
         return (
             f"Salesforce stopped the query on {what} for running too long (a large object or "
-            "a busy org). The next run resumes from the last page loaded; if it keeps "
+            "a busy org). The next run reads again from the last completed load; if it keeps "
             "happening on full reads, lower 'bulk_threshold' so they go through Bulk API 2.0, "
             "or ask Salesforce support for a custom index on SystemModstamp."
         )

@@ -263,7 +263,9 @@ def test_query_cursor_errors_name_the_object_and_the_cause(
         harness.load()
     text = " ".join(str(err.value).split())
     assert text.startswith("npsp__contact (Contact): ") and advice in text
-    assert "resumes from the last page loaded" in text
+    assert "next run reads again from the last completed load" in text
+    harness.load()  # and so it does
+    assert harness.query("select count(*), count(distinct id) from npsp__contact") == [(40, 40)]
 
 
 def test_removed_fields_must_name_object_and_field() -> None:
