@@ -14,6 +14,7 @@ from typing import Any
 
 from connectors.errors import ConnectorError
 from connectors.salesforce_npsp.client import (
+    ApiAllocationReserveReached,
     SalesforceApiError,
     SalesforceClient,
     selectable_fields,
@@ -104,6 +105,14 @@ def check_org(
                 except SalesforceApiError:
                     check.records = None  # only an estimate; a load reads through REST then
             result.labels = _labels_in_use(client, settings, described)
+        except ApiAllocationReserveReached as err:
+            what = "exhausted" if err.exhausted else "at the member's reserve"
+            usage = f" ({err.used}/{err.maximum} requests used)" if err.maximum else ""
+            result.problems.append(
+                f"the org's daily API allocation is {what}{usage}, so the check stopped "
+                "there: nothing is wrong with the settings it did not reach. Loads and checks "
+                "go on once the 24-hour window has room (or lower 'reserve_percent')."
+            )
         except ConnectorError as err:
             result.problems.append(str(err))
         result.api_used, result.api_max = client.api_used, client.api_max

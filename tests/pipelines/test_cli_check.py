@@ -71,7 +71,9 @@ def test_check_salesforce_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         sf.set_api_usage(15000, 15000)
         code, out = _check("sf_trust", tmp_path, monkeypatch)
         assert code == 1 and "NOT offered" not in out
-        assert "daily API allocation exhausted" in " ".join(out.split())
+        assert "daily API allocation is exhausted (15000/15000 requests used)" in " ".join(
+            out.split()
+        )
         sf.set_api_usage(0)
         sf.fail_record_count()  # only an estimate: the check goes on without it
         code, out = _check("sf_trust", tmp_path, monkeypatch)
