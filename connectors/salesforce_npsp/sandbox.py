@@ -341,6 +341,7 @@ class SandboxState:
     record_count_fault: tuple[int, str] | None = None
     out_of_sight: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     query_faults: list[str] = field(default_factory=list)
+    replication_refusals: int = 0
     tokens: set[str] = field(default_factory=set)
     cursors: dict[str, _Cursor] = field(default_factory=dict)
     deleted_log: dict[str, list[tuple[str, datetime]]] = field(default_factory=dict)
@@ -714,6 +715,12 @@ class SalesforceSandbox:
         with self._lock:
             self.state.records[obj].update(self.state.out_of_sight.pop(obj, {}))
 
+    def refuse_next_replication(self, count: int = 1) -> None:
+        """The next ``count`` getDeleted requests are refused with INVALID_REPLICATION_DATE
+        whatever their window (an org whose clock disagrees with ours, say)."""
+        with self._lock:
+            self.state.replication_refusals += count
+
     def fail_record_count(self, status: int = 404, code: str = "NOT_FOUND") -> None:
         """Every later ``/limits/recordCount`` request is refused with ``status``/``code``."""
         with self._lock:
@@ -1016,7 +1023,10 @@ class SalesforceSandbox:
         (``purge_delete_log``), which ``earliestDateAvailable`` then says."""
         now = datetime.now(UTC)
         start, end = start.replace(second=0, microsecond=0), end.replace(second=0, microsecond=0)
-        if end - start < timedelta(minutes=1):
+        with self._lock:
+            refused = self.state.replication_refusals > 0
+            self.state.replication_refusals -= int(refused)
+        if refused or end - start < timedelta(minutes=1):
             return 400, [
                 {
                     "errorCode": "INVALID_REPLICATION_DATE",

@@ -529,9 +529,10 @@ def _object_rows(
                 # Kept until a listing completes: a stop before it leaves it for the next run.
                 state[LOG_GAP] = True
                 note = (
-                    f"{spec.resource}: Salesforce's delete log no longer covers the time since "
-                    "the last load (earliestDateAvailable, or more than "
-                    f"{DELETE_LOG_DAYS} days); the ids it lists are compared instead"
+                    f"{spec.resource}: Salesforce's delete log cannot vouch for every "
+                    "deletion since the last load (its earliestDateAvailable is later, the "
+                    f"gap is over {DELETE_LOG_DAYS} days, or it refused the window); the ids "
+                    "it lists are compared instead"
                 )
                 log.info(note)
                 report.notes.append(note)
@@ -702,7 +703,13 @@ def _purged_deletes(
         return [], soql_datetime(until), True
     if until - begin < timedelta(minutes=1):
         return [], soql_datetime(begin), False
-    body = client.deleted(spec.sobject, soql_datetime(begin), soql_datetime(until))
+    try:
+        body = client.deleted(spec.sobject, soql_datetime(begin), soql_datetime(until))
+    except SalesforceApiError as err:
+        if err.code != "INVALID_REPLICATION_DATE":
+            raise
+        # Refused all the same (clocks that disagree): compare ids rather than fail the load.
+        return [], soql_datetime(until), True
     earliest = body.get("earliestDateAvailable")
     gap = bool(earliest) and parse_sf_datetime(str(earliest)) > begin
     covered = body.get("latestDateCovered")

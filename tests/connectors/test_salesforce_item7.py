@@ -168,6 +168,21 @@ def test_runs_under_a_minute_apart_are_never_refused_and_carry_the_window(
     assert gone[0] not in _live(harness)
 
 
+def test_a_refused_replication_window_compares_ids_instead_of_failing(
+    harness: Harness,
+) -> None:
+    sf = harness.sf
+    harness.load(reconcile_days=None)
+    gone = sf.ids("Contact")[:1]
+    sf.delete_records("Contact", gone)
+    sf.purge_records("Contact", gone)
+    sf.refuse_next_replication()
+    harness.clock_offset = timedelta(minutes=2)
+    _, report = harness.load(reconcile_days=None)
+    assert report.stopped is None and any("compared instead" in n for n in report.notes)
+    assert _live(harness) == set(sf.ids("Contact"))
+
+
 def test_a_member_back_after_weeks_compares_ids_instead_of_asking_the_log(
     harness: Harness,
 ) -> None:
