@@ -342,6 +342,10 @@ class SandboxState:
     out_of_sight: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     query_faults: list[str] = field(default_factory=list)
     replication_refusals: int = 0
+    # (object, queries on it still to answer first, ids, changes, SystemModstamp).
+    edits_at_query: list[tuple[str, int, list[str], dict[str, Any], datetime]] = field(
+        default_factory=list
+    )
     tokens: set[str] = field(default_factory=set)
     cursors: dict[str, _Cursor] = field(default_factory=dict)
     deleted_log: dict[str, list[tuple[str, datetime]]] = field(default_factory=dict)
@@ -715,6 +719,14 @@ class SalesforceSandbox:
         with self._lock:
             self.state.records[obj].update(self.state.out_of_sight.pop(obj, {}))
 
+    def edit_during_read(
+        self, obj: str, ids: list[str], at: datetime, after_queries: int = 1
+    ) -> None:
+        """Someone edits ``ids`` (stamped ``at``) while a load reads ``obj``: just before the
+        query after the next ``after_queries`` queries on it is answered."""
+        with self._lock:
+            self.state.edits_at_query.append((obj, after_queries, ids, {}, at))
+
     def refuse_next_replication(self, count: int = 1) -> None:
         """The next ``count`` getDeleted requests are refused with INVALID_REPLICATION_DATE
         whatever their window (an org whose clock disagrees with ours, say)."""
@@ -945,6 +957,15 @@ class SalesforceSandbox:
                     "supported. If you are attempting to use a custom object, be sure to "
                     "append the '__c' after the entity name.",
                 )
+            pending = []
+            for edit in self.state.edits_at_query:
+                if edit[0] != obj:
+                    pending.append(edit)
+                elif edit[1] > 0:
+                    pending.append((edit[0], edit[1] - 1, *edit[2:]))
+                else:
+                    self.update_records(obj, edit[2], edit[3], at=edit[4])
+            self.state.edits_at_query = pending
             late = self.state.hide_at_query.pop(obj, set())
             self.state.hidden_fields.setdefault(obj, set()).update(late)
             schema = self._visible_schema(obj)
