@@ -342,6 +342,8 @@ class SandboxState:
     out_of_sight: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     query_faults: list[str] = field(default_factory=list)
     replication_refusals: int = 0
+    # Fields a query names and describe lists, yet the results leave out.
+    omitted_fields: dict[str, set[str]] = field(default_factory=dict)
     # (object, queries on it still to answer first, ids, changes, SystemModstamp).
     edits_at_query: list[tuple[str, int, list[str], dict[str, Any], datetime]] = field(
         default_factory=list
@@ -769,6 +771,13 @@ class SalesforceSandbox:
             target = self.state.hide_at_query if at_next_query else self.state.hidden_fields
             target.setdefault(obj, set()).add(name)
 
+    def omit_from_results(self, obj: str, name: str, omit: bool = True) -> None:
+        """Query results leave the field out (describe still lists it, the query is taken):
+        what a connector must not read as the field being empty."""
+        with self._lock:
+            target = self.state.omitted_fields.setdefault(obj, set())
+            (target.add if omit else target.discard)(name)
+
     def show_field(self, obj: str, name: str) -> None:
         """Grant field-level security on a hidden field again."""
         with self._lock:
@@ -1004,7 +1013,10 @@ class SalesforceSandbox:
             }
         }
         schema = self.state.schema[obj]
+        omitted = self.state.omitted_fields.get(obj, set())
         for name in fields:
+            if name in omitted:
+                continue
             value = record.get(name)
             kind = schema[name]["type"]
             if isinstance(value, datetime):

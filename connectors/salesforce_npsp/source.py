@@ -502,6 +502,8 @@ def _object_rows(
             # Bulk results are unordered (ORDER BY defeats PK chunking), so the cursor only
             # moves when the whole window is in: a stop part-way re-reads the window.
             for page in client.bulk_pages(job, fields):
+                if _absent(spec, state, page, fields, report):
+                    return
                 yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable, spec.sobject), hints)
                 count += len(page)
                 seen.update(row["Id"] for row in page)
@@ -509,6 +511,8 @@ def _object_rows(
             for page in client.query_records(
                 spec.sobject, list(fields), where, include_deleted=True
             ):
+                if _absent(spec, state, page, fields, report):
+                    return
                 yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable, spec.sobject), hints)
                 count += len(page)
                 seen.update(row["Id"] for row in page)
@@ -615,6 +619,21 @@ def _fields_lost(
         return True
     lift(state, FIELDS_HIDDEN)
     return False
+
+
+def _absent(
+    spec: ObjectSpec,
+    state: dict[str, Any],
+    page: list[dict[str, Any]],
+    fields: dict[str, str],
+    report: SyncReport,
+) -> bool:
+    """Whether results leave out a selected field (held, as when describe does): loaded,
+    the page would blank it in every record on it. Read from where the page began next."""
+    lost = sorted(name for name in fields if name not in page[0])
+    if lost:
+        _hold_hidden(spec, state, lost, report)
+    return bool(lost)
 
 
 def _hold_hidden(

@@ -269,6 +269,24 @@ def test_a_field_hidden_between_describe_and_query_holds_too(harness: Harness) -
     ]
 
 
+def test_a_field_left_out_of_the_results_holds_too(harness: Harness) -> None:
+    sf = harness.sf
+    harness.load()
+    birthdates = dict(harness.query("select id, birthdate from npsp__contact"))
+    changed = sf.ids("Contact")[:3]
+    sf.update_records("Contact", changed, {"LastName": "Changedname"})
+    sf.omit_from_results("Contact", "Birthdate")
+    harness.load()
+    assert "Contact.Birthdate" in _holds(harness)["fields_hidden"]
+    assert dict(harness.query("select id, birthdate from npsp__contact")) == birthdates
+    sf.omit_from_results("Contact", "Birthdate", omit=False)
+    harness.load()
+    assert _holds(harness) == {}
+    assert dict(harness.query("select id, birthdate from npsp__contact")) == birthdates
+    renamed = harness.query("select id from npsp__contact where last_name = 'Changedname'")
+    assert sorted(r[0] for r in renamed) == sorted(changed)
+
+
 # ----------------------------------------------------------------------------- API choice, messages
 
 
