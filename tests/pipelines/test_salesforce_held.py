@@ -6,6 +6,7 @@ sandbox: the cheap way to see what `hub run` would make of a load.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -104,12 +105,18 @@ def test_a_load_stopped_by_the_api_allocation_holds_the_member_until_it_complete
         assert f"! {org}: last good load never" in summary and "held, not taken" in summary
 
         sf.set_api_usage(0, 15000)
-        sf.delete_records("Contact", sf.ids("Contact")[:2])
         assert run(salesforce_raw, canonical_model)
         assert status().status == "current"
         people = len(sf.ids("Contact"))
+        assert query("SELECT COUNT(*) FROM canonical.person") == [(people,)]
+
+        # Deleted once loaded: canonical keeps them as deleted rows, the summary as nobody.
+        # (Stamped a few seconds back: a run reads up to the start of its own second.)
+        recently = datetime.now(UTC) - timedelta(seconds=5)
+        sf.delete_records("Contact", sf.ids("Contact")[:2], at=recently)
+        assert run(salesforce_raw, canonical_model)
         assert query("SELECT COUNT(*), COUNT(*) FILTER (is_deleted) FROM canonical.person") == [
-            (people + 2, 2)
+            (people, 2)
         ]
     summary = " ".join(_render(render_summary([], settings)).split())
-    assert f"{org}: {people} people," in summary  # deleted contacts are nobody
+    assert f"{org}: {people - 2} people," in summary  # deleted contacts are nobody
