@@ -171,12 +171,19 @@ def _check_salesforce(member: Member) -> None:
     except ConnectorError as err:
         console.print(f"[bold red]✗[/] {err}")
         raise typer.Exit(1) from err
-    mark = "[green]✓[/]" if result.authenticated else "[red]✗[/]"
-    console.print(
-        f"{mark} authenticated; API version {result.api_version} "
-        f"{'offered' if result.api_version_available else 'NOT offered'} "
-        f"(latest {result.latest_api_version})"
-    )
+    if not result.authenticated:
+        console.print(f"[red]✗[/] not authenticated; API version {result.api_version} not checked")
+    elif result.api_version_available is None:
+        console.print(
+            f"[green]✓[/] authenticated; API version {result.api_version} not checked "
+            "(the check stopped first: see below)"
+        )
+    else:
+        console.print(
+            f"[green]✓[/] authenticated; API version {result.api_version} "
+            f"{'offered' if result.api_version_available else 'NOT offered'} "
+            f"(latest {result.latest_api_version})"
+        )
     for obj in result.objects:
         if obj.found:
             console.print(

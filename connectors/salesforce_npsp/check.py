@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.errors import ConnectorError
-from connectors.salesforce_npsp.client import SalesforceClient, selectable_fields
+from connectors.salesforce_npsp.client import (
+    ApiAllocationReserveReached,
+    SalesforceApiError,
+    SalesforceClient,
+    selectable_fields,
+)
 from connectors.salesforce_npsp.settings import Credentials, SalesforceSettings
 from connectors.salesforce_npsp.source import PMM_PREFIX, object_specs
 
@@ -36,7 +41,9 @@ class OrgCheck:
 
     authenticated: bool
     api_version: str
-    api_version_available: bool = False
+    # None: not known, because the check stopped before the versions list (credentials,
+    # an exhausted allocation...): never reported as "not offered".
+    api_version_available: bool | None = None
     latest_api_version: str | None = None
     objects: list[ObjectCheck] = field(default_factory=list)
     api_used: int | None = None
@@ -61,8 +68,9 @@ def check_org(
     result = OrgCheck(authenticated=False, api_version=settings.api_version)
     with SalesforceClient(settings, credentials, sleep=sleep) as client:
         try:
-            versions = [v["version"] for v in client.versions()]
+            _ = client.token  # logs in: a refusal here is about credentials, not the version
             result.authenticated = True
+            versions = [v["version"] for v in client.versions()]
             result.latest_api_version = max(versions, key=float) if versions else None
             result.api_version_available = settings.api_version in versions
             if not result.api_version_available:
@@ -92,8 +100,19 @@ def check_org(
                         f"{spec.sobject}.{name}: grant field-level security or remove it from "
                         "the member's mapping"
                     )
-                check.records = client.record_count(spec.sobject)
+                try:
+                    check.records = client.record_count(spec.sobject)
+                except SalesforceApiError:
+                    check.records = None  # only an estimate; a load reads through REST then
             result.labels = _labels_in_use(client, settings, described)
+        except ApiAllocationReserveReached as err:
+            what = "exhausted" if err.exhausted else "at the member's reserve"
+            usage = f" ({err.used}/{err.maximum} requests used)" if err.maximum else ""
+            result.problems.append(
+                f"the org's daily API allocation is {what}{usage}, so the check stopped "
+                "there: nothing is wrong with the settings it did not reach. Loads and checks "
+                "go on once the 24-hour window has room (or lower 'reserve_percent')."
+            )
         except ConnectorError as err:
             result.problems.append(str(err))
         result.api_used, result.api_max = client.api_used, client.api_max

@@ -75,7 +75,20 @@ class SalesforceApiError(PermanentSourceError):
     def __init__(self, status: int, code: str, message: str, advice: str) -> None:
         self.status = status
         self.code = code
-        super().__init__(f"Salesforce API {status} {code}: {message.strip()[:300]}. {advice}")
+        self.detail = message.strip()[:300]
+        # Whole, for callers that look for the field or object it names (a SOQL echo first
+        # can push that past what the message shows).
+        self.full_message = message
+        self.advice = advice
+        super().__init__(f"Salesforce API {status} {code}: {self.detail}. {advice}")
+
+    def on(self, resource: str, sobject: str) -> SalesforceApiError:
+        """The same error naming the object whose read it stopped, with advice for it."""
+        err = SalesforceApiError(
+            self.status, self.code, self.detail, _advice(self.code, self.status, sobject)
+        )
+        err.args = (f"{resource} ({sobject}): {err}",)
+        return err
 
 
 class BulkQueryRejected(Exception):
@@ -142,6 +155,8 @@ class SalesforceClient:
         self.requests_made = 0
         self._sobjects: set[str] | None = None
         self._describes: dict[str, dict[str, Any]] = {}
+        # Ids a split query read in some field groups only (see ``query_records``).
+        self.unsettled_ids: set[str] = set()
 
     def close(self) -> None:
         self._http.close()
@@ -369,6 +384,8 @@ class SalesforceClient:
                     merged.setdefault(row["Id"], {}).update(row)
                     seen[row["Id"]] = seen.get(row["Id"], 0) + 1
         complete = [merged[i] for i in merged if seen[i] == len(groups)]
+        # Not loaded now, yet they exist: a comparison of ids must not take them for deleted.
+        self.unsettled_ids.update(i for i in merged if seen[i] != len(groups))
         complete.sort(key=lambda r: (r.get("SystemModstamp") or "", r["Id"]))
         size = self.settings.page_size
         for start in range(0, len(complete), size):
@@ -539,7 +556,24 @@ def _short(path: str) -> str:
     return path.split("?")[0][:80]
 
 
-def _advice(code: str, status: int) -> str:
+def _advice(code: str, status: int, sobject: str | None = None) -> str:
+    what = sobject or "the object"
+    if code == "INVALID_QUERY_LOCATOR":
+        return (
+            f"Salesforce closed the query cursor reading {what} before the load read all its "
+            "pages: it keeps at most 10 open cursors per user, shared with every other "
+            "integration signed in as the same user (this load holds up to one per object it "
+            "reads), and closes one left idle for 15 minutes. Give the hub its own integration "
+            "user, or schedule it away from the other integrations; the next run reads again "
+            "from the last completed load, so nothing is lost."
+        )
+    if code == "QUERY_TIMEOUT":
+        return (
+            f"Salesforce stopped the query on {what} for running too long (a large object or "
+            "a busy org). The next run reads again from the last completed load; if it keeps "
+            "happening on full reads, lower 'bulk_threshold' so they go through Bulk API 2.0, "
+            "or ask Salesforce support for a custom index on SystemModstamp."
+        )
     if code == "INVALID_FIELD":
         return (
             "The integration user cannot read a field the query names: grant it field-level "

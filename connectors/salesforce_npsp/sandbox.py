@@ -8,6 +8,12 @@ resource, the ``Sforce-Limit-Info`` header, and error bodies as JSON arrays. Swi
 test inject the faults the connector must survive (expired sessions, 5xx, 420/429 with
 Retry-After, an exhausted daily allocation, schema drift, updates and deletes between runs).
 
+It refuses and forgets what Salesforce does: getDeleted ignores seconds and refuses a window
+under a minute or starting over 30 days back (400 INVALID_REPLICATION_DATE), its log forgets
+entries after 15 days or when purged (``earliestDateAvailable`` says from when); a hard delete
+leaves no trace; a field hidden by field-level security is absent from describe and a query
+naming it is refused (INVALID_FIELD); a closed query cursor is INVALID_QUERY_LOCATOR.
+
 Everything is in memory and synthetic: names come from short fixed lists, never real people.
 """
 
@@ -323,6 +329,25 @@ class SandboxState:
     schema: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     hidden_objects: set[str] = field(default_factory=set)
+    # Fields field-level security hides from the integration user, by object: absent from
+    # describe, and a SOQL naming one is refused with INVALID_FIELD.
+    hidden_fields: dict[str, set[str]] = field(default_factory=dict)
+    # Fields hidden the moment the next query on their object arrives (FLS revoked between
+    # a load's describe and its query).
+    hide_at_query: dict[str, set[str]] = field(default_factory=dict)
+    # Per object: the delete log has forgotten every entry up to this time (the two-hourly
+    # purge of a large log, or a hard delete); getDeleted's earliestDateAvailable.
+    log_purged_until: dict[str, datetime] = field(default_factory=dict)
+    record_count_fault: tuple[int, str] | None = None
+    out_of_sight: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    query_faults: list[str] = field(default_factory=list)
+    replication_refusals: int = 0
+    # Fields a query names and describe lists, yet the results leave out.
+    omitted_fields: dict[str, set[str]] = field(default_factory=dict)
+    # (object, queries on it still to answer first, ids, changes, SystemModstamp).
+    edits_at_query: list[tuple[str, int, list[str], dict[str, Any], datetime]] = field(
+        default_factory=list
+    )
     tokens: set[str] = field(default_factory=set)
     cursors: dict[str, _Cursor] = field(default_factory=dict)
     deleted_log: dict[str, list[tuple[str, datetime]]] = field(default_factory=dict)
@@ -665,6 +690,62 @@ class SalesforceSandbox:
                 if not record["IsDeleted"]:
                     self.state.deleted_log[obj].append((record_id, _truncate_ms(datetime.now(UTC))))
 
+    def purge_delete_log(self, obj: str, until: datetime | None = None) -> None:
+        """Forget the delete log's entries up to ``until`` (now), as Salesforce's two-hourly
+        purge of a large log does: getDeleted no longer lists them, and its
+        ``earliestDateAvailable`` moves to ``until``."""
+        with self._lock:
+            until = _truncate_ms(until or datetime.now(UTC))
+            self.state.deleted_log[obj] = [e for e in self.state.deleted_log[obj] if e[1] > until]
+            self.state.log_purged_until[obj] = max(
+                until, self.state.log_purged_until.get(obj, until)
+            )
+
+    def hard_delete_records(self, obj: str, ids: list[str]) -> None:
+        """Delete for good, skipping the recycle bin (Bulk API hardDelete), with the delete
+        log then purged: no query, queryAll or getDeleted ever shows these ids again."""
+        self.delete_records(obj, ids)
+        self.purge_records(obj, ids)
+        self.purge_delete_log(obj)
+
+    def lose_sight_of(self, obj: str, ids: list[str]) -> None:
+        """Records the integration user can no longer see (a sharing rule or role change):
+        gone from every query, with no delete-log entry, though nobody deleted them."""
+        with self._lock:
+            hidden = self.state.out_of_sight.setdefault(obj, {})
+            for record_id in ids:
+                hidden[record_id] = self.state.records[obj].pop(record_id)
+
+    def regain_sight_of(self, obj: str) -> None:
+        """The records ``lose_sight_of`` hid are visible again, unchanged."""
+        with self._lock:
+            self.state.records[obj].update(self.state.out_of_sight.pop(obj, {}))
+
+    def edit_during_read(
+        self, obj: str, ids: list[str], at: datetime, after_queries: int = 1
+    ) -> None:
+        """Someone edits ``ids`` (stamped ``at``) while a load reads ``obj``: just before the
+        query after the next ``after_queries`` queries on it is answered."""
+        with self._lock:
+            self.state.edits_at_query.append((obj, after_queries, ids, {}, at))
+
+    def refuse_next_replication(self, count: int = 1) -> None:
+        """The next ``count`` getDeleted requests are refused with INVALID_REPLICATION_DATE
+        whatever their window (an org whose clock disagrees with ours, say)."""
+        with self._lock:
+            self.state.replication_refusals += count
+
+    def fail_record_count(self, status: int = 404, code: str = "NOT_FOUND") -> None:
+        """Every later ``/limits/recordCount`` request is refused with ``status``/``code``."""
+        with self._lock:
+            self.state.record_count_fault = (status, code)
+
+    def fail_next_query_page(self, code: str = "INVALID_QUERY_LOCATOR") -> None:
+        """The next query page (``nextRecordsUrl``) is refused: INVALID_QUERY_LOCATOR (the
+        cursor was closed: too many open, or idle too long) or QUERY_TIMEOUT."""
+        with self._lock:
+            self.state.query_faults.append(code)
+
     def set_formula_values(self, obj: str, field_name: str, value: Any) -> None:
         """Change a formula's result everywhere without touching SystemModstamp."""
         with self._lock:
@@ -678,11 +759,34 @@ class SalesforceSandbox:
                 record.setdefault(name, default)
 
     def remove_field(self, obj: str, name: str) -> None:
-        """Delete a field, or (to the integration user) revoke its field-level security."""
+        """Delete a field from the object (its values go with it)."""
         with self._lock:
             self.state.schema[obj].pop(name, None)
 
-    hide_field = remove_field
+    def hide_field(self, obj: str, name: str, at_next_query: bool = False) -> None:
+        """Revoke the integration user's field-level security on a field: describe leaves it
+        out and a query naming it is refused (INVALID_FIELD); its values stay in the org.
+        ``at_next_query``: only once the next query on ``obj`` arrives (after a describe)."""
+        with self._lock:
+            target = self.state.hide_at_query if at_next_query else self.state.hidden_fields
+            target.setdefault(obj, set()).add(name)
+
+    def omit_from_results(self, obj: str, name: str, omit: bool = True) -> None:
+        """Query results leave the field out (describe still lists it, the query is taken):
+        what a connector must not read as the field being empty."""
+        with self._lock:
+            target = self.state.omitted_fields.setdefault(obj, set())
+            (target.add if omit else target.discard)(name)
+
+    def show_field(self, obj: str, name: str) -> None:
+        """Grant field-level security on a hidden field again."""
+        with self._lock:
+            self.state.hidden_fields.get(obj, set()).discard(name)
+            self.state.hide_at_query.get(obj, set()).discard(name)
+
+    def _visible_schema(self, obj: str) -> dict[str, dict[str, Any]]:
+        hidden = self.state.hidden_fields.get(obj, set())
+        return {k: v for k, v in self.state.schema[obj].items() if k not in hidden}
 
     def retype_field(self, obj: str, name: str, kind: str) -> None:
         with self._lock:
@@ -830,7 +934,9 @@ class SalesforceSandbox:
                 "queryable": True,
                 "retrieveable": True,
                 "replicateable": True,
-                "fields": [self._describe_field(obj, f) for f in self.state.schema[obj].values()],
+                "fields": [
+                    self._describe_field(obj, f) for f in self._visible_schema(obj).values()
+                ],
                 "urls": {"sobject": f"/services/data/v{API_VERSION}/sobjects/{obj}"},
             }
 
@@ -860,7 +966,18 @@ class SalesforceSandbox:
                     "supported. If you are attempting to use a custom object, be sure to "
                     "append the '__c' after the entity name.",
                 )
-            schema = self.state.schema[obj]
+            pending = []
+            for edit in self.state.edits_at_query:
+                if edit[0] != obj:
+                    pending.append(edit)
+                elif edit[1] > 0:
+                    pending.append((edit[0], edit[1] - 1, *edit[2:]))
+                else:
+                    self.update_records(obj, edit[2], edit[3], at=edit[4])
+            self.state.edits_at_query = pending
+            late = self.state.hide_at_query.pop(obj, set())
+            self.state.hidden_fields.setdefault(obj, set()).update(late)
+            schema = self._visible_schema(obj)
             used = query.fields + [c[0] for c in query.conditions] + query.order_by
             for name in used:
                 if name not in schema:
@@ -896,7 +1013,10 @@ class SalesforceSandbox:
             }
         }
         schema = self.state.schema[obj]
+        omitted = self.state.omitted_fields.get(obj, set())
         for name in fields:
+            if name in omitted:
+                continue
             value = record.get(name)
             kind = schema[name]["type"]
             if isinstance(value, datetime):
@@ -929,18 +1049,43 @@ class SalesforceSandbox:
                 )
             return body
 
-    def deleted(self, obj: str, start: datetime, end: datetime) -> dict[str, Any]:
+    def deleted(self, obj: str, start: datetime, end: datetime) -> tuple[int, Any]:
+        """getDeleted as Salesforce answers it: seconds are ignored, a window shorter than a
+        minute or starting more than 30 days ago is refused (400 INVALID_REPLICATION_DATE),
+        and the delete log forgets entries after 15 days or when purged
+        (``purge_delete_log``), which ``earliestDateAvailable`` then says."""
+        now = datetime.now(UTC)
+        start, end = start.replace(second=0, microsecond=0), end.replace(second=0, microsecond=0)
         with self._lock:
+            refused = self.state.replication_refusals > 0
+            self.state.replication_refusals -= int(refused)
+        if refused or end - start < timedelta(minutes=1):
+            return 400, [
+                {
+                    "errorCode": "INVALID_REPLICATION_DATE",
+                    "message": "startDate must chronologically precede endDate by more than "
+                    "one minute",
+                }
+            ]
+        if start < now - timedelta(days=30):
+            return 400, [
+                {
+                    "errorCode": "INVALID_REPLICATION_DATE",
+                    "message": "startDate cannot be more than 30 days ago",
+                }
+            ]
+        with self._lock:
+            kept_from = now - timedelta(days=15)
+            earliest = max(kept_from, self.state.log_purged_until.get(obj, kept_from))
             entries = [
                 {"id": rid, "deletedDate": format_datetime(when)}
                 for rid, when in self.state.deleted_log[obj]
-                if start <= when < end
+                if start <= when < end and when > earliest
             ]
-            earliest = datetime.now(UTC) - timedelta(days=15)
-            return {
+            return 200, {
                 "deletedRecords": entries,
                 "earliestDateAvailable": format_datetime(earliest),
-                "latestDateCovered": format_datetime(min(end, datetime.now(UTC))),
+                "latestDateCovered": format_datetime(min(end, now)),
             }
 
     # ---------------------------------------------------------------- Bulk API 2.0
@@ -975,7 +1120,7 @@ class SalesforceSandbox:
             try:
                 query = parse_soql(soql)
                 if query.sobject in self.visible_objects():
-                    schema = self.state.schema[query.sobject]
+                    schema = self._visible_schema(query.sobject)
                     for name in query.fields:
                         if schema.get(name, {}).get("type") in ("address", "location"):
                             return 400, [
@@ -1255,6 +1400,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed")
             return
         if rest == "/limits/recordCount":
+            with sandbox._lock:
+                fault = sandbox.state.record_count_fault
+            if fault is not None:
+                self._error(fault[0], fault[1], "The requested resource does not exist")
+                return
             wanted = [o for o in params.get("sObjects", "").split(",") if o]
             self._send(200, {"sObjects": sandbox.record_counts(wanted)})
             return
@@ -1304,7 +1454,8 @@ class _Handler(BaseHTTPRequestHandler):
             except (KeyError, ValueError):
                 self._error(400, "INVALID_REPLICATION_DATE", "start and end are required")
                 return
-            self._send(200, sandbox.deleted(obj, start, end))
+            status, body = sandbox.deleted(obj, start, end)
+            self._send(status, body)
             return
         size = sandbox.page_size
         options = self.headers.get("Sforce-Query-Options", "")
@@ -1321,6 +1472,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         paged = re.fullmatch(r"/query(?:All)?/(\w+)-(\d+)", rest)
         if paged:
+            with sandbox._lock:
+                fault = sandbox.state.query_faults.pop(0) if sandbox.state.query_faults else None
+            if fault == "INVALID_QUERY_LOCATOR":
+                with sandbox._lock:  # Salesforce closed the cursor: it is gone for good
+                    sandbox.state.cursors.pop(paged[1], None)
+            elif fault is not None:
+                self._error(400, fault, "Your query request was running for too long.")
+                return
             body = sandbox.page(paged[1], int(paged[2]), size, version)
             if body is None:
                 self._error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")

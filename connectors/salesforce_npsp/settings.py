@@ -7,6 +7,7 @@ itself never reads the environment.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -66,7 +67,10 @@ class SalesforceSettings(_Strict):
         description="Stop before the daily API allocation falls below this share.",
     )
     lookback_seconds: int = Field(
-        default=300, ge=0, description="Re-read this much before the cursor on every run."
+        default=300,
+        ge=0,
+        description="Re-read this much before the cursor on every run (any value: the "
+        "delete-log window is widened to the whole minutes Salesforce accepts).",
     )
     page_size: int = Field(default=2000, ge=200, le=2000, description="SOQL batchSize.")
     max_url_length: int = Field(default=16000, ge=1000, description="Split longer queries.")
@@ -85,6 +89,27 @@ class SalesforceSettings(_Strict):
         default=7,
         ge=1,
         description="Re-read everything this often (formula fields never bump SystemModstamp).",
+    )
+    reconcile_days: int | None = Field(
+        default=1,
+        ge=1,
+        description="List every object's live ids this often (an id-only query) to find "
+        "records deleted for good that the delete log no longer shows; a full read and an "
+        "earliestDateAvailable past the last run also do it. None: only those.",
+    )
+    max_deleted_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Most of an object's loaded records one run may mark deleted because "
+        "Salesforce no longer lists them (at least 10 are always allowed). More, or an empty "
+        "listing, deletes nothing and holds the member: lost sharing or permissions look the "
+        "same. Raise it (1 accepts anything) for one run after a deliberate mass deletion.",
+    )
+    removed_fields: tuple[str, ...] = Field(
+        default=(),
+        description="Fields ('Object.Field') deleted or hidden from the integration user on "
+        "purpose: a load no longer waits for them to be readable again.",
     )
     start_date: str = Field(
         default="2000-01-01T00:00:00Z", description="Lower bound of the first, full load."
@@ -107,6 +132,16 @@ class SalesforceSettings(_Strict):
     max_retries: int = Field(default=5, ge=0)
     backoff_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, ge=0)
+
+    @field_validator("removed_fields")
+    @classmethod
+    def _object_dot_field(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not re.fullmatch(r"\w+\.\w+", v)]
+        if bad:
+            raise ValueError(
+                f"{len(bad)} entry(ies) not of the form 'Object.Field' (e.g. 'Contact.Birthdate')"
+            )
+        return value
 
     @field_validator("login_url", "instance_url")
     @classmethod

@@ -14,16 +14,24 @@ Incremental reading, and why it cannot lose records:
   again next time, never skipped, and the ``merge`` on ``Id`` makes the re-read harmless.
   The look-back covers transactions that commit with a timestamp slightly older than when
   they become visible.
-- When the daily API allocation reaches the member's reserve the resource stops yielding,
-  keeping its cursor: what was read is loaded, and the next run resumes from there.
+- When the daily API allocation reaches the member's reserve (or is exhausted) the resource
+  stops yielding, keeping its cursor: what was read is loaded, and the next run resumes from
+  there. Until one does, the resource is held (``STOPPED``, connectors/holds.py): a load that
+  stopped early holds the member back instead of publishing part of its people.
 - Formula fields change without bumping SystemModstamp, so every ``full_refresh_days`` the
   window starts from ``start_date`` again.
+- Deletions queryAll and the delete log no longer show (hard deletes, an emptied recycle bin,
+  a purged log) are found by comparing ids: see deletions.py.
+- A field read at the last load that describe no longer lists (field-level security, or a
+  deleted field: Salesforce cannot tell them apart) holds the object unread, cursor kept,
+  so the merge never blanks it; once it is back, the next run reads every change since.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,14 +47,24 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from connectors.deadline import LoadDeadline
 from connectors.errors import ConnectorError, PermanentSourceError
+from connectors.holds import hold, lift
 from connectors.raw_pipeline import member_pipeline
 from connectors.salesforce_npsp.client import (
     ApiAllocationReserveReached,
     BulkQueryRejected,
+    SalesforceApiError,
     SalesforceClient,
     selectable_fields,
 )
 from connectors.salesforce_npsp.columns import as_arrow, deleted_mask, fast_column
+from connectors.salesforce_npsp.deletions import (
+    DELETE_LOG_DAYS,
+    LAST_RECONCILED,
+    guard,
+    loaded_live_ids,
+    reconcile_due,
+    tombstones,
+)
 from connectors.salesforce_npsp.settings import Credentials, SalesforceSettings
 from connectors.values import masked, shown
 
@@ -54,6 +72,13 @@ log = logging.getLogger(__name__)
 
 SOURCE_NAME = "salesforce_npsp"
 PMM_PREFIX = "pmdm__"
+# Hold names (connectors/holds.py): a load that stopped before reading all of an object (the
+# daily API allocation), and an object waiting for fields it can no longer read.
+STOPPED = "stopped_early"
+FIELDS_HIDDEN = "fields_hidden"
+# Resource-state flag: the delete log missed part of the time since the last load, so the
+# ids are compared on every run until one such comparison completes.
+LOG_GAP = "log_gap"
 
 # describe type → dlt data type. Everything not listed is text (ids, picklists, phones...).
 _DLT_TYPES = {
@@ -469,6 +494,7 @@ def _object_rows(
                 )
             log.warning(message)
             report.missing_objects[spec.resource] = message
+            lift(state, STOPPED)
             return
         fields = selectable_fields(client.describe(spec.sobject))
         for required in ("Id", "SystemModstamp"):
@@ -477,6 +503,9 @@ def _object_rows(
                     f"{spec.resource}: the integration user cannot read {spec.sobject}.{required};"
                     " grant field-level security for it (incremental loading needs it)"
                 )
+        if _fields_lost(spec, state, fields, settings, report, full_refresh):
+            lift(state, STOPPED)
+            return
         drift = _schema_drift(state.get("fields"), fields)
         if drift:
             log.warning("%s: schema drift since last run: %s", spec.resource, drift)
@@ -519,6 +548,7 @@ def _object_rows(
             cursor = parse_sf_datetime(state["cursor"])
             start = _floor_second(cursor - timedelta(seconds=settings.lookback_seconds))
         if start >= end:
+            lift(state, STOPPED)
             return
         where = (
             f"SystemModstamp >= {soql_datetime(start)} AND SystemModstamp < {soql_datetime(end)}"
@@ -534,34 +564,65 @@ def _object_rows(
         job = _bulk_job(client, spec, fields, where, report) if full else None
         report.methods[spec.resource] = "bulk" if job else "rest"
         count = 0
+        # Every id this run read: a vanished id is one Salesforce no longer lists at all.
+        seen: set[str] = set()
         if job is not None:
             # Bulk results are unordered (ORDER BY defeats PK chunking), so the cursor only
             # moves when the whole window is in: a stop part-way re-reads the window.
             for page in client.bulk_pages(job, fields):
+                if _absent(spec, state, page, fields, report):
+                    return
                 yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable, spec.sobject), hints)
                 count += len(page)
+                seen.update(_page_ids(page))
         else:
-            seen: set[str] = set()
-            for page in _batched(
-                client.query_records(spec.sobject, list(fields), where, include_deleted=True)
-            ):
+            held: list[bool] = []
+            checked = _until_absent(
+                client.query_records(spec.sobject, list(fields), where, include_deleted=True),
+                lambda page: _absent(spec, state, page, fields, report),
+                held,
+            )
+            for page in _batched(checked):
                 yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable, spec.sobject), hints)
                 count += len(page)
-                if not full:
-                    seen.update(row["Id"] for row in page)
+                seen.update(_page_ids(page))
                 # Inclusive: rows sharing this stamp on the next page are re-read next time.
                 state["cursor"] = page[-1]["SystemModstamp"]
-            if not full:
-                # Its own cursor: a run stopped part-way never asked getDeleted, so the next
-                # one asks from where the last completed ask ended, not from the row cursor.
-                since = state.get("deleted_cursor")
-                deleted_from = min(start, parse_sf_datetime(since)) if since else start
-                tombstones = _purged_deletes(client, spec, deleted_from, end, now, seen, report)
-                if tombstones:
-                    item = arrow_page(tombstones, kinds, sobject=spec.sobject)
-                    yield dlt.mark.with_hints(item, hints)
-                    count += len(tombstones)
-        state["cursor"] = state["deleted_cursor"] = soql_datetime(end)
+            if held:  # a field left out of results: nothing after it, no reconciliation
+                return
+        # Rows a split query left for the next run (they changed while read) still exist.
+        seen |= client.unsettled_ids
+        gone: list[dict[str, Any]] = []
+        if full:
+            # A whole queryAll read lists every record Salesforce still has, binned or not.
+            gone = _vanished(spec, seen, None, settings, state, now, soql_datetime(end))
+            deleted_cursor = soql_datetime(end)
+        else:
+            gone, deleted_cursor, gap = _purged_deletes(
+                client, spec, start, end, now, seen, state.get("deleted_cursor")
+            )
+            if gap:
+                # Kept until a listing completes: a stop before it leaves it for the next run.
+                state[LOG_GAP] = True
+                note = (
+                    f"{spec.resource}: Salesforce's delete log cannot vouch for every "
+                    "deletion since the last load (its earliestDateAvailable is later, the "
+                    f"gap is over {DELETE_LOG_DAYS} days, or it refused the window); the ids "
+                    "it lists are compared instead"
+                )
+                log.info(note)
+                report.notes.append(note)
+            if state.get(LOG_GAP) or reconcile_due(state, now, settings.reconcile_days):
+                listed = _live_ids(client, spec.sobject)
+                gone += _vanished(spec, seen, listed, settings, state, now, soql_datetime(end))
+                state.pop(LOG_GAP, None)
+        if gone:
+            yield dlt.mark.with_hints(arrow_page(gone, kinds, sobject=spec.sobject), hints)
+            count += len(gone)
+        # Only now: a stop before this point asks the delete log for the same window again.
+        state["deleted_cursor"] = deleted_cursor
+        state["cursor"] = soql_datetime(end)
+        lift(state, STOPPED)
         report.rows[spec.resource] = count
         for name, ids in sorted(unreadable.items()):
             report.problems.append(
@@ -575,6 +636,23 @@ def _object_rows(
             log.warning(str(err))
             report.stopped = str(err)
             report.stop_error = err
+        what = "exhausted" if err.exhausted else "at the member's reserve"
+        usage = f" ({err.used}/{err.maximum} requests)" if err.maximum else ""
+        hold(
+            state,
+            STOPPED,
+            f"the load stopped before it had read all of {spec.sobject}: the org's daily API "
+            f"allocation is {what}{usage}; what was read is kept",
+            "Nothing to fix: the next run after the 24-hour allocation has room again carries "
+            "on from where this one stopped. To load more per day, lower "
+            "connector.reserve_percent or raise the org's API allocation.",
+        )
+    except SalesforceApiError as err:
+        if err.code == "INVALID_FIELD":
+            # Field-level security revoked between describe and query: wait, as for describe.
+            _hold_hidden(spec, state, [_named_field(err.full_message)], report)
+            return
+        raise err.on(spec.resource, spec.sobject) from None
     finally:
         report.api_used, report.api_max = client.api_used, client.api_max
 
@@ -603,6 +681,135 @@ def _batched(
         yield batch
 
 
+def _until_absent(
+    pages: Iterator[list[dict[str, Any]]],
+    absent: Callable[[list[dict[str, Any]]], bool],
+    stopped: list[bool],
+) -> Iterator[list[dict[str, Any]]]:
+    """Query pages up to the first that leaves out a selected field (``_absent`` holds the
+    object, and ``stopped`` says so): the complete pages before it are loaded and the cursor
+    covers them; that page and the rest are read again once the field is back."""
+    for page in pages:
+        if page and absent(page):
+            stopped.append(True)
+            return
+        yield page
+
+
+def _page_ids(page: list[dict[str, Any]] | pa.Table) -> list[str]:
+    """The record ids on a page: REST pages are records, Bulk result sets Arrow tables."""
+    if isinstance(page, pa.Table):
+        return page.column("Id").to_pylist()
+    return [row["Id"] for row in page]
+
+
+def _named_field(detail: str) -> str:
+    """The field an INVALID_FIELD message names ("No such column 'X' on entity ...")."""
+    match = re.search(r"No such column '(\w+)'", detail)
+    return match[1] if match else "a selected field"
+
+
+def _fields_lost(
+    spec: ObjectSpec,
+    state: dict[str, Any],
+    fields: dict[str, str],
+    settings: SalesforceSettings,
+    report: SyncReport,
+    full_refresh: bool,
+) -> bool:
+    """Whether fields read at the last load are unreadable now, so nothing is read.
+
+    Salesforce cannot tell a deleted field from one field-level security hides, and a
+    merge of records without it would blank it in every record changed meanwhile. So the
+    object waits, held, with its cursor where it was: once the field is back, the next run
+    reads every record changed since, the field included. A field listed in
+    ``removed_fields`` (or an explicit full refresh) accepts the loss.
+    """
+    accepted = {
+        name.split(".", 1)[1]
+        for name in settings.removed_fields
+        if name.startswith(f"{spec.sobject}.")
+    }
+    before = state.get("fields") or {}
+    lost = sorted(n for n in before if n not in fields and n not in accepted)
+    if lost and not full_refresh:
+        _hold_hidden(spec, state, lost, report)
+        return True
+    lift(state, FIELDS_HIDDEN)
+    return False
+
+
+def _absent(
+    spec: ObjectSpec,
+    state: dict[str, Any],
+    page: list[dict[str, Any]] | pa.Table,
+    fields: dict[str, str],
+    report: SyncReport,
+) -> bool:
+    """Whether results leave out a selected field (held, as when describe does): loaded,
+    the page would blank it in every record on it. Read from where the page began next."""
+    present = set(page.column_names) if isinstance(page, pa.Table) else page[0]
+    lost = sorted(name for name in fields if name not in present)
+    if lost:
+        _hold_hidden(spec, state, lost, report)
+    return bool(lost)
+
+
+def _hold_hidden(
+    spec: ObjectSpec, state: dict[str, Any], lost: list[str], report: SyncReport
+) -> None:
+    names = ", ".join(f"{spec.sobject}.{n}" for n in lost)
+    reason = (
+        f"{len(lost)} field(s) read at the last load can no longer be read ({names}); "
+        f"nothing of {spec.sobject} is loaded until they can"
+    )
+    hold(
+        state,
+        FIELDS_HIDDEN,
+        reason,
+        "Grant the integration user field-level security on them again: the next run then "
+        "reads everything changed meanwhile. If they were deleted or hidden on purpose, "
+        "list them under connector.removed_fields.",
+    )
+    report.problems.append(f"{spec.resource}: {reason}")
+    log.warning("%s: %s", spec.resource, reason)
+
+
+def _live_ids(client: SalesforceClient, sobject: str) -> set[str]:
+    """Every id Salesforce lists as not deleted: an id-only query, 2,000 ids per request."""
+    ids: set[str] = set()
+    for page in client.query_pages(f"SELECT Id FROM {sobject}"):
+        ids.update(str(r["Id"]) for r in page)
+    return ids
+
+
+def _vanished(
+    spec: ObjectSpec,
+    seen: set[str],
+    listed: set[str] | None,
+    settings: SalesforceSettings,
+    state: dict[str, Any],
+    now: datetime,
+    stamp: str,
+) -> list[dict[str, Any]]:
+    """Tombstones for loaded live records Salesforce lists no more (guarded).
+
+    ``listed`` is the id-only listing; None when ``seen`` is a whole queryAll read. Ids this
+    run read are never tombstoned: a fresh row and a tombstone would race in the merge.
+    """
+    loaded = loaded_live_ids(spec.resource)
+    if loaded is None:  # nothing loaded before: nothing can have vanished
+        state[LAST_RECONCILED] = now.isoformat(timespec="seconds")
+        return []
+    present = seen if listed is None else listed | seen
+    vanished = sorted(i for i in loaded if i not in present)
+    count = len(seen) if listed is None else len(listed)
+    kept = guard(
+        spec.resource, vanished, len(loaded), count, settings.max_deleted_share, state, now
+    )
+    return tombstones(kept, stamp)
+
+
 def _purged_deletes(
     client: SalesforceClient,
     spec: ObjectSpec,
@@ -610,22 +817,41 @@ def _purged_deletes(
     end: datetime,
     now: datetime,
     seen: set[str],
-    report: SyncReport,
-) -> list[dict[str, Any]]:
-    """Deletes that queryAll can no longer show (emptied recycle bin, hard deletes).
+    since: str | None,
+) -> tuple[list[dict[str, Any]], str, bool]:
+    """Deletes that queryAll can no longer show (emptied recycle bin, hard deletes):
+    (tombstone rows, the delete-log cursor once they are loaded, whether the log has a gap).
 
     The getDeleted resource keeps 15 days of deletes. A record it lists that queryAll did not
     return becomes a tombstone row (Id, IsDeleted, SystemModstamp = deletedDate); the merge
     replaces the old row, so the person's other fields are cleared along with it.
+
+    It works in whole minutes and refuses a window under one minute or starting more than
+    30 days back (400 INVALID_REPLICATION_DATE): the window is widened to whole minutes, a
+    window too short is not asked (the cursor stays, so the next run asks from there), and
+    one older than the log keeps, or one the log says it no longer covers
+    (``earliestDateAvailable``), is a gap the caller fills by comparing ids instead.
     """
-    if now - start > timedelta(days=15):
-        report.notes.append(
-            f"{spec.resource}: more than 15 days since the last load; records deleted and "
-            "purged from the recycle bin in that gap cannot be detected. Run more often."
-        )
-        return []
-    # getDeleted works in whole minutes: widen the start; extra ids are filtered by ``seen``.
-    body = client.deleted(spec.sobject, soql_datetime(start.replace(second=0)), soql_datetime(end))
+    # Its own cursor: a run stopped part-way never asked getDeleted, so the next one asks
+    # from where the last completed ask ended, not from the row cursor.
+    begin = min(start, parse_sf_datetime(since)) if since else start
+    begin = begin.replace(second=0, microsecond=0)
+    until = end.replace(second=0, microsecond=0)
+    if now - begin > timedelta(days=DELETE_LOG_DAYS):
+        return [], soql_datetime(until), True
+    if until - begin < timedelta(minutes=1):
+        return [], soql_datetime(begin), False
+    try:
+        body = client.deleted(spec.sobject, soql_datetime(begin), soql_datetime(until))
+    except SalesforceApiError as err:
+        if err.code != "INVALID_REPLICATION_DATE":
+            raise
+        # Refused all the same (clocks that disagree): compare ids rather than fail the load.
+        return [], soql_datetime(until), True
+    earliest = body.get("earliestDateAvailable")
+    gap = bool(earliest) and parse_sf_datetime(str(earliest)) > begin
+    covered = body.get("latestDateCovered")
+    cursor = min(until, parse_sf_datetime(str(covered))) if covered else until
     rows = []
     for entry in body.get("deletedRecords", []):
         if entry["id"] not in seen:
@@ -633,7 +859,7 @@ def _purged_deletes(
             rows.append(
                 {"Id": entry["id"], "IsDeleted": True, "SystemModstamp": entry["deletedDate"]}
             )
-    return rows
+    return rows, soql_datetime(cursor), gap
 
 
 def _bulk_job(
@@ -651,7 +877,17 @@ def _bulk_job(
     threshold = client.settings.bulk_threshold
     if threshold is None:
         return None
-    count = client.record_count(spec.sobject)
+    try:
+        count = client.record_count(spec.sobject)
+    except SalesforceApiError as err:
+        # The count only chooses the API: its failure is no reason to fail the read.
+        note = (
+            f"{spec.resource}: Salesforce refused the record count of {spec.sobject} "
+            f"({err.status} {err.code}); read through REST instead"
+        )
+        log.warning(note)
+        report.notes.append(note)
+        return None
     if count is None or count < threshold:
         return None
     soql = f"SELECT {', '.join(fields)} FROM {spec.sobject} WHERE {where}"

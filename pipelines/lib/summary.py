@@ -55,17 +55,25 @@ def _when(value: object) -> str:
 
 
 def render_summary(results: Sequence[StageResult], settings: HubSettings) -> Group:
-    """A readable end-of-run report (counts and reasons only: no personal data)."""
+    """A readable end-of-run report (counts and reasons only: no personal data).
+
+    Counts are of records the member still has: a deleted record stays in canonical (its
+    id and ``is_deleted``, so the deletion reaches every table) but is nobody.
+    """
     parts: list = []
     failed = [r for r in results if not r.success]
     rows = _query(
         settings,
         """
         SELECT m.org_id,
-          (SELECT COUNT(*) FROM canonical.person p WHERE p.org_id = m.org_id),
-          (SELECT COUNT(*) FROM canonical.engagement e WHERE e.org_id = m.org_id),
-          (SELECT COUNT(*) FROM canonical.service_delivery d WHERE d.org_id = m.org_id),
-          (SELECT COUNT(*) FROM canonical.outcome o WHERE o.org_id = m.org_id),
+          (SELECT COUNT(*) FROM canonical.person p
+             WHERE p.org_id = m.org_id AND NOT COALESCE(p.is_deleted, FALSE)),
+          (SELECT COUNT(*) FROM canonical.engagement e
+             WHERE e.org_id = m.org_id AND NOT COALESCE(e.is_deleted, FALSE)),
+          (SELECT COUNT(*) FROM canonical.service_delivery d
+             WHERE d.org_id = m.org_id AND NOT COALESCE(d.is_deleted, FALSE)),
+          (SELECT COUNT(*) FROM canonical.outcome o
+             WHERE o.org_id = m.org_id AND NOT COALESCE(o.is_deleted, FALSE)),
           (SELECT COUNT(*) FROM quarantine.rejected_rows q
              WHERE q.org_id = m.org_id AND q.severity = 'error'),
           (SELECT COUNT(*) FROM quarantine.rejected_rows q

@@ -65,6 +65,20 @@ def test_check_salesforce_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         code, out = _check("sf_trust", tmp_path, monkeypatch)
         assert code == 1 and "wrong" not in out
         assert "client" in out.lower()  # says the client credentials were refused
+        # Not the API version's fault: it was never asked about (issue #19).
+        assert "NOT offered" not in out and "not authenticated" in out
+        monkeypatch.setenv("HUB_SF_TRUST_SECRET", sf.client_secret)
+        sf.set_api_usage(15000, 15000)
+        code, out = _check("sf_trust", tmp_path, monkeypatch)
+        assert code == 1 and "NOT offered" not in out
+        assert "daily API allocation is exhausted (15000/15000 requests used)" in " ".join(
+            out.split()
+        )
+        sf.set_api_usage(0)
+        sf.fail_record_count()  # only an estimate: the check goes on without it
+        code, out = _check("sf_trust", tmp_path, monkeypatch)
+        assert code == 0, out
+        assert "Contact: " in out and "?" in out and "offered" in out
 
 
 def test_check_civicrm_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,7 +41,9 @@ def salesforce_raw(
     """Load records changed since the last run (SystemModstamp windows, deletes merged on Id).
 
     At the member's API reserve the load stops politely: what was read is kept, the cursor
-    saved, and the next run carries on.
+    saved, and the next run carries on; until it has, the member is held back (a hold, see
+    connectors/holds.py), as it is while a field it read is unreadable or a listing of ids
+    would delete more than ``max_deleted_share``.
     """
     from connectors.salesforce_npsp import SyncReport, npsp_source, raw_pipeline
 
@@ -73,5 +75,6 @@ def salesforce_raw(
         )
     finally:
         report.close()
-    for message in report.messages():
-        context.log.warning(f"{member.org_id}: {message}")
+        # Also when the load is held: what the run noticed is most of why.
+        for message in report.messages():
+            context.log.warning(f"{member.org_id}: {message}")
