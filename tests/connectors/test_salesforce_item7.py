@@ -173,13 +173,17 @@ def test_runs_under_a_minute_apart_are_never_refused_and_carry_the_window(
     harness: Harness,
 ) -> None:
     sf = harness.sf
+    # The hub's clock reads the start of the minute before this one (behind the sandbox's,
+    # so the deletion is after the first load), and both loads fall in that minute.
+    start_of_minute = timedelta(seconds=1 - datetime.now(UTC).second - 60)
+    harness.clock_offset = start_of_minute
     harness.load(lookback_seconds=0, reconcile_days=None)
     gone = sf.ids("Contact")[:1]
     sf.delete_records("Contact", gone)
     sf.purge_records("Contact", gone)  # only the delete log still knows
     _, report = harness.load(lookback_seconds=0, reconcile_days=None)  # seconds later
     assert report.stopped is None
-    harness.clock_offset = timedelta(minutes=2)  # the carried window is asked in full
+    harness.clock_offset = start_of_minute + timedelta(minutes=2)  # the carried window
     harness.load(lookback_seconds=0, reconcile_days=None)
     assert gone[0] not in _live(harness)
 
