@@ -59,6 +59,7 @@ Building the source does no network I/O; each resource opens its own client when
 from __future__ import annotations
 
 import bisect
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -92,6 +93,14 @@ MIN_DELETIONS_ALLOWED = 10
 # costs about what one more level of counts does on a real site.
 FANOUT = 16
 LEAF = 2_000
+# Child tables keep a fingerprint per block of this many ids (state key DIGESTS): the periodic
+# audit compares them to find rows that changed without their parent (a contact merge).
+# 567,000 activity roles make about 600 blocks: a few kilobytes of state.
+DIGEST_BLOCK = 1_000
+DIGESTS = "block_digests"
+# When the audit finds more than this share of a child table's rows in changed blocks (first
+# audit after an upgrade, a mass merge), one plain re-read of the table beats per-parent reads.
+REREAD_ALL_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -430,6 +439,156 @@ class _Reader:
             md = row.get("modified_date")
             if md and (self.max_modified is None or md > self.max_modified):
                 self.max_modified = str(md)
+
+
+@dataclass(frozen=True)
+class _ChildJoin:
+    """How a child table is read through APIv4's implicit join on its parent.
+
+    ``activity_id.modified_date`` and ``contact_id.is_deleted`` are fields of the referenced
+    record (civicrm-core's ``entity_reference``), usable in select, where and orderBy: a
+    child can be paged by its own id while filtered on its parent's cursor window, and each
+    row brings the parent's version and trash flag with it.
+    """
+
+    fk: str
+    select: list[str]
+    where: list[list[Any]]  # the parent's own filters, through the join
+    version_key: str
+    trashed_key: str | None
+
+    @classmethod
+    def of(cls, spec: EntitySpec, parent: EntitySpec, fields: dict[str, str]) -> _ChildJoin:
+        assert spec.parent is not None
+        fk = spec.parent[1]
+        version_key = f"{fk}.modified_date"
+        trashed_key = f"{fk}.is_deleted" if "is_deleted" in parent.fields else None
+        select = [*fields, version_key, *([trashed_key] if trashed_key else [])]
+        where = [[f"{fk}.{w[0]}", *w[1:]] for w in parent.where]
+        return cls(fk, select, where, version_key, trashed_key)
+
+    def versions(self, page: list[dict[str, Any]]) -> list[Any]:
+        return [r.get(self.version_key) for r in page]
+
+    def trashed(self, page: list[dict[str, Any]]) -> list[bool] | None:
+        """Rows whose parent is trashed: they keep their ids but no personal field."""
+        if self.trashed_key is None:
+            return None
+        return [bool(r.get(self.trashed_key)) for r in page]
+
+
+class _BlockDigests:
+    """Fingerprints of a child table's own fields, one per block of ``DIGEST_BLOCK`` ids.
+
+    Rows arrive in id order. ``previous`` (the digests kept in state) marks the blocks that
+    changed since; the parents of their rows now are the ones to re-read. A row moved from
+    one parent to another is found under its new parent: re-reading that parent's children
+    replaces the row by id, which takes it off the old one.
+    """
+
+    def __init__(self, fields: dict[str, str], fk: str, previous: dict[str, str] | None) -> None:
+        self.fields = list(fields)
+        self.fk = fk
+        self.previous = previous
+        self.digests: dict[str, str] = {}
+        self.changed_parents: set[int] = set()
+        self.changed_rows = 0
+        self.rows = 0
+        self._block: int | None = None
+        self._hash = hashlib.blake2b(digest_size=8)
+        self._parents: set[int] = set()
+        self._count = 0
+
+    def add(self, page: list[dict[str, Any]]) -> None:
+        fields = self.fields
+        for r in page:
+            block = int(r["id"]) // DIGEST_BLOCK
+            if block != self._block:
+                self._close()
+                self._block, self._hash = block, hashlib.blake2b(digest_size=8)
+                self._parents, self._count = set(), 0
+            self._hash.update(repr([r.get(f) for f in fields]).encode())
+            parent = r.get(self.fk)
+            if parent is not None:
+                self._parents.add(int(parent))
+            self._count += 1
+        self.rows += len(page)
+
+    def finish(self) -> dict[str, str]:
+        self._close()
+        self._block = None
+        return self.digests
+
+    def _close(self) -> None:
+        if self._block is None:
+            return
+        key = str(self._block)
+        digest = self._hash.hexdigest()
+        self.digests[key] = digest
+        if self.previous is None or self.previous.get(key) != digest:
+            self.changed_parents |= self._parents
+            self.changed_rows += self._count
+
+
+def _audit_children(
+    client: CiviCRMClient,
+    spec: EntitySpec,
+    join: _ChildJoin,
+    fields: dict[str, str],
+    state: dict[str, Any],
+    settings: CiviCRMSettings,
+    arrow: _ArrowTable,
+    reread: set[int],
+    known: IdRanges,
+) -> Iterator[pa.Table]:
+    """List every child row (own fields only), yield the children of parents whose rows
+    changed without them, and return the ids CiviCRM lists (for the deletion check).
+
+    Activity and case roles have no ``modified_date`` of their own, and a contact merge moves
+    them by UPDATE without touching the activity or case (CRM_Dedupe_Merger): following the
+    parents' cursor never sees it. The listing is compared block by block with the digests
+    kept in state; only the parents of changed blocks are re-read (``reread``: already read
+    in full in this run), all their children, since the table merges by parent.
+    """
+    listing = _Reader(client, spec.entity, list(fields), join.where, settings.reconcile_page_size)
+    digests = _BlockDigests(fields, join.fk, state.get(DIGESTS))
+    for page in listing.by_id():
+        digests.add(page)
+    state[DIGESTS] = digests.finish()
+    live = listing.seen_ids
+    todo = sorted(digests.changed_parents - reread)
+    version_column = _version_column(spec)
+    if todo and digests.changed_rows > REREAD_ALL_SHARE * max(digests.rows, 1):
+        pages = _Reader(client, spec.entity, join.select, join.where, settings.page_size).by_id()
+    else:
+        pages = (
+            page
+            for start in range(0, len(todo), settings.page_size)
+            for page in _Reader(
+                client,
+                spec.entity,
+                join.select,
+                [*join.where, [join.fk, "IN", todo[start : start + settings.page_size]]],
+                settings.page_size,
+            ).by_id()
+        )
+    moved = 0
+    for page in pages if todo else ():
+        for r in page:
+            known.add(int(r["id"]))
+        moved += len(page)
+        yield arrow.page(page, fields, {version_column: join.versions(page)}, join.trashed(page))
+    if todo:
+        log.info(
+            "CiviCRM %s: %d of %d rows in blocks changed since the last audit; re-read %d rows "
+            "of %d parents",
+            spec.table,
+            digests.changed_rows,
+            digests.rows,
+            moved,
+            len(todo),
+        )
+    return live
 
 
 def _text(value: Any) -> str | None:
@@ -954,7 +1113,8 @@ def _entity_rows(
             newest = reader.max_modified
         else:
             assert spec.parent is not None
-            fk = spec.parent[1]
+            join = _ChildJoin.of(spec, parent, fields)
+            fk = join.fk
             version_column = _version_column(spec)
             parents_known: IdRanges | None = None
             if census is not None:
@@ -963,59 +1123,63 @@ def _entity_rows(
                     state["known_parents"] = _parent_ids(parent)
                 parents_known = IdRanges(state.setdefault("known_parents", []))
             parents_before = parents_known.copy() if parents_known is not None else None
-            parent_select = ["id", "modified_date"]
-            if "is_deleted" in parent.fields:
-                parent_select.append("is_deleted")
-            parents = _Reader(
-                client,
-                parent.entity,
-                parent_select,
-                [list(w) for w in parent.where],
-                settings.page_size,
-            )
-            parent_pages = (
-                parents.by_id()
-                if full
-                else parents.by_modified(_shift(cursor or "", settings.lookback_seconds))
-            )
-            seen = set()
-            for parent_page in parent_pages:
-                versions = {int(p["id"]): p.get("modified_date") for p in parent_page}
-                # A trashed parent's rows keep their ids but no personal field (issue #18).
-                trashed = {int(p["id"]) for p in parent_page if p.get("is_deleted")}
-                if parents_known is not None:
-                    for pid in versions:
-                        parents_known.add(pid)
-                children = _Reader(
+            # Parents changed since the cursor (id -> modified_date): an incremental read
+            # lists them (ids only) so that one left with no children still clears its old
+            # ones. A full read needs none: it reads every child.
+            window: dict[int, Any] = {}
+            newest = None
+            child_where = list(join.where)
+            if not full:
+                since = _shift(cursor or "", settings.lookback_seconds)
+                parent_select = ["id", "modified_date"]
+                parents = _Reader(
                     client,
-                    spec.entity,
-                    list(fields),
-                    [[fk, "IN", sorted(versions)]],
+                    parent.entity,
+                    parent_select,
+                    [list(w) for w in parent.where],
                     settings.page_size,
                 )
-                with_children: set[int] = set()
-                for page in children.by_id():
-                    for r in page:
-                        known.add(int(r["id"]))
-                        with_children.add(int(r[fk]))
-                    parent_versions = [versions.get(r.get(fk)) for r in page]
-                    blank = [r.get(fk) in trashed for r in page]
-                    yield arrow.page(page, fields, {version_column: parent_versions}, blank)
-                # (A full read has nothing older to clear.)
-                childless = [] if full else [p for p in versions if p not in with_children]
-                if childless:
-                    yield arrow.tombstones(
-                        childless, fk, version_column, [versions[p] for p in childless]
-                    )
-                seen |= children.seen_ids
-            newest = parents.max_modified
+                for parent_page in parents.by_modified(since):
+                    for p in parent_page:
+                        window[int(p["id"])] = p.get("modified_date")
+                newest = parents.max_modified
+                child_where.append([join.version_key, ">=", since])
+            if parents_known is not None:
+                for pid in window:
+                    parents_known.add(pid)
+            # One keyset pager over the child entity itself, joined on its parent's cursor
+            # window: no per-page IN lists of parent ids (issue #19).
+            children = _Reader(client, spec.entity, join.select, child_where, settings.page_size)
+            digests = _BlockDigests(fields, fk, None) if full else None
+            with_children: set[int] = set()
+            for page in children.by_id():
+                versions, blank = join.versions(page), join.trashed(page)
+                for r, v in zip(page, versions, strict=True):
+                    known.add(int(r["id"]))
+                    with_children.add(int(r[fk]))
+                    if v and (newest is None or v > newest):
+                        newest = str(v)
+                if digests is not None:
+                    digests.add(page)
+                yield arrow.page(page, fields, {version_column: versions}, blank)
+            if digests is not None:
+                state[DIGESTS] = digests.finish()
+            childless = [p for p in window if p not in with_children]
+            for start in range(0, len(childless), settings.page_size):
+                chunk = childless[start : start + settings.page_size]
+                yield arrow.tombstones(chunk, fk, version_column, [window[p] for p in chunk])
+            seen = children.seen_ids
+            reread = set(window) | with_children  # parents whose children were all read
             if parents_known is not None and parents_before is not None and census is not None:
                 # Parents deleted for good take their rows with them in this same load.
                 if full:
-                    gone = [p for p in parents_before if p not in parents.seen_ids]
-                    listed = len(parents.seen_ids)
+                    live = census.live_ids(client)
+                    for pid in sorted(live):
+                        parents_known.add(pid)
+                    gone = [p for p in parents_before if p not in live]
+                    listed = len(live)
                 elif reconcile is not False:
-                    gone, listed = census.vanished(client, parents_before, parents.seen_ids)
+                    gone, listed = census.vanished(client, parents_before, set(window))
                 else:
                     gone, listed = [], 0
                 gone = _guard(
@@ -1041,10 +1205,18 @@ def _entity_rows(
             else (state["runs"] % settings.reconcile_every_runs == 0)
         )
         listed = 0
-        if full and parent is None:
-            # A full read of a top-level entity saw every live id: reconcile for free.
+        if full:
+            # A full read saw every live id: reconcile for free.
             vanished = [i for i in before if i not in seen]
             listed = len(seen)
+        elif due and parent is not None:
+            # Children can change without their parent (a contact merge moves activity and
+            # case roles): the periodic audit lists them all and re-reads what moved.
+            live = yield from _audit_children(
+                client, spec, join, fields, state, settings, arrow, reread, known
+            )
+            vanished = [i for i in before if i not in live and i not in seen]
+            listed = len(live)
         elif due:
             # Ids read in this run are left for the next check: a marker and a fresh row for
             # the same id in one load would race in the merge.
