@@ -1073,13 +1073,18 @@ def _entity_rows(
     connect: Callable[[], CiviCRMClient],
     reconcile: bool | None,
     census: _Census | None = None,
+    full_reload: bool = False,
 ) -> Iterator[pa.Table]:
     """Yield one table's pages, then deletion markers; keep cursor and ids in dlt state.
 
     ``census`` (the contacts') makes the table check for contacts deleted for good on every
     run: the contact table marks them, a table hanging off contacts clears their rows.
+    ``full_reload`` drops the cursor, so the table is read from scratch; the ids loaded
+    before are kept, so the read still finds (guarded) what vanished meanwhile.
     """
     state = dlt.current.resource_state()
+    if full_reload:
+        state.pop("cursor", None)
     state["runs"] = int(state.get("runs", 0)) + 1
     known = IdRanges(state.setdefault("known_ids", []))
     before = known.copy()  # ids loaded before this run: only these can have vanished
@@ -1302,6 +1307,7 @@ def civicrm_source(
     site_key: str | None = None,
     reconcile: bool | None = None,
     member: str | None = None,
+    full_reload: bool = False,
 ) -> Any:
     """One merge-on-``id`` resource per entity in ``settings.entities``.
 
@@ -1309,7 +1315,10 @@ def civicrm_source(
     hard-delete check, the per-run contact check included; None (the default) checks contacts
     on every run and every table each ``settings.reconcile_every_runs`` runs. ``member`` (the
     org id) names the member in the error when the load passes ``settings.load_deadline``,
-    which every resource's requests share. No network I/O happens here.
+    which every resource's requests share. ``full_reload`` (``hub run --full``) re-reads
+    every table from scratch, for this member only (its own pipeline state); the merge on
+    ``id`` makes that an upsert, and deletions found on the way are still guarded. No
+    network I/O happens here.
     """
     specs = entity_specs(settings)
     load = LoadDeadline(settings.load_deadline, member)
@@ -1325,7 +1334,7 @@ def civicrm_source(
         census = censuses.get(key) or (censuses.get(spec.parent[0]) if spec.parent else None)
         resources.append(
             dlt.resource(
-                _entity_rows(spec, parent, settings, connect, reconcile, census),
+                _entity_rows(spec, parent, settings, connect, reconcile, census, full_reload),
                 name=spec.table,
                 write_disposition="merge",
                 primary_key="id",
