@@ -335,6 +335,21 @@ class IdRanges:
         else:
             r.insert(idx, [value, value])
 
+    def extend(self, ids: list[int]) -> None:
+        """Add one page's ids: a run of consecutive new ids past the end, the usual case for
+        a keyset page, costs one step instead of one per id."""
+        r = self.ranges
+        if ids:
+            lo, hi = min(ids), max(ids)
+            if hi - lo == len(set(ids)) - 1 and (not r or lo > r[-1][1]):
+                if r and r[-1][1] + 1 == lo:
+                    r[-1][1] = hi
+                else:
+                    r.append([lo, hi])
+                return
+        for value in ids:
+            self.add(value)
+
     def remove(self, value: int) -> None:
         r = self.ranges
         idx = bisect.bisect_right(r, [value, float("inf")]) - 1
@@ -434,11 +449,11 @@ class _Reader:
                 return
 
     def _note(self, page: list[dict[str, Any]]) -> None:
-        for row in page:
-            self.seen_ids.add(int(row["id"]))
-            md = row.get("modified_date")
-            if md and (self.max_modified is None or md > self.max_modified):
-                self.max_modified = str(md)
+        self.seen_ids.update([int(row["id"]) for row in page])
+        if "modified_date" in self.select:
+            newest = max(filter(None, [row.get("modified_date") for row in page]), default=None)
+            if newest and (self.max_modified is None or newest > self.max_modified):
+                self.max_modified = str(newest)
 
 
 @dataclass(frozen=True)
@@ -624,10 +639,9 @@ _ARROW_TYPES = {
 def _arrow_column(kind: str, values: list[Any]) -> pa.Array:
     """JSON values -> a typed Arrow array; CiviCRM's local timestamps stay naive."""
     if kind == "timestamp":
-        text = pa.array([None if v is None else str(v) for v in values], pa.string())
-        return pc.strptime(text, format=TS_FORMAT, unit="us")
+        return pc.strptime(_strings(values), format=TS_FORMAT, unit="us")
     if kind == "date":
-        return pa.array([None if v is None else str(v)[:10] for v in values]).cast(pa.date32())
+        return pc.utf8_slice_codeunits(_strings(values), 0, 10).cast(pa.date32())
     if kind == "decimal":
         return pa.array(
             [None if v is None else Decimal(str(v)) for v in values], _ARROW_TYPES[kind]
@@ -636,8 +650,20 @@ def _arrow_column(kind: str, values: list[Any]) -> pa.Array:
         try:
             return pa.array(values, pa.string())
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # custom fields: numbers, booleans
+            inferred = pa.array(values)
+            if pa.types.is_boolean(inferred.type) or pa.types.is_integer(inferred.type):
+                return inferred.cast(pa.string())  # as _text writes them: true, false, 4
             return pa.array([_text(v) for v in values], pa.string())
     return pa.array(values, _ARROW_TYPES[kind])
+
+
+def _strings(values: list[Any]) -> pa.Array:
+    """Timestamps and dates as text: JSON gives strings, so Arrow converts them in C; any
+    other value (a number from a custom field) goes through ``str`` first."""
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 class _ArrowTable:
@@ -673,7 +699,7 @@ class _ArrowTable:
         gone = data["is_deleted"]
         if blank is not None:
             gone = [a or b for a, b in zip(gone, blank, strict=True)]
-        for column in PERSONAL_COLUMNS & set(data):
+        for column in PERSONAL_COLUMNS & set(data) if any(gone) else ():
             values = data[column]
             data[column] = [None if g else value for value, g in zip(values, gone, strict=True)]
         return self._table(data, n)
@@ -1111,8 +1137,7 @@ def _entity_rows(
                 else reader.by_modified(_shift(cursor or "", settings.lookback_seconds))
             )
             for page in pages:
-                for r in page:
-                    known.add(int(r["id"]))
+                known.extend([int(r["id"]) for r in page])
                 yield arrow.page(page, fields)
             seen = reader.seen_ids
             newest = reader.max_modified
@@ -1159,11 +1184,11 @@ def _entity_rows(
             with_children: set[int] = set()
             for page in children.by_id():
                 versions, blank = join.versions(page), join.trashed(page)
-                for r, v in zip(page, versions, strict=True):
-                    known.add(int(r["id"]))
-                    with_children.add(int(r[fk]))
-                    if v and (newest is None or v > newest):
-                        newest = str(v)
+                known.extend([int(r["id"]) for r in page])
+                with_children.update([int(r[fk]) for r in page])
+                top = max(filter(None, versions), default=None)
+                if top and (newest is None or top > newest):
+                    newest = str(top)
                 if digests is not None:
                     digests.add(page)
                 yield arrow.page(page, fields, {version_column: versions}, blank)
