@@ -98,6 +98,11 @@ def test_a_merge_moves_roles_to_the_kept_contact_at_the_next_audit(
     _run(civi, tmp_path, reconcile=True)  # the periodic audit
     for table, (entity, _) in CHILDREN.items():
         assert _owners(tmp_path, table) == _source_owners(civi, entity), table
+        # The first load appends (a new table), every later one merges: no id twice.
+        [(rows, ids)] = _query(
+            tmp_path, f"SELECT count(*), count(DISTINCT id) FROM {RAW}.civicrm__{table}"
+        )
+        assert rows == ids, table
         assert all(_owners(tmp_path, table)[i] == keep for i in moved[table]), table
     # Only the children of the parents whose rows moved were loaded again, not every role.
     reloaded = _extracted_rows(tmp_path, "activity_contact")
