@@ -9,13 +9,24 @@ Why it reads the way it does:
   timestamps have one-second resolution, are written in the site's local time and commit
   late. Re-reading is harmless: every table merges on ``id``.
 - Email, Phone and Address have no ``modified_date``, but a change to one bumps its contact's.
-  They are read for the contacts that changed (``contact_id IN [...]``); CaseContact and
-  ActivityContact likewise for the cases and activities that changed. The first run reads
-  them for all parents. These tables merge by parent as well as by id (dlt's delete-insert
-  with a ``merge_key``): re-reading a parent replaces the children it had, so an e-mail
-  deleted in CiviCRM is gone after the next run, not after the next id reconciliation. A
-  parent left with no children is written as one tombstone row (id = minus the parent id,
-  flagged deleted) so that its old children are still cleared.
+  They are read for the contacts that changed; CaseContact and ActivityContact likewise for
+  the cases and activities that changed. Each is paged by its own id, filtered on its
+  parent's cursor window through APIv4's implicit join (``activity_id.modified_date >=
+  since``), which also brings the parent's version and trash flag: one keyset pager, not a
+  request per page of parent ids with an ``IN`` list (issue #19: 567,000 activity roles took
+  122 s that way). The first run reads every child. A table's very first load appends (the
+  table is new); every later one merges. These tables merge by parent as well as by id
+  (dlt's delete-insert with a ``merge_key``): re-reading a parent replaces the children it
+  had, so an e-mail deleted in CiviCRM is gone after the next run, not after the next id
+  reconciliation. A parent left with no children is written as one tombstone row (id = minus
+  the parent id, flagged deleted) so that its old children are still cleared.
+- Children can change without their parent: a contact merge moves activity and case roles,
+  e-mails, phones and addresses to the kept contact by UPDATE (CRM_Dedupe_Merger), touching
+  neither the activity nor the case, and none of these rows has a ``modified_date`` of its
+  own. The periodic audit (every ``reconcile_every_runs`` runs, with the id comparison)
+  lists each child table's own fields and compares a digest per block of ids with the ones
+  kept in state; the parents of changed blocks have all their children re-read. ``hub run
+  --full <org>`` (``full_reload``) re-reads everything at once.
 - Contribution has ``modified_date`` only from CiviCRM 6.9. The resource asks ``getFields``
   (the authority, whatever the version string says): with the field it is incremental like
   Activity; without it every run re-reads all contributions by id and reconciles deletions.
