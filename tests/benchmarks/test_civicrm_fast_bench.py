@@ -63,12 +63,11 @@ def test_pages_are_apiv4_envelopes_and_unknown_filters_are_refused(
         store.answer("Contact", {"where": [["first_name", "=", "Nobody"]]})
 
 
-@pytest.mark.parametrize("key", ["contact", "activity_contact"])
-def test_both_contenders_read_every_row(site: tuple[str, Store], key: str, tmp_path: Path) -> None:
+def test_both_contenders_read_every_row(site: tuple[str, Store], tmp_path: Path) -> None:
+    """ActivityContact: the child pager's joined fields are served, and every role read."""
     url, store = site
-    entity = {"contact": "Contact", "activity_contact": "ActivityContact"}[key]
-    expected = len(store.tables[entity])
+    expected = len(store.tables["ActivityContact"])
     (tmp_path / "hub").mkdir()
     (tmp_path / "bare").mkdir()
-    assert _run_hub(url, key, 7, tmp_path / "hub")["rows"] == expected
-    assert _run_bare(url, key, 7, tmp_path / "bare")["rows"] == expected
+    assert _run_hub(url, "activity_contact", 7, tmp_path / "hub")["rows"] == expected
+    assert _run_bare(url, "activity_contact", 7, tmp_path / "bare")["rows"] == expected
