@@ -349,9 +349,21 @@ STOP_GRACE_SECONDS = 5.0
 POOL_WAIT_REPORT_SECONDS = 5.0
 
 
+Full = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--full",
+        metavar="ORG",
+        help="re-read this member's tables from scratch instead of only what changed "
+        "(repeatable); the run loads only the members named with --full or --org",
+    ),
+]
+
+
 @app.command()
 def run(
     org: Annotated[list[str] | None, typer.Option(help="only these members (repeatable)")] = None,
+    full: Full = None,
     verbose: Verbose = False,
     wait: Wait = 0,
 ) -> None:
@@ -359,6 +371,13 @@ def run(
 
     A member whose load or mapping fails is held back: the release counts its
     last good data and says so. Nothing is published until a member has data.
+
+    --full ORG re-reads all of that member's tables from scratch: its cursors are
+    reset (no other member's), CRM records are read again and merged on their ids,
+    and spreadsheets are reloaded even if unchanged. Use it when a member's CRM
+    changed records without marking them changed (a contact merge, a bulk fix).
+    Deletions found on the way are still held back when they look like a lost
+    permission.
 
     Exit codes:
       0  every member current, and a release written
@@ -377,7 +396,7 @@ def run(
     settings = _settings()
     try:
         with hold_home(settings.home, wait_seconds=wait, command="hub run"):
-            _run(settings, org, verbose)
+            _run(settings, org, verbose, full or [])
     except HomeBusyError as err:
         console.print(f"[red]{err}[/]")
         raise typer.Exit(EXIT_HOME_BUSY) from err
@@ -549,8 +568,10 @@ def _abandon_own_runs(instance: dg.DagsterInstance, why: str) -> None:
         instance.event_log_storage.free_concurrency_slots_for_run(record.dagster_run.run_id)
 
 
-def _run(settings: HubSettings, orgs: list[str] | None, verbose: bool = False) -> None:
-    """Refresh the members (the caller holds the home)."""
+def _run(
+    settings: HubSettings, orgs: list[str] | None, verbose: bool = False, full: list[str] = ()
+) -> None:
+    """Refresh the members, those in ``full`` from scratch (the caller holds the home)."""
     from pipelines.lib.members import registry
     from pipelines.lib.runner import refresh
 
@@ -567,12 +588,14 @@ def _run(settings: HubSettings, orgs: list[str] | None, verbose: bool = False) -
             f"[yellow]{org_id}: skipped — its {reg.members[org_id].connector.kind} connector "
             f"is configured (try `hub check {org_id}`) but the hub does not load it yet[/]"
         )
-    wanted = orgs or sorted(set(reg.members) - set(not_loaded))
+    named = list(dict.fromkeys([*(orgs or []), *full]))
+    wanted = named or sorted(set(reg.members) - set(not_loaded))
     unknown = [o for o in wanted if o not in reg.members or o in not_loaded]
     if unknown:
         console.print(
             f"[red]Unknown member(s): {', '.join(unknown)}. "
-            f"Members: {', '.join(sorted(reg.members))}[/]"
+            f"Members: {', '.join(sorted(reg.members))}. Give a member's id (its file name "
+            "in the members folder) to --org or --full.[/]"
         )
         raise typer.Exit(2)
     home = Path(os.environ.get("DAGSTER_HOME") or settings.home / "dagster")
@@ -604,6 +627,7 @@ def _run(settings: HubSettings, orgs: list[str] | None, verbose: bool = False) -
                 on_done=done,
                 log_level="DEBUG" if verbose else "CRITICAL",
                 stop=stop,
+                full=set(full),
             ),
             instance,
         )

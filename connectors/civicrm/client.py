@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+import orjson
 
 from connectors.civicrm.settings import CiviCRMSettings, UrlStyle
 from connectors.deadline import LoadDeadline, deadline, deadline_transport, pause, request_seconds
@@ -406,9 +407,8 @@ def _answer(where: str, response: httpx.Response) -> Any:
     """The JSON body, after the failures that come before CiviCRM's API runs (authx, routing,
     maintenance, overload), which look the same for one call and for a batch."""
     status = response.status_code
-    text = response.text
     if status == 401:
-        body = text.strip()[:200]
+        body = response.text.strip()[:200]
         if "Invalid credential" in body:
             raise CiviCRMError(
                 401,
@@ -489,10 +489,15 @@ def _is_json(response: httpx.Response) -> bool:
 
 
 def _json(response: httpx.Response) -> Any:
+    """The body as JSON, or None. orjson first: a 5,000-row page parses in about a third
+    of the standard library's time, which a full read of 567,000 rows notices."""
     try:
-        return response.json()
-    except ValueError:
-        return None
+        return orjson.loads(response.content)
+    except ValueError:  # orjson.JSONDecodeError; also what orjson refuses and json takes
+        try:
+            return response.json()
+        except ValueError:
+            return None
 
 
 def _looks_permanent(message: str) -> bool:

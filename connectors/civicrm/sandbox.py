@@ -110,6 +110,9 @@ class FieldDef:
     options: str | None = None
     custom_group: str | None = None
     since: tuple[int, int] | None = None  # CiviCRM version that added the field
+    # The entity this field references (civicrm-core's ``entity_reference``): APIv4 joins it
+    # implicitly, so ``activity_id.modified_date`` may be selected, filtered and sorted on.
+    fk: str | None = None
 
 
 ENTITY_FIELDS: dict[str, list[FieldDef]] = {
@@ -126,19 +129,19 @@ ENTITY_FIELDS: dict[str, list[FieldDef]] = {
     ],
     "Email": [
         FieldDef("id", "Integer"),
-        FieldDef("contact_id", "Integer"),
+        FieldDef("contact_id", "Integer", fk="Contact"),
         FieldDef("is_primary", "Boolean"),
         FieldDef("email", "String"),
     ],
     "Phone": [
         FieldDef("id", "Integer"),
-        FieldDef("contact_id", "Integer"),
+        FieldDef("contact_id", "Integer", fk="Contact"),
         FieldDef("is_primary", "Boolean"),
         FieldDef("phone", "String"),
     ],
     "Address": [
         FieldDef("id", "Integer"),
-        FieldDef("contact_id", "Integer"),
+        FieldDef("contact_id", "Integer", fk="Contact"),
         FieldDef("is_primary", "Boolean"),
         FieldDef("postal_code", "String"),
     ],
@@ -153,8 +156,8 @@ ENTITY_FIELDS: dict[str, list[FieldDef]] = {
     ],
     "CaseContact": [
         FieldDef("id", "Integer"),
-        FieldDef("case_id", "Integer"),
-        FieldDef("contact_id", "Integer"),
+        FieldDef("case_id", "Integer", fk="Case"),
+        FieldDef("contact_id", "Integer", fk="Contact"),
     ],
     "Activity": [
         FieldDef("id", "Integer"),
@@ -171,13 +174,13 @@ ENTITY_FIELDS: dict[str, list[FieldDef]] = {
     ],
     "ActivityContact": [
         FieldDef("id", "Integer"),
-        FieldDef("activity_id", "Integer"),
-        FieldDef("contact_id", "Integer"),
+        FieldDef("activity_id", "Integer", fk="Activity"),
+        FieldDef("contact_id", "Integer", fk="Contact"),
         FieldDef("record_type_id", "Integer", options="record_type"),
     ],
     "Contribution": [
         FieldDef("id", "Integer"),
-        FieldDef("contact_id", "Integer"),
+        FieldDef("contact_id", "Integer", fk="Contact"),
         FieldDef("total_amount", "Money"),
         FieldDef("receive_date", "Timestamp"),
         FieldDef("contribution_status_id", "Integer", options="contribution_status"),
@@ -519,6 +522,25 @@ class CiviCRMSandbox:
                     for cid in [k for k, v in table.items() if v.get("contact_id") == record_id]:
                         del table[cid]
 
+    def merge_contacts(self, keep: int, other: int) -> None:
+        """Merge contact ``other`` into ``keep`` as CiviCRM's dedupe merge does.
+
+        CRM_Dedupe_Merger moves what references the other contact with plain UPDATEs of
+        ``contact_id`` (ids kept): activity and case roles, e-mails, phones, addresses,
+        contributions. The activities and cases themselves are not touched, so their
+        ``modified_date`` stays; nor, here, is ``keep`` (the worst case for a connector that
+        follows parents). The other contact goes to the trash, which bumps its own.
+        """
+        with self._lock:
+            self.data.version += 1
+            for child in (*CONTACT_CHILDREN, "CaseContact", "ActivityContact", "Contribution"):
+                for row in self.data.tables[child].values():
+                    if row.get("contact_id") == other:
+                        row["contact_id"] = keep
+            row = self.data.tables["Contact"][other]
+            row["is_deleted"] = True
+            row["modified_date"] = self.now()
+
     def _touch_owner(self, entity: str, row: dict[str, Any]) -> None:
         if entity in CONTACT_CHILDREN and row.get("contact_id") in self.data.tables["Contact"]:
             self.data.tables["Contact"][row["contact_id"]]["modified_date"] = self.now()
@@ -528,7 +550,8 @@ class CiviCRMSandbox:
         """Answer one APIv4 call the way ``civicrm_api4()`` would (raises ApiError).
 
         Permissions are always checked: CiviCRM's AJAX page forces ``checkPermissions`` on
-        for every REST call, whatever the client sends. ``join`` is not supported.
+        for every REST call, whatever the client sends. An explicit ``join`` is not supported;
+        implicit joins through reference fields (``activity_id.modified_date``) are.
         """
         with self._lock:
             self.requests.append((entity, action, params))
@@ -642,9 +665,15 @@ class CiviCRMSandbox:
 
     def _unseen_name(self, entity: str, name: str) -> str | None:
         """``_unseen`` for a name as a request spells it (option suffix allowed); a name
-        with no field at all is left for ``_resolve`` to refuse."""
-        fdef = self._fields(entity).get(name.partition(":")[0])
-        return None if fdef is None else self._unseen(entity, fdef)
+        with no field at all is left for ``_resolve`` to refuse. A field reached through an
+        implicit join (``contact_id.is_deleted``) is the joined entity's, seen or not as
+        there."""
+        base = name.partition(":")[0]
+        fdef = self._fields(entity).get(base)
+        if fdef is None:
+            joined = self._join(entity, base)
+            return None if joined is None else self._unseen_name(*joined)
+        return self._unseen(entity, fdef)
 
     def _hides_fields(self) -> bool:
         return bool(self._hidden_fields) or CUSTOM_DATA not in self.permissions
@@ -677,13 +706,38 @@ class CiviCRMSandbox:
         base, _, suffix = name.partition(":")
         fields = self._fields(entity)
         if base not in fields:
-            raise ApiError(500, f"Invalid field '{base}' for {entity}")
+            joined = self._join(entity, base)
+            if joined is None:
+                raise ApiError(500, f"Invalid field '{base}' for {entity}")
+            target, rest = joined
+            return self._resolve(target, f"{rest}:{suffix}" if suffix else rest)
         fdef = fields[base]
         if suffix and (not fdef.options or suffix not in ("name", "label")):
             raise ApiError(500, f"Invalid option suffix '{suffix}' on {entity}.{base}")
         return fdef, suffix or None
 
+    def _join(self, entity: str, name: str) -> tuple[str, str] | None:
+        """(referenced entity, its field) for an implicit join ``fk_field.field``, else None.
+
+        APIv4 joins a field that references another entity (``entity_reference`` in
+        civicrm-core's schema) when a name goes through it, in select, where and orderBy
+        alike; a LEFT JOIN, so a missing record gives null. Fields that reference nothing
+        (and entities without such a field) have no join: an error, as in CiviCRM.
+        """
+        head, dot, rest = name.partition(".")
+        fdef = self._fields(entity).get(head)
+        if not dot or fdef is None or fdef.fk is None:
+            return None
+        return fdef.fk, rest
+
     def _value(self, entity: str, row: dict[str, Any], name: str) -> Any:
+        base = name.partition(":")[0]
+        if base not in self._fields(entity):
+            joined = self._join(entity, base)
+            if joined is not None:
+                head, _, rest = name.partition(".")
+                target = self.data.tables[joined[0]].get(row.get(head))
+                return None if target is None else self._value(joined[0], target, rest)
         fdef, suffix = self._resolve(entity, name)
         raw = row.get(fdef.name)
         if suffix and raw is not None:
@@ -896,7 +950,7 @@ class CiviCRMSandbox:
         if not isinstance(clause, list) or len(clause) != 3 or clause[0] in ("AND", "OR", "NOT"):
             return generic
         fdef, suffix = self._resolve(entity, str(clause[0]))
-        if suffix:
+        if suffix or fdef.name != clause[0]:  # an option suffix or a joined field
             return generic
         name, op, arg = fdef.name, str(clause[1]).upper(), clause[2]
         if op == "=" and isinstance(arg, str) and fdef.data_type in _TEXT_TYPES:

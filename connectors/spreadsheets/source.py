@@ -249,8 +249,9 @@ def raw_pipeline(
     return member_pipeline(member.org_id, SOURCE_NAME, destination, pipelines_dir)
 
 
-def changed_tables(member: Member, pipeline: dlt.Pipeline) -> list[str]:
-    """Resource names whose file or config changed since the last successful load.
+def changed_tables(member: Member, pipeline: dlt.Pipeline, full: bool = False) -> list[str]:
+    """Resource names whose file or config changed since the last successful load (every
+    one with ``full``: ``hub run --full`` reloads files even if unchanged).
 
     State is first restored from the destination, so a new machine or a wiped pipelines
     folder still skips unchanged files, and a wiped warehouse reloads everything. Raises
@@ -258,5 +259,7 @@ def changed_tables(member: Member, pipeline: dlt.Pipeline) -> list[str]:
     """
     current = current_fingerprints(member)
     pipeline.sync_destination()
+    if full:
+        return list(current)
     stored = stored_fingerprints(pipeline.state)
     return [name for name, print_ in current.items() if stored.get(name) != print_]

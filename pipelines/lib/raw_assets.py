@@ -15,6 +15,18 @@ from pipelines.lib.hub import HubResource
 from transforms.canonical import column_slots
 from transforms.erasure import apply_erasures
 
+# Set on a load run by `hub run --full <org>`: that member's tables are re-read from scratch.
+FULL_RELOAD_TAG = "hub/full_reload"
+
+
+def full_reload(context: dg.AssetExecutionContext) -> bool:
+    """Whether this load re-reads everything, ignoring cursors and unchanged-file checks.
+
+    A run tag rather than config: it is one run's wish, not part of the member's settings,
+    and it shows on the run in the Dagster UI.
+    """
+    return context.run.tags.get(FULL_RELOAD_TAG) == "true"
+
 
 def raw_specs(tables: Mapping[str, str], kinds: set[str]) -> list[dg.AssetSpec]:
     """One ``raw/<table>`` spec per table; skippable, as unchanged tables are not reloaded."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource
 
 from pipelines.lib.hub import HubResource
+from pipelines.lib.raw_assets import FULL_RELOAD_TAG
 from pipelines.lib.run_health import run_tags
 from pipelines.settings import HubSettings
 
@@ -96,6 +97,7 @@ def run_stage(
     partition_key: str | None = None,
     log_level: str = "CRITICAL",
     publish_config: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> StageResult:
     """Materialise ``keys`` (and their checks) in one in-process run.
 
@@ -109,7 +111,7 @@ def run_stage(
         instance=instance,
         resources=resources_for(settings),
         raise_on_error=False,
-        tags={"hub/stage": name, **run_tags()},
+        tags={"hub/stage": name, **run_tags(), **(tags or {})},
         run_config={
             "loggers": {"console": {"config": {"log_level": log_level}}},
             **({"ops": {"published_tables": {"config": publish_config}}} if publish_config else {}),
@@ -132,41 +134,23 @@ def refresh(
     on_done: Callable[[StageResult], None] | None = None,
     log_level: str = "CRITICAL",
     stop: threading.Event | None = None,
+    full: Collection[str] = (),
 ) -> list[StageResult]:
     """Load and map each member, then link and publish; one member's failure stops no other.
 
-    When ``stop`` is set (Ctrl-C, SIGTERM) no further stage starts.
+    When ``stop`` is set (Ctrl-C, SIGTERM) no further stage starts. The members in ``full``
+    are re-read from scratch (their load run carries FULL_RELOAD_TAG).
     """
     from connectors.members import load_members
-    from pipelines.defs.ingest import civicrm, salesforce, spreadsheets
     from pipelines.lib.members import sync_member_partitions
-    from transforms.canonical import CANONICAL_TABLES
 
     members = load_members(settings.members_dir)
     # Member partitions are dynamic: the instance must know each member before it runs.
     sync_member_partitions(instance, members)
-
-    raw_keys = {
-        kind: [dg.AssetKey(["raw", t]) for t in module.RAW_TABLES]
-        for kind, module in (
-            ("spreadsheet", spreadsheets),
-            ("salesforce_npsp", salesforce),
-            ("civicrm", civicrm),
-        )
-    }
-    canonical_keys = [dg.AssetKey(["canonical", t]) for t in CANONICAL_TABLES] + [
-        dg.AssetKey(["quarantine", "rejected_rows"])
-    ]
-    stages: list[tuple[str, list[dg.AssetKey], str | None]] = []
-    for org in org_ids:
-        kind = members.members[org].connector.kind
-        stages.append((f"load {org}", raw_keys[kind], org))
-        stages.append((f"map {org}", canonical_keys, org))
-    stages.append(("link people", [dg.AssetKey(["hub", "person_link"])], None))
-    stages.append(("publish", _publish_keys(), None))
+    kinds = {org: members.members[org].connector.kind for org in org_ids}
     results: list[StageResult] = []
     failed_orgs: set[str] = set()
-    for name, keys, partition in stages:
+    for name, keys, partition, tags in plan_stages(kinds, full):
         if stop is not None and stop.is_set():
             break
         if partition in failed_orgs:
@@ -180,13 +164,50 @@ def refresh(
             break
         if on_stage:
             on_stage(name)
-        result = run_stage(name, keys, settings, instance, partition, log_level=log_level)
+        result = run_stage(
+            name, keys, settings, instance, partition, log_level=log_level, tags=tags
+        )
         if not result.success and partition:
             failed_orgs.add(partition)
         results.append(result)
         if on_done:
             on_done(result)
     return results
+
+
+Stage = tuple[str, list[dg.AssetKey], str | None, dict[str, str] | None]
+
+
+def plan_stages(kinds: dict[str, str], full: Collection[str] = ()) -> list[Stage]:
+    """(name, asset keys, partition, run tags) of each stage: every member's load and
+    mapping (``kinds``: org id -> connector kind, in run order), then linking and publishing.
+
+    A member in ``full`` has its load run tagged FULL_RELOAD_TAG: its tables are re-read.
+    """
+    from pipelines.defs.ingest import civicrm, salesforce, spreadsheets
+    from transforms.canonical import CANONICAL_TABLES
+
+    raw_keys = {
+        kind: [dg.AssetKey(["raw", t]) for t in module.RAW_TABLES]
+        for kind, module in (
+            ("spreadsheet", spreadsheets),
+            ("salesforce_npsp", salesforce),
+            ("civicrm", civicrm),
+        )
+    }
+    canonical_keys = [dg.AssetKey(["canonical", t]) for t in CANONICAL_TABLES] + [
+        dg.AssetKey(["quarantine", "rejected_rows"])
+    ]
+    stages: list[Stage] = []
+    for org, kind in kinds.items():
+        if org in full:
+            stages.append((f"full load {org}", raw_keys[kind], org, {FULL_RELOAD_TAG: "true"}))
+        else:
+            stages.append((f"load {org}", raw_keys[kind], org, None))
+        stages.append((f"map {org}", canonical_keys, org, None))
+    stages.append(("link people", [dg.AssetKey(["hub", "person_link"])], None, None))
+    stages.append(("publish", _publish_keys(), None, None))
+    return stages
 
 
 def _nothing_to_publish(settings: HubSettings, results: Sequence[StageResult]) -> str | None:

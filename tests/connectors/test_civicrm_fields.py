@@ -290,8 +290,8 @@ def test_a_field_newly_read_is_read_for_every_record(
 def test_a_parent_field_hidden_mid_run_never_lets_a_trashed_persons_email_load(
     civi: CiviCRMSandbox, tmp_path: Path
 ) -> None:
-    """E-mails are read per changed contact, and a contact's is_deleted says whether its
-    rows may keep their personal fields (issue #18): a contact page without it fails."""
+    """E-mails are read with their contact's is_deleted (an implicit join), which says
+    whether they may keep their personal fields (issue #18): a page without it fails."""
     trashed = min(civi.data.tables["Contact"])
     civi.trash_contact(trashed)
     civi.after_requests(2, lambda s: s.hide_fields("Contact", ["is_deleted"]))  # after the check
@@ -299,4 +299,10 @@ def test_a_parent_field_hidden_mid_run_never_lets_a_trashed_persons_email_load(
     with pytest.raises(PipelineStepFailed) as err:
         _pipeline(tmp_path).run(source.with_resources("civicrm__email"))
     assert "Contact field 'is_deleted'" in str(as_failure(err.value))
-    assert [r for r in civi.requests if r[0] == "Email" and r[1] == "get"] == []
+    asked = [r for r in civi.requests if r[0] == "Email" and r[1] == "get"]
+    assert asked and all("contact_id.is_deleted" in r[2]["select"] for r in asked)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:  # nothing was written
+        tables = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'civicrm__email'"
+        ).fetchone()
+    assert tables == (0,)

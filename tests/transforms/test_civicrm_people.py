@@ -194,6 +194,11 @@ def test_no_copy_of_the_people_lingers_after_a_load(loaded, tmp_path: Path) -> N
     surname = next(
         c["last_name"] for c in civi.data.tables["Contact"].values() if c.get("last_name")
     )
+    # A table's first load appends (no staging copy at all); the next one merges through it.
+    member = load_member(tmp_path / "members" / "bridge_centre.yaml")
+    civi.edit("Contact", sorted(civi.data.tables["Contact"])[1], first_name="Edited")
+    pipeline = raw_pipeline("bridge_centre", warehouse.dlt_destination(), tmp_path / "dlt")
+    pipeline.run(civicrm_source(member.connector.settings(), civi.api_key))
     with warehouse.connect() as session:
         staged = session.fetchall("SELECT COUNT(*) FROM raw_bridge_centre_staging.civicrm__contact")
         loaded_rows = session.fetchall("SELECT COUNT(*) FROM raw_bridge_centre.civicrm__contact")

@@ -11,7 +11,7 @@ from connectors.members import CiviCRMConnector
 from pipelines.lib.hub import HubResource
 from pipelines.lib.member_status import records_load_failures
 from pipelines.lib.members import MEMBERS, member_to_load
-from pipelines.lib.raw_assets import raw_specs, run_source, selected
+from pipelines.lib.raw_assets import full_reload, raw_specs, run_source, selected
 
 RAW_TABLES = {
     "civicrm__contact": "Individuals, with trashed contacts flagged and hard deletes marked.",
@@ -54,7 +54,13 @@ def civicrm_raw(
     except MemberConfigError as err:
         raise dg.Failure(description=f"{member.org_id}: {err}", allow_retries=False) from err
     # The source bounds the whole load by connector.load_deadline, naming the member.
-    source = civicrm_source(connector.settings(), api_key, site_key, member=member.org_id)
+    source = civicrm_source(
+        connector.settings(),
+        api_key,
+        site_key,
+        member=member.org_id,
+        full_reload=full_reload(context),
+    )
     pipeline = raw_pipeline(
         member.org_id, hub.warehouse().dlt_destination(), hub.settings().pipelines_dir
     )

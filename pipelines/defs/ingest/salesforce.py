@@ -11,7 +11,7 @@ from connectors.members import SalesforceConnector
 from pipelines.lib.hub import HubResource
 from pipelines.lib.member_status import records_load_failures
 from pipelines.lib.members import MEMBERS, member_to_load
-from pipelines.lib.raw_assets import raw_specs, run_source, selected
+from pipelines.lib.raw_assets import full_reload, raw_specs, run_source, selected
 
 RAW_TABLES = {
     "npsp__account": "Household and organisation Accounts.",
@@ -58,7 +58,13 @@ def salesforce_raw(
         raise dg.Failure(description=f"{member.org_id}: {err}", allow_retries=False) from err
     report = SyncReport()
     # The source bounds the whole load by connector.load_deadline, naming the member.
-    source = npsp_source(connector.settings(), credentials, report=report, member=member.org_id)
+    source = npsp_source(
+        connector.settings(),
+        credentials,
+        report=report,
+        full_refresh=full_reload(context),
+        member=member.org_id,
+    )
     pipeline = raw_pipeline(
         member.org_id, hub.warehouse().dlt_destination(), hub.settings().pipelines_dir
     )

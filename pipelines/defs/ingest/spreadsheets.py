@@ -10,7 +10,7 @@ from connectors.errors import PermanentSourceError
 from pipelines.lib.hub import HubResource
 from pipelines.lib.member_status import lift_load_hold, records_load_failures
 from pipelines.lib.members import MEMBERS, member_to_load
-from pipelines.lib.raw_assets import raw_specs, run_source, selected
+from pipelines.lib.raw_assets import full_reload, raw_specs, run_source, selected
 
 RAW_TABLES = {
     "spreadsheet__person": "People as the member's spreadsheet lists them (typed, one row each).",
@@ -43,7 +43,7 @@ def spreadsheet_raw(
     pipeline = raw_pipeline(member, hub.warehouse().dlt_destination(), settings.pipelines_dir)
     try:
         with hub.warehouse().exclusive():  # dlt reads its state back from the warehouse
-            changed = changed_tables(member, pipeline)
+            changed = changed_tables(member, pipeline, full=full_reload(context))
     except PermanentSourceError as err:
         raise dg.Failure(description=str(err), allow_retries=False) from err
     wanted = selected(context, changed)
