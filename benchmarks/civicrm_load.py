@@ -2,7 +2,7 @@
 
 Run ``.venv/bin/python benchmarks/civicrm_load.py [--activities N] [--page-size N]``.
 
-The sandbox (connectors/civicrm/sandbox.py) serves synthetic data over real HTTP on loopback
+The sandbox (sandboxes/civicrm.py) serves synthetic data over real HTTP on loopback
 from this process; each contender runs in its own child process so its peak memory is its
 own, and both read the same activities with the same fields, page size and keyset order:
 
@@ -114,7 +114,7 @@ def main() -> None:
         print(json.dumps(run(url, key, args.page_size, Path(work))))
         return
 
-    from connectors.civicrm.sandbox import CiviCRMSandbox
+    from sandboxes.civicrm import CiviCRMSandbox
 
     per_contact = 10
     started = time.perf_counter()

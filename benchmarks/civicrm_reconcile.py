@@ -2,7 +2,7 @@
 
 Run ``.venv/bin/python benchmarks/civicrm_reconcile.py [--contacts N]``.
 
-The sandbox (connectors/civicrm/sandbox.py, the ordinary one the tests use, not a slowed
+The sandbox (sandboxes/civicrm.py, the ordinary one the tests use, not a slowed
 one) serves synthetic contacts with e-mails, phones, addresses, cases, activities and
 contributions over real HTTP on loopback from this process. Every measured step runs in its
 own child process against one DuckDB file and one dlt pipeline folder, so state carries over
@@ -183,7 +183,7 @@ def main() -> None:
         print(json.dumps(_child(step, url, key, Path(work))))
         return
 
-    from connectors.civicrm.sandbox import CiviCRMSandbox
+    from sandboxes.civicrm import CiviCRMSandbox
 
     started = time.perf_counter()
     sandbox = CiviCRMSandbox(

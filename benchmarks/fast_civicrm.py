@@ -1,6 +1,6 @@
 """A minimal, fast APIv4-shaped server for benchmarks: pre-rendered JSON rows, raw asyncio.
 
-The project's sandbox (connectors/civicrm/sandbox.py) models CiviCRM's behaviour and is slow
+The project's sandbox (sandboxes/civicrm.py) models CiviCRM's behaviour and is slow
 doing it, which hides a client's own overhead. This server does only what a keyset reader
 needs, as cheaply as Python allows, so that what a benchmark measures is the client:
 

@@ -2,7 +2,7 @@
 
 Run ``.venv/bin/python benchmarks/salesforce_load.py [--records N]``.
 
-The sandbox (connectors/salesforce_npsp/sandbox.py) serves synthetic data over real HTTP on
+The sandbox (sandboxes/salesforce_npsp.py) serves synthetic data over real HTTP on
 loopback from this process. Three contenders read the same records and fields, each in its own
 child process so its peak memory is its own:
 
@@ -122,7 +122,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from connectors.salesforce_npsp.sandbox import SalesforceSandbox, SandboxSizes
+    from sandboxes.salesforce_npsp import SalesforceSandbox, SandboxSizes
 
     started = time.perf_counter()
     sizes = SandboxSizes(contacts=2_000, engagements=4_000, deliveries=args.records)

@@ -1,6 +1,6 @@
 """A minimal, fast Salesforce-shaped server for the connector speed benchmark.
 
-Why it exists: the project's sandbox (``connectors/salesforce_npsp/sandbox.py``) evaluates
+Why it exists: the project's sandbox (``sandboxes/salesforce_npsp.py``) evaluates
 SOQL and renders every page in Python per request, on the same two cores as the client, so
 it hides the connector's own overhead. This server answers from bytes rendered once, before
 the clock starts: per request it only splits the request line, looks the path up in a dict
@@ -57,7 +57,7 @@ class Rendered:
 def prerender(records: int, page_size: int = 2000, result_set: int = 50_000) -> Rendered:
     """Generate ``records`` service deliveries in the sandbox and record its answers."""
     from connectors.salesforce_npsp.client import selectable_fields
-    from connectors.salesforce_npsp.sandbox import SalesforceSandbox, SandboxSizes
+    from sandboxes.salesforce_npsp import SalesforceSandbox, SandboxSizes
 
     sizes = SandboxSizes(
         contacts=min(2_000, records), engagements=min(4_000, records), deliveries=records

@@ -1,4 +1,4 @@
-"""CiviCRM connector: APIv4 over REST -> raw tables via dlt, plus a loopback sandbox.
+"""CiviCRM connector: APIv4 over REST -> raw tables via dlt.
 
 Public API:
 - ``CiviCRMSettings``: the member's connector settings (site URL, URL style, paging, ...).
@@ -7,7 +7,7 @@ Public API:
 - ``CiviCRMClient``: the REST client (``probe()`` feeds ``hub check``).
 - ``HiddenFieldsError`` (``connectors.civicrm.fields``): a selected field CiviCRM left out
   (the API user may not see it); the load fails before anything is written.
-- ``CiviCRMSandbox`` (in ``connectors.civicrm.sandbox``): a local CiviCRM for tests and demo.
+The loopback CiviCRM the tests and the demo use is ``sandboxes.civicrm.CiviCRMSandbox``.
 """
 
 from __future__ import annotations

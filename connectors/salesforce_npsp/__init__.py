@@ -2,7 +2,8 @@
 
 ``npsp_source`` is the dlt source (one ``merge`` resource per object, keyed on ``Id``),
 ``raw_pipeline`` the member's own pipeline, ``load_npsp`` runs one and reports what it
-noticed. ``sandbox.SalesforceSandbox`` is a loopback org for tests and the demo.
+noticed. The loopback org the tests and the demo use is
+``sandboxes.salesforce_npsp.SalesforceSandbox``.
 """
 
 from connectors.salesforce_npsp.auth import SalesforceAuthError

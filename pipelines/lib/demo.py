@@ -64,8 +64,8 @@ def _check_port(port: int, org_id: str) -> None:
 @contextmanager
 def demo_sandboxes(members: dict[str, Member]) -> Iterator[list[str]]:
     """Serve the sandboxes the configured demo members need; yield their org ids."""
-    from connectors.civicrm.sandbox import CiviCRMSandbox
-    from connectors.salesforce_npsp.sandbox import SalesforceSandbox
+    from sandboxes.civicrm import CiviCRMSandbox
+    from sandboxes.salesforce_npsp import SalesforceSandbox
 
     started: list[str] = []
     with ExitStack() as stack:

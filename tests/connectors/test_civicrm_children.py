@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from connectors.civicrm import civicrm_source, source
-from connectors.civicrm.sandbox import ApiError, CiviCRMSandbox
+from sandboxes.civicrm import ApiError, CiviCRMSandbox
 from tests.connectors.test_civicrm_source import (
     RAW,
     _extracted_rows,

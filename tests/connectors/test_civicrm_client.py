@@ -11,8 +11,8 @@ import pytest
 
 from connectors.civicrm import CiviCRMClient, CiviCRMError, CiviCRMSettings, api_url
 from connectors.civicrm.client import CiviCRMTransientError, version_at_least
-from connectors.civicrm.sandbox import CiviCRMSandbox
 from connectors.errors import PermanentSourceError, TransientSourceError
+from sandboxes.civicrm import CiviCRMSandbox
 
 STYLES = ("clean", "wordpress", "wordpress_admin", "standalone")
 

@@ -21,9 +21,9 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from connectors.civicrm import CiviCRMSettings, civicrm_source, raw_pipeline, resource_names
 from connectors.civicrm.fields import HiddenFieldsError
-from connectors.civicrm.sandbox import CiviCRMSandbox
 from connectors.members import Member, load_member
 from pipelines.lib.errors import as_failure
+from sandboxes.civicrm import CiviCRMSandbox
 from transforms.canonical import build_member
 from transforms.warehouse import DuckDBWarehouse
 

@@ -14,10 +14,10 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from connectors.civicrm import CiviCRMSettings, civicrm_source, raw_pipeline, resource_names
 from connectors.civicrm.client import CiviCRMError, CiviCRMTransientError
-from connectors.civicrm.sandbox import CiviCRMSandbox
 from connectors.civicrm.source import IdRanges
 from connectors.errors import TransientSourceError
 from connectors.holds import member_holds
+from sandboxes.civicrm import CiviCRMSandbox
 
 ORG = "civi_trust"
 TS = "%Y-%m-%d %H:%M:%S"

@@ -20,18 +20,18 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from pydantic import ValidationError
 
 from connectors.civicrm.client import CiviCRMClient, CiviCRMError
-from connectors.civicrm.sandbox import CiviCRMSandbox
 from connectors.civicrm.settings import CiviCRMSettings
 from connectors.civicrm.source import civicrm_source
 from connectors.civicrm.source import raw_pipeline as civicrm_pipeline
 from connectors.deadline import LoadDeadline, LoadDeadlineExceeded
 from connectors.errors import PermanentSourceError
 from connectors.salesforce_npsp.client import SalesforceApiError, SalesforceClient
-from connectors.salesforce_npsp.sandbox import SalesforceSandbox, SandboxSizes
 from connectors.salesforce_npsp.settings import ClientCredentials, SalesforceSettings
 from connectors.salesforce_npsp.source import load_npsp
 from connectors.salesforce_npsp.source import raw_pipeline as npsp_pipeline
 from pipelines.lib.errors import as_failure
+from sandboxes.civicrm import CiviCRMSandbox
+from sandboxes.salesforce_npsp import SalesforceSandbox, SandboxSizes
 
 MESSAGE = "did not finish within load_deadline = 3 s; raise connector.load_deadline"
 

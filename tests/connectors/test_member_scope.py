@@ -255,7 +255,7 @@ def test_a_members_own_secret_appears_in_no_output(tmp_path: Path) -> None:
     """A canary API key, used for real against the CiviCRM sandbox (with a wrong key once,
     so errors are written too): absent from every message and every file the hub writes
     (warehouse, dlt state, lineage, Dagster storage, releases)."""
-    from connectors.civicrm.sandbox import CiviCRMSandbox
+    from sandboxes.civicrm import CiviCRMSandbox
 
     members = tmp_path / "members"
     with CiviCRMSandbox(contacts=6, activities_per_contact=1, api_key=CANARY) as civi:

@@ -22,7 +22,6 @@ from connectors.salesforce_npsp.client import (
     _json,
     parse_bulk_csv,
 )
-from connectors.salesforce_npsp.sandbox import SalesforceSandbox, SandboxSizes
 from connectors.salesforce_npsp.settings import ClientCredentials, SalesforceSettings
 from connectors.salesforce_npsp.source import (
     _ARROW_TYPES,
@@ -32,6 +31,7 @@ from connectors.salesforce_npsp.source import (
     _parse_value,
     arrow_page,
 )
+from sandboxes.salesforce_npsp import SalesforceSandbox, SandboxSizes
 
 # Each column mixes the shapes Salesforce sends with ones only a damaged or hand-made value has;
 # the odd ones must come out as the per-value reading says (read, or left empty and reported).

@@ -14,8 +14,8 @@ import pytest
 
 from connectors.holds import holds_in_state
 from connectors.salesforce_npsp.client import SalesforceApiError, SalesforceClient
-from connectors.salesforce_npsp.sandbox import SalesforceSandbox
 from connectors.salesforce_npsp.settings import ClientCredentials
+from sandboxes.salesforce_npsp import SalesforceSandbox
 from tests.connectors.test_salesforce_source import SIZES, Harness
 
 

@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from connectors.errors import TransientSourceError
 from connectors.salesforce_npsp.auth import SalesforceAuthError
 from connectors.salesforce_npsp.client import ApiAllocationReserveReached, SalesforceClient
-from connectors.salesforce_npsp.sandbox import SalesforceSandbox, SandboxSizes, make_id
 from connectors.salesforce_npsp.settings import (
     ClientCredentials,
     JwtBearerCredentials,
@@ -32,6 +31,7 @@ from connectors.salesforce_npsp.source import (
     npsp_source,
     raw_pipeline,
 )
+from sandboxes.salesforce_npsp import SalesforceSandbox, SandboxSizes, make_id
 
 SIZES = SandboxSizes(
     contacts=40,

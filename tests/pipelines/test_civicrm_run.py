@@ -12,7 +12,7 @@ import duckdb
 import pytest
 import yaml
 
-from connectors.civicrm.sandbox import CiviCRMSandbox
+from sandboxes.civicrm import CiviCRMSandbox
 from tests.pipelines.hub_cli import hub, hub_env
 from tests.pipelines.test_hub_run import _write_network
 

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from connectors.civicrm.sandbox import CiviCRMSandbox
-from connectors.salesforce_npsp.sandbox import SalesforceSandbox
 from pipelines.cli import app
+from sandboxes.civicrm import CiviCRMSandbox
+from sandboxes.salesforce_npsp import SalesforceSandbox
 
 
 def _member(folder: Path, org: str, connector: dict, mappings: dict | None = None) -> None:

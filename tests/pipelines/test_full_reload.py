@@ -16,13 +16,13 @@ import yaml
 from typer.testing import CliRunner
 
 from connectors.members import load_members
-from connectors.salesforce_npsp.sandbox import SalesforceSandbox
 from pipelines.cli import app
 from pipelines.defs.ingest.loads import raw_keys
 from pipelines.lib.members import sync_member_partitions
 from pipelines.lib.raw_assets import FULL_RELOAD_TAG
 from pipelines.lib.runner import plan_stages, run_stage
 from pipelines.settings import HubSettings
+from sandboxes.salesforce_npsp import SalesforceSandbox
 from tests.pipelines.test_hub_run import _write_network
 
 pytestmark = pytest.mark.slow

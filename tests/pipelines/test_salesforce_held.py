@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.salesforce_npsp.sandbox import SalesforceSandbox, SandboxSizes
+from sandboxes.salesforce_npsp import SalesforceSandbox, SandboxSizes
 from tests.pipelines.test_cli_check import _check, _member, _render
 
 ALL_OBJECTS = (

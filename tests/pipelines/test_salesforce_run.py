@@ -12,7 +12,7 @@ import duckdb
 import pytest
 import yaml
 
-from connectors.salesforce_npsp.sandbox import SalesforceSandbox
+from sandboxes.salesforce_npsp import SalesforceSandbox
 from tests.pipelines.hub_cli import hub, hub_env
 
 pytestmark = pytest.mark.slow

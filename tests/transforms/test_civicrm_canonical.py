@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from connectors.civicrm import civicrm_source, raw_pipeline
-from connectors.civicrm.sandbox import OPTIONS, CiviCRMSandbox
 from connectors.members import load_member
+from sandboxes.civicrm import OPTIONS, CiviCRMSandbox
 from tests.transforms.rawdata import canonical_rows, copy_raw_dataset
 from transforms.canonical import build_member
 from transforms.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse

@@ -9,10 +9,10 @@ import yaml
 from typer.testing import CliRunner
 
 from connectors.civicrm import civicrm_source, raw_pipeline
-from connectors.civicrm.sandbox import CiviCRMSandbox
 from connectors.members import load_member
 from connectors.values import consent_line
 from pipelines.cli import app
+from sandboxes.civicrm import CiviCRMSandbox
 from transforms.canonical import build_member
 from transforms.consent_report import crm_consent_counts
 from transforms.linkage import link_people

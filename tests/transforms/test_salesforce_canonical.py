@@ -16,7 +16,7 @@ import yaml
 
 from connectors.members import load_member
 from connectors.salesforce_npsp import load_npsp, raw_pipeline
-from connectors.salesforce_npsp.sandbox import SalesforceSandbox, SandboxSizes
+from sandboxes.salesforce_npsp import SalesforceSandbox, SandboxSizes
 from tests.transforms.rawdata import canonical_rows, copy_raw_dataset
 from transforms.canonical import build_member
 from transforms.errors import TransformError

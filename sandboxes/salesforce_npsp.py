@@ -1548,7 +1548,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve a sandbox org until interrupted: ``python -m connectors.salesforce_npsp.sandbox``."""
+    """Serve a sandbox org until interrupted: ``python -m sandboxes.salesforce_npsp``."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

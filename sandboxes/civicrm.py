@@ -1464,7 +1464,7 @@ def generate(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve a sandbox site until interrupted: ``python -m connectors.civicrm.sandbox``."""
+    """Serve a sandbox site until interrupted: ``python -m sandboxes.civicrm``."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
