@@ -195,18 +195,10 @@ def test_a_load_that_would_delete_most_people_holds_the_member(
     the fix, its people stay as they were, no mapping takes the held load (not even one
     automation asks for), and `hub check` and the run summary say so. When CiviCRM lists
     them again, the next run takes it all and the member is current."""
-    import dagster as dg
-    import duckdb
-    from dagster_dlt import DagsterDltResource
-
     from pipelines.defs.ingest.civicrm import civicrm_raw
     from pipelines.defs.transform.canonical import canonical_model
-    from pipelines.lib.hub import HubResource
-    from pipelines.lib.members import MEMBERS
     from pipelines.lib.summary import render_summary
-    from pipelines.settings import HubSettings
-    from transforms.member_status import member_statuses
-    from transforms.warehouse import DuckDBWarehouse
+    from tests.pipelines.member_assets import MemberAssets
 
     org = "civi_trust"
     with CiviCRMSandbox() as civi:
@@ -218,29 +210,13 @@ def test_a_load_that_would_delete_most_people_holds_the_member(
         monkeypatch.setenv("HUB_CIVI_TRUST_KEY", civi.api_key)
         monkeypatch.setenv("HUB_MEMBERS_DIR", str(tmp_path))
         monkeypatch.setenv("HUB_HOME", str(tmp_path / ".hub"))
-        settings = HubSettings.from_env()
-        instance = dg.DagsterInstance.ephemeral()
-        instance.add_dynamic_partitions(MEMBERS.name, [org])
-        resources = {"hub": HubResource(), "dlt_resource": DagsterDltResource()}
-
-        def run(*assets: object) -> bool:
-            return dg.materialize(
-                list(assets),
-                partition_key=org,
-                instance=instance,
-                resources=resources,
-                raise_on_error=False,
-            ).success
+        hub = MemberAssets(org)
+        run, status, settings = hub.run, hub.status, hub.settings
 
         def people() -> list[tuple]:
-            with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-                return con.execute(
-                    "SELECT source_id, given_name, is_deleted FROM canonical.person "
-                    "ORDER BY source_id"
-                ).fetchall()
-
-        def status() -> object:
-            return member_statuses(DuckDBWarehouse(settings.warehouse_path)).get(org)
+            return hub.query(
+                "SELECT source_id, given_name, is_deleted FROM canonical.person ORDER BY source_id"
+            )
 
         assert run(civicrm_raw, canonical_model)
         before = people()

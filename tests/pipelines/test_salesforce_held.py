@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandboxes.salesforce_npsp import SalesforceSandbox, SandboxSizes
+from tests.pipelines.member_assets import MemberAssets
 from tests.pipelines.test_cli_check import _check, _member, _render
 
 ALL_OBJECTS = (
@@ -36,18 +37,9 @@ def test_a_load_stopped_by_the_api_allocation_holds_the_member_until_it_complete
     """The allocation runs out part-way through the first load: what was read is kept, but
     the member is held back (no mapping, `hub check` and the summary say why). The next run
     carries on and the member is current; the summary counts only people who still exist."""
-    import dagster as dg
-    import duckdb
-    from dagster_dlt import DagsterDltResource
-
     from pipelines.defs.ingest.salesforce import salesforce_raw
     from pipelines.defs.transform.canonical import canonical_model
-    from pipelines.lib.hub import HubResource
-    from pipelines.lib.members import MEMBERS
     from pipelines.lib.summary import render_summary
-    from pipelines.settings import HubSettings
-    from transforms.member_status import member_statuses
-    from transforms.warehouse import DuckDBWarehouse
 
     org = "sf_trust"
     with SalesforceSandbox(sizes=SIZES, page_size=5, api_max=100) as sf:
@@ -64,26 +56,8 @@ def test_a_load_stopped_by_the_api_allocation_holds_the_member_until_it_complete
         monkeypatch.setenv("HUB_SF_TRUST_SECRET", sf.client_secret)
         monkeypatch.setenv("HUB_MEMBERS_DIR", str(tmp_path))
         monkeypatch.setenv("HUB_HOME", str(tmp_path / ".hub"))
-        settings = HubSettings.from_env()
-        instance = dg.DagsterInstance.ephemeral()
-        instance.add_dynamic_partitions(MEMBERS.name, [org])
-        resources = {"hub": HubResource(), "dlt_resource": DagsterDltResource()}
-
-        def run(*assets: object) -> bool:
-            return dg.materialize(
-                list(assets),
-                partition_key=org,
-                instance=instance,
-                resources=resources,
-                raise_on_error=False,
-            ).success
-
-        def query(sql: str) -> list[tuple]:
-            with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-                return con.execute(sql).fetchall()
-
-        def status() -> object:
-            return member_statuses(DuckDBWarehouse(settings.warehouse_path)).get(org)
+        hub = MemberAssets(org)
+        run, query, status, settings = hub.run, hub.query, hub.status, hub.settings
 
         # Room for the first object and part of the next: reserve 10% of 100 requests.
         sf.set_api_usage(75, 100)
