@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from connectors.members import Member, load_member
+from connectors.spreadsheets import Issue
 
 PERSON_COLUMNS = {
     "source_id": "Client ID",
@@ -176,3 +177,19 @@ def write_xls(path: Path, sheets: dict[str, list[tuple[int, int, str | float]]])
             sheet.write(row, col, value)
     book.save(str(path))
     return path
+
+
+def read_rows(m: Member, entity: str = "person") -> tuple[list[dict[str, Any]], list[Issue]]:
+    """Every row the reader makes of the member's table (as dicts), and its issues."""
+    from connectors.spreadsheets import read_entity
+
+    rows: list[dict[str, Any]] = []
+    issues: list[Issue] = []
+    for batch in read_entity(m, entity):
+        names = list(batch.columns)
+        rows += [
+            dict(zip(names, values, strict=True))
+            for values in zip(*batch.columns.values(), strict=True)
+        ]
+        issues += batch.issues
+    return rows, issues

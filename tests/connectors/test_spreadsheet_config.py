@@ -15,22 +15,8 @@ import pytest
 
 from connectors.errors import MemberConfigError, SpreadsheetError
 from connectors.members import Member
-from connectors.spreadsheets import Issue, read_entity
-from tests.connectors.spreadsheet_helpers import member, person_table, write_text
-
-
-def _load(m: Member, entity: str = "person") -> tuple[list[dict[str, Any]], list[Issue]]:
-    rows: list[dict[str, Any]] = []
-    issues: list[Issue] = []
-    for batch in read_entity(m, entity):
-        names = list(batch.columns)
-        rows += [
-            dict(zip(names, vals, strict=True))
-            for vals in zip(*batch.columns.values(), strict=True)
-        ]
-        issues += batch.issues
-    return rows, issues
-
+from connectors.spreadsheets import read_entity
+from tests.connectors.spreadsheet_helpers import member, person_table, read_rows, write_text
 
 PEOPLE = [
     "Client ID,First name,DOB,Phone",
@@ -46,7 +32,7 @@ def test_required_fields_beyond_the_minimum_reject_rows_without_them(tmp_path: P
     columns = {"source_id": "Client ID", "given_name": "First name", "birth_date": "DOB"}
     table = person_table(path, columns, required=["given_name", "birth_date"])
     m = member(tmp_path, {"person": table}, date_order="day_first", sharing={"consent": "none"})
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert [r["source_id"] for r in rows] == ["1"]
     assert {(i.source_row, i.code) for i in issues} == {
         (3, "missing_given_name"),
@@ -78,7 +64,7 @@ def test_null_words_are_blank_cells_for_this_member(tmp_path: Path) -> None:
         null_values=["n/a", "-", "Unknown"],
         sharing={"consent": "none"},
     )
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert issues == []
     assert [(r["birth_date"] is None, r["phone"]) for r in rows] == [
         (False, "+447700900123"),
@@ -109,7 +95,7 @@ def test_a_default_stands_in_for_a_column_the_file_lacks(tmp_path: Path) -> None
         columns={"person_source_id": "Client", "delivered_on": "Date", "quantity": "Hours"},
         defaults={"programme": "Food Bank", "quantity": 1},
     )
-    rows, issues = _load(m, "service_delivery")
+    rows, issues = read_rows(m, "service_delivery")
     assert issues == []
     assert [(r["programme"], r["quantity"]) for r in rows] == [
         ("Food Bank", 1.0),
@@ -136,7 +122,7 @@ def test_an_outcome_file_without_a_status_column(tmp_path: Path) -> None:
         },
         sharing={"consent": "none"},
     )
-    rows, _ = _load(m, "outcome")
+    rows, _ = read_rows(m, "outcome")
     assert [(r["outcome"], r["status"]) for r in rows] == [("Housed", "Achieved")]
 
 
@@ -155,7 +141,7 @@ def test_defaults_are_checked_like_cells_and_never_stand_for_an_id(tmp_path: Pat
         defaults={"delivered_on": "sometime"},
     )
     with pytest.raises(SpreadsheetError) as info:
-        _load(m, "service_delivery")
+        read_rows(m, "service_delivery")
     assert "the default for delivered_on cannot be read" in info.value.problem
     assert "connector.tables.service_delivery.defaults.delivered_on" in info.value.fix
 
@@ -376,7 +362,7 @@ def test_square_brackets_in_a_file_name_are_plain_characters(tmp_path: Path) -> 
         },
         sharing={"consent": "none"},
     )
-    assert [r["source_id"] for r in _load(m)[0]] == ["1"]
-    assert [r["_source_file"] for r in _load(m, "service_delivery")[0]] == [
+    assert [r["source_id"] for r in read_rows(m)[0]] == ["1"]
+    assert [r["_source_file"] for r in read_rows(m, "service_delivery")[0]] == [
         "sessions [2025]-01.csv"
     ]

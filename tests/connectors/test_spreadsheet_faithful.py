@@ -16,23 +16,10 @@ import pytest
 
 from connectors.errors import SpreadsheetError
 from connectors.members import Member
-from connectors.spreadsheets import Issue, check_member, open_table, read_entity
-from tests.connectors.spreadsheet_helpers import member, person_table, write_text
+from connectors.spreadsheets import Issue, check_member, open_table
+from tests.connectors.spreadsheet_helpers import member, person_table, read_rows, write_text
 
 HEADER = "Client ID,First name,Surname,DOB,Phone,Postcode,Consent"
-
-
-def _load(m: Member, entity: str = "person") -> tuple[list[dict[str, Any]], list[Issue]]:
-    rows: list[dict[str, Any]] = []
-    issues: list[Issue] = []
-    for batch in read_entity(m, entity):
-        names = list(batch.columns)
-        rows += [
-            dict(zip(names, vals, strict=True))
-            for vals in zip(*batch.columns.values(), strict=True)
-        ]
-        issues += batch.issues
-    return rows, issues
 
 
 def _people(tmp_path: Path, lines: list[str], **extra: Any) -> Member:
@@ -59,7 +46,7 @@ def test_an_unclosed_quote_rejects_the_row_that_swallowed_the_next_rows(tmp_path
             "5,Eve,Ng,01/02/1985,,M14 5AB,Yes",
         ],
     )
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert [r["source_id"] for r in rows] == ["5"]  # nobody is loaded with a swallowed name
     (issue,) = issues
     assert (issue.source_row, issue.severity, issue.code) == (2, "error", "unclosed_quote")
@@ -77,7 +64,7 @@ def test_a_note_with_line_breaks_is_still_one_cell(tmp_path: Path) -> None:
     )
     columns = {"source_id": "Client ID", "given_name": "First name"}
     m = member(tmp_path, {"person": person_table(path, columns)}, sharing={"consent": "none"})
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert [r["given_name"] for r in rows] == ["Ann", "Ben"] and issues == []
 
 
@@ -104,7 +91,7 @@ def test_a_header_that_matches_two_columns_stops_the_table(tmp_path: Path, secon
         sharing={"consent": "none"},
     )
     if second.strip().casefold() != "email":
-        rows, _ = _load(exact)
+        rows, _ = read_rows(exact)
         assert rows[0]["email"] == "a@example.org"
     else:
         with pytest.raises(SpreadsheetError, match="matches 2 columns"):
@@ -129,7 +116,7 @@ def test_spreadsheet_error_values_are_reported_not_read_as_blanks_or_names(tmp_p
         "consent_to_share": "Consent",
     }
     m = member(tmp_path, {"person": person_table(tmp_path / "people.xlsx", columns)})
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert [(r["source_id"], r["given_name"]) for r in rows] == [("1", "Ann"), ("2", None)]
     assert _by_row(issues) == {
         3: ("warning", "First name", "spreadsheet_error"),  # the name is dropped, and said
@@ -137,7 +124,7 @@ def test_spreadsheet_error_values_are_reported_not_read_as_blanks_or_names(tmp_p
     }
     assert {i.raw_value for i in issues} == {"#DIV/0!", "#N/A"}
     # The same values as text in CSV exports: Excel, Google Sheets, LibreOffice.
-    csv_rows, csv_issues = _load(
+    csv_rows, csv_issues = read_rows(
         _people(
             tmp_path,
             [
@@ -184,7 +171,7 @@ def _deliveries(tmp_path: Path, quantities: list[str], **table: Any) -> Member:
 
 
 def test_decimal_commas_are_read_as_decimals_never_as_thousands(tmp_path: Path) -> None:
-    rows, issues = _load(_deliveries(tmp_path, ["1.234,50", "1,5", "2"]), "service_delivery")
+    rows, issues = read_rows(_deliveries(tmp_path, ["1.234,50", "1,5", "2"]), "service_delivery")
     assert [r["quantity"] for r in rows] == [1234.5, 1.5, 2.0] and issues == []
 
 
@@ -199,23 +186,25 @@ def test_decimal_commas_are_read_as_decimals_never_as_thousands(tmp_path: Path) 
 def test_an_ambiguous_number_is_settled_by_the_columns_other_values(
     tmp_path: Path, column: list[str], expected: list[float]
 ) -> None:
-    rows, issues = _load(_deliveries(tmp_path, column), "service_delivery")
+    rows, issues = read_rows(_deliveries(tmp_path, column), "service_delivery")
     assert [r["quantity"] for r in rows] == expected and issues == []
 
 
 def test_an_ambiguous_number_nothing_settles_is_flagged_not_guessed(tmp_path: Path) -> None:
-    rows, issues = _load(_deliveries(tmp_path, ["1,234", "7"]), "service_delivery")
+    rows, issues = read_rows(_deliveries(tmp_path, ["1,234", "7"]), "service_delivery")
     assert [r["quantity"] for r in rows] == [None, 7.0]
     (issue,) = issues
     assert (issue.source_row, issue.severity, issue.column_name) == (2, "warning", "Hours")
     assert issue.code == "ambiguous_number" and "decimal_separator" in issue.reason
-    mixed, mixed_issues = _load(_deliveries(tmp_path, ["1,234", "2,5", "3.5"]), "service_delivery")
+    mixed, mixed_issues = read_rows(
+        _deliveries(tmp_path, ["1,234", "2,5", "3.5"]), "service_delivery"
+    )
     assert [r["quantity"] for r in mixed] == [None, 2.5, 3.5]
     assert "1 number(s) written with a decimal point and 1 with a decimal comma" in (
         mixed_issues[0].reason
     )
     # The member's setting decides, and a number that does not fit it is flagged.
-    declared, flagged = _load(
+    declared, flagged = read_rows(
         _deliveries(tmp_path, ["1,234", "2.5"], decimal_separator=","), "service_delivery"
     )
     assert [r["quantity"] for r in declared] == [1.234, None]
@@ -223,7 +212,7 @@ def test_an_ambiguous_number_nothing_settles_is_flagged_not_guessed(tmp_path: Pa
 
 
 def test_an_id_excel_turned_into_scientific_notation_is_never_an_id(tmp_path: Path) -> None:
-    rows, issues = _load(
+    rows, issues = read_rows(
         _people(tmp_path, [HEADER, "1.23457E+11,Ann,Lee,,,,Yes", "123456789012,Ben,Ray,,,,Yes"])
     )
     assert [r["source_id"] for r in rows] == ["123456789012"]
@@ -238,7 +227,7 @@ def test_an_id_excel_turned_into_scientific_notation_is_never_an_id(tmp_path: Pa
         {"person": person_table(tmp_path / "ids.xlsx", {"source_id": "Client ID"})},
         sharing={"consent": "none"},
     )
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert [r["source_id"] for r in rows] == ["123456789012"]
     assert _by_row(issues) == {2: ("error", "Client ID", "id_digits_lost")}
 
@@ -256,7 +245,7 @@ def test_valid_emails_with_apostrophes_and_plus_are_kept(tmp_path: Path) -> None
     )
     columns = {"source_id": "Client ID", "email": "Email"}
     m = member(tmp_path, {"person": person_table(path, columns)}, sharing={"consent": "none"})
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert [r["email"] for r in rows] == [
         "siobhan.o'brien+news@example.org",
         "d'arcy@example.co.uk",
@@ -270,7 +259,7 @@ def test_valid_emails_with_apostrophes_and_plus_are_kept(tmp_path: Path) -> None
 
 
 def test_a_phone_without_its_leading_zero_is_not_guessed(tmp_path: Path) -> None:
-    rows, issues = _load(
+    rows, issues = read_rows(
         _people(
             tmp_path,
             [
@@ -323,7 +312,7 @@ def test_headers_match_ignoring_case_spaces_and_punctuation(tmp_path: Path, head
     }
     path = write_text(tmp_path / "people.csv", [header, "1,Ann,Lee,01/02/1985,,M14 5AB,Yes"])
     m = member(tmp_path, {"person": person_table(path, columns)}, date_order="day_first")
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert issues == [] and rows[0]["given_name"] == "Ann" and rows[0]["postcode"] == "M14 5AB"
 
 
@@ -341,7 +330,7 @@ def test_text_is_nfc_without_invisible_characters_and_whitespace_rows_are_blank(
             "3,Bob,\u200d,01/02/1985,,,Yes",
         ],
     )
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert issues == []
     assert [(r["source_id"], r["given_name"], r["family_name"]) for r in rows] == [
         ("1", "Zoë", "Brown"),
@@ -359,7 +348,7 @@ def test_fields_longer_than_the_csv_default_limit_are_read(tmp_path: Path) -> No
     )
     columns = {"source_id": "Client ID", "given_name": "First name"}
     m = member(tmp_path, {"person": person_table(path, columns)}, sharing={"consent": "none"})
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert [r["given_name"] for r in rows] == ["Ann", "Ben"] and issues == []
 
 
@@ -420,7 +409,7 @@ def test_a_sheet_stored_elsewhere_is_still_measured(
         {"person": person_table(moved, {"source_id": "Client ID"})},
         sharing={"consent": "none"},
     )
-    rows, _ = _load(m)  # the reader finds the sheet where the relationships say
+    rows, _ = read_rows(m)  # the reader finds the sheet where the relationships say
     assert [r["source_id"] for r in rows] == ["1"]
     monkeypatch.setenv("HUB_MAX_CELLS", "1000")
     with pytest.raises(SpreadsheetError, match="HUB_MAX_CELLS"):
@@ -470,7 +459,7 @@ def test_a_libreoffice_error_cell_is_not_read_as_its_stale_number(tmp_path: Path
         },
         sharing={"consent": "none"},
     )
-    rows, issues = _load(m, "service_delivery")
+    rows, issues = read_rows(m, "service_delivery")
     assert [(r["_source_row"], r["quantity"]) for r in rows] == [(4, None), (6, 3.0)]
     assert [(i.source_row, i.severity, i.column_name, i.raw_value) for i in issues] == [
         (4, "warning", "Hours", "#DIV/0!"),  # not 0 hours
@@ -505,7 +494,7 @@ def test_binary_workbook_error_cells_are_reported(tmp_path: Path, suffix: str) -
         book.save(str(path))
     columns = {"source_id": "Client ID", "given_name": "First name"}
     m = member(tmp_path, {"person": person_table(path, columns)}, sharing={"consent": "none"})
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert [(r["source_id"], r["given_name"]) for r in rows] == [
         ("1", "Ann"),
         ("2", None),

@@ -11,8 +11,8 @@ import pytest
 
 from connectors.errors import SpreadsheetError
 from connectors.members import Member
-from connectors.spreadsheets import Issue, open_table, read_entity
-from tests.connectors.spreadsheet_helpers import member, person_table, write_text
+from connectors.spreadsheets import open_table, read_entity
+from tests.connectors.spreadsheet_helpers import member, person_table, read_rows, write_text
 
 HEADER = "Client ID,First name,Surname,DOB,Phone,Postcode,Consent"
 ROWS = [
@@ -20,19 +20,6 @@ ROWS = [
     "00456,Siân,Jones,1981-02-03,(020) 7946 0764,M15 6BB,No",
     "789,José,Patel,13/01/1990,,M20 1AA,yes",
 ]
-
-
-def _load(m: Member, entity: str = "person") -> tuple[list[dict[str, Any]], list[Issue]]:
-    rows: list[dict[str, Any]] = []
-    issues: list[Issue] = []
-    for batch in read_entity(m, entity):
-        names = list(batch.columns)
-        rows += [
-            dict(zip(names, values, strict=True))
-            for values in zip(*batch.columns.values(), strict=True)
-        ]
-        issues += batch.issues
-    return rows, issues
 
 
 def _people(
@@ -61,7 +48,7 @@ def test_encodings_are_detected_and_accents_survive(
     m = _people(tmp_path, [HEADER, *ROWS], encoding)
     with open_table(m, "person") as opened:
         assert opened.encoding == detected
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert [r["given_name"] for r in rows] == ["Zoë", "Siân", "José"]
     assert rows[0]["source_id"] == "00123"  # leading zeros kept, never a number
     assert rows[0]["phone"] == "+447700900123" and rows[1]["phone"] == "+442079460764"
@@ -75,7 +62,7 @@ def test_encodings_are_detected_and_accents_survive(
 
 def test_declared_encoding_is_used(tmp_path: Path) -> None:
     m = _people(tmp_path, [HEADER, *ROWS], "cp1252", encoding="cp1252")
-    rows, _ = _load(m)
+    rows, _ = read_rows(m)
     assert rows[0]["given_name"] == "Zoë"
 
 
@@ -86,7 +73,7 @@ def test_delimiters_are_sniffed(tmp_path: Path, delimiter: str) -> None:
     m = _people(tmp_path, lines)
     with open_table(m, "person") as opened:
         assert opened.delimiter == delimiter
-    rows, _ = _load(m)
+    rows, _ = read_rows(m)
     assert [r["family_name"] for r in rows] == ["Brown", "Jones", "Patel"]
     assert rows[0]["given_name"] == "Zoë, Jr"
 
@@ -109,7 +96,7 @@ def test_header_under_a_title_block_trailing_blanks_and_totals(tmp_path: Path) -
     m = _people(tmp_path, lines)
     with open_table(m, "person") as opened:
         assert opened.header_row == 4
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert [r["source_id"] for r in rows] == ["00123", "00456", "789"]
     assert [r["_source_row"] for r in rows] == [5, 7, 9]
     skipped = {(i.source_row, i.code) for i in issues if i.severity == "skipped"}
@@ -119,14 +106,14 @@ def test_header_under_a_title_block_trailing_blanks_and_totals(tmp_path: Path) -
 
 def test_declared_header_row(tmp_path: Path) -> None:
     m = _people(tmp_path, ["Title", "", HEADER, *ROWS], header_row=3)
-    rows, _ = _load(m)
+    rows, _ = read_rows(m)
     assert len(rows) == 3 and rows[0]["_source_row"] == 4
 
 
 def test_day_first_and_month_first(tmp_path: Path) -> None:
     lines = [HEADER, "1,A,B,03/04/1980,,,Yes"]
-    (day_first, _) = _load(_people(tmp_path, lines, date_order="day_first"))
-    (month_first, _) = _load(_people(tmp_path, lines, date_order="month_first"))
+    (day_first, _) = read_rows(_people(tmp_path, lines, date_order="day_first"))
+    (month_first, _) = read_rows(_people(tmp_path, lines, date_order="month_first"))
     assert day_first[0]["birth_date"] == date(1980, 4, 3)
     assert month_first[0]["birth_date"] == date(1980, 3, 4)
 
@@ -136,7 +123,7 @@ def test_ambiguous_date_without_date_order_is_quarantined(tmp_path: Path) -> Non
         tmp_path / "people.csv", [HEADER, "1,A,B,03/04/1980,,,Yes", "2,C,D,25/04/1980,,,Yes"]
     )
     m = member(tmp_path, {"person": person_table(path)})  # no date_order
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert [r["source_id"] for r in rows] == ["2"]  # 25/04 has only one reading
     (issue,) = issues
     assert (issue.severity, issue.source_row, issue.source_id) == ("error", 2, "1")
@@ -153,7 +140,7 @@ def test_bad_values_warn_or_reject(tmp_path: Path) -> None:
         ",Dan,Orr,01/02/1985,07700 900125,M14 5AB,Yes",  # no id: rejected
         "2,Eve,Ng,01/02/1985,07700 900126,M14 5AB,Yes",  # duplicate of row 3: rejected
     ]
-    rows, issues = _load(_people(tmp_path, lines))
+    rows, issues = read_rows(_people(tmp_path, lines))
     assert [(r["source_id"], r["phone"], r["consent_to_share"]) for r in rows] == [
         ("2", None, True),
         ("3", "+447700900124", False),
@@ -174,7 +161,7 @@ def test_sharing_all_sets_consent_without_a_column(tmp_path: Path) -> None:
     columns = {"source_id": "Client ID", "given_name": "First name"}
     path = write_text(tmp_path / "people.csv", [HEADER, *ROWS])
     m = member(tmp_path, {"person": person_table(path, columns)}, sharing={"consent": "all"})
-    rows, _ = _load(m)
+    rows, _ = read_rows(m)
     assert all(r["consent_to_share"] is True for r in rows)
 
 
@@ -188,7 +175,7 @@ def test_sharing_all_fills_only_blanks_and_an_explicit_no_stays_no(tmp_path: Pat
         ["Client ID,Consent", "1,Yes", "2,No", "3,", "4,  ", "5,declined", "6,maybe"],
     )
     m = member(tmp_path, {"person": person_table(path, columns)}, sharing={"consent": "all"})
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert {r["source_id"]: r["consent_to_share"] for r in rows} == {
         "1": True,
         "2": False,  # an explicit no stays no
@@ -243,7 +230,7 @@ def test_xlsx_dates_serials_text_and_ids(tmp_path: Path) -> None:
     )
     with open_table(m, "person") as opened:
         assert (opened.sheet, opened.header_row) == ("Clients", 3)
-    rows, issues = _load(m)
+    rows, issues = read_rows(m)
     assert [r["source_id"] for r in rows] == ["123", "000456", "789", "790"]
     assert [r["birth_date"] for r in rows] == [
         date(1980, 12, 25),
@@ -338,8 +325,8 @@ def test_derived_ids_are_stable_and_number_repeats(tmp_path: Path) -> None:
         {"person": person_table(people), "service_delivery": table},
         date_order="day_first",
     )
-    first, _ = _load(m, "service_delivery")
-    again, _ = _load(m, "service_delivery")
+    first, _ = read_rows(m, "service_delivery")
+    again, _ = read_rows(m, "service_delivery")
     ids = [r["source_id"] for r in first]
     assert ids == [r["source_id"] for r in again]
     assert ids[0].endswith("-1") and ids[1] == ids[0][:-2] + "-2"
