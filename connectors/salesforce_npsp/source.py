@@ -47,6 +47,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from connectors.deadline import LoadDeadline
 from connectors.errors import ConnectorError, PermanentSourceError
+from connectors.first_load import first_load_hints, nothing_to_merge
 from connectors.holds import hold, lift
 from connectors.raw_pipeline import member_pipeline
 from connectors.salesforce_npsp.client import (
@@ -567,6 +568,10 @@ def _object_rows(
         # Every id this run read: a vanished id is one Salesforce no longer lists at all.
         seen: set[str] = set()
         if job is not None:
+            # One Bulk job lists each id once, so into an empty table its rows are appended,
+            # skipping the staging copy and merge (connectors/first_load.py).
+            if nothing_to_merge(spec.resource):
+                hints = first_load_hints(columns)
             # Bulk results are unordered (ORDER BY defeats PK chunking), so the cursor only
             # moves when the whole window is in: a stop part-way re-reads the window.
             for page in client.bulk_pages(job, fields):
