@@ -37,6 +37,15 @@ def nothing_to_merge(table: str) -> bool:
     return not rows
 
 
-def first_load_hints(columns: dict[str, Any]) -> Any:
-    """Item hints for a first load: the resource's columns, loaded with ``append``."""
-    return dlt.mark.make_hints(columns=columns, write_disposition=APPEND)
+def first_load_hints(columns: dict[str, dict[str, Any]]) -> Any:
+    """Item hints for a first load: the resource's columns, loaded with ``append``.
+
+    ``dedup_sort`` (which of two versions of a key a merge keeps) is left out: with nothing
+    to merge a load holding a key twice must not append, and dlt warns of the hint on every
+    append load.
+    """
+    plain = {
+        name: {hint: value for hint, value in column.items() if hint != "dedup_sort"}
+        for name, column in columns.items()
+    }
+    return dlt.mark.make_hints(columns=plain, write_disposition=APPEND)

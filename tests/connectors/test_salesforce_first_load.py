@@ -55,6 +55,9 @@ def test_first_bulk_load_appends_then_later_loads_merge(harness: Harness) -> Non
     _, report = harness.load(**BULK)  # incremental: REST, merged on Id
     assert report.methods["npsp__contact"] == "rest"
     assert _disposition(harness.pipeline, "npsp__contact") == "merge"
+    # The newest version of a record still wins a merge of two (left out of the append).
+    table = harness.pipeline.default_schema.get_table("npsp__contact")
+    assert table["columns"]["system_modstamp"].get("dedup_sort") == "desc"
     assert harness.query("select count(*), count(distinct id) from npsp__contact") == [(40, 40)]
     changed = harness.query("select id from npsp__contact where last_name = 'Changedname'")
     assert sorted(r[0] for r in changed) == sorted(ids[:3])
