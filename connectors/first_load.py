@@ -6,6 +6,11 @@ first load of 200,000 records that was about 0.9 s of a 3.5 s load, spent mergin
 nothing. A resource whose table is absent or empty, and whose load cannot hold one key
 twice, may instead ``append`` (``APPEND``): the same rows, types and nulls. Every later
 load merges again, as the resource's own ``write_disposition`` says.
+
+The one thing a merge did that an append does not: be repeatable. dlt runs a job again
+when a process dies after the job's INSERT committed but before dlt marked it done (a
+window of milliseconds); an appended job would then hold its rows twice, until a merge
+(the next change to a record, at the latest the next full refresh) replaces them.
 """
 
 from __future__ import annotations
