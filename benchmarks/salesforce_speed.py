@@ -28,6 +28,10 @@ schema, staging and merge. Before its clock starts, each connector child runs on
 load (``_warm_up``), as the bare loops import their libraries before theirs. The issue's
 target is at least 0.8 on both paths. Each contender's time is the best
 of ``--repeat`` runs (each in a fresh process), because the machine is shared.
+
+``--before DIR`` (a ``git archive`` of an earlier commit) also runs that copy's connector as
+``connector-…@before``, interleaved on the same server, for before/after figures in one run.
+The connector loads the object for the first time (a new DuckDB file) in every run.
 """
 
 from __future__ import annotations
