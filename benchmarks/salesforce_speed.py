@@ -28,6 +28,10 @@ schema, staging and merge. Before its clock starts, each connector child runs on
 load (``_warm_up``), as the bare loops import their libraries before theirs. The issue's
 target is at least 0.8 on both paths. Each contender's time is the best
 of ``--repeat`` runs (each in a fresh process), because the machine is shared.
+
+``--before DIR`` (a ``git archive`` of an earlier commit) also runs that copy's connector as
+``connector-…@before``, interleaved on the same server, for before/after figures in one run.
+The connector loads the object for the first time (a new DuckDB file) in every run.
 """
 
 from __future__ import annotations
@@ -220,6 +224,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--job-seconds", type=float, default=0.3)
     parser.add_argument("--only", nargs="*", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a copy of an earlier commit (git archive): its connector runs too, as "
+        "'<contender>@before', interleaved with this one on the same server and data",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -234,26 +244,34 @@ def main() -> None:
     print(f"rendered {args.records:,} records in {time.perf_counter() - started:.1f} s")
     best: dict[str, dict[str, float]] = {}
     with FastSalesforce(rendered, job_seconds=args.job_seconds) as server:
+        contenders = list(args.only)
+        if args.before is not None:
+            contenders += [f"{c}@before" for c in args.only if c.startswith("connector")]
         for round_ in range(args.repeat):
-            for which in args.only:
+            for which in contenders:
+                name, _, before = which.partition("@")
+                script = (
+                    str(args.before / "benchmarks" / Path(__file__).name) if before else __file__
+                )
                 with tempfile.TemporaryDirectory() as tmp:
-                    result = run_child(__file__, ["--child", which, server.url, tmp], which)
+                    result = run_child(script, ["--child", name, server.url, tmp], which)
                 if result["rows"] != args.records:
                     sys.exit(f"{which} read {result['rows']} rows, not {args.records}")
                 print(f"  round {round_ + 1} {which}: {result['seconds']:.2f} s")
                 if which not in best or result["seconds"] < best[which]["seconds"]:
                     best[which] = result
-    print(f"\n{'':18} {'seconds':>8} {'records/s':>10} {'peak RSS':>9}")
+    print(f"\n{'':22} {'seconds':>8} {'records/s':>10} {'peak RSS':>9}")
     for which, r in best.items():
         print(
-            f"{which:18} {r['seconds']:>8.2f} {r['rows'] / r['seconds']:>10,.0f} "
+            f"{which:22} {r['seconds']:>8.2f} {r['rows'] / r['seconds']:>10,.0f} "
             f"{r['peak_mb']:>7.0f}MB"
         )
     for connector, bares in PAIRS.items():
-        for bare in bares:
-            if connector in best and bare in best:
-                ratio = best[bare]["seconds"] / best[connector]["seconds"]
-                print(f"{connector} / {bare} speed: {ratio:.2f} (target >= 0.8)")
+        for side in (connector, f"{connector}@before"):
+            for bare in bares:
+                if side in best and bare in best:
+                    ratio = best[bare]["seconds"] / best[side]["seconds"]
+                    print(f"{side} / {bare} speed: {ratio:.2f} (target >= 0.8)")
 
 
 if __name__ == "__main__":

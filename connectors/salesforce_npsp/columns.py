@@ -60,6 +60,8 @@ def fast_column(array: pa.Array, kind: str, arrow_type: pa.DataType | None) -> p
         return pa.nulls(len(array), arrow_type or pa.string())
     if arrow_type is None:
         return array if pa.types.is_string(source) else None
+    if kind == "timestamp" and pa.types.is_timestamp(source):
+        return pc.cast(array, _TIMESTAMP)  # a Bulk column typed already (typed_bulk_table)
     if kind == "bool":
         if pa.types.is_boolean(source):
             return array
@@ -165,9 +167,25 @@ def typed_bulk_table(table: pa.Table, types: dict[str, str]) -> pa.Table:
         elif kind in ("int", "long"):
             array = _or(fast_column(array, "bigint", pa.int64()), array)
         elif kind == "datetime":
-            array = pc.replace_substring_regex(array, "Z$", "+0000")
+            array = _datetimes(array)
         columns[name] = array
     return pa.table(columns)
+
+
+def _datetimes(array: pa.Array) -> pa.Array:
+    """A Bulk dateTime column as timestamps when every value has Salesforce's shape; else
+    the text with 'Z' as '+0000', as REST sends it, for the page to read value by value (so
+    an unreadable value is reported in the same words on both paths).
+
+    Typing it here, once, spares the page a regex rewrite and a second regex check of every
+    value: about a tenth of a second per 200,000 records with three dateTime fields.
+    """
+    if pa.types.is_string(array.type) and _all_match(array, _DATETIME_SHAPE):
+        try:
+            return pc.cast(array, _TIMESTAMP)
+        except _ARROW_ERRORS:
+            pass  # e.g. 2025-02-30T00:00:00Z: read value by value, and reported
+    return pc.replace_substring_regex(array, "Z$", "+0000")
 
 
 def _or(converted: pa.Array | None, original: pa.Array) -> pa.Array:

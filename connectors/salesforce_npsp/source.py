@@ -47,6 +47,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from connectors.deadline import LoadDeadline
 from connectors.errors import ConnectorError, PermanentSourceError
+from connectors.first_load import first_load_hints, nothing_to_merge
 from connectors.holds import hold, lift
 from connectors.raw_pipeline import member_pipeline
 from connectors.salesforce_npsp.client import (
@@ -566,7 +567,14 @@ def _object_rows(
         count = 0
         # Every id this run read: a vanished id is one Salesforce no longer lists at all.
         seen: set[str] = set()
+        # Nothing loaded yet: nothing can have vanished, and a Bulk read may skip the merge.
+        empty = False
         if job is not None:
+            # One Bulk job lists each id once, so into an empty table its rows are appended,
+            # skipping the staging copy and merge (connectors/first_load.py).
+            empty = nothing_to_merge(spec.resource)
+            if empty:
+                hints = first_load_hints(columns)
             # Bulk results are unordered (ORDER BY defeats PK chunking), so the cursor only
             # moves when the whole window is in: a stop part-way re-reads the window.
             for page in client.bulk_pages(job, fields):
@@ -574,7 +582,8 @@ def _object_rows(
                     return
                 yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable, spec.sobject), hints)
                 count += len(page)
-                seen.update(_page_ids(page))
+                if not empty:  # the ids only serve to find vanished records
+                    seen.update(_page_ids(page))
         else:
             held: list[bool] = []
             checked = _until_absent(
@@ -595,7 +604,7 @@ def _object_rows(
         gone: list[dict[str, Any]] = []
         if full:
             # A whole queryAll read lists every record Salesforce still has, binned or not.
-            gone = _vanished(spec, seen, None, settings, state, now, soql_datetime(end))
+            gone = _vanished(spec, seen, None, settings, state, now, soql_datetime(end), empty)
             deleted_cursor = soql_datetime(end)
         else:
             gone, deleted_cursor, gap = _purged_deletes(
@@ -791,13 +800,16 @@ def _vanished(
     state: dict[str, Any],
     now: datetime,
     stamp: str,
+    empty: bool = False,
 ) -> list[dict[str, Any]]:
     """Tombstones for loaded live records Salesforce lists no more (guarded).
 
     ``listed`` is the id-only listing; None when ``seen`` is a whole queryAll read. Ids this
     run read are never tombstoned: a fresh row and a tombstone would race in the merge.
+    ``empty``: this run found the table empty or absent already, so it is not asked again
+    (opening the destination costs a tenth of a second or more).
     """
-    loaded = loaded_live_ids(spec.resource)
+    loaded = set() if empty else loaded_live_ids(spec.resource)
     if loaded is None:  # nothing loaded before: nothing can have vanished
         state[LAST_RECONCILED] = now.isoformat(timespec="seconds")
         return []

@@ -210,6 +210,22 @@ def test_a_bulk_number_that_is_not_one_is_reported_not_fatal() -> None:
     assert unreadable == {"Amount__c": ["0035g00000AAAAAAAA"]}
 
 
+def test_bulk_date_times_are_typed_once_and_a_bad_one_reads_as_on_rest() -> None:
+    """Bulk dateTimes are typed while the result set is parsed (not rewritten to REST's
+    '+0000' text and checked again per page); one that cannot be read still leaves the
+    column to be read value by value and is reported in REST's words."""
+    typed = parse_bulk_csv(BULK_CSV, TYPES)
+    assert pa.types.is_timestamp(typed.column("SystemModstamp").type)
+    bad = BULK_CSV.replace(b"2025-02-01T00:00:00.000Z", b"2025-02-30T00:00:00.000Z", 1)
+    unreadable: dict[str, list[str]] = {}
+    rows = arrow_page(parse_bulk_csv(bad, TYPES), KINDS, unreadable, "Contact").to_pylist()
+    rest = [dict(r) for r in REST_RECORDS]
+    rest[1]["SystemModstamp"] = "2025-02-30T00:00:00.000+0000"
+    assert rows == arrow_page(rest, KINDS, sobject="Contact").to_pylist()
+    assert rows[1]["SystemModstamp"] is None and rows[0]["SystemModstamp"] is not None
+    assert unreadable == {"SystemModstamp": ["0035g00000BBBBBBBB"]}
+
+
 @pytest.mark.parametrize("body", [b"", b"\n", b'"Id","IsDeleted"\n'])
 def test_an_empty_result_set_has_no_rows(body: bytes) -> None:
     assert parse_bulk_csv(body, TYPES).num_rows == 0
