@@ -14,9 +14,9 @@ import duckdb
 import pytest
 
 from connectors.first_load import APPEND
-from connectors.salesforce_npsp.sandbox import SalesforceSandbox
 from connectors.salesforce_npsp.settings import ClientCredentials, SalesforceSettings
 from connectors.salesforce_npsp.source import load_npsp, raw_pipeline
+from sandboxes.salesforce_npsp import SalesforceSandbox
 from tests.connectors.test_salesforce_source import SIZES, Harness, _table_rows, clock
 
 TABLES = ("npsp__contact", "pmdm__service_delivery")
