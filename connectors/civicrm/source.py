@@ -97,6 +97,7 @@ from connectors.civicrm.fields import FieldCheck, require_fields
 from connectors.civicrm.held import FIX, HELD, HELD_PARENTS
 from connectors.civicrm.settings import CiviCRMSettings
 from connectors.deadline import LoadDeadline
+from connectors.first_load import nothing_to_merge
 from connectors.holds import hold, is_held, lift
 from connectors.raw_pipeline import member_pipeline
 
@@ -1205,8 +1206,9 @@ def _entity_rows(
     merging it costs a staging copy and a merge for nothing (a third of a 200,000-contact
     load). Every later load, ``hub run --full`` included, merges as declared.
     """
-    state = dlt.current.resource_state()
-    first = not state.get("runs") and not state.get("known_ids")
+    # Asked of the warehouse, not the state: a state restored or reset while the table keeps
+    # its rows must never append onto them (connectors/first_load.py).
+    first = nothing_to_merge(spec.table)
     for item in _batched(
         _table_rows(spec, parent, settings, connect, reconcile, census, full_reload)
     ):

@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
+from connectors.first_load import repeated_rows_removed
 from connectors.holds import held_message, holds_in_state
 from connectors.members import Member
 from pipelines.lib.dlt_translator import RawTranslator
@@ -73,6 +74,12 @@ def run_source(
                 dlt_pipeline=pipeline,
                 dagster_dlt_translator=RawTranslator(),
             )
+            repaired = repeated_rows_removed(pipeline, source.selected_resources)
+            for table, keys in repaired.items():
+                context.log.warning(
+                    f"{member.org_id}: {table} held {keys} record(s) twice (a load job run "
+                    "again after a crash); cut back to one"
+                )
             erased = apply_erasures(
                 hub.warehouse(), member.org_id, column_slots(member).get("contact")
             )
