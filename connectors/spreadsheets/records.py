@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from connectors import values as v
 from connectors.errors import SpreadsheetError
 from connectors.members import Member, normalise_label
 from connectors.spreadsheets.csv_guards import SuspectRow
+from connectors.spreadsheets.fast_rows import FastRows, gc_paused
 from connectors.spreadsheets.reading import OpenedTable, Row, open_table, table_files
 
 ENTITIES = ("person", "engagement", "service_delivery", "outcome")
@@ -309,19 +311,22 @@ class EntityReader:
         return {name: [] for name in self.raw_columns}
 
     def batches(self) -> Iterator[Batch]:
-        """Read the whole table lazily, ``chunk_rows`` good rows per batch."""
-        columns = self._empty()
-        issues: list[Issue] = []
-        self._targets = self._bind(columns)
-        rows = columns["_source_row"]
-        for number, cells in self.opened.rows():
-            self._row(number, cells, issues)
-            if len(rows) >= self.chunk_rows:
+        """Read the whole table lazily, ``chunk_rows`` file rows at a time (see fast_rows);
+        the last batch is always yielded, even empty, so every table gets an item."""
+        fast = FastRows(self)
+        source = self.opened.rows()
+        while True:
+            columns, issues = self._empty(), []
+            self._targets = self._bind(columns)
+            with gc_paused():
+                chunk = list(islice(source, self.chunk_rows))
+                if chunk:
+                    fast.chunk([n for n, _ in chunk], [r for _, r in chunk], issues)
+            if len(chunk) < self.chunk_rows:
                 yield Batch(columns, issues)
-                columns, issues = self._empty(), []
-                self._targets = self._bind(columns)
-                rows = columns["_source_row"]
-        yield Batch(columns, issues)
+                return
+            if columns["_source_row"] or issues:
+                yield Batch(columns, issues)
 
     def _bind(self, columns: dict[str, list[Any]]) -> list[tuple[str, list[Any]]]:
         """(raw column, its output list) for the value columns, looked up once per batch."""
