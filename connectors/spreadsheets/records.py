@@ -13,8 +13,8 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from datetime import date
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
