@@ -70,6 +70,7 @@ class ColumnParser:
         self.slow_blank = fld.index == reader.id_index or (fld.required and self.default is None)
         self.status: dict[str, int] = {}
         self.value: dict[str, Any] = {}
+        self.odd = 0  # cached cells whose status is not OK
         self.accept = ACCEPT.get(fld.name)
 
     def classify(self, raw: Any) -> tuple[int, Any]:
@@ -95,13 +96,25 @@ class ColumnParser:
             if accepted is not None:
                 return self._rest(cells, accepted)
         status, value = self.status, self.value
+        try:  # the common case once the cache is warm: every cell seen before
+            values = list(map(value.__getitem__, cells))
+            if not self.odd:  # every cell cached is OK: no status to look up
+                return np.zeros(len(cells), dtype=np.int8), values
+            return (
+                np.fromiter(map(status.__getitem__, cells), dtype=np.int8, count=len(cells)),
+                values,
+            )
+        except KeyError:
+            pass
         if len(status) > CACHE_LIMIT:
             status.clear()
             value.clear()
+            self.odd = 0
         missing = set(cells).difference(status)
         for raw in missing:
             if type(raw) is str:
                 status[raw], value[raw] = self.classify(raw)
+                self.odd += status[raw] != OK
         if any(type(raw) is not str for raw in missing):
             # Workbook cells (1, 1.0 and True are equal keys): parsed one by one, uncached.
             pairs = [(status[c], value[c]) if type(c) is str else self.classify(c) for c in cells]
@@ -143,9 +156,12 @@ class ColumnParser:
 
 # Cells whose parsed value is the cell itself, checked per column in Arrow (see
 # ColumnParser.accept): plain ASCII ids (parse_id keeps them as written) and lower-case
-# ASCII e-mail addresses, a strict subset of values.EMAIL_PATTERN without '..'.
+# e-mail addresses, a strict subset of values.EMAIL_PATTERN without '..'.
 _ID_CELL = r"^[A-Za-z0-9]+$"
-_EMAIL_CELL = r"^[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}$"
+# The local part may also hold Latin-1's lower-case letters (ß, à-ö, ø-ÿ): precomposed, so
+# already NFC, and their own lower case, as parse_email would leave them.
+_LOCAL = "[a-z0-9_+\u00df-\u00f6\u00f8-\u00ff-]+"
+_EMAIL_CELL = f"^{_LOCAL}(?:\\.{_LOCAL})*@[a-z0-9-]+(?:\\.[a-z0-9-]+)*\\.[a-z]{{2,}}$"
 ACCEPT = {"source_id": _ID_CELL, "person_source_id": _ID_CELL, "email": _EMAIL_CELL}
 
 

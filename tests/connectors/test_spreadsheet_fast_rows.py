@@ -13,12 +13,16 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors import values as v
 from connectors.members import Member
 from connectors.spreadsheets import open_table
+from connectors.spreadsheets.fast_rows import ACCEPT
 from connectors.spreadsheets.records import EntityReader
 from tests.connectors.spreadsheet_helpers import member, write_text
 
@@ -54,8 +58,27 @@ POOLS: dict[str, tuple[list[str], list[str]]] = {
     "Phone": (["07700 900123", "+44 7700 900123", "", "0044 7700 900124"], ["7700900123", "1"]),
     "Postcode": (["M14 5AB", "m145ab", " M1 1AA ", "", "M1 1AA\u200b"], ["XYZ", "n/a"]),
     "Email": (
-        ["a@example.org", "A@Example.org", "x.y+z@mail.example.co.uk", " a@example.org", ""],
-        ["mailto:a@example.org", "a..b@example.org", "bad", "é@example.org", "a@b.c", "N/A"],
+        [
+            "a@example.org",
+            "A@Example.org",
+            "x.y+z@mail.example.co.uk",
+            " a@example.org",
+            "",
+            "zoë.1@example.org",
+            "siân@example.org",
+            "ß@example.org",
+        ],
+        [
+            "mailto:a@example.org",
+            "a..b@example.org",
+            "bad",
+            "é@example.org",
+            "a@b.c",
+            "N/A",
+            "ZOË@example.org",
+            "zoe\u0308@example.org",
+            "a@exämple.org",
+        ],
     ),
     "Consent": (["Yes", "No", "yes", "", "Y"], ["maybe", "n/a"]),
 }
@@ -264,3 +287,23 @@ def test_edge_rows_match_the_per_row_reader(tmp_path: Path) -> None:
     fast = _fast(m, "person", 4)
     assert fast == _exact(m, "person")
     assert fast[0]["source_id"] == ["P1", "P2", "p1", "Client ID", "P3"]
+
+
+def test_cells_the_patterns_accept_parse_to_themselves() -> None:
+    """Every character up to U+07FF, in an id and in each part of an e-mail address: a cell
+    the Arrow pattern accepts is one its parser returns unchanged."""
+    chars = [chr(c) for c in range(0x800) if not 0xD800 <= c < 0xE000]
+    cells = {
+        "source_id": [f"A{ch}1" for ch in chars] + chars,
+        "email": [f"a{ch}b@example.org" for ch in chars]
+        + [f"{ch}@example.org" for ch in chars]
+        + [f"ab@ex{ch}ample.org" for ch in chars]
+        + [f"ab@example.o{ch}g" for ch in chars],
+    }
+    parse = {"source_id": v.parse_id, "email": v.parse_email}
+    for name, column in cells.items():
+        accepted = pc.match_substring_regex(pa.array(column), ACCEPT[name]).to_pylist()
+        taken = [cell for cell, ok in zip(column, accepted, strict=True) if ok]
+        assert len(taken) > 60
+        for cell in taken:
+            assert parse[name](cell) == cell, cell
