@@ -233,9 +233,16 @@ class FastRows:
                 reader._row(number, cells, issues)
             return
         width = reader.width
-        odd = [
-            i for i, cells in enumerate(rows) if cells.__class__ is SuspectRow or len(cells) < width
-        ]
+        regular = min(map(len, rows)) >= width and SuspectRow not in set(map(type, rows))
+        odd = (
+            []
+            if regular
+            else [
+                i
+                for i, cells in enumerate(rows)
+                if cells.__class__ is SuspectRow or len(cells) < width
+            ]
+        )
         if odd:
             filler, skip = [""] * width, set(odd)
             picked = [filler if i in skip else r for i, r in enumerate(rows)]

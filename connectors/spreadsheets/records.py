@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -321,7 +322,8 @@ class EntityReader:
             with gc_paused():
                 chunk = list(islice(source, self.chunk_rows))
                 if chunk:
-                    fast.chunk([n for n, _ in chunk], [r for _, r in chunk], issues)
+                    numbers = list(map(itemgetter(0), chunk))
+                    fast.chunk(numbers, list(map(itemgetter(1), chunk)), issues)
             if len(chunk) < self.chunk_rows:
                 yield Batch(columns, issues)
                 return
