@@ -187,7 +187,7 @@ def test_people_read_column_wise_match_the_per_row_reader(tmp_path: Path, consen
     m = _people(tmp_path, consent)
     path = m.connector.tables["person"].file
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
     @given(rnd=st.randoms(use_true_random=False), chunk_rows=st.integers(1, 7))
     def check(rnd: random.Random, chunk_rows: int) -> None:
         _write(Path(path), PERSON_HEADERS, _rows(rnd, POOLS))
@@ -216,7 +216,7 @@ def test_sessions_with_derived_ids_defaults_and_numbers_match(tmp_path: Path) ->
     )
     file = m.connector.tables["service_delivery"].file
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
     @given(rnd=st.randoms(use_true_random=False), chunk_rows=st.integers(1, 7))
     def check(rnd: random.Random, chunk_rows: int) -> None:
         _write(Path(file), list(SESSION_POOLS), _rows(rnd, SESSION_POOLS))
