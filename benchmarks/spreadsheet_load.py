@@ -14,8 +14,9 @@ dlt source into a DuckDB file, and prints:
 - baseline RSS: the same figure just before the load starts, so the load's own cost is the
   difference;
 - the floor: DuckDB's own ``read_csv`` of the same file into a table of a new DuckDB file
-  (``CREATE TABLE ... AS SELECT * FROM read_csv(...)``), timed in its own fresh child
-  process in the same run, and the connector's time as a multiple of it (target: <= 5).
+  (``CREATE TABLE ... AS SELECT * FROM read_csv(...)``), timed three times, each in its own
+  fresh child process in the same run (the best counts), and the connector's time as a
+  multiple of it (target: <= 5).
 """
 
 from __future__ import annotations
@@ -227,8 +228,13 @@ def main() -> None:
         csv_path.parent.mkdir(exist_ok=True)
         write_people(csv_path, args.rows)
         member_file = _member_yaml(work, csv_path)
-        (work / "floor.duckdb").unlink(missing_ok=True)
-        floor = _child("--floor-child", str(csv_path), str(work))
+        # The floor is noisy on a shared machine: its best of three runs, each in a fresh
+        # process and into a new file, so a slow floor never flatters the connector.
+        floors = []
+        for _ in range(3):
+            (work / "floor.duckdb").unlink(missing_ok=True)
+            floors.append(_child("--floor-child", str(csv_path), str(work)))
+        floor = min(floors, key=lambda f: f["seconds"])
         result = _child("--child", str(member_file), str(work))
     print(f"rows in file:        {args.rows:,}")
     print(
@@ -241,7 +247,9 @@ def main() -> None:
     print(f"RSS before the load: {result['baseline_rss_mb']:.0f} MB (imports done)")
     print(
         f"DuckDB read_csv:     {floor['seconds']:.2f} s for {floor['rows']:,} rows (same file "
-        "into a DuckDB table, fresh process)"
+        "into a DuckDB table, fresh process; best of "
+        + ", ".join(f"{f['seconds']:.2f}" for f in floors)
+        + ")"
     )
     print(f"connector / floor:   {result['seconds'] / floor['seconds']:.1f}x (target <= 5x)")
 

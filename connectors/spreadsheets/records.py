@@ -107,7 +107,9 @@ NATURAL_KEY = {
     "outcome": ("person_source_id", "programme", "outcome", "measured_on"),
 }
 _TOTALS = re.compile(r"^(?:grand\s+|sub\s*-?\s*)?totals?\b", re.IGNORECASE)
-DEFAULT_CHUNK_ROWS = 10_000
+# File rows read per chunk (and good rows per Arrow item at most): 50,000 cost ~0.75 s less
+# than 10,000 on a million rows (fewer per-chunk Arrow calls and dlt items) for ~30 MB more.
+DEFAULT_CHUNK_ROWS = 50_000
 
 
 @dataclass(frozen=True)
