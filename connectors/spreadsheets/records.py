@@ -108,7 +108,8 @@ NATURAL_KEY = {
 }
 _TOTALS = re.compile(r"^(?:grand\s+|sub\s*-?\s*)?totals?\b", re.IGNORECASE)
 # File rows read per chunk (and good rows per Arrow item at most): 50,000 cost ~0.75 s less
-# than 10,000 on a million rows (fewer per-chunk Arrow calls and dlt items) for ~30 MB more.
+# than 10,000 on a million rows (fewer per-chunk Arrow calls and dlt items), for ~70 MB more
+# peak memory (benchmarks/RESULTS.md).
 DEFAULT_CHUNK_ROWS = 50_000
 
 
