@@ -1,0 +1,309 @@
+"""The column-wise reading (fast_rows) gives exactly what the per-row reader gives.
+
+The reference is ``EntityReader._row`` applied to every row, the reader as it was before the
+column-wise path existed; the fast path must agree with it on good rows, quarantine rows
+(reasons, order), consent counts and derived ids, for random and adversarial cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connectors import values as v
+from connectors.members import Member
+from connectors.spreadsheets import open_table
+from connectors.spreadsheets.fast_rows import ACCEPT
+from connectors.spreadsheets.records import EntityReader
+from tests.connectors.spreadsheet_helpers import member, write_text
+
+NULLS = ["n/a", "-", "unknown"]
+# Per column: (clean cells, odd cells). Clean cells are most of every column, so most rows
+# take the column-wise path; odd cells send their row the per-row way or test its edges.
+POOLS: dict[str, tuple[list[str], list[str]]] = {
+    "Notes": (["x", "9", "note"], ["", "Total", " Grand total", "subtotal", "\u00a0Total"]),
+    "Client ID": (
+        [*(f"P{i}" for i in range(40)), "0042", "e1", "N1"],
+        [
+            "",
+            " ",
+            "n/a",
+            "N/A",
+            "#N/A",
+            "Err:502",
+            "1.23E+11",
+            " P3 ",
+            "Total",
+            "Client ID",
+            "P\u200b4",
+            "\uff305",
+            "unknown",
+        ],
+    ),
+    "First name": (["Zoë", "Zoe\u0308", "Eve", "  Mary  Ann ", ""], ["n/a", "#REF!", "UNKNOWN"]),
+    "Surname": (["Smith", "O'Brien", "Évans", ""], ["-", "S\u200dmith", "Total"]),
+    "DOB": (
+        ["01/02/1990", "1990-02-01", "1 Feb 1990", "", "5/6/2001"],
+        ["31/02/1990", "13/13/2000", "01/02/90", "01/02/2090", "1899-12-31", "44000", "#VALUE!"],
+    ),
+    "Phone": (["07700 900123", "+44 7700 900123", "", "0044 7700 900124"], ["7700900123", "1"]),
+    "Postcode": (["M14 5AB", "m145ab", " M1 1AA ", "", "M1 1AA\u200b"], ["XYZ", "n/a"]),
+    "Email": (
+        [
+            "a@example.org",
+            "A@Example.org",
+            "x.y+z@mail.example.co.uk",
+            " a@example.org",
+            "",
+            "zoë.1@example.org",
+            "siân@example.org",
+            "ß@example.org",
+        ],
+        [
+            "mailto:a@example.org",
+            "a..b@example.org",
+            "bad",
+            "é@example.org",
+            "a@b.c",
+            "N/A",
+            "ZOË@example.org",
+            "zoe\u0308@example.org",
+            "a@exämple.org",
+        ],
+    ),
+    "Consent": (["Yes", "No", "yes", "", "Y"], ["maybe", "n/a"]),
+}
+PERSON_HEADERS = list(POOLS)
+PERSON_COLUMNS = {
+    "source_id": "Client ID",
+    "given_name": "First name",
+    "family_name": "Surname",
+    "birth_date": "DOB",
+    "phone": "Phone",
+    "postcode": "Postcode",
+    "email": "Email",
+    "consent_to_share": "Consent",
+}
+SESSION_POOLS: dict[str, tuple[list[str], list[str]]] = {
+    "Client": (["1", "2", "3", "04"], ["", "n/a", "Total", "#N/A"]),
+    "Date": (
+        ["2025-01-02", "02/01/2025", "13/01/2025", "3 Jan 2025"],
+        ["2025-02-30", "", "Client"],
+    ),
+    "Hours": (["1", "1,5", "2.5", ""], ["1,234", "lots", "1.234,5"]),
+    "Unit": (["hours", "", "Hours "], ["-"]),
+}
+SESSION_COLUMNS = {
+    "person_source_id": "Client",
+    "delivered_on": "Date",
+    "quantity": "Hours",
+    "unit": "Unit",
+}
+
+
+ALPHABET = "aZ09 #/:-.,@\u00a0\u200bé\n"
+
+
+def _rows(rnd: random.Random, pools: dict[str, tuple[list[str], list[str]]]) -> list[list[str]]:
+    """Rows of mostly clean cells (so most rows go column-wise), some odd cells, a little
+    random text, a few short rows and repeated header rows."""
+
+    def cell(clean: list[str], odd: list[str]) -> str:
+        pick = rnd.random()
+        if pick < 0.04:
+            return "".join(rnd.choice(ALPHABET) for _ in range(rnd.randint(0, 6)))
+        return rnd.choice(odd if pick < 0.1 else clean)
+
+    rows = []
+    for _ in range(rnd.randint(1, 40)):
+        row = [cell(*pool) for pool in pools.values()]
+        pick = rnd.random()
+        if pick < 0.04:
+            row = row[: rnd.randint(0, len(row) - 1)]
+        elif pick < 0.07:
+            row = list(pools)
+        rows.append(row)
+    return rows
+
+
+def _write(path: Path, headers: list[str], rows: list[list[str]]) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(headers)
+    writer.writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8")
+
+
+def _exact(m: Member, entity: str) -> tuple[dict[str, list[Any]], list[Any], dict[str, int]]:
+    """The per-row reader: ``_row`` on every row, in one batch."""
+    with open_table(m, entity) as opened:
+        reader = EntityReader(m, entity, opened)
+        columns = reader._empty()
+        reader._targets = reader._bind(columns)
+        issues: list[Any] = []
+        for number, cells in opened.rows():
+            reader._row(number, cells, issues)
+        return columns, issues, dict(reader.consent_counts)
+
+
+def _fast(
+    m: Member, entity: str, chunk_rows: int
+) -> tuple[dict[str, list[Any]], list[Any], dict[str, int]]:
+    """The column-wise reader, small chunks so runs and slow rows cross chunk edges."""
+    with open_table(m, entity) as opened:
+        reader = EntityReader(m, entity, opened, chunk_rows=chunk_rows)
+        columns = reader._empty()
+        issues: list[Any] = []
+        for batch in reader.batches():
+            for name, values in batch.columns.items():
+                columns[name].extend(values)
+            issues.extend(batch.issues)
+        return columns, issues, dict(reader.consent_counts)
+
+
+def _people(tmp_path: Path, consent: str) -> Member:
+    path = tmp_path / "people.csv"
+    _write(path, PERSON_HEADERS, [])
+    return member(
+        tmp_path,
+        {"person": {"file": str(path), "columns": PERSON_COLUMNS}},
+        date_order="day_first",
+        null_values=NULLS,
+        sharing={"consent": consent},
+    )
+
+
+@pytest.mark.parametrize("consent", ["per_record", "all"])
+def test_people_read_column_wise_match_the_per_row_reader(tmp_path: Path, consent: str) -> None:
+    m = _people(tmp_path, consent)
+    path = m.connector.tables["person"].file
+
+    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(rnd=st.randoms(use_true_random=False), chunk_rows=st.integers(1, 7))
+    def check(rnd: random.Random, chunk_rows: int) -> None:
+        _write(Path(path), PERSON_HEADERS, _rows(rnd, POOLS))
+        assert _fast(m, "person", chunk_rows) == _exact(m, "person")
+
+    check()
+
+
+def test_sessions_with_derived_ids_defaults_and_numbers_match(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.csv"
+    _write(path, list(SESSION_POOLS), [])
+    people = write_text(tmp_path / "people.csv", ["Client ID", "1"])
+    m = member(
+        tmp_path,
+        {
+            "person": {"file": str(people), "columns": {"source_id": "Client ID"}},
+            "service_delivery": {
+                "file": str(path),
+                "columns": SESSION_COLUMNS,
+                "defaults": {"programme": "Food Bank", "unit": "sessions"},
+            },
+        },
+        null_values=NULLS,
+        mappings={"programmes": {"Food Bank": "food_security"}},
+        sharing={"consent": "none"},
+    )
+    file = m.connector.tables["service_delivery"].file
+
+    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(rnd=st.randoms(use_true_random=False), chunk_rows=st.integers(1, 7))
+    def check(rnd: random.Random, chunk_rows: int) -> None:
+        _write(Path(file), list(SESSION_POOLS), _rows(rnd, SESSION_POOLS))
+        assert _fast(m, "service_delivery", chunk_rows) == _exact(m, "service_delivery")
+
+    check()
+
+
+def test_clean_rows_skip_the_per_row_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The speed itself: clean rows are taken column-wise, only the bad row goes one by one."""
+    m = _people(tmp_path, "per_record")
+    rows = [
+        [
+            "",
+            f"P{i}",
+            "Zoë",
+            "Smith",
+            f"{i % 28 + 1:02d}/03/1990",
+            "07700 900123",
+            "M14 5AB",
+            f"p{i}@example.org",
+            "Yes",
+        ]
+        for i in range(1, 300)
+    ]
+    for row in rows:
+        row[0] = "note"
+    rows[150][4] = "31/02/1990"  # rejected: the one row read one by one
+    _write(Path(m.connector.tables["person"].file), PERSON_HEADERS, rows)
+    seen: list[int] = []
+    original = EntityReader._row
+
+    def counted(self: EntityReader, number: int, cells: Any, issues: list[Any]) -> None:
+        seen.append(number)
+        original(self, number, cells, issues)
+
+    monkeypatch.setattr(EntityReader, "_row", counted)
+    columns, issues, counts = _fast(m, "person", 100)
+    assert seen == [152]  # file row of rows[150] (the header is row 1)
+    assert [i.code for i in issues] == ["invalid_date"]
+    assert len(columns["source_id"]) == 298
+    assert columns["phone"][0] == "+447700900123" and columns["postcode"][0] == "M14 5AB"
+    assert counts == {"yes": 298}
+
+
+def test_edge_rows_match_the_per_row_reader(tmp_path: Path) -> None:
+    """Rows a random draw rarely makes: null words in the id column, all-blank rows, a
+    totals row whose label is in the second column, blank cells in every column."""
+    m = _people(tmp_path, "all")
+    clean = ["x", "P1", "Eve", "Smith", "01/02/1990", "", "M1 1AA", "a@example.org", "Yes"]
+    rows = [
+        clean,
+        ["x", "unknown", *clean[2:]],
+        ["x", "UNKNOWN", *clean[2:]],
+        ["x", "-", *clean[2:]],
+        ["x", "P2", "n/a", "-", "", "", "", "Unknown", ""],
+        ["", "Total", "", "", "", "", "", "", ""],
+        ["", "", "", "", "", "", "", "", ""],
+        ["x", "", "", "", "", "", "", "", ""],
+        ["", "P1", *clean[2:]],
+        ["x", "p1", *clean[2:]],
+        ["Client ID", "Client ID", *clean[2:]],
+        ["x", "P3", "First name", *clean[3:]],
+    ]
+    _write(Path(m.connector.tables["person"].file), PERSON_HEADERS, rows)
+    fast = _fast(m, "person", 4)
+    assert fast == _exact(m, "person")
+    assert fast[0]["source_id"] == ["P1", "P2", "p1", "Client ID", "P3"]
+
+
+def test_cells_the_patterns_accept_parse_to_themselves() -> None:
+    """Every character up to U+07FF, in an id and in each part of an e-mail address: a cell
+    the Arrow pattern accepts is one its parser returns unchanged."""
+    chars = [chr(c) for c in range(0x800) if not 0xD800 <= c < 0xE000]
+    cells = {
+        "source_id": [f"A{ch}1" for ch in chars] + chars,
+        "email": [f"a{ch}b@example.org" for ch in chars]
+        + [f"{ch}@example.org" for ch in chars]
+        + [f"ab@ex{ch}ample.org" for ch in chars]
+        + [f"ab@example.o{ch}g" for ch in chars],
+    }
+    parse = {"source_id": v.parse_id, "email": v.parse_email}
+    for name, column in cells.items():
+        accepted = pc.match_substring_regex(pa.array(column), ACCEPT[name]).to_pylist()
+        taken = [cell for cell, ok in zip(column, accepted, strict=True) if ok]
+        assert len(taken) > 60
+        for cell in taken:
+            assert parse[name](cell) == cell, cell
