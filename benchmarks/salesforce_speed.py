@@ -25,7 +25,7 @@ So the fetch-only bare loops do strictly less than the connector: the ratio "con
 is the share of the bare loop's speed that the connector keeps while also typing, storing and
 merging; the →DuckDB loops store too, but untyped by the describe, without dlt's state,
 schema, staging and merge. Before its clock starts, each connector child runs one tiny dlt
-load (``_warm_up``), as the bare loops import their libraries before theirs. The issue's
+load (``harness.warm_up``), as the bare loops import their libraries before theirs. The issue's
 target is at least 0.8 on both paths. Each contender's time is the best
 of ``--repeat`` runs (each in a fresh process), because the machine is shared.
 
@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import peak_mb, run_child  # noqa: E402
+from harness import peak_mb, run_child, warm_up  # noqa: E402
 
 API = "/services/data/v62.0"
 CONTENDERS = (
@@ -154,30 +154,6 @@ def _bare_bulk(url: str, work: Path, into_duckdb: bool) -> dict[str, float]:
     return {"rows": rows, "seconds": seconds, "peak_mb": peak_mb()}
 
 
-def _warm_up(work: Path) -> None:
-    """One tiny dlt load (one Arrow row, merge, Parquet, DuckDB) before the clock starts.
-
-    dlt imports its normaliser, Parquet writer and DuckDB loader on first use (about a second
-    on this machine); the bare loops import their libraries before their clock starts too,
-    and a process loading several members pays this once. Nothing of the connector runs.
-    """
-    import dlt
-    import pyarrow as pa
-
-    table = pa.table({"id": ["a"], "n": [1]})
-    pipeline = dlt.pipeline(
-        "warm_up",
-        destination=dlt.destinations.duckdb(str(work / "warm_up.duckdb")),
-        pipelines_dir=str(work / "warm"),
-        dataset_name="warm_up_data",
-    )
-    pipeline.run(
-        dlt.resource(
-            [table], name="t", write_disposition="merge", primary_key="id", file_format="parquet"
-        )
-    )
-
-
 def _connector(url: str, work: Path, bulk: bool) -> dict[str, float]:
     import dlt
     import duckdb
@@ -189,7 +165,7 @@ def _connector(url: str, work: Path, bulk: bool) -> dict[str, float]:
         raw_pipeline,
     )
 
-    _warm_up(work)
+    warm_up(work)
     settings = SalesforceSettings(
         login_url=url,
         client_id="bench",
