@@ -14,7 +14,10 @@ import html
 import posixpath
 import re
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 _CHUNK = 1 << 20
 _BOOK_BYTES = 8 << 20  # a workbook.xml or its relationships beyond this is not read whole
@@ -87,41 +90,60 @@ def _column_index(letters: bytes) -> int:
     return number - 1
 
 
+@contextmanager
+def _sheet_stream(
+    path: Path,
+    sheet: str,
+    names_of: Callable[[zipfile.ZipFile], dict[str, str]],
+    errors: tuple[type[BaseException], ...],
+) -> Iterator[IO[bytes] | None]:
+    """The named sheet's part of a zipped workbook (XLSX, XLSB), open for reading; None when
+    the file is no zip, its sheet list cannot be read (``errors``) or names no such sheet."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        yield None
+        return
+    with archive:
+        try:
+            names = names_of(archive)
+        except errors:
+            yield None
+            return
+        part = next((p for p, name in names.items() if name == sheet), None)
+        entries = {normalised(e.filename): e for e in archive.infolist()}
+        if part is None or part not in entries:
+            yield None
+            return
+        with archive.open(entries[part]) as fh:
+            yield fh
+
+
 def error_cells(path: Path, sheet: str) -> dict[int, list[tuple[int, str]]]:
     """1-based row -> [(0-based column, error text)] of the XLSX sheet's error cells.
 
     Empty for any other format, or when the sheet cannot be found this way (the reader's
     own errors then stand)."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
-        return {}
     found: dict[int, list[tuple[int, str]]] = {}
-    with archive:
-        try:
-            parts = sheet_parts(archive)
-        except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError):
-            return {}
-        part = next((p for p, name in parts.items() if name == sheet), None)
-        entries = {normalised(e.filename): e for e in archive.infolist()}
-        if part is None or part not in entries:
+    errors = (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError)
+    with _sheet_stream(path, sheet, sheet_parts, errors) as fh:
+        if fh is None:
             return {}
         seen: set[tuple[int, int]] = set()
         tail = b""
-        with archive.open(entries[part]) as fh:
-            while chunk := fh.read(_CHUNK):
-                data = tail + chunk
-                if b't="e"' in data:
-                    for match in _ERROR_CELL.finditer(data):
-                        cell = (int(match.group(2)), _column_index(match.group(1)))
-                        if cell in seen:
-                            continue
-                        seen.add(cell)
-                        text = html.unescape(match.group(3).decode("utf-8", "replace"))
-                        found.setdefault(cell[0], []).append((cell[1], text))
-                        if len(seen) >= MAX_ERROR_CELLS:
-                            return found
-                tail = data[-1024:]  # an error cell cut by the chunk end is found next time
+        while chunk := fh.read(_CHUNK):
+            data = tail + chunk
+            if b't="e"' in data:
+                for match in _ERROR_CELL.finditer(data):
+                    cell = (int(match.group(2)), _column_index(match.group(1)))
+                    if cell in seen:
+                        continue
+                    seen.add(cell)
+                    text = html.unescape(match.group(3).decode("utf-8", "replace"))
+                    found.setdefault(cell[0], []).append((cell[1], text))
+                    if len(seen) >= MAX_ERROR_CELLS:
+                        return found
+            tail = data[-1024:]  # an error cell cut by the chunk end is found next time
     return found
 
 
@@ -223,34 +245,24 @@ def xlsb_error_cells(path: Path, sheet: str) -> dict[int, list[tuple[int, str]]]
     (BrtCellError, and BrtFmlaError: a formula whose result is an error)."""
     from connectors.spreadsheets.binary_limits import _biff12_records, _xlsb_sheet_names
 
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
-        return {}
     found: dict[int, list[tuple[int, str]]] = {}
-    with archive:
-        try:
-            names = _xlsb_sheet_names(archive)
-        except (zipfile.BadZipFile, OSError, ValueError, RuntimeError):
-            return {}
-        part = next((p for p, name in names.items() if name == sheet), None)
-        entries = {normalised(e.filename): e for e in archive.infolist()}
-        if part is None or part not in entries:
+    errors = (zipfile.BadZipFile, OSError, ValueError, RuntimeError)
+    with _sheet_stream(path, sheet, _xlsb_sheet_names, errors) as fh:
+        if fh is None:
             return {}
         row = count = 0
-        with archive.open(entries[part]) as fh:
-            for typ, body in _biff12_records(fh, keep=9):
-                if typ == _BRT_ROW_HDR and len(body) >= 4:
-                    row = int.from_bytes(body[:4], "little")
-                elif typ in (_BRT_CELL_ERROR, _BRT_FMLA_ERROR) and len(body) >= 9:
-                    column = int.from_bytes(body[:4], "little")
-                    text = _BERR.get(body[8], "#ERROR!")
-                    found.setdefault(row + 1, []).append((column, text))
-                    count += 1
-                    if count >= MAX_ERROR_CELLS:
-                        break
-                elif typ == _BRT_END_SHEET_DATA:
+        for typ, body in _biff12_records(fh, keep=9):
+            if typ == _BRT_ROW_HDR and len(body) >= 4:
+                row = int.from_bytes(body[:4], "little")
+            elif typ in (_BRT_CELL_ERROR, _BRT_FMLA_ERROR) and len(body) >= 9:
+                column = int.from_bytes(body[:4], "little")
+                text = _BERR.get(body[8], "#ERROR!")
+                found.setdefault(row + 1, []).append((column, text))
+                count += 1
+                if count >= MAX_ERROR_CELLS:
                     break
+            elif typ == _BRT_END_SHEET_DATA:
+                break
     return found
 
 
