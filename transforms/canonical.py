@@ -214,13 +214,28 @@ def _params(member: Member, model: Model) -> dict[str, str]:
     return params
 
 
+def _slots(session: Session, member: Member, model: Model) -> dict[str, str | None]:
+    """The member's ``cfg__`` slots, plus the raw columns a model reads only when present.
+
+    A spreadsheet's quarantine table gained its ``rule`` column with issue #21; a file not
+    changed since is not reloaded, so its older table is read with the rule unclassified
+    until the member's next load, rather than failing the member's whole mapping stage.
+    """
+    slots = column_slots(member)
+    if model.name == "quarantine/spreadsheet_loaded":
+        table = model.tables["raw.spreadsheet__entity_quarantine"].split(".")[1]
+        present = set(session.columns(member.raw_dataset, table))
+        slots = {**slots, "rule": "rule" if "rule" in present else None}
+    return slots
+
+
 def _check_raw_columns(session: Session, member: Member, model: Model) -> None:
     """Fail with the field and the fix when a raw table lacks a column the model reads.
 
     A CRM field hidden from the integration user is simply absent from the load (the load
     reports it); without this the model would fail with a bare "column not found".
     """
-    slots = column_slots(member)
+    slots = _slots(session, member, model)
     for table, needed in sql.raw_columns(model.name, model.tables, slots).items():
         present = set(session.columns(member.raw_dataset, table))
         missing = sorted(needed - present)
@@ -242,7 +257,7 @@ def _insert(session: Session, warehouse: Warehouse, member: Member, model: Model
         params=_params(member, model),
         raw_schema=member.raw_dataset,
         tables=model.tables,
-        columns=column_slots(member),
+        columns=_slots(session, member, model),
     )
     schema, table = model.target.split(".")
     columns = [c for c in session.columns(schema, table)]

@@ -15,7 +15,9 @@ from typing import Any
 import pyarrow as pa
 
 from connectors.members import Member
+from connectors.rules import load_rule
 from connectors.values import ValueProblem, parse_email, parse_phone, parse_postcode
+from transforms.quality.rules import REJECTED_COLUMNS
 from transforms.warehouse import Session
 
 # Where each CRM keeps a person and their contact fields, so a quarantine row names the
@@ -59,8 +61,8 @@ def normalise_people(session: Session, member: Member) -> int:
                 clean = None
                 dropped += 1
                 session.execute(
-                    "INSERT INTO quarantine.rejected_rows VALUES "
-                    "(?, ?, 'person', ?, NULL, ?, ?, ?, ?, 'warning', 'mapping', ?)",
+                    f"INSERT INTO quarantine.rejected_rows ({REJECTED_COLUMNS}) VALUES "
+                    "(?, ?, 'person', ?, NULL, ?, ?, ?, ?, ?, 'warning', 'mapping', ?)",
                     [
                         member.org_id,
                         member.connector.kind,
@@ -69,6 +71,7 @@ def normalise_people(session: Session, member: Member) -> int:
                         field_names.get(name, name),
                         str(value),
                         str(problem).replace("in the file", "in the CRM"),
+                        load_rule(problem.code),
                         load_id,
                     ],
                 )

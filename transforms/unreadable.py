@@ -18,6 +18,7 @@ from typing import Any
 
 from connectors.members import Member, SalesforceConnector
 from connectors.salesforce_npsp.source import UNREADABLE_COLUMN, is_personal, object_specs
+from transforms.quality.rules import REJECTED_COLUMNS
 from transforms.warehouse import Session
 
 # The entity a raw table's records belong to. Tables the canonical model does not read keep
@@ -66,8 +67,9 @@ def quarantine_unreadable(session: Session, member: Member) -> int:
         for record_id, note, load_id in rows:
             for field, kind, value in _entries(note):
                 session.execute(
-                    "INSERT INTO quarantine.rejected_rows VALUES "
-                    "(?, 'salesforce_npsp', ?, ?, NULL, ?, ?, ?, ?, 'warning', 'load', ?)",
+                    f"INSERT INTO quarantine.rejected_rows ({REJECTED_COLUMNS}) VALUES "
+                    "(?, 'salesforce_npsp', ?, ?, NULL, ?, ?, ?, ?, 'value.unreadable', "
+                    "'warning', 'load', ?)",
                     [
                         member.org_id,
                         entity,

@@ -22,6 +22,7 @@ from typing import Any
 from connectors import values as v
 from connectors.errors import SpreadsheetError
 from connectors.members import Member, normalise_label
+from connectors.rules import load_rule
 from connectors.spreadsheets.csv_guards import SuspectRow
 from connectors.spreadsheets.fast_rows import FastRows, gc_paused
 from connectors.spreadsheets.reading import OpenedTable, Row, open_table, table_files
@@ -88,6 +89,7 @@ QUARANTINE_COLUMNS: dict[str, str] = {
     "column_name": "text",
     "raw_value": "text",
     "reason": "text",
+    "rule": "text",
     "severity": "text",
 }
 
@@ -138,6 +140,7 @@ class Issue:
             "column_name": self.column_name,
             "raw_value": self.raw_value,
             "reason": self.reason,
+            "rule": load_rule(self.code),
             "severity": self.severity,
         }
 

@@ -67,6 +67,7 @@ QUARANTINE_COLUMNS = {
     "column_name": "TEXT",
     "raw_value": "TEXT",
     "reason": "TEXT",
+    "rule": "TEXT",
     "severity": "TEXT",
 }
 

@@ -149,6 +149,7 @@ def build(tmp: Path, warehouse: Warehouse | None = None) -> tuple[Warehouse, dic
                 "raw_value": "31/02/1990",
                 "severity": "error",
                 "reason": "date 31/02/1990 does not exist",
+                "rule": "date.invalid",
             },
         ],
         table="spreadsheet__person_quarantine",

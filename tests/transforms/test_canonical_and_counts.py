@@ -76,6 +76,14 @@ def test_quarantine_names_row_column_and_fix(built: Warehouse) -> None:
     assert "mappings.engagement_status in members/alpha.yaml" in on_hold[5]
     assert orphan[:4] == ("beta", "service_delivery", "SX", "person_source_id")
     assert "'B99' is not in the people file" in orphan[5]
+    by_rule = _rows(
+        built, "SELECT rule, COUNT(*) FROM quarantine.rejected_rows GROUP BY rule ORDER BY rule"
+    )
+    assert by_rule == [
+        ("date.invalid", 1),
+        ("map.engagement_status_unmapped", 1),
+        ("ref.person_missing", 1),
+    ]
 
 
 def test_linkage_respects_consent(built: Warehouse) -> None:

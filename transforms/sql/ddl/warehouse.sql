@@ -93,10 +93,14 @@ CREATE TABLE IF NOT EXISTS quarantine.rejected_rows (
     column_name TEXT,
     raw_value TEXT,
     reason TEXT NOT NULL,
+    -- A stable code per rule (transforms/quality/rules.py), for grouping and trends.
+    rule TEXT NOT NULL,
     severity TEXT NOT NULL,
     stage TEXT NOT NULL,
     _load_id TEXT
 );
+-- Warehouses made before rule codes: the column is added (rows are rebuilt per member).
+ALTER TABLE quarantine.rejected_rows ADD COLUMN IF NOT EXISTS rule TEXT;
 
 -- Member labels mapped onto the shared taxonomy (from members/<org>.yaml); labels are
 -- stored normalised (lower case, single spaces) and matched the same way.

@@ -46,13 +46,15 @@ problems AS (
     SELECT a.*, 'service_delivery' AS entity, 'case_id' AS column_name,
         CAST(a.case_id AS TEXT) AS raw_value,
         'the ' || a.activity_type || ' is not filed on a case, so its programme is unknown; '
-        || 'file it on the client''s case in CiviCRM' AS reason
+        || 'file it on the client''s case in CiviCRM' AS reason,
+        'ref.programme_missing' AS rule
     FROM a
     WHERE a.is_delivery AND a.case_found IS NULL
     UNION ALL
     SELECT a.*, 'service_delivery', 'case_id', a.case_type,
         'case type ''' || a.case_type || ''' has no mapping; add it under '
-        || 'mappings.programmes in ' || $config_file
+        || 'mappings.programmes in ' || $config_file,
+        'map.programme_unmapped'
     FROM a
     WHERE a.is_delivery AND a.case_found IS NOT NULL AND NOT a.case_deleted
         AND a.programme IS NULL
@@ -61,25 +63,29 @@ problems AS (
         'case_id', CAST(a.case_id AS TEXT),
         'the ' || a.activity_type || ' is filed on case ' || CAST(a.case_id AS TEXT)
         || ', which was deleted in CiviCRM, so its programme is unknown; file it on the '
-        || 'client''s current case, or delete it, in CiviCRM'
+        || 'client''s current case, or delete it, in CiviCRM',
+        'ref.case_deleted'
     FROM a
     WHERE (a.is_delivery OR a.is_outcome) AND a.case_deleted
     UNION ALL
     SELECT a.*, 'outcome', $field_outcome, a.cfg__outcome,
         'outcome ''' || a.cfg__outcome || ''' has no mapping; add it under mappings.outcomes in '
-        || $config_file
+        || $config_file,
+        'map.outcome_unmapped'
     FROM a
     WHERE a.is_outcome AND a.code IS NULL
     UNION ALL
     SELECT a.*, 'outcome', $field_outcome_status, a.cfg__outcome_status,
         'outcome status ''' || COALESCE(a.cfg__outcome_status, '') || ''' has no mapping; add it '
-        || 'under mappings.outcome_status in ' || $config_file
+        || 'under mappings.outcome_status in ' || $config_file,
+        'map.outcome_status_unmapped'
     FROM a
     WHERE a.is_outcome AND a.mapped_status IS NULL
     UNION ALL
     SELECT a.*, 'outcome', 'case_id', a.case_type,
         'case type ''' || a.case_type || ''' has no mapping; add it under '
-        || 'mappings.programmes in ' || $config_file
+        || 'mappings.programmes in ' || $config_file,
+        'map.programme_unmapped'
     FROM a
     WHERE a.is_outcome AND a.case_found IS NOT NULL AND NOT a.case_deleted
         AND a.programme IS NULL
@@ -87,7 +93,8 @@ problems AS (
     SELECT a.*, CASE WHEN a.is_outcome THEN 'outcome' ELSE 'service_delivery' END,
         'ActivityContact.contact_id', CAST(a.contact_id AS TEXT),
         'contact ' || CAST(a.contact_id AS TEXT) || ' is not a loaded individual (an '
-        || 'organisation, or deleted); fix the activity''s target in CiviCRM'
+        || 'organisation, or deleted); fix the activity''s target in CiviCRM',
+        'ref.person_missing'
     FROM a
     WHERE (a.is_delivery OR a.is_outcome) AND a.contact_found IS NULL
 )
@@ -95,5 +102,5 @@ SELECT
     $org_id AS org_id, 'civicrm' AS source_system, entity, 'Activity' AS source_file,
     CAST(NULL AS BIGINT) AS source_row,
     CAST(id AS TEXT) || ':' || CAST(contact_id AS TEXT) AS source_id, column_name, raw_value,
-    reason, 'error' AS severity, 'mapping' AS stage, _dlt_load_id AS _load_id
+    reason, rule, 'error' AS severity, 'mapping' AS stage, _dlt_load_id AS _load_id
 FROM problems

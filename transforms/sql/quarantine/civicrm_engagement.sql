@@ -24,24 +24,28 @@ WITH e AS (
 problems AS (
     SELECT e.*, 'CaseContact.contact_id' AS column_name, CAST(e.contact_id AS TEXT) AS raw_value,
         'contact ' || CAST(e.contact_id AS TEXT) || ' is not a loaded individual (an '
-        || 'organisation, or deleted); fix the case''s client in CiviCRM' AS reason
+        || 'organisation, or deleted); fix the case''s client in CiviCRM' AS reason,
+        'ref.person_missing' AS rule
     FROM e
     WHERE e.contact_found IS NULL
     UNION ALL
     SELECT e.*, 'case_type_id', e.case_type,
         'case type ''' || COALESCE(e.case_type, '') || ''' has no mapping; add it under '
-        || 'mappings.programmes in ' || $config_file
+        || 'mappings.programmes in ' || $config_file,
+        'map.programme_unmapped'
     FROM e
     WHERE e.programme IS NULL
     UNION ALL
     SELECT e.*, 'status_id', e.status,
         'case status ''' || COALESCE(e.status, '') || ''' has no mapping; add it under '
-        || 'mappings.engagement_status in ' || $config_file
+        || 'mappings.engagement_status in ' || $config_file,
+        'map.engagement_status_unmapped'
     FROM e
     WHERE e.mapped_status IS NULL
     UNION ALL
     SELECT e.*, 'start_date', NULL,
-        'the case has no start date; set it in CiviCRM'
+        'the case has no start date; set it in CiviCRM',
+        'date.missing'
     FROM e
     WHERE e.start_date IS NULL
 )
@@ -49,5 +53,5 @@ SELECT
     $org_id AS org_id, 'civicrm' AS source_system, 'engagement' AS entity,
     'Case' AS source_file, CAST(NULL AS BIGINT) AS source_row,
     CAST(id AS TEXT) || ':' || CAST(contact_id AS TEXT) AS source_id, column_name, raw_value,
-    reason, 'error' AS severity, 'mapping' AS stage, _dlt_load_id AS _load_id
+    reason, rule, 'error' AS severity, 'mapping' AS stage, _dlt_load_id AS _load_id
 FROM problems

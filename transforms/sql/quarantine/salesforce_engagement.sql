@@ -28,7 +28,8 @@ problems AS (
             || 'Salesforce'
         ELSE 'Contact ' || e.pmdm__contact__c || ' was not loaded (deleted, or hidden from '
             || 'the integration user); fix the engagement''s Contact or share the contact'
-        END AS reason
+        END AS reason,
+        CASE WHEN e.pmdm__contact__c IS NULL THEN 'ref.person_unset' ELSE 'ref.person_missing' END AS rule
     FROM e
     WHERE e.contact_found IS NULL
     UNION ALL
@@ -37,24 +38,27 @@ problems AS (
             || ' was not loaded; set the engagement''s Program in Salesforce'
         ELSE 'programme ''' || e.program_name || ''' has no mapping; add it under '
             || 'mappings.programmes in ' || $config_file
-        END
+        END,
+        CASE WHEN e.program_found IS NULL THEN 'ref.programme_missing' ELSE 'map.programme_unmapped' END
     FROM e
     WHERE e.area IS NULL
     UNION ALL
     SELECT e.*, 'pmdm__Stage__c', e.pmdm__stage__c,
         'engagement stage ''' || COALESCE(e.pmdm__stage__c, '') || ''' has no mapping; add '
-        || 'it under mappings.engagement_status in ' || $config_file
+        || 'it under mappings.engagement_status in ' || $config_file,
+        'map.engagement_status_unmapped'
     FROM e
     WHERE e.status IS NULL
     UNION ALL
     SELECT e.*, 'pmdm__StartDate__c', NULL,
-        'the engagement has no start date; fill pmdm__StartDate__c in Salesforce'
+        'the engagement has no start date; fill pmdm__StartDate__c in Salesforce',
+        'date.missing'
     FROM e
     WHERE e.pmdm__start_date__c IS NULL
 )
 SELECT
     $org_id AS org_id, 'salesforce_npsp' AS source_system, 'engagement' AS entity,
     'pmdm__ProgramEngagement__c' AS source_file, CAST(NULL AS BIGINT) AS source_row,
-    id AS source_id, column_name, raw_value, reason, 'error' AS severity, 'mapping' AS stage,
+    id AS source_id, column_name, raw_value, reason, rule, 'error' AS severity, 'mapping' AS stage,
     _dlt_load_id AS _load_id
 FROM problems

@@ -36,24 +36,28 @@ problems AS (
         CASE WHEN o.contact_id IS NULL THEN 'the outcome has no Contact; set it in Salesforce'
         ELSE 'Contact ' || o.contact_id || ' was not loaded (deleted, or hidden from the '
             || 'integration user); fix the outcome''s Contact or share the contact'
-        END AS reason
+        END AS reason,
+        CASE WHEN o.contact_id IS NULL THEN 'ref.person_unset' ELSE 'ref.person_missing' END AS rule
     FROM o
     WHERE o.contact_found IS NULL
     UNION ALL
     SELECT o.*, $field_label, o.label,
         'outcome ''' || COALESCE(o.label, '') || ''' has no mapping; add it under '
-        || 'mappings.outcomes in ' || $config_file
+        || 'mappings.outcomes in ' || $config_file,
+        'map.outcome_unmapped'
     FROM o
     WHERE o.code IS NULL
     UNION ALL
     SELECT o.*, $field_status, o.status,
         'outcome status ''' || COALESCE(o.status, '') || ''' has no mapping; add it under '
-        || 'mappings.outcome_status in ' || $config_file
+        || 'mappings.outcome_status in ' || $config_file,
+        'map.outcome_status_unmapped'
     FROM o
     WHERE o.mapped_status IS NULL
     UNION ALL
     SELECT o.*, $field_measured_on, NULL,
-        'the outcome has no date; fill ' || $field_measured_on || ' in Salesforce'
+        'the outcome has no date; fill ' || $field_measured_on || ' in Salesforce',
+        'date.missing'
     FROM o
     WHERE o.measured_on IS NULL
     UNION ALL
@@ -62,13 +66,14 @@ problems AS (
             || 'fix the outcome''s Program in Salesforce'
         ELSE 'programme ''' || o.program_name || ''' has no mapping; add it under '
             || 'mappings.programmes in ' || $config_file
-        END
+        END,
+        CASE WHEN o.program_name IS NULL THEN 'ref.programme_missing' ELSE 'map.programme_unmapped' END
     FROM o
     WHERE o.program_id IS NOT NULL AND o.area IS NULL
 )
 SELECT
     $org_id AS org_id, 'salesforce_npsp' AS source_system, 'outcome' AS entity,
     $outcome_object AS source_file, CAST(NULL AS BIGINT) AS source_row, id AS source_id,
-    column_name, raw_value, reason, 'error' AS severity, 'mapping' AS stage,
+    column_name, raw_value, reason, rule, 'error' AS severity, 'mapping' AS stage,
     _dlt_load_id AS _load_id
 FROM problems

@@ -6,6 +6,7 @@ SELECT
     'Name' AS column_name, p.name AS raw_value,
     'programme ''' || p.name || ''' has no mapping; add it under mappings.programmes in '
     || $config_file AS reason,
+    'map.programme_unmapped' AS rule,
     'error' AS severity, 'mapping' AS stage, p._dlt_load_id AS _load_id
 FROM raw.pmdm__program AS p
 LEFT JOIN hub.label_map AS area

@@ -34,7 +34,8 @@ problems AS (
         ELSE 'Contact ' || d.person_id || ' was not loaded (deleted, or hidden from the '
             || 'integration user); fix the delivery''s Contact or share the contact'
         END AS reason,
-        'error' AS severity
+        'error' AS severity,
+        CASE WHEN d.person_id IS NULL THEN 'ref.person_unset' ELSE 'ref.person_missing' END AS rule
     FROM d
     WHERE d.contact_found IS NULL
     UNION ALL
@@ -44,12 +45,14 @@ problems AS (
         ELSE 'programme ''' || d.program_name || ''' has no mapping; add it under '
             || 'mappings.programmes in ' || $config_file
         END,
-        'error'
+        'error',
+        CASE WHEN d.program_name IS NULL THEN 'ref.programme_missing' ELSE 'map.programme_unmapped' END
     FROM d
     WHERE d.area IS NULL
     UNION ALL
     SELECT d.*, 'pmdm__DeliveryDate__c', NULL,
-        'the delivery has no date; fill pmdm__DeliveryDate__c in Salesforce', 'error'
+        'the delivery has no date; fill pmdm__DeliveryDate__c in Salesforce', 'error',
+        'date.missing'
     FROM d
     WHERE d.pmdm__delivery_date__c IS NULL
     UNION ALL
@@ -57,13 +60,14 @@ problems AS (
         'attendance ''' || d.pmdm__attendance_status__c || ''' is an absence '
         || '(connector.absent_statuses in ' || $config_file || '): nothing was delivered, '
         || 'so it is not counted',
-        'skipped'
+        'skipped',
+        'delivery.absent'
     FROM d
     WHERE d.absent IS NOT NULL
 )
 SELECT
     $org_id AS org_id, 'salesforce_npsp' AS source_system, 'service_delivery' AS entity,
     'pmdm__ServiceDelivery__c' AS source_file, CAST(NULL AS BIGINT) AS source_row,
-    id AS source_id, column_name, raw_value, reason, severity, 'mapping' AS stage,
+    id AS source_id, column_name, raw_value, reason, rule, severity, 'mapping' AS stage,
     _dlt_load_id AS _load_id
 FROM problems

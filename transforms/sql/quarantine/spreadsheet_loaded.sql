@@ -10,6 +10,7 @@ SELECT
     q.column_name,
     q.raw_value,
     q.reason,
+    COALESCE(q.cfg__rule, 'unclassified') AS rule,
     q.severity,
     'load' AS stage,
     q._dlt_load_id AS _load_id

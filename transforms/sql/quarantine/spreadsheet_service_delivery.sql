@@ -9,13 +9,15 @@ WITH d AS (
 problems AS (
     SELECT d.*, $header_person_source_id AS column_name, d.person_source_id AS raw_value,
         'person ''' || d.person_source_id || ''' is not in the people file (or its row was '
-        || 'rejected); fix the id here or the person''s row' AS reason
+        || 'rejected); fix the id here or the person''s row' AS reason,
+        'ref.person_missing' AS rule
     FROM d LEFT JOIN raw.spreadsheet__person AS p ON p.source_id = d.person_source_id
     WHERE p.source_id IS NULL
     UNION ALL
     SELECT d.*, $header_programme, d.programme,
         'programme ''' || d.programme || ''' has no mapping; add it under mappings.programmes in '
-        || $config_file
+        || $config_file,
+        'map.programme_unmapped'
     FROM d LEFT JOIN hub.label_map AS m
         ON m.org_id = $org_id AND m.mapping = 'programme' AND m.label = d.programme_label
     WHERE m.value IS NULL
@@ -23,5 +25,5 @@ problems AS (
 SELECT
     $org_id AS org_id, 'spreadsheet' AS source_system, 'service_delivery' AS entity,
     _source_file AS source_file, _source_row AS source_row, source_id, column_name, raw_value,
-    reason, 'error' AS severity, 'mapping' AS stage, _dlt_load_id AS _load_id
+    reason, rule, 'error' AS severity, 'mapping' AS stage, _dlt_load_id AS _load_id
 FROM problems

@@ -1,0 +1,1 @@
+"""Data quality: the rule codes every quarantined row carries (issue #21)."""
