@@ -27,14 +27,28 @@ def checksum_suffix(id15: str) -> str:
 
 
 def id15(value: str) -> str | None:
-    """The 15-character form of a Salesforce id, or None if ``value`` is not a valid id
-    (wrong length or characters, or an 18-character id whose suffix does not match)."""
+    """The 15-character form of a Salesforce id, or None if ``value`` is not a valid id.
+
+    An 18-character id is case-insensitive: its suffix says which of the first 15 characters
+    are capitals, so ``00D5G...EAQ`` and ``00d5g...eaq`` are one id; its case is restored
+    from the suffix. A suffix that marks a digit as a capital is a mistyped id.
+    """
     if not isinstance(value, str) or not _ID.match(value):
         return None
-    base = value[:15]
-    if len(value) == 18 and value[15:].upper() != checksum_suffix(base):
-        return None
-    return base
+    if len(value) == 15:
+        return value
+    chars = list(value[:15])
+    for chunk, flag in enumerate(value[15:].upper()):
+        bits = _SUFFIX_CHARS.index(flag)
+        for i in range(5):
+            pos = chunk * 5 + i
+            if bits & (1 << i):
+                if not chars[pos].isalpha():
+                    return None
+                chars[pos] = chars[pos].upper()
+            else:
+                chars[pos] = chars[pos].lower()
+    return "".join(chars)
 
 
 def same_id(a: str, b: str) -> bool:

@@ -361,9 +361,9 @@ def test_outbound_message_org_id_forms_and_refusals(start, tmp_path: Path) -> No
     )
     assert hub.post(path, outbound_message(one, SF_ORG_ID)).status_code == 200
     wrong_org = hub.post(path, outbound_message(one, OTHER_SF_ORG_ID))
-    # The same 15 characters in another case are another org (15-character ids are
-    # case-sensitive), and its 18-character suffix does not match either.
-    case_swapped = hub.post(path, outbound_message(one, SF_ORG_ID.lower()))
+    # 18 characters are case-insensitive (the suffix holds the case); 15 are not.
+    assert hub.post(path, outbound_message(one, SF_ORG_ID.lower())).status_code == 200
+    case_swapped = hub.post(path, outbound_message(one, SF_ORG_ID[:15].lower()))
     wrong_token = hub.post(
         f"/members/{ORG}/salesforce/outbound/{'x' * len(OM_TOKEN)}", outbound_message(one)
     )
