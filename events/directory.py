@@ -26,7 +26,7 @@ from events.doors import Doors, resolve_doors
 Fingerprint = tuple[tuple[int, int, int] | None, ...]
 
 
-def _stat(path: Path) -> tuple[int, int, int] | None:
+def _stat(path: Path | str) -> tuple[int, int, int] | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -38,6 +38,7 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
 class Entry:
     """One member as last loaded: the member and its doors, or why it does not load."""
 
+    path: str
     member: Member | None
     doors: Doors | None
     error: str | None
@@ -50,6 +51,7 @@ class MemberDirectory:
 
     def __init__(self, members_dir: Path, taxonomy: Taxonomy | None = None) -> None:
         self.members_dir = Path(members_dir)
+        self._dir = str(self.members_dir)
         self._taxonomy = taxonomy
         self._entries: dict[str, Entry] = {}
         self._lock = threading.Lock()
@@ -65,18 +67,20 @@ class MemberDirectory:
                 found = path
         return found
 
-    def _fingerprint(self, path: Path, secret_files: tuple[Path, ...]) -> Fingerprint:
-        return (_stat(path), _stat(self.members_dir), *(_stat(p) for p in secret_files))
+    def _fingerprint(self, path: Path | str, secret_files: tuple[Path, ...]) -> Fingerprint:
+        # The folder's own mtime moves when a file in it is added, removed or renamed (a
+        # .yml appearing beside the .yaml, an editor saving by rename), so two stat calls
+        # cover the member file and its neighbours.
+        return (_stat(path), _stat(self._dir), *(_stat(p) for p in secret_files))
 
     def cached(self, org_id: str) -> Entry | None:
         """The entry if it is still current (cheap: stat calls only), else None."""
         entry = self._entries.get(org_id)
-        path = self.member_file(org_id)
-        if entry is None or path is None:
+        if entry is None:
             return None
         if entry.doors is not None and entry.doors.problems:
             return None  # a secret not exported yet may be by now: read it again
-        if self._fingerprint(path, entry.secret_files) != entry.fingerprint:
+        if self._fingerprint(entry.path, entry.secret_files) != entry.fingerprint:
             return None
         return entry
 
@@ -94,13 +98,13 @@ class MemberDirectory:
         try:
             member = load_member(path, self._taxonomy)
         except MemberConfigError as err:
-            entry = Entry(None, None, f"{len(err.problems)} problem(s)", before, ())
+            entry = Entry(str(path), None, None, f"{len(err.problems)} problem(s)", before, ())
         else:
             secret_files = tuple(
                 ref._path(org_id) for _, ref in event_secret_refs(member.events) if ref.file
             )
             fingerprint = (*before, *(_stat(p) for p in secret_files))
-            entry = Entry(member, resolve_doors(member), None, fingerprint, secret_files)
+            entry = Entry(str(path), member, resolve_doors(member), None, fingerprint, secret_files)
         with self._lock:
             self._entries[org_id] = entry
         return entry
