@@ -178,10 +178,10 @@ class Receiver:
     def refuse(self, org_id: str, refused: Refused) -> Response:
         log.warning(
             "rejected: member=%s status=%d reason=%s event_id=%s",
-            org_id[:100],
+            _shown(org_id, 100),
             refused.status,
             refused.reason,
-            (refused.event_id or "-")[:MAX_ID_LENGTH],
+            _shown(refused.event_id or "-", MAX_ID_LENGTH),
         )
         self.writer.reject(org_id, refused.event_id, refused.status, refused.reason)
         headers = {"Retry-After": "5"} if refused.status == 503 else None
@@ -291,6 +291,14 @@ class Receiver:
         ]
         await self._queue(events)
         return Response(ACK, media_type="text/xml; charset=utf-8")
+
+
+def _shown(text: str, limit: int) -> str:
+    """A sender-controlled value as it may appear in a log line: cut, and quoted if it holds
+    anything but plain printable characters (a decoded ``%0A`` in the path must not start a
+    forged log line)."""
+    text = text[:limit]
+    return text if text.isprintable() and " " not in text else repr(text)
 
 
 def _notification_ids(notifications: tuple) -> str:
