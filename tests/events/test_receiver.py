@@ -186,13 +186,18 @@ def test_forged_and_wrongly_signed_events_are_refused(start, secret: str) -> Non
     tampered = signed_headers(secret, body, "f2")
     missing = signed_headers(secret, body, "f4")
     del missing["webhook-signature"]
+    moved = signed_headers(secret, body, "f5")  # the timestamp is signed too
+    moved["webhook-timestamp"] = str(int(moved["webhook-timestamp"]) - 1)
+    words = signed_headers(secret, body, "f6") | {"webhook-timestamp": "soon"}
     answers = [
         hub.post(f"/members/{ORG}/webhook", body, forged),
         hub.webhook(ORG, new_secret(), body, "f3"),  # the wrong secret
         hub.post(f"/members/{ORG}/webhook", body + b" ", tampered),  # body changed after signing
         hub.post(f"/members/{ORG}/webhook", body, missing),
+        hub.post(f"/members/{ORG}/webhook", body, moved),
+        hub.post(f"/members/{ORG}/webhook", body, words),
     ]
-    assert [a.status_code for a in answers] == [401, 401, 401, 401]
+    assert [a.status_code for a in answers] == [401] * 6
     assert hub.queued() == []
     reasons = {(r.event_id, r.status, r.reason.split(" (")[0]) for r in hub.rejected()}
     assert reasons == {
@@ -200,6 +205,8 @@ def test_forged_and_wrongly_signed_events_are_refused(start, secret: str) -> Non
         ("f2", 401, "bad signature"),
         ("f3", 401, "bad signature"),
         ("f4", 401, "missing webhook-id, webhook-timestamp or webhook-signature"),
+        ("f5", 401, "bad signature"),
+        ("f6", 401, "webhook-timestamp is not whole seconds since 1970"),
     }
 
 
