@@ -18,7 +18,7 @@ import orjson
 import pytest
 from defusedxml.ElementTree import fromstring
 
-from events.inbox import Change, SqliteInbox, open_inbox
+from events.inbox import Change, PostgresInbox, SqliteInbox, open_inbox
 from events.receiver import ReceiverSettings, create_app
 from tests.events.receiver_kit import (
     OM_TOKEN,
@@ -38,7 +38,7 @@ ORG = "sf_trust"
 class Hub:
     """A running receiver, its members folder and its inbox."""
 
-    def __init__(self, url: str, members: Path, inbox: SqliteInbox, app) -> None:
+    def __init__(self, url: str, members: Path, inbox: SqliteInbox | PostgresInbox, app) -> None:
         self.url = url
         self.members = members
         self.inbox = inbox
@@ -93,14 +93,15 @@ def start(
     )
     stack = []
 
-    def _start(**overrides) -> Hub:
+    def _start(inbox=None, **overrides) -> Hub:
         settings = ReceiverSettings(
             members_dir=members, inbox=str(tmp_path / "inbox.sqlite3"), **overrides
         )
-        app = create_app(settings)
+        inbox = inbox or open_inbox(settings.inbox)
+        app = create_app(settings, inbox)
         context = serve_in_thread(app)
         url = context.__enter__()
-        hub = Hub(url, members, open_inbox(settings.inbox), app)
+        hub = Hub(url, members, inbox, app)
         stack.append((hub, context))
         return hub
 
@@ -124,6 +125,17 @@ def test_a_signed_cdc_event_is_queued_exactly_once(start, secret: str) -> None:
     )
     assert event.sent_at is not None and abs(event.sent_at - time.time()) < 60
     assert hub.rejected() == []
+
+
+def test_the_postgresql_inbox(start, secret: str, postgres_dsn: str) -> None:
+    """With the hub on PostgreSQL the receiver commits to its table the same way."""
+    hub = start(inbox=PostgresInbox(postgres_dsn))
+    body = cdc_body()
+    assert hub.webhook(ORG, secret, body, "pg1").json() == {"status": "queued"}
+    assert hub.webhook(ORG, secret, body, "pg1").json() == {"status": "duplicate"}
+    assert hub.webhook(ORG, new_secret(), body, "pg2").status_code == 401
+    assert [e.event_id for e in hub.queued()] == ["pg1"]
+    assert [(r.event_id, r.status) for r in hub.rejected()] == [("pg2", 401)]
 
 
 def test_cdc_change_types_become_actions(start, secret: str) -> None:
