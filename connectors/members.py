@@ -362,6 +362,32 @@ class Mappings(_Strict):
     outcome_status: dict[str, str] = Field(default_factory=dict)
 
 
+class Events(_Strict):
+    """How the member's systems tell the hub that something changed (issue #20).
+
+    Each door is closed until its secret is configured: the receiver answers 404 for a
+    member without ``webhook_secret`` (or without ``outbound_message_token``), so a member
+    that never asked for events cannot be sent any.
+    """
+
+    webhook_secret: SecretRef | None = Field(
+        default=None,
+        description="Standard Webhooks secret ('whsec_' + base64) that signs the member's "
+        "webhooks (CiviCRM, a Salesforce CDC relay): {env: HUB_<ORG>_WEBHOOK_SECRET}",
+    )
+    outbound_message_token: SecretRef | None = Field(
+        default=None,
+        description="Salesforce Outbound Messages: the secret part of the endpoint URL "
+        "(16+ letters, digits, '-' or '_'): {env: HUB_<ORG>_OM_TOKEN}",
+    )
+    organization_id: str | None = Field(
+        default=None,
+        max_length=18,
+        description="Salesforce: the org id (00D..., 15 or 18 characters) that Outbound "
+        "Messages must carry",
+    )
+
+
 class Member(_Strict):
     """A member organisation, as its YAML file describes it."""
 
@@ -370,6 +396,7 @@ class Member(_Strict):
     connector: ConnectorSettings
     sharing: Sharing = Sharing()
     mappings: Mappings = Mappings()
+    events: Events = Events()
     config_path: Path
 
     @field_validator("org_id")
@@ -425,7 +452,7 @@ def _suggest(word: str, options: Iterable[str]) -> str:
 
 
 _KNOWN_KEYS = {
-    "": ("name", "connector", "sharing", "mappings", "org_id"),
+    "": ("name", "connector", "sharing", "mappings", "events", "org_id"),
     "connector": tuple(
         {
             *SpreadsheetConnector.model_fields,
@@ -435,6 +462,7 @@ _KNOWN_KEYS = {
     ),
     "sharing": ("consent", "consent_yes", "consent_no"),
     "mappings": ("programmes", "engagement_status", "outcomes", "outcome_status"),
+    "events": tuple(Events.model_fields),
     "table": (
         "file",
         "sheet",
@@ -483,6 +511,47 @@ def _secret_refs(connector: Any) -> list[tuple[str, SecretRef]]:
     return refs
 
 
+def event_secret_refs(events: Events) -> list[tuple[str, SecretRef]]:
+    """The member's event secrets (webhook secret, Outbound Message token) with their keys."""
+    return [
+        (name, ref)
+        for name in ("webhook_secret", "outbound_message_token")
+        if isinstance(ref := getattr(events, name), SecretRef)
+    ]
+
+
+def _check_events(member: Member, other_ids: tuple[str, ...]) -> list[str]:
+    """The ``events:`` section: its secrets are the member's own; Outbound Messages need the
+    Salesforce org id they must carry, and only a Salesforce member sends them."""
+    from connectors.salesforce_npsp.ids import id15
+
+    problems: list[str] = []
+    events = member.events
+    for name, ref in event_secret_refs(events):
+        ref.bind(member.org_id, other_ids)
+        if problem := ref.scope_problem(member.org_id):
+            kind = "env" if ref.env is not None else "file"
+            problems.append(f"key 'events.{name}.{kind}': {problem}")
+    org = events.organization_id
+    if org is not None and (id15(org) is None or not org.startswith("00D")):
+        problems.append(
+            "key 'events.organization_id': not a Salesforce org id; copy the 15- or "
+            "18-character id starting with 00D from Setup > Company Information"
+        )
+    if events.outbound_message_token is not None:
+        if member.connector.kind != "salesforce_npsp":
+            problems.append(
+                "key 'events.outbound_message_token': only a Salesforce member sends Outbound "
+                "Messages; remove it, or use events.webhook_secret"
+            )
+        elif org is None:
+            problems.append(
+                "key 'events.organization_id': required with outbound_message_token (the "
+                "receiver accepts Outbound Messages only from this org); add the 00D... id"
+            )
+    return problems
+
+
 def _check_semantics(
     member: Member, taxonomy: Taxonomy, other_ids: tuple[str, ...] = ()
 ) -> list[str]:
@@ -494,6 +563,7 @@ def _check_semantics(
         if problem := ref.scope_problem(member.org_id):
             kind = "env" if ref.env is not None else "file"
             problems.append(f"key 'connector.{name}.{kind}': {problem}")
+    problems += _check_events(member, other_ids)
     if isinstance(conn, SpreadsheetConnector):
         if "person" not in conn.tables:
             problems.append(

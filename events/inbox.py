@@ -210,6 +210,8 @@ class Inbox(Protocol):
     def accept(self, event: InboundEvent) -> bool: ...
     def accept_many(self, events: Sequence[InboundEvent]) -> list[bool]: ...
     def reject(self, org_id: str, event_id: str | None, status: int, reason: str) -> None: ...
+    def reject_many(self, rejections: Sequence[tuple[str, str | None, int, str]]) -> None: ...
+    def prune_rejections(self, keep: int) -> int: ...
     def received_after(self, seq: int, limit: int = 10_000) -> list[StoredEvent]: ...
     def mark_batched(self, seqs: Iterable[int], batch_id: str) -> int: ...
     def mark_batch(
@@ -264,20 +266,41 @@ class _SqlInbox:
 
     def reject(self, org_id: str, event_id: str | None, status: int, reason: str) -> None:
         """Record a refused request (never its body)."""
+        self.reject_many([(org_id, event_id, status, reason)])
+
+    def reject_many(self, rejections: Sequence[tuple[str, str | None, int, str]]) -> None:
+        """Record several refused requests ``(org_id, event_id, status, reason)`` in one
+        transaction: the receiver's writer batches them with the accepts, so a flood of bad
+        requests costs one commit per batch, not one per request."""
+        now = time.time()
+        rows = [
+            (_clip(org, 100), _clip(eid, MAX_ID_LENGTH), now, status, _clip(reason))
+            for org, eid, status, reason in rejections
+        ]
+        sql = self.dialect.sql(
+            "INSERT INTO {s}inbox_rejection (org_id, event_id, received_at, status, "
+            "reason) VALUES (?, ?, ?, ?, ?)"
+        )
         with self._tx() as cur:
+            for row in rows:
+                cur.execute(sql, row)
+
+    def prune_rejections(self, keep: int) -> int:
+        """Delete all but the newest ``keep`` rejections; how many went.
+
+        Why: anyone can send a bad request, and each is recorded; without a bound a flood of
+        them would fill the disk. Accepted events are never pruned here.
+        """
+        with self._tx() as cur:
+            cur.execute(self.dialect.sql("SELECT MAX(seq) FROM {s}inbox_rejection"))
+            top = cur.fetchone()[0]
+            if top is None:
+                return 0
             cur.execute(
-                self.dialect.sql(
-                    "INSERT INTO {s}inbox_rejection (org_id, event_id, received_at, status, "
-                    "reason) VALUES (?, ?, ?, ?, ?)"
-                ),
-                (
-                    _clip(org_id, 100),
-                    _clip(event_id, MAX_ID_LENGTH),
-                    time.time(),
-                    status,
-                    _clip(reason),
-                ),
+                self.dialect.sql("DELETE FROM {s}inbox_rejection WHERE seq <= ?"),
+                (int(top) - keep,),
             )
+            return cur.rowcount
 
     def received_after(self, seq: int, limit: int = 10_000) -> list[StoredEvent]:
         """Events still ``received`` with a sequence number above ``seq``, oldest first."""

@@ -62,6 +62,8 @@ def members() -> None:
             org_id, member.name, member.connector.kind, ", ".join(tables), member.sharing.consent
         )
     console.print(table)
+    for _org_id, member in sorted(registry.members.items()):
+        _print_event_doors(member, only_problems=True)
     for org_id, err in sorted(registry.errors.items()):
         console.print(f"[bold red]{org_id}: not loaded[/]\n{err}")
     if not registry.members and not registry.errors:
@@ -89,6 +91,7 @@ def check(org_id: Annotated[str, typer.Argument(help="the member's id (its file 
         f"[green]✓[/] members/{member.config_path.name} is valid "
         f"({member.connector.kind} connector)"
     )
+    doors_ok = _print_event_doors(member)
     _print_holds(member, settings)
     if member.connector.kind == "spreadsheet":
         from connectors.spreadsheets import check_member
@@ -103,6 +106,26 @@ def check(org_id: Annotated[str, typer.Argument(help="the member's id (its file 
     elif member.connector.kind == "civicrm":
         _print_crm_consent(member, settings)
         _check_civicrm(member)
+    if not doors_ok:
+        raise typer.Exit(1)
+
+
+def _print_event_doors(member: Member, only_problems: bool = False) -> bool:
+    """The member's event endpoints (``events:``): open, or why a configured one is closed
+    (its secret is missing or malformed). False when one is closed."""
+    from rich.markup import escape
+
+    from events.doors import describe_doors
+
+    ok = True
+    for good, line in describe_doors(member):
+        ok = ok and good
+        if good and not only_problems:
+            console.print(f"[green]✓[/] {escape(line)}")
+        elif not good:
+            who = f"{member.org_id}: " if only_problems else ""
+            console.print(f"[bold red]✗[/] {who}{escape(line)}")
+    return ok
 
 
 def _print_holds(member: Member, settings: HubSettings) -> None:

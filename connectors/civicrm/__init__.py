@@ -10,18 +10,36 @@ Public API:
 The loopback CiviCRM the tests and the demo use is ``sandboxes.civicrm.CiviCRMSandbox``.
 """
 
+# Names load on first use (PEP 562): importing one submodule, such as the settings the member
+# files need, must not pull in dlt and the whole source (the webhook receiver imports the
+# member model and has to start in well under a second).
 from __future__ import annotations
 
-from connectors.civicrm.client import (
-    ApiResult,
-    CiviCRMClient,
-    CiviCRMError,
-    CiviCRMTransientError,
-    ProbeReport,
-    api_url,
-)
-from connectors.civicrm.settings import CiviCRMSettings, OutcomeFields
-from connectors.civicrm.source import civicrm_source, raw_pipeline, resource_names
+import importlib
+from typing import Any
+
+_LAZY = {
+    "ApiResult": "connectors.civicrm.client",
+    "CiviCRMClient": "connectors.civicrm.client",
+    "CiviCRMError": "connectors.civicrm.client",
+    "CiviCRMTransientError": "connectors.civicrm.client",
+    "ProbeReport": "connectors.civicrm.client",
+    "api_url": "connectors.civicrm.client",
+    "CiviCRMSettings": "connectors.civicrm.settings",
+    "OutcomeFields": "connectors.civicrm.settings",
+    "civicrm_source": "connectors.civicrm.source",
+    "raw_pipeline": "connectors.civicrm.source",
+    "resource_names": "connectors.civicrm.source",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ApiResult",

@@ -6,26 +6,39 @@ noticed. The loopback org the tests and the demo use is
 ``sandboxes.salesforce_npsp.SalesforceSandbox``.
 """
 
-from connectors.salesforce_npsp.auth import SalesforceAuthError
-from connectors.salesforce_npsp.client import (
-    ApiAllocationReserveReached,
-    SalesforceApiError,
-    SalesforceClient,
-)
-from connectors.salesforce_npsp.settings import (
-    ClientCredentials,
-    JwtBearerCredentials,
-    OutcomeMapping,
-    SalesforceSettings,
-)
-from connectors.salesforce_npsp.source import (
-    SOURCE_NAME,
-    SyncReport,
-    load_npsp,
-    npsp_source,
-    object_specs,
-    raw_pipeline,
-)
+# Names load on first use (PEP 562): importing one submodule, such as the settings the member
+# files need, must not pull in dlt and the whole source (the webhook receiver imports the
+# member model and has to start in well under a second).
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "SalesforceAuthError": "connectors.salesforce_npsp.auth",
+    "ApiAllocationReserveReached": "connectors.salesforce_npsp.client",
+    "SalesforceApiError": "connectors.salesforce_npsp.client",
+    "SalesforceClient": "connectors.salesforce_npsp.client",
+    "ClientCredentials": "connectors.salesforce_npsp.settings",
+    "JwtBearerCredentials": "connectors.salesforce_npsp.settings",
+    "OutcomeMapping": "connectors.salesforce_npsp.settings",
+    "SalesforceSettings": "connectors.salesforce_npsp.settings",
+    "SOURCE_NAME": "connectors.salesforce_npsp.source",
+    "SyncReport": "connectors.salesforce_npsp.source",
+    "load_npsp": "connectors.salesforce_npsp.source",
+    "npsp_source": "connectors.salesforce_npsp.source",
+    "object_specs": "connectors.salesforce_npsp.source",
+    "raw_pipeline": "connectors.salesforce_npsp.source",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SOURCE_NAME",
