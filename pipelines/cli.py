@@ -93,6 +93,7 @@ def check(org_id: Annotated[str, typer.Argument(help="the member's id (its file 
     if member.connector.kind == "spreadsheet":
         from connectors.spreadsheets import check_member
 
+        _fetch_remote_files(member, settings)
         report = check_member(member)
         console.print(report.render(), markup=False, highlight=False)
         if not report.ok:
@@ -103,6 +104,25 @@ def check(org_id: Annotated[str, typer.Argument(help="the member's id (its file 
     elif member.connector.kind == "civicrm":
         _print_crm_consent(member, settings)
         _check_civicrm(member)
+
+
+def _fetch_remote_files(member: Member, settings: HubSettings) -> None:
+    """Copy a member's files from its bucket (connector.location) to the hub's cache, as a
+    load would, so the check reads what the load will; exit 1 with the reason if it cannot."""
+    from rich.markup import escape
+
+    from connectors.errors import SpreadsheetError
+    from connectors.spreadsheets.remote import cache_root, sync_location
+
+    location = member.location
+    if location is None or not location.remote:
+        return
+    try:
+        sync_location(member, cache_root(settings.home))
+    except SpreadsheetError as err:
+        console.print(f"[bold red]✗[/] {escape(str(err))}")
+        raise typer.Exit(1) from err
+    console.print(f"[green]✓[/] files at {escape(location.url())} copied to the hub's cache")
 
 
 def _print_holds(member: Member, settings: HubSettings) -> None:
