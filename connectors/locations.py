@@ -122,7 +122,8 @@ def parse_location(text: str, base_dir: Path) -> Location:
         folder = Path(raw).expanduser()
         folder = folder if folder.is_absolute() else base_dir / folder
         return Location(text=text, folder=folder.resolve())
-    family = _allowed_remote()[scheme]
+    # Validation decided whether the protocol is allowed; parsing only names its family.
+    family = {**REMOTE_PROTOCOLS, "memory": "memory"}.get(scheme, scheme)
     netloc = parts.netloc
     path = parts.path.strip("/")
     root = f"{netloc}/{path}" if path else netloc

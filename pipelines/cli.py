@@ -1088,7 +1088,10 @@ def remove_member(
         ),
         secrets_dir(org_id),
     ]
-    extra = own if delete_files else []
+    from connectors.spreadsheets.remote import cache_root
+
+    # The hub's copy of files fetched from the member's bucket is the hub's to delete.
+    extra = [*(own if delete_files else []), cache_root(settings.home) / org_id]
     _confirm(f"Purge everything the hub holds of {org_id}?", yes)
     warehouse = DuckDBWarehouse(settings.warehouse_path)
     try:
