@@ -221,3 +221,20 @@ def test_a_remote_location_triggers_on_content_and_loads_from_the_cache(
         assert files == [("sessions-2025-02.csv",)]
     finally:
         bucket.rm("/drop", recursive=True)
+
+
+def test_a_location_that_cannot_be_listed_changes_nothing(
+    tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unreachable bucket is never read as "every file gone": no run, what was seen kept."""
+    import sys
+
+    members = _members(tmp_path, f"s3://network-drop/{ORG}/")
+    tick = Ticks(instance, HubResource(members_dir=str(members), home=str(tmp_path / "hub")))
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # the backend missing: it cannot be listed
+    assert _runs(tick(member_files)) == [ORG]
+    for _ in range(2):
+        data = tick(spreadsheet_changed)
+        assert not data.run_requests
+        assert f"files not looked at this tick (see the log): {ORG}" in str(data.skip_message)
+    assert '"members": {}' in str(tick.cursors[spreadsheet_changed.name])
