@@ -26,7 +26,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from connectors.errors import SpreadsheetError
+from connectors.errors import MemberConfigError, SpreadsheetError
 from connectors.locations import Location, LocationError, open_location
 from connectors.members import MAX_FILES_PER_TABLE, Member, is_glob
 from connectors.spreadsheets.content import MISSING, FileState, stream_digest
@@ -44,6 +44,10 @@ def cache_root(home: Path) -> Path:
 
 class SyncBusy(Exception):
     """Another process is copying this member's files now."""
+
+
+class OutOfTime(Exception):
+    """The caller's deadline passed before every changed file was copied."""
 
 
 def _error(member: Member, where: str, problem: str, fix: str) -> SpreadsheetError:
@@ -162,7 +166,7 @@ def sync_location(
     pattern matching nothing raises SpreadsheetError naming the URL and the fix; without it
     (the file sensor) those are states like any other, so a change to them is seen. A
     location that cannot be listed raises either way (never read as "every file gone").
-    Past ``deadline`` (time.monotonic) no further file is fetched: TimeoutError, and the
+    Past ``deadline`` (time.monotonic) no further file is fetched: OutOfTime, and the
     next call goes on from what was copied. SyncBusy when another process holds the member's
     copy for longer than ``wait`` seconds.
     """
@@ -176,8 +180,18 @@ def sync_location(
         with _member_lock(root, member.org_id, wait):
             folder.mkdir(parents=True, exist_ok=True)
             states = _sync(member, location, fs, folder, deadline)
+    except (SyncBusy, OutOfTime):
+        raise
     except LocationError as err:
         raise _error(member, where, err.problem, err.fix) from None
+    except MemberConfigError as err:  # a credential's variable or key file is missing
+        raise _error(
+            member,
+            where,
+            "; ".join(err.problems),
+            "export the variable (or put the key file in place) that "
+            "connector.location_options names",
+        ) from None
     except (PermissionError, FileNotFoundError) as err:
         what = "permission denied" if isinstance(err, PermissionError) else "not found"
         raise _error(
@@ -187,7 +201,8 @@ def sync_location(
             "check the bucket and prefix in connector.location, and that the credentials "
             "(connector.location_options, or the hub's default ones) may list and read it",
         ) from None
-    except OSError as err:  # network errors from the fsspec backends are OSErrors
+    except Exception as err:  # network errors, and the backends' own (no credentials…)
+        # Only the error's type: a backend's message may quote a key id or a signed URL.
         raise _error(
             member,
             where,
@@ -228,7 +243,7 @@ def _sync(
                 states[rel] = old
                 continue
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"{member.org_id}: copying its files takes more than a tick")
+                raise OutOfTime(f"{member.org_id}: copying its files takes more than a tick")
             try:
                 states[rel] = FileState(stamp, _download(fs, location.path(rel), target, limit))
             except ValueError:  # grew past the limit while it streamed

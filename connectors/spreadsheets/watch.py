@@ -81,7 +81,7 @@ def member_states(
     """The states of the member's files, wherever they live.
 
     A remote location is listed and its changed files copied into ``cache`` (raises
-    SpreadsheetError when the location cannot be listed, TimeoutError past ``deadline``,
+    SpreadsheetError when the location cannot be listed, OutOfTime past ``deadline``,
     SyncBusy while a load is copying the same member's files).
     """
     location = member.location

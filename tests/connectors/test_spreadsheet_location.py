@@ -226,3 +226,28 @@ def test_hub_check_explains_a_bad_location(tmp_path: Path) -> None:
     assert "member 'acme_trust', file memory://drop/acme_trust/people.csv" in out
     assert "person table: file not found" in out
     assert "put the file at memory://drop/acme_trust/people.csv" in out
+
+
+def test_copying_stops_at_the_deadline_and_waits_for_another_copier(
+    tmp_path: Path, memory: Any
+) -> None:
+    import time
+
+    from filelock import FileLock
+
+    from connectors.spreadsheets.remote import OutOfTime, SyncBusy
+
+    memory.pipe("/drop/acme_trust/people.csv", b"Client ID\r\n1\r\n")
+    memory.pipe("/drop/acme_trust/sessions-2025-01.csv", b"Client,Date\r\n1,2025-01-02\r\n")
+    member = load_member(_write(tmp_path, _config("memory://drop/acme_trust/")))
+    root = cache_root(tmp_path / "hub")
+    # Past the deadline (a sensor tick's budget), nothing more is fetched; the next call
+    # goes on.
+    with pytest.raises(OutOfTime):
+        sync_location(member, root, strict=False, deadline=time.monotonic() - 1)
+    assert not (root / ORG / "people.csv").exists()
+    # While another process copies this member's files (a load), the sensor does not wait.
+    lock = FileLock(str(root / f".{ORG}.lock"))
+    with lock, pytest.raises(SyncBusy):
+        sync_location(member, root, wait=0.1)
+    assert sorted(sync_location(member, root)) == ["people.csv", "sessions-2025-01.csv"]

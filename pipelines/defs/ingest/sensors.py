@@ -123,7 +123,7 @@ def spreadsheet_changed(context: dg.SensorEvaluationContext, hub: HubResource) -
     # Imported here: the spreadsheet package loads dlt, and definitions must load fast.
     from connectors.errors import SpreadsheetError
     from connectors.spreadsheets.content import states_digest
-    from connectors.spreadsheets.remote import SyncBusy, cache_root
+    from connectors.spreadsheets.remote import OutOfTime, SyncBusy, cache_root
     from connectors.spreadsheets.watch import member_states
 
     known = _read_cursor(context.cursor)
@@ -142,9 +142,14 @@ def spreadsheet_changed(context: dg.SensorEvaluationContext, hub: HubResource) -
         before = known.get(org)
         try:
             states = member_states(member, before.files if before else {}, cache, deadline=deadline)
-        except (SpreadsheetError, TimeoutError, SyncBusy) as err:
+        except Exception as err:  # one member's files never stop the others' tick
             unread.append(org)
-            context.log.warning(f"{org}: files not looked at this tick: {err}")
+            # A SpreadsheetError names the location and the fix (never a credential); of
+            # anything else only the type is logged, as its text may quote a key.
+            why = str(err) if isinstance(err, SpreadsheetError | SyncBusy | OutOfTime) else ""
+            context.log.warning(
+                f"{org}: files not looked at this tick ({type(err).__name__}) {why}".rstrip()
+            )
             if before is not None:
                 cursor[org] = before
             continue
