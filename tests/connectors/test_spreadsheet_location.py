@@ -168,6 +168,14 @@ def test_a_remote_location_is_read_from_the_members_cache(tmp_path: Path, memory
     assert member.resolve(Path("people.csv")) == (copy / "people.csv").resolve()
     (batch,) = list(read_entity(member, "person"))
     assert batch.row_count == 2
+    # `hub check` reads the copy too, and names each file where the member keeps it.
+    from connectors.spreadsheets import check_member
+
+    report = check_member(member)
+    assert [(t.file, t.rows_loaded) for t in report.tables] == [
+        ("memory://drop/acme_trust/people.csv", 2),
+        ("memory://drop/acme_trust/sessions-2025-01.csv", 1),
+    ]
 
     # Unchanged at the location: nothing fetched again (the copy is not rewritten).
     mtime = (copy / "people.csv").stat().st_mtime_ns
