@@ -142,24 +142,31 @@ def location_problems(
 
     Messages name the key and the fix and never repeat an option's value.
     """
-    problems: list[str] = []
+    # A secret written out is reported whatever else is wrong: the file must not keep it.
+    problems = [
+        f"key '{KEY}_options.{name}': secrets must not be written in the file; use "
+        f"'{name}: {{env: SOME_VARIABLE}}' and export SOME_VARIABLE"
+        for name, value in options.items()
+        if name in CREDENTIALS and isinstance(value, str)
+    ]
     if len(text) > MAX_LOCATION_CHARS:
-        return [f"key '{KEY}': over {MAX_LOCATION_CHARS} characters; {_fix()}"]
+        return [*problems, f"key '{KEY}': over {MAX_LOCATION_CHARS} characters; {_fix()}"]
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text) or not text.strip():
-        return [f"key '{KEY}': empty or holds control characters; {_fix()}"]
+        return [*problems, f"key '{KEY}': empty or holds control characters; {_fix()}"]
     try:
         parts = urlsplit(text)
     except ValueError:
-        return [f"key '{KEY}': cannot be read as a folder or URL; {_fix()}"]
+        return [*problems, f"key '{KEY}': cannot be read as a folder or URL; {_fix()}"]
     scheme = parts.scheme.lower()
     allowed = _allowed_remote()
     local = scheme in ("", "file") or (len(scheme) == 1 and text[1:2] == ":")
     if not local and scheme not in allowed:
         shown = "http(s)" if scheme in ("http", "https") else scheme
         return [
+            *problems,
             f"key '{KEY}': the protocol '{shown}://' is not allowed (the hub reads member "
             f"files only from the member's own folder, S3, Google Cloud Storage or Azure); "
-            f"{_fix()}"
+            f"{_fix()}",
         ]
     family = "local" if local else allowed[scheme]
     if parts.query or parts.fragment:
@@ -235,10 +242,7 @@ def _remote_problems(
                 f"options are: {listing}"
             )
         elif kind == SECRET and isinstance(value, str):
-            problems.append(
-                f"key '{KEY}_options.{name}': secrets must not be written in the file; use "
-                f"'{name}: {{env: SOME_VARIABLE}}' and export SOME_VARIABLE"
-            )
+            continue  # reported above
         elif kind != SECRET and not isinstance(value, str):
             problems.append(f"key '{KEY}_options.{name}': write the value itself (not a secret)")
         elif kind == URL:

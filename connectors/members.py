@@ -854,8 +854,8 @@ def load_member(path: Path, taxonomy: Taxonomy | None = None) -> Member:
     except ValidationError as err:
         raise MemberConfigError(shown, problems + [_explain(e) for e in err.errors()]) from err
     problems += _check_semantics(member, taxonomy, other_member_ids(path))
-    if problems:
-        raise MemberConfigError(shown, problems)
+    if problems:  # one problem found by two checks is listed once
+        raise MemberConfigError(shown, list(dict.fromkeys(problems)))
     return member
 
 

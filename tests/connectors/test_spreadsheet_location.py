@@ -96,6 +96,8 @@ def test_a_location_must_be_the_members_own_and_carry_no_credentials(tmp_path: P
     text = _problems(tmp_path, "s3://bucket/x/", {"key": "AKIAEXAMPLE", "secret": "s"})
     assert "location_options.key': secrets must not be written in the file" in text
     assert "AKIAEXAMPLE" not in text
+    text = _problems(tmp_path, "https://files.example.org/", {"key": "AKIAEXAMPLE"})
+    assert "location_options.key': secrets must not be written" in text  # said either way
     text = _problems(tmp_path, "s3://bucket/x/", {"key": {"env": "HUB_OTHER_KEY"}})
     assert "key 'connector.location_options.key.env'" in text and "HUB_ACME_TRUST_" in text
     assert "not an option of s3://" in _problems(tmp_path, "s3://b/acme_trust/", {"anon": "1"})
