@@ -30,6 +30,7 @@ from pydantic import (
 
 from connectors.civicrm.settings import CiviCRMSettings
 from connectors.errors import MemberConfigError
+from connectors.locations import Location, location_problems, parse_location
 from connectors.salesforce_npsp.settings import (
     ClientCredentials,
     Credentials,
@@ -260,6 +261,23 @@ class SpreadsheetConnector(_Strict):
         "unknown...): read as blank, case-insensitively",
     )
     tables: dict[str, SpreadsheetTable] = Field(max_length=10)
+    location: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="where the files are, when not beside the YAML file: a folder inside "
+        "the member's data folder, or s3://bucket/prefix/, gs://bucket/prefix/, "
+        "az://container/prefix/; each table's file is then named relative to it "
+        "(connectors/locations.py)",
+    )
+    location_options: dict[str, SecretRef | Annotated[str, Field(max_length=MAX_SETTING_CHARS)]] = (
+        Field(
+            default_factory=dict,
+            max_length=10,
+            description="for a bucket location: the member's own credentials as references "
+            "(key/secret, account_key, a key file) and plain settings (region, account_name, "
+            "endpoint_url); without credentials the environment's default chain is used",
+        )
+    )
 
 
 class SalesforceConnector(SalesforceSettings):
@@ -398,6 +416,9 @@ class Member(_Strict):
     mappings: Mappings = Mappings()
     events: Events = Events()
     config_path: Path
+    # A remote location's files are read from a copy in the hub's cache: the folder of that
+    # copy, set by connectors.spreadsheets.remote.sync_location (None until then).
+    _cache_dir: Path | None = PrivateAttr(default=None)
 
     @field_validator("org_id")
     @classmethod
@@ -415,9 +436,46 @@ class Member(_Strict):
         """Folder that relative file paths in the config are resolved against."""
         return self.config_path.parent
 
+    @property
+    def location(self) -> Location | None:
+        """Where a spreadsheet member's files are, when ``connector.location`` says."""
+        text = getattr(self.connector, "location", None)
+        return None if text is None else parse_location(text, self.base_dir)
+
+    @property
+    def files_dir(self) -> Path:
+        """The folder relative file names start from: the YAML file's folder, a local
+        ``connector.location``, or the cache holding a remote location's copy."""
+        location = self.location
+        if location is None:
+            return self.base_dir
+        if location.folder is not None:
+            return location.folder
+        if self._cache_dir is None:
+            raise MemberConfigError(
+                self.org_id,
+                [
+                    f"its files are at {location.url()}: they are read from the hub's copy, "
+                    "made by connectors.spreadsheets.remote.sync_location (a load or `hub "
+                    "check` makes it)"
+                ],
+            )
+        return self._cache_dir
+
+    @property
+    def files_root(self) -> Path:
+        """The root a data file must lie under (in a folder named after the member): the
+        members' data root, or the hub's cache for a remote location's copy."""
+        from connectors.scope import data_root
+
+        location = self.location
+        if location is not None and location.remote:
+            return self.files_dir.parent
+        return data_root(self.base_dir)
+
     def resolve(self, path: Path) -> Path:
         """Absolute path of a file named in the config."""
-        return path if path.is_absolute() else (self.base_dir / path).resolve()
+        return path if path.is_absolute() else (self.files_dir / path).resolve()
 
     @property
     def raw_dataset(self) -> str:
@@ -508,6 +566,9 @@ def _secret_refs(connector: Any) -> list[tuple[str, SecretRef]]:
         ref = getattr(connector, name, None)
         if isinstance(ref, SecretRef):
             refs.append((name, ref))
+    for name, ref in (getattr(connector, "location_options", None) or {}).items():
+        if isinstance(ref, SecretRef):
+            refs.append((f"location_options.{name}", ref))
     return refs
 
 
@@ -552,6 +613,26 @@ def _check_events(member: Member, other_ids: tuple[str, ...]) -> list[str]:
     return problems
 
 
+def _table_file_problem(
+    member: Member,
+    file: Path,
+    location_ok: bool,
+    remote: bool,
+    root: Path,
+    other_ids: tuple[str, ...],
+) -> str | None:
+    """Why a table's ``file`` is not the member's to read: named relative to a remote
+    location, or a file in the member's own data folder."""
+    from connectors.locations import relative_file_problem
+    from connectors.scope import data_file_problem
+
+    if not location_ok:
+        return None  # the location's own problem is reported; files cannot be placed
+    if remote:
+        return relative_file_problem(file)
+    return data_file_problem(member.org_id, member.resolve(file), root, other_ids)
+
+
 def _check_semantics(
     member: Member, taxonomy: Taxonomy, other_ids: tuple[str, ...] = ()
 ) -> list[str]:
@@ -570,11 +651,28 @@ def _check_semantics(
                 "key 'connector.tables': no 'person' table; every member needs one "
                 "(add connector.tables.person with file and columns)"
             )
-        from connectors.scope import data_file_problem, data_root
+        from connectors.scope import data_root
 
         root = data_root(member.base_dir)
+        location_ok = True
+        if conn.location is not None:
+            found = location_problems(
+                conn.location,
+                member.org_id,
+                member.base_dir,
+                root,
+                conn.location_options,
+                other_ids,
+            )
+            problems.extend(found)
+            location_ok = not found
+        elif conn.location_options:
+            problems.append(
+                "key 'connector.location_options': options without connector.location; "
+                "remove them, or set location"
+            )
+        remote = location_ok and member.location is not None and member.location.remote
         for entity, table in conn.tables.items():
-            path = member.resolve(table.file)
             if any(ch in GLOB_CHARS for part in table.file.parts[:-1] for ch in part):
                 problems.append(
                     f"key 'connector.tables.{entity}.file': wildcards (* ?) may only be in "
@@ -585,7 +683,9 @@ def _check_semantics(
                     f"key 'connector.tables.{entity}.file': '**' is not allowed; one '*' "
                     "matches any part of a file name in the one folder named"
                 )
-            elif problem := data_file_problem(member.org_id, path, root, other_ids):
+            elif problem := _table_file_problem(
+                member, table.file, location_ok, remote, root, other_ids
+            ):
                 problems.append(f"key 'connector.tables.{entity}.file': {problem}")
         for entity, table in conn.tables.items():
             if entity not in ENTITY_FIELDS:
@@ -824,8 +924,8 @@ def load_member(path: Path, taxonomy: Taxonomy | None = None) -> Member:
     except ValidationError as err:
         raise MemberConfigError(shown, problems + [_explain(e) for e in err.errors()]) from err
     problems += _check_semantics(member, taxonomy, other_member_ids(path))
-    if problems:
-        raise MemberConfigError(shown, problems)
+    if problems:  # one problem found by two checks is listed once
+        raise MemberConfigError(shown, list(dict.fromkeys(problems)))
     return member
 
 

@@ -96,6 +96,7 @@ def check(org_id: Annotated[str, typer.Argument(help="the member's id (its file 
     if member.connector.kind == "spreadsheet":
         from connectors.spreadsheets import check_member
 
+        _fetch_remote_files(member, settings)
         report = check_member(member)
         console.print(report.render(), markup=False, highlight=False)
         if not report.ok:
@@ -126,6 +127,25 @@ def _print_event_doors(member: Member, only_problems: bool = False) -> bool:
             who = f"{member.org_id}: " if only_problems else ""
             console.print(f"[bold red]✗[/] {who}{escape(line)}")
     return ok
+
+
+def _fetch_remote_files(member: Member, settings: HubSettings) -> None:
+    """Copy a member's files from its bucket (connector.location) to the hub's cache, as a
+    load would, so the check reads what the load will; exit 1 with the reason if it cannot."""
+    from rich.markup import escape
+
+    from connectors.errors import SpreadsheetError
+    from connectors.spreadsheets.remote import cache_root, sync_location
+
+    location = member.location
+    if location is None or not location.remote:
+        return
+    try:
+        sync_location(member, cache_root(settings.home))
+    except SpreadsheetError as err:
+        console.print(f"[bold red]✗[/] {escape(str(err))}")
+        raise typer.Exit(1) from err
+    console.print(f"[green]✓[/] files at {escape(location.url())} copied to the hub's cache")
 
 
 def _print_holds(member: Member, settings: HubSettings) -> None:
@@ -1091,7 +1111,10 @@ def remove_member(
         ),
         secrets_dir(org_id),
     ]
-    extra = own if delete_files else []
+    from connectors.spreadsheets.remote import cache_root
+
+    # The hub's copy of files fetched from the member's bucket is the hub's to delete.
+    extra = [*(own if delete_files else []), cache_root(settings.home) / org_id]
     _confirm(f"Purge everything the hub holds of {org_id}?", yes)
     warehouse = DuckDBWarehouse(settings.warehouse_path)
     try:

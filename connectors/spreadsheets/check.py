@@ -390,4 +390,19 @@ def check_member(member: Member) -> CheckReport:
     for t in tables:
         if not t.readable and t.problem and t.problem.endswith("file not found"):
             t.file = str(table_path(member, t.entity))
+    _where_the_member_keeps_them(member, tables)
     return CheckReport(org_id=member.org_id, config_file=member.config_path.name, tables=tables)
+
+
+def _where_the_member_keeps_them(member: Member, tables: list[TableCheck]) -> None:
+    """Name a remote location's files by their URL, not the hub's cache copy they were
+    read from: the member knows the bucket, not the hub's folders."""
+    location = member.location
+    if location is None or not location.remote:
+        return
+    for t in tables:
+        path = Path(t.file)
+        if not path.is_absolute():
+            t.file = location.url(path.as_posix())
+        elif path.is_relative_to(member.files_dir):
+            t.file = location.url(path.relative_to(member.files_dir).as_posix())

@@ -211,12 +211,13 @@ def check_file(member: Member, entity: str, path: Path) -> None:
     """Raise SpreadsheetError unless ``path`` is the member's own, readable, regular file
     within the limits: run before anything opens it for reading or hashing."""
     from connectors.members import other_member_ids
-    from connectors.scope import data_file_problem, data_root
+    from connectors.scope import data_file_problem
 
     # Checked again at read time: a link may have been swapped in since the file was loaded,
-    # or a member named after a folder on the path may have joined.
+    # or a member named after a folder on the path may have joined. A remote location's
+    # files are read from the hub's copy, under the cache's folder named after the member.
     others = other_member_ids(member.config_path)
-    if problem := data_file_problem(member.org_id, path, data_root(member.base_dir), others):
+    if problem := data_file_problem(member.org_id, path, member.files_root, others):
         raise _error(
             member,
             entity,

@@ -333,16 +333,15 @@ def test_check_flags_a_row_repeated_in_a_later_file(tmp_path: Path) -> None:
 
 
 def test_a_new_file_matching_a_pattern_wakes_the_file_sensor(tmp_path: Path) -> None:
-    from connectors.members import MemberRegistry
-    from pipelines.defs.ingest.sensors import _file_stamps
+    from connectors.spreadsheets.content import states_digest
+    from connectors.spreadsheets.watch import local_states
 
     m = _monthly(tmp_path)
-    registry = MemberRegistry({m.org_id: m}, {})
-    before = _file_stamps(registry)
+    before = states_digest(local_states(m, {}))
     write_text(tmp_path / "acme_trust" / "~$sessions-2025-02.csv", ["a lock file appears"])
-    assert _file_stamps(registry) == before  # opening a workbook is no change
+    assert states_digest(local_states(m, {})) == before  # opening a workbook is no change
     write_text(tmp_path / "acme_trust" / "sessions-2025-03.csv", ["Client,Date", "1,2025-03-01"])
-    assert _file_stamps(registry) != before
+    assert states_digest(local_states(m, {})) != before
 
 
 def test_square_brackets_in_a_file_name_are_plain_characters(tmp_path: Path) -> None:

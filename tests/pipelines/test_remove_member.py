@@ -67,8 +67,14 @@ def test_remove_member_keeps_the_member_files_unless_asked(tmp_path: Path) -> No
     env = hub_env(tmp_path, members)
     assert hub(["run", "--org", "beta"], env).returncode in (0, 1)
     shutil.move(members / "beta.yaml", tmp_path / "beta.yaml")
+    # The hub's copy of files fetched from a member's bucket (connector.location) is the
+    # hub's own: it goes with the member even when the member's own files are kept.
+    cached = tmp_path / "hub" / "cache" / "files" / "beta"
+    cached.mkdir(parents=True)
+    (cached / "people.csv").write_text("Client ID\n1\n", encoding="utf-8")
     done = hub(["remove-member", "beta", "--yes"], env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "data" / "beta").is_dir() and "kept" in done.stdout
+    assert not cached.exists() and f"deleted {cached}" in " ".join(done.stdout.split())
     bad = hub(["remove-member", "../alpha", "--yes"], env)
     assert bad.returncode == 2

@@ -40,6 +40,17 @@ def spreadsheet_raw(
     if member is None:
         return
     settings = hub.settings()
+    location = member.location
+    remote = location is not None and location.remote
+    if remote:
+        # Files at an S3/GCS/Azure location are read from the hub's copy: bring it up to date
+        # (the file sensor may have fetched them already; only changed files are fetched).
+        from connectors.spreadsheets.remote import cache_root, sync_location
+
+        try:
+            sync_location(member, cache_root(settings.home))
+        except PermanentSourceError as err:
+            raise dg.Failure(description=str(err), allow_retries=False) from err
     pipeline = raw_pipeline(member, hub.warehouse().dlt_destination(), settings.pipelines_dir)
     try:
         with hub.warehouse().exclusive():  # dlt reads its state back from the warehouse
@@ -57,13 +68,18 @@ def spreadsheet_raw(
     if not wanted:
         lift_load_hold(context, hub)
         return
+    paths = {
+        path
+        for entity, table in member.connector.tables.items()
+        if f"spreadsheet__{entity}" in wanted
+        for path in matching_files(member.resolve(table.file))
+    }
+    # Lineage names the files where the member keeps them, not the hub's copy.
     files = sorted(
-        {
-            str(path)
-            for entity, table in member.connector.tables.items()
-            if f"spreadsheet__{entity}" in wanted
-            for path in matching_files(member.resolve(table.file))
-        }
+        location.url(path.relative_to(member.files_dir).as_posix())
+        if remote and location is not None
+        else str(path)
+        for path in paths
     )
     yield from run_source(
         context,
