@@ -14,7 +14,7 @@ import pytest
 import yaml
 from dagster._core.utils import make_new_run_id
 
-from events.inbox import Change, InboundEvent, inbox_location, open_inbox
+from events.inbox import Change, InboundEvent, PostgresInbox, inbox_location, open_inbox
 from pipelines.definitions import defs
 from pipelines.defs.events.sensors import inbox_events
 from pipelines.defs.ingest.loads import raw_keys
@@ -193,3 +193,34 @@ def test_the_cursor_stops_below_waiting_and_unsettled_events(tmp_path: Path) -> 
     assert next_cursor(0, events, BatchPlan(), now=settled) == events[-1].seq
     plan = BatchPlan(waiting={"acme": ([events[2].seq, events[3].seq], "no partition")})
     assert next_cursor(0, events, plan, now=settled) == events[1].seq
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_the_inbox_lists_batches_by_state_and_keeps_notes(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if store == "sqlite":
+        inbox = open_inbox(tmp_path / "inbox.sqlite3")
+    else:
+        inbox = PostgresInbox(request.getfixturevalue("postgres_dsn"))
+    inbox.accept_many(
+        [InboundEvent(org, f"{org}{n}", "salesforce_cdc", ()) for org in "ab" for n in range(3)]
+    )
+    a, b = ([e.seq for e in inbox.recent(org)][::-1] for org in "ab")
+    inbox.mark_batched(a, "a:events:x")
+    inbox.mark_batched(b[:2], "b:events:y")
+    inbox.mark_batch("a:events:x", "launched", run_id="run-a")
+    assert [(s.batch_id, s.events, s.state, s.run_id) for s in inbox.batches()] == [
+        ("b:events:y", 2, "batched", None),
+        ("a:events:x", 3, "launched", "run-a"),
+    ]
+    assert [s.batch_id for s in inbox.batches(states=["launched"])] == ["a:events:x"]
+    assert [s.batch_id for s in inbox.batches("b", states=["batched", "launched"])] == [
+        "b:events:y"
+    ]
+    (summary,) = inbox.batches("a")
+    assert (summary.first_seq, summary.last_seq) == (a[0], a[-1])
+    assert inbox.note_batch("a:events:x", "read by id") == 3
+    assert {(e.state, e.detail) for e in inbox.batch("a:events:x")} == {("launched", "read by id")}
+    with pytest.raises(ValueError):
+        inbox.batches(states=["lost"])  # type: ignore[list-item]
