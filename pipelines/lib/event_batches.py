@@ -9,6 +9,7 @@ sensors, so that they can be read (and tested) without a daemon.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from events.inbox import Change, StoredEvent, inbox_location, open_inbox
+from events.inbox import (
+    Change,
+    PostgresInbox,
+    SqliteInbox,
+    StoredEvent,
+    inbox_location,
+    open_inbox,
+)
 
 BATCH_TAG = "hub/batch"
 TRIGGER = "event"
@@ -33,9 +41,18 @@ def batch_id(org_id: str, first_seq: int, last_seq: int) -> str:
     return f"{org_id}:events:{first_seq}-{last_seq}"
 
 
-def event_inbox(home: Path):  # -> SqliteInbox | PostgresInbox
-    """The hub's inbox (``HUB_EVENTS_INBOX`` or ``<HUB_HOME>/events/inbox.sqlite3``)."""
-    return open_inbox(inbox_location(home))
+def event_inbox(home: Path) -> SqliteInbox | PostgresInbox:
+    """The hub's inbox (``HUB_EVENTS_INBOX`` or ``<HUB_HOME>/events/inbox.sqlite3``).
+
+    One object per location and process: the sensors ask every few seconds, and opening an
+    inbox runs its schema statements in a write transaction the receiver would wait on.
+    """
+    return _open(inbox_location(home))
+
+
+@functools.lru_cache(maxsize=8)
+def _open(location: str) -> SqliteInbox | PostgresInbox:
+    return open_inbox(location)
 
 
 @dataclass
