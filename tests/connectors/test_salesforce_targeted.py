@@ -21,6 +21,7 @@ from connectors.salesforce_npsp.deletions import HELD_DELETIONS
 from connectors.salesforce_npsp.settings import ClientCredentials, SalesforceSettings
 from connectors.salesforce_npsp.source import npsp_source, raw_pipeline
 from connectors.salesforce_npsp.targeted import (
+    MAX_TARGETED_IDS,
     ObjectTargets,
     id18,
     id_chunks,
@@ -135,6 +136,9 @@ def test_a_plan_reads_by_id_only_when_every_change_names_known_records() -> None
         targets, why = plan_targets([Change("Contact", "update", (a,)), *changes], sobjects)
         assert targets is None and reason in why, (changes, why)
     assert plan_targets([], sobjects) == (None, "the batch holds no change")
+    many = [id18(f"0035g0000{n:06d}") for n in range(MAX_TARGETED_IDS + 1)]
+    targets, why = plan_targets([Change("Contact", "update", tuple(many))], sobjects)
+    assert targets is None and "more than a window read costs" in why
 
 
 def test_id_chunks_keep_every_query_under_the_url_limit() -> None:

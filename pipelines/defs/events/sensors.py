@@ -85,7 +85,7 @@ def inbox_events(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.Se
             keys = raw_keys(loadable[batch.org_id])
             requests.append(run_request(batch.org_id, loadable[batch.org_id], batch.batch_id, keys))
             queued.add(batch.org_id)
-        elif batch.org_id not in members.errors:
+        elif batch.org_id not in members.errors and batch.org_id not in loadable:
             inbox.mark_batch(batch.batch_id, "failed", detail="the member has left the hub")
 
     plan = plan_batches(

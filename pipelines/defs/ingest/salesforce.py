@@ -119,7 +119,13 @@ def _event_targets(
         why = "the member's last load is held, which only a window read can lift"
     else:
         sobjects = [spec.sobject for spec in object_specs(connector.settings())]
-        targets, why = plan_targets(batch_changes(settings.home, batch), sobjects)
+        try:
+            changes = batch_changes(settings.home, batch)
+        except Exception as err:  # the window loses nothing; the inbox is only a shortcut
+            changes = None
+            why = f"the event inbox could not be read ({type(err).__name__})"
+        if changes is not None:
+            targets, why = plan_targets(changes, sobjects)
     note = why if targets is not None else f"incremental window read: {why}"
     context.log.info(f"{org_id}: event batch {batch}: {note}")
     note_event_batch(context, hub, note)
