@@ -19,6 +19,8 @@ import dagster as dg
 
 from events.inbox import (
     Change,
+    EventState,
+    Inbox,
     PostgresInbox,
     SqliteInbox,
     StoredEvent,
@@ -151,7 +153,7 @@ def batch_changes(home: Path, bid: str) -> list[Change]:
     return [change for event in event_inbox(home).batch(bid) for change in event.changes]
 
 
-_FINISHED = {
+_FINISHED: dict[dg.DagsterRunStatus, EventState] = {
     dg.DagsterRunStatus.SUCCESS: "succeeded",
     dg.DagsterRunStatus.FAILURE: "failed",
     dg.DagsterRunStatus.CANCELED: "failed",
@@ -165,7 +167,7 @@ def latest_run(instance: dg.DagsterInstance, bid: str) -> dg.DagsterRun | None:
     return runs[0] if runs else None
 
 
-def sync_batch(inbox, instance: dg.DagsterInstance, bid: str) -> str | None:
+def sync_batch(inbox: Inbox, instance: dg.DagsterInstance, bid: str) -> str | None:
     """Set batch ``bid``'s state from its newest run's status; the state, None if no run.
 
     Always from the run's status now, never from the event that prompted the call: the
@@ -179,7 +181,7 @@ def sync_batch(inbox, instance: dg.DagsterInstance, bid: str) -> str | None:
     if run.status in _FINISHED:
         state = _FINISHED[run.status]
         detail = failure_reason(instance, run) if state == "failed" else None
-        inbox.mark_batch(bid, state, run_id=run.run_id, detail=detail)  # type: ignore[arg-type]
+        inbox.mark_batch(bid, state, run_id=run.run_id, detail=detail)
         return state
     if run.status in _RUNNING:
         inbox.mark_batch(bid, "launched", run_id=run.run_id)
