@@ -29,7 +29,7 @@ from connectors.salesforce_npsp.targeted import (
     plan_targets,
 )
 from events.inbox import Change
-from sandboxes.salesforce_npsp import SalesforceSandbox, SandboxSizes
+from sandboxes.salesforce_npsp import SalesforceSandbox, SandboxSizes, make_id
 
 SIZES = SandboxSizes(
     contacts=60,
@@ -101,16 +101,16 @@ def org(tmp_path: Path) -> Iterator[Org]:
 
 
 def test_ids_in_either_form_become_the_18_character_form() -> None:
-    full = "0035g00000000aBAAQ"
-    assert id18(full[:15]) == id18(full) == full
-    for bad in ("003' OR Name != '", "003", "0035g00000000aB!", ""):
+    full = make_id("003", 4242)
+    assert id18(full[:15]) == id18(full) == id18(full.upper()) == id18(full.lower()) == full
+    for bad in ("003' OR Name != '", "003", "0035g00000000aB!", "", full[:15] + "999"):
         with pytest.raises(ValueError):
             id18(bad)
 
 
 def test_a_plan_reads_by_id_only_when_every_change_names_known_records() -> None:
     sobjects = ["Contact", "pmdm__ProgramEngagement__c"]
-    a, b = "0035g00000000aBAAQ", "a0C5g00000000a1AAA"
+    a, b = make_id("003", 77), make_id("a0C", 5)
     targets, why = plan_targets(
         [
             Change("Contact", "update", (a,)),

@@ -21,8 +21,9 @@ from pipelines.defs.ingest.loads import raw_keys
 from pipelines.lib.event_batches import SETTLE_SECONDS, BatchPlan, next_cursor
 from pipelines.lib.hub import HubResource
 from pipelines.lib.members import MEMBERS
+from sandboxes.salesforce_npsp import make_id
 
-CONTACT = "0035g00000000aBAAQ"
+CONTACT = make_id("003", 1)
 
 
 def _salesforce(folder: Path, org: str) -> None:
