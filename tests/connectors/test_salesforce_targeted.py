@@ -19,7 +19,7 @@ import pytest
 from connectors.holds import holds_in_state
 from connectors.salesforce_npsp.deletions import HELD_DELETIONS
 from connectors.salesforce_npsp.settings import ClientCredentials, SalesforceSettings
-from connectors.salesforce_npsp.source import npsp_source, raw_pipeline
+from connectors.salesforce_npsp.source import FIELDS_HIDDEN, npsp_source, raw_pipeline
 from connectors.salesforce_npsp.targeted import (
     MAX_TARGETED_IDS,
     ObjectTargets,
@@ -222,3 +222,27 @@ def test_a_cdc_delete_marks_the_record_deleted_and_hard_deletes_are_guarded(org:
     holds = holds_in_state(org.pipeline.state)
     assert [h.name for h in holds] == [HELD_DELETIONS]
     assert "15 of 58 loaded records" in holds[0].reason
+
+
+def test_a_targeted_read_makes_the_same_hidden_field_checks(org: Org) -> None:
+    sf = org.sf
+    org.load()
+    contacts = sf.ids("Contact")
+    sf.update_records("Contact", contacts[:2], {"LastName": "Hiddenchange"})
+    sf.hide_field("Contact", "Birthdate")  # read at the last load, unreadable now
+    asked = len(sf.queries)
+    cursor = org.state("npsp__contact")["cursor"]
+    org.load({"Contact": ObjectTargets(tuple(contacts[:2]))})
+    assert sf.queries[asked:] == []  # held before reading: a merge would blank Birthdate
+    assert [h.name for h in holds_in_state(org.pipeline.state)] == [FIELDS_HIDDEN]
+    assert org.state("npsp__contact")["cursor"] == cursor
+    rows = org.rows("npsp__contact", contacts[:2])
+    assert not any(r["last_name"] == "Hiddenchange" for r in rows.values())
+    assert all(r["birthdate"] is not None for r in rows.values())
+
+    # Hidden after describe, at the query itself: refused (INVALID_FIELD), held the same way.
+    sf.show_field("Contact", "Birthdate")
+    org.load()  # the window read lifts the hold
+    sf.hide_field("Contact", "Birthdate", at_next_query=True)
+    org.load({"Contact": ObjectTargets(tuple(contacts[:2]))})
+    assert [h.name for h in holds_in_state(org.pipeline.state)] == [FIELDS_HIDDEN]
