@@ -131,23 +131,6 @@ def next_cursor(
     return cursor
 
 
-# An event run is one step (the member's raw multi-asset): the multiprocess executor would
-# start a second interpreter for it, importing the definitions again, seconds of every
-# event's latency for nothing. Pools (the warehouse's) hold in process just the same.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
-
-
-def run_request(org: str, kind: str, bid: str, keys: Sequence[dg.AssetKey]) -> dg.RunRequest:
-    """The run loading one member's batch: its connector kind's raw assets, its partition."""
-    return dg.RunRequest(
-        run_key=bid,
-        partition_key=org,
-        asset_selection=list(keys),
-        run_config=IN_PROCESS,
-        tags={"hub/trigger": TRIGGER, "hub/member": org, BATCH_TAG: bid},
-    )
-
-
 def batch_changes(home: Path, bid: str) -> list[Change]:
     """Every change the events of batch ``bid`` reported, oldest first."""
     return [change for event in event_inbox(home).batch(bid) for change in event.changes]

@@ -6,7 +6,8 @@ org over real HTTP.
 Each step is one iteration of the sensor daemon, then one of the queued-run coordinator's.
 The liberties taken: the daemon's clock is moved ten seconds per iteration (so each sensor's
 minimum interval has passed) instead of waiting, and the runs execute in this process as
-they are launched instead of in a worker process of their own.
+they are launched instead of in a worker process of their own, their step in process too
+(tests/pipelines/in_process_definitions.py).
 """
 
 from __future__ import annotations
@@ -118,7 +119,9 @@ class Daemon:
 @contextmanager
 def _daemon(instance: dg.DagsterInstance) -> Iterator[Daemon]:
     origin = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(module_name="pipelines.definitions", working_directory=str(ROOT)),
+        LoadableTargetOrigin(
+            module_name="tests.pipelines.in_process_definitions", working_directory=str(ROOT)
+        ),
         location_name="outcomes_hub",
     )
     target = InProcessWorkspaceLoadTarget([origin])

@@ -22,15 +22,15 @@ import json
 
 import dagster as dg
 
-from pipelines.defs.ingest.loads import ALL_RAW, raw_keys
+from pipelines.defs.ingest.loads import RAW_ASSETS, load_request
 from pipelines.lib.event_batches import (
     BATCH_TAG,
+    TRIGGER,
     batch_id,
     event_inbox,
     latest_run,
     next_cursor,
     plan_batches,
-    run_request,
     sync_batch,
 )
 from pipelines.lib.hub import HubResource
@@ -42,8 +42,35 @@ INTERVAL_SECONDS = 5
 EVENTS_PER_TICK = 10_000
 
 
+# What the sensor may request: whatever a member's load selects (``load_request``), for
+# every connector kind, so that the two never disagree.
+EVENT_LOADS = dg.AssetSelection.assets(
+    *sorted(
+        {
+            key
+            for kind in RAW_ASSETS
+            for key in load_request("any", kind, run_key="any", trigger=TRIGGER).asset_selection
+            or []
+        },
+        key=lambda key: key.to_user_string(),
+    )
+)
+
+
+def _request(org: str, kind: str, bid: str) -> dg.RunRequest:
+    """A member's load (``load_request``: what every trigger requests), for one batch: its
+    id is the run key, and the ``hub/batch`` tag lets the load read what the events said."""
+    load = load_request(org, kind, run_key=bid, trigger=TRIGGER)
+    return dg.RunRequest(
+        run_key=load.run_key,
+        partition_key=load.partition_key,
+        asset_selection=load.asset_selection,
+        tags={**load.tags, BATCH_TAG: bid},
+    )
+
+
 @dg.sensor(
-    target=ALL_RAW,
+    target=EVENT_LOADS,
     minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
@@ -82,8 +109,7 @@ def inbox_events(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.Se
             continue
         # No run for it yet: the tick that batched it ended before its run was created.
         if batch.org_id in loadable and batch.org_id in partitions:
-            keys = raw_keys(loadable[batch.org_id])
-            requests.append(run_request(batch.org_id, loadable[batch.org_id], batch.batch_id, keys))
+            requests.append(_request(batch.org_id, loadable[batch.org_id], batch.batch_id))
             queued.add(batch.org_id)
         elif batch.org_id not in members.errors and batch.org_id not in loadable:
             inbox.mark_batch(batch.batch_id, "failed", detail="the member has left the hub")
@@ -99,7 +125,7 @@ def inbox_events(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.Se
     for org, member_events in plan.batches.items():
         bid = batch_id(org, member_events[0].seq, member_events[-1].seq)
         inbox.mark_batched([e.seq for e in member_events], bid)
-        requests.append(run_request(org, loadable[org], bid, raw_keys(loadable[org])))
+        requests.append(_request(org, loadable[org], bid))
     for org, (seqs, why) in plan.dropped.items():
         bid = batch_id(org, seqs[0], seqs[-1])
         inbox.mark_batched(seqs, bid)
