@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.definitions import defs as project_defs
+import pipelines.definitions as project  # a module: one @definitions function in scope
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     """The project's definitions, with the in-process executor unless they name one."""
-    base = project_defs()
+    base = project.defs()
     if base.executor is not None:
         return base
     return dg.Definitions.merge(base, dg.Definitions(executor=dg.in_process_executor))
