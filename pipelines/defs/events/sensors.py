@@ -75,7 +75,7 @@ def _request(org: str, kind: str, bid: str) -> dg.RunRequest:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def inbox_events(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.SensorResult:
-    """One run per member with new events: its connector kind's raw assets, its partition."""
+    """One run per member with new events: the member's load (``load_request``), its partition."""
     settings = hub.settings()
     inbox = event_inbox(settings.home)
     previous = json.loads(context.cursor)["seq"] if context.cursor else 0
