@@ -113,6 +113,22 @@ class StoredEvent:
 
 
 @dataclass(frozen=True)
+class BatchSummary:
+    """One batch as the sensors and ``hub events`` see it: whose, how far along, how big."""
+
+    batch_id: str
+    org_id: str
+    state: str
+    run_id: str | None
+    detail: str | None
+    events: int
+    first_seq: int
+    last_seq: int
+    first_received: float
+    last_received: float
+
+
+@dataclass(frozen=True)
 class Rejection:
     """A request the receiver refused: answered ``status`` for ``reason``; nothing queued."""
 
@@ -224,6 +240,13 @@ class Inbox(Protocol):
     ) -> int: ...
     def batch(self, batch_id: str) -> list[StoredEvent]: ...
     def recent(self, org_id: str | None = None, limit: int = 50) -> list[StoredEvent]: ...
+    def batches(
+        self,
+        org_id: str | None = None,
+        states: Sequence[EventState] | None = None,
+        limit: int = 50,
+    ) -> list[BatchSummary]: ...
+    def note_batch(self, batch_id: str, detail: str) -> int: ...
     def rejections(self, org_id: str | None = None, limit: int = 50) -> list[Rejection]: ...
     def seen(self, org_id: str, event_id: str) -> bool: ...
 
@@ -375,6 +398,63 @@ class _SqlInbox:
                 (*args, limit),
             )
             return [_stored(r) for r in cur.fetchall()]
+
+    def batches(
+        self,
+        org_id: str | None = None,
+        states: Sequence[EventState] | None = None,
+        limit: int = 50,
+    ) -> list[BatchSummary]:
+        """The newest batches (of one member, in some states), newest first.
+
+        The inbox sensor asks for the batches still ``batched`` or ``launched`` on every tick,
+        to request again a run a daemon crash left unrequested and to follow runs to their end.
+        """
+        where: list[str] = ["batch_id IS NOT NULL"]
+        args: list[Any] = []
+        if org_id:
+            where.append("org_id = ?")
+            args.append(org_id)
+        if states:
+            bad = [s for s in states if s not in STATES]
+            if bad:
+                raise ValueError(f"unknown event state(s) {bad}")
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            args.extend(states)
+        with self._tx() as cur:
+            cur.execute(
+                self.dialect.sql(
+                    "SELECT batch_id, org_id, MAX(state), MAX(run_id), MAX(detail), COUNT(*), "
+                    "MIN(seq), MAX(seq), MIN(received_at), MAX(received_at) "
+                    f"FROM {{s}}inbox_event WHERE {' AND '.join(where)} "
+                    "GROUP BY batch_id, org_id ORDER BY MAX(seq) DESC LIMIT ?"
+                ),
+                (*args, limit),
+            )
+            return [
+                BatchSummary(
+                    batch_id=b,
+                    org_id=o,
+                    state=st,
+                    run_id=r,
+                    detail=d,
+                    events=int(n),
+                    first_seq=int(lo),
+                    last_seq=int(hi),
+                    first_received=float(first),
+                    last_received=float(last),
+                )
+                for b, o, st, r, d, n, lo, hi, first, last in cur.fetchall()
+            ]
+
+    def note_batch(self, batch_id: str, detail: str) -> int:
+        """Say what became of a batch (e.g. how its load read the records) without moving it."""
+        with self._tx() as cur:
+            cur.execute(
+                self.dialect.sql("UPDATE {s}inbox_event SET detail = ? WHERE batch_id = ?"),
+                (_clip(detail), batch_id),
+            )
+            return cur.rowcount
 
     def rejections(self, org_id: str | None = None, limit: int = 50) -> list[Rejection]:
         """The newest refused requests, of one member or all, newest first."""

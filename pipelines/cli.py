@@ -1192,6 +1192,29 @@ def erasures() -> None:
     console.print(table)
 
 
+@app.command()
+def events(
+    org_id: Annotated[
+        str | None, typer.Argument(help="only this member's events (default: every member's)")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=10_000, help="newest events to show")
+    ] = 50,
+) -> None:
+    """Show recent events per member and what became of them.
+
+    Each line is one event or a burst of them loaded together: what changed (records
+    counted, never listed), then received, coalesced into a batch, its run started,
+    succeeded or failed (and why), and how the load read the records. Requests the
+    receiver refused are listed apart with their status and reason; nothing of them was
+    queued.
+    """
+    from pipelines.lib.events_report import report
+
+    shown, _found = report(_settings().home, org_id, limit)
+    console.print(shown)
+
+
 def _layers(rows: dict[str, int]) -> dict[str, int]:
     from transforms.erasure import Erased
 

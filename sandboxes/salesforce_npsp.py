@@ -239,6 +239,7 @@ _SOQL = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _CONDITION = re.compile(r"^\s*(\w+)\s*(>=|<=|!=|=|<|>)\s*(.+?)\s*$", re.DOTALL)
+_IN_CONDITION = re.compile(r"^\s*(\w+)\s+(IN|NOT\s+IN)\s*\((.*)\)\s*$", re.IGNORECASE | re.DOTALL)
 _DATETIME_LITERAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})$")
 _DATE_LITERAL = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -272,6 +273,14 @@ def parse_soql(text: str) -> _Query:
     conditions: list[tuple[str, str, Any]] = []
     if match["where"]:
         for part in re.split(r"\s+AND\s+", match["where"], flags=re.IGNORECASE):
+            listed = _IN_CONDITION.match(part)
+            if listed:
+                values = [v.strip() for v in listed[3].split(",")]
+                if not values or any(not v for v in values):
+                    raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{part.strip()}'")
+                op = "IN" if listed[2].upper() == "IN" else "NOT IN"
+                conditions.append((listed[1], op, [_parse_literal(v) for v in values]))
+                continue
             cond = _CONDITION.match(part)
             if not cond:
                 raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{part.strip()}'")
@@ -286,6 +295,8 @@ def parse_soql(text: str) -> _Query:
 
 
 def _compare(value: Any, op: str, literal: Any) -> bool:
+    if op in ("IN", "NOT IN"):
+        return (value in literal) == (op == "IN")
     if isinstance(literal, datetime) and isinstance(value, str):
         value = _parse_datetime(value)
     if value is None or literal is None:
@@ -359,6 +370,8 @@ class SandboxState:
     counter: int = 0
     tokens_issued: int = 0
     requests: list[str] = field(default_factory=list)
+    # The SOQL text of every query and queryAll, in order (tests check what was asked).
+    queries: list[str] = field(default_factory=list)
     latency: float = 0.0
 
 
@@ -841,6 +854,12 @@ class SalesforceSandbox:
             return self.state.tokens_issued
 
     @property
+    def queries(self) -> list[str]:
+        """The SOQL of every query so far, in order (``WHERE Id IN (...)`` shows the ids)."""
+        with self._lock:
+            return list(self.state.queries)
+
+    @property
     def requests(self) -> list[str]:
         """``METHOD path`` of every API request so far (tests count calls with it)."""
         with self._lock:
@@ -957,6 +976,7 @@ class SalesforceSandbox:
 
     def run_query(self, soql: str, include_deleted: bool, version: str) -> dict[str, Any]:
         with self._lock:
+            self.state.queries.append(soql)
             query = parse_soql(soql)
             obj = query.sobject
             if obj not in self.visible_objects():

@@ -33,7 +33,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -67,6 +67,7 @@ from connectors.salesforce_npsp.deletions import (
     tombstones,
 )
 from connectors.salesforce_npsp.settings import Credentials, SalesforceSettings
+from connectors.salesforce_npsp.targeted import ObjectTargets, deletions_to_apply, targeted_pages
 from connectors.values import masked, shown
 
 log = logging.getLogger(__name__)
@@ -474,8 +475,10 @@ def _object_rows(
     report: SyncReport,
     full_refresh: bool,
     clock: Callable[[], datetime],
+    target: ObjectTargets | None = None,
 ) -> Iterator[Any]:
-    """Read one object's changed (and deleted) records since the resource's cursor."""
+    """Read one object's changed (and deleted) records since the resource's cursor; with a
+    ``target`` (ids events named), just those records, once a window read has been made."""
     settings = session.settings
     state = dlt.current.resource_state()
     client = session.client
@@ -532,6 +535,10 @@ def _object_rows(
         }
         # If one load ever holds two versions of a record, the merge keeps the newest.
         columns["SystemModstamp"]["dedup_sort"] = "desc"
+        if target is not None and state.get("cursor"):
+            # Events named the records: read just those, cursors untouched (targeted.py).
+            yield from _targeted_rows(client, spec, fields, columns, target, state, report)
+            return
 
         now = clock()
         end = _floor_second(now)
@@ -664,6 +671,53 @@ def _object_rows(
         raise err.on(spec.resource, spec.sobject) from None
     finally:
         report.api_used, report.api_max = client.api_used, client.api_max
+
+
+def _targeted_rows(
+    client: SalesforceClient,
+    spec: ObjectSpec,
+    fields: dict[str, str],
+    columns: dict[str, dict[str, Any]],
+    target: ObjectTargets,
+    state: dict[str, Any],
+    report: SyncReport,
+) -> Iterator[Any]:
+    """The records ``target`` names, typed and checked as a window read's rows are, plus
+    tombstones for named deletions ``queryAll`` no longer shows (guarded, targeted.py).
+
+    Neither cursor moves: the next window read still reads everything since the last one.
+    """
+    kinds = {name: column["data_type"] for name, column in columns.items()}
+    unreadable_column = {"name": UNREADABLE_COLUMN, "data_type": "text", "nullable": True}
+    hints = dlt.mark.make_hints(columns={**columns, UNREADABLE_COLUMN: unreadable_column})
+    report.methods[spec.resource] = "ids"
+    unreadable: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    count = 0
+    held: list[bool] = []
+    checked = _until_absent(
+        targeted_pages(client, spec.sobject, list(fields), target),
+        lambda page: _absent(spec, state, page, fields, report),
+        held,
+    )
+    for page in _batched(checked):
+        yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable, spec.sobject), hints)
+        count += len(page)
+        seen.update(_page_ids(page))
+    if held:
+        return
+    seen |= client.unsettled_ids
+    gone = deletions_to_apply(spec.resource, target, seen, client.settings.max_deleted_share, state)
+    if gone:
+        yield dlt.mark.with_hints(arrow_page(gone, kinds, sobject=spec.sobject), hints)
+        count += len(gone)
+    report.rows[spec.resource] = count
+    for name, ids in sorted(unreadable.items()):
+        report.problems.append(
+            f"{spec.sobject}.{name}: {len(ids)} value(s) could not be read as a {kinds[name]} "
+            "and were left empty (the records are loaded, and quarantined as warnings); "
+            f"correct them in Salesforce (record {ids[0]}{' and others' if len(ids) > 1 else ''})"
+        )
 
 
 def _batched(
@@ -921,6 +975,7 @@ def npsp_source(
     clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     member: str | None = None,
+    targets: Mapping[str, ObjectTargets] | None = None,
 ) -> Any:
     """One ``merge`` resource per object, keyed on ``Id``. Building it contacts nothing.
 
@@ -928,6 +983,9 @@ def npsp_source(
     schema drift, a polite stop at the API reserve). ``clock`` and ``sleep`` exist for tests.
     ``member`` (the org id) names the member in the error when the load passes
     ``settings.load_deadline``, which every resource's requests share.
+    ``targets`` (object API name → ids, ``targeted.plan_targets``): only those objects'
+    resources, each reading just the named records (an object never read by a window yet
+    reads its window instead).
     """
     session = _Session(settings, credentials, sleep, LoadDeadline(settings.load_deadline, member))
     run_report = report if report is not None else SyncReport()
@@ -935,6 +993,8 @@ def npsp_source(
     now = clock or (lambda: datetime.now(UTC))
     resources = []
     for spec in object_specs(settings):
+        if targets is not None and spec.sobject not in targets:
+            continue
         resources.append(
             dlt.resource(
                 _object_rows,
@@ -944,7 +1004,14 @@ def npsp_source(
                 # Parquet load files: DuckDB's default for row items is INSERT statements,
                 # which made the load step four times slower than reading from Salesforce.
                 file_format="parquet",
-            )(session, spec, run_report, full_refresh, now)
+            )(
+                session,
+                spec,
+                run_report,
+                full_refresh,
+                now,
+                None if targets is None else targets[spec.sobject],
+            )
         )
     return resources
 

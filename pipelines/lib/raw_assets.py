@@ -29,6 +29,31 @@ def full_reload(context: dg.AssetExecutionContext) -> bool:
     return context.run.tags.get(FULL_RELOAD_TAG) == "true"
 
 
+def event_batch(context: dg.AssetExecutionContext) -> str | None:
+    """The inbox batch this run loads (its ``hub/batch`` tag), None when no event asked for it.
+
+    A load asked for ``--full`` reads everything whatever the events said.
+    """
+    from pipelines.lib.event_batches import BATCH_TAG
+
+    if full_reload(context):
+        return None
+    return context.run.tags.get(BATCH_TAG)
+
+
+def note_event_batch(context: dg.AssetExecutionContext, hub: HubResource, note: str) -> None:
+    """Tell the batch's events (``hub events``) how this load read them; never fails a load."""
+    from pipelines.lib.event_batches import BATCH_TAG, event_inbox
+
+    batch = context.run.tags.get(BATCH_TAG)
+    if batch is None:
+        return
+    try:
+        event_inbox(hub.settings().home).note_batch(batch, note)
+    except Exception as err:  # the inbox is a courtesy here: the load matters more
+        context.log.warning(f"could not note on event batch {batch}: {type(err).__name__}")
+
+
 def raw_specs(tables: Mapping[str, str], kinds: set[str]) -> list[dg.AssetSpec]:
     """One ``raw/<table>`` spec per table; skippable, as unchanged tables are not reloaded."""
     return [

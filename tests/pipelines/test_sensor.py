@@ -254,6 +254,15 @@ def test_definitions_load_without_reading_member_files(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     sensors = str(
-        ["hub_automation", "member_files", "republish_when_held_back", "spreadsheet_changed"]
+        [
+            "event_run_failed",
+            "event_run_started",
+            "event_run_succeeded",
+            "hub_automation",
+            "inbox_events",
+            "member_files",
+            "republish_when_held_back",
+            "spreadsheet_changed",
+        ]
     )
     assert f"{sensors} 15 2 * * 1" in done.stdout

@@ -11,7 +11,14 @@ from connectors.members import SalesforceConnector
 from pipelines.lib.hub import HubResource
 from pipelines.lib.member_status import records_load_failures
 from pipelines.lib.members import MEMBERS, member_to_load
-from pipelines.lib.raw_assets import full_reload, raw_specs, run_source, selected
+from pipelines.lib.raw_assets import (
+    event_batch,
+    full_reload,
+    note_event_batch,
+    raw_specs,
+    run_source,
+    selected,
+)
 
 RAW_TABLES = {
     "npsp__account": "Household and organisation Accounts.",
@@ -64,6 +71,7 @@ def salesforce_raw(
         report=report,
         full_refresh=full_reload(context),
         member=member.org_id,
+        targets=_event_targets(context, hub, member.org_id, connector),
     )
     pipeline = raw_pipeline(
         member.org_id, hub.warehouse().dlt_destination(), hub.settings().pipelines_dir
@@ -84,3 +92,41 @@ def salesforce_raw(
         # Also when the load is held: what the run noticed is most of why.
         for message in report.messages():
             context.log.warning(f"{member.org_id}: {message}")
+
+
+def _event_targets(
+    context: dg.AssetExecutionContext,
+    hub: HubResource,
+    org_id: str,
+    connector: SalesforceConnector,
+) -> dict[str, Any] | None:
+    """The records the run's event batch named, to read by id; None to read the window.
+
+    A member held back reads its window whatever the events said: only a window read can
+    lift a hold (a stopped read, hidden fields, doubtful deletions).
+    """
+    from connectors.holds import member_holds
+    from connectors.salesforce_npsp import SOURCE_NAME, object_specs
+    from connectors.salesforce_npsp.targeted import plan_targets
+    from pipelines.lib.event_batches import batch_changes
+
+    batch = event_batch(context)
+    if batch is None:
+        return None
+    settings = hub.settings()
+    targets = None
+    if member_holds(settings.pipelines_dir, org_id, [SOURCE_NAME]):
+        why = "the member's last load is held, which only a window read can lift"
+    else:
+        sobjects = [spec.sobject for spec in object_specs(connector.settings())]
+        try:
+            changes = batch_changes(settings.home, batch)
+        except Exception as err:  # the window loses nothing; the inbox is only a shortcut
+            changes = None
+            why = f"the event inbox could not be read ({type(err).__name__})"
+        if changes is not None:
+            targets, why = plan_targets(changes, sobjects)
+    note = why if targets is not None else f"incremental window read: {why}"
+    context.log.info(f"{org_id}: event batch {batch}: {note}")
+    note_event_batch(context, hub, note)
+    return targets
