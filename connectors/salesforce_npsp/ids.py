@@ -55,3 +55,16 @@ def same_id(a: str, b: str) -> bool:
     """Whether two ids (each 15 or 18 characters) name the same record."""
     x, y = id15(a), id15(b)
     return x is not None and x == y
+
+
+def id18(record_id: str) -> str:
+    """The 18-character form of a Salesforce id, as the raw tables hold it.
+
+    A 15-character id gains its suffix; an 18-character one that went through something
+    case-blind (``0035G...``) gets its case back from its suffix. ValueError for anything
+    else, or a suffix that marks a digit a capital.
+    """
+    short = id15(record_id)
+    if short is None:
+        raise ValueError("not a Salesforce id")
+    return short + checksum_suffix(short)

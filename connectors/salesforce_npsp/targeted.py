@@ -25,7 +25,6 @@ marks none deleted and holds the member until a comparison of ids decides.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,11 +41,10 @@ from connectors.salesforce_npsp.deletions import (
     loaded_live_ids,
     tombstones,
 )
+from connectors.salesforce_npsp.ids import id18
 
 log = logging.getLogger(__name__)
 
-_ID = re.compile(r"[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?")
-_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 # The WHERE clause's share of the URL limit (max_url_length): the rest is the SELECT list,
 # which query_records splits further if it must.
 WHERE_SHARE = 0.5
@@ -69,38 +67,6 @@ class ObjectTargets:
 
     ids: tuple[str, ...]
     deleted: frozenset[str] = frozenset()
-
-
-def id18(record_id: str) -> str:
-    """The 18-character form of a Salesforce id, as the raw tables hold it.
-
-    The three extra characters encode, per block of five, which letters are capitals: what
-    makes the id safe where case is ignored. So a 15-character id gains them, and an
-    18-character one that went through something case-blind (``0035G...``) gets its case
-    back from them. ValueError for anything else, or a suffix that marks a digit a capital.
-    (connectors/salesforce_npsp/ids.py on main does the same for the 15-character form.)
-    """
-    if not _ID.fullmatch(record_id):
-        raise ValueError("not a Salesforce id")
-    chars = list(record_id[:15])
-    if len(record_id) == 18:
-        for block, flag in enumerate(record_id[15:].upper()):
-            if flag not in _SUFFIX:
-                raise ValueError("not a Salesforce id")
-            bits = _SUFFIX.index(flag)
-            for i in range(5):
-                char = chars[block * 5 + i]
-                if bits & (1 << i) and not char.isalpha():
-                    raise ValueError("not a Salesforce id")
-                chars[block * 5 + i] = char.upper() if bits & (1 << i) else char.lower()
-    suffix = ""
-    for block in range(3):
-        bits = 0
-        for i, char in enumerate(chars[block * 5 : block * 5 + 5]):
-            if "A" <= char <= "Z":
-                bits |= 1 << i
-        suffix += _SUFFIX[bits]
-    return "".join(chars) + suffix
 
 
 def plan_targets(
