@@ -13,7 +13,7 @@ block only when every line is one record and the two readers cannot disagree:
   (``HUB_MAX_FIELD_CHARS``, counted in bytes here, which is never fewer than characters);
 - a line holding a quote is whole fields, each unquoted text without a quote or a quoted
   field closed on the same line (so no record spans lines and no quote is left open);
-- no byte-order mark opens the block (pyarrow drops one), no empty line (Python counts it
+- no byte-order mark (pyarrow drops one opening its input), no empty line (Python counts it
   as a row), and every line has as many cells as the block's first (pyarrow's rule).
 
 A block of one-line records that breaks only the last rule is split by Python's csv
@@ -137,7 +137,7 @@ def _examine(block: bytes, csv_data: CsvData, pattern: str) -> _Examined:
     empty = ((lengths == 1) & (codes[stops - 1] == 10)) | (
         (lengths == 2) & (codes[stops - 2] == 13)
     )
-    if data.startswith(_BOM) or empty.any():
+    if _BOM in data or empty.any():
         return _Examined(ROWS, data, text, lines)
     return _Examined(ARROW, data, text, lines)
 

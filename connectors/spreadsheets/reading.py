@@ -448,7 +448,9 @@ def _open_csv(member: Member, entity: str, table: SpreadsheetTable, path: Path) 
     limit = Limits.from_env().field_chars
     csv.field_size_limit(limit)
     handle = path.open("r", encoding=encoding, errors="strict", newline="")
-    reader = csv.reader(_BoundedLines(handle, limit), delimiter=delimiter)
+    codec = FAST_CODECS.get(codecs.lookup(encoding).name)
+    lines = _BoundedLines(handle, limit, codec)
+    reader = csv.reader(lines, delimiter=delimiter)
     numbered = _guard_decoding(member, entity, path, encoding, reader)
     try:
         header_row, headers, columns, rest = _find_header(member, entity, table, path, numbered)
@@ -456,12 +458,18 @@ def _open_csv(member: Member, entity: str, table: SpreadsheetTable, path: Path) 
         handle.close()
         raise
     rest = watch_quotes(rest, reader, delimiter, headers)
-    codec = FAST_CODECS.get(codecs.lookup(encoding).name)
+    lines.codec = None  # the bytes up to the header are counted; the rest need not be
     csv_data = None
     if codec is not None:
+        with path.open("rb") as fh:
+            bom = len(codecs.BOM_UTF8) if fh.read(3) == codecs.BOM_UTF8 else 0
+            offset = bom + lines.bytes_read
+            fh.seek(max(offset - 1, 0))
+            line_end = fh.read(1) in (b"\n", b"\r")
+    if codec is not None and line_end:
         csv_data = CsvData(
             path=path,
-            offset=handle.tell(),  # the byte after the header: tell() follows readline()
+            offset=offset,
             codec=codec,
             delimiter=delimiter,
             line_limit=limit,
@@ -541,9 +549,13 @@ class _BoundedLines:
     """The file's lines for the CSV reader, each read with a bound: a longer one is a
     ``csv.Error`` (a broken file), found before it is split into fields."""
 
-    def __init__(self, handle: Any, limit: int) -> None:
+    def __init__(self, handle: Any, limit: int, codec: str | None = None) -> None:
         self._readline = handle.readline
         self._limit = limit
+        # While set, the bytes of the lines read so far are counted (the header's end, for
+        # csv_blocks: a text file's tell() is an opaque cookie, not a byte offset).
+        self.codec = codec
+        self.bytes_read = 0
 
     def __iter__(self) -> _BoundedLines:
         return self
@@ -557,6 +569,8 @@ class _BoundedLines:
                 f"a line of over {self._limit:,} characters (HUB_MAX_FIELD_CHARS); no row of a "
                 "member's table is that long"
             )
+        if self.codec is not None:
+            self.bytes_read += len(line.encode(self.codec))
         return line
 
 
