@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors import values as v
-from connectors.spreadsheets.fast_rows import BLANK, CACHE_LIMIT, OK, SLOW, ColumnParser, FastRows
+from connectors.spreadsheets.fast_rows import BLANK, CACHE_LIMIT, SLOW, ColumnParser, FastRows
+from connectors.spreadsheets.seen_ids import all_distinct, id_hashes
 
 if TYPE_CHECKING:
     from connectors.spreadsheets.fast_rows import _Marker
@@ -54,25 +55,46 @@ def to_arrow(values: list[Any], kind: pa.DataType) -> pa.Array:
     return pa.array(values, type=kind)
 
 
+class _Known:
+    """One field's cells classified so far, as Arrow arrays: cells, statuses, values."""
+
+    def __init__(self, kind: pa.DataType) -> None:
+        self.kind = kind
+        self.clear()
+
+    def clear(self) -> None:
+        self.cells = pa.array([], type=pa.string())
+        self.status = np.empty(0, dtype=np.int8)
+        self.values = pa.array([], type=self.kind)
+
+    def add(self, parser: ColumnParser, cells: list[str]) -> None:
+        if len(self.cells) + len(cells) > CACHE_LIMIT:  # bounded, as ColumnParser's own
+            self.clear()
+        pairs = [parser.classify(cell) for cell in cells]
+        self.cells = pa.concat_arrays([self.cells, to_arrow(cells, pa.string())])
+        self.status = np.concatenate(
+            [self.status, np.fromiter((p[0] for p in pairs), dtype=np.int8, count=len(pairs))]
+        )
+        self.values = pa.concat_arrays([self.values, to_arrow([p[1] for p in pairs], self.kind)])
+
+
 def _distinct(parser: ColumnParser, column: pa.Array, kind: pa.DataType) -> tuple[Any, pa.Array]:
     """Statuses (numpy int8) and values of a string column, each distinct text classified
-    once (and kept in the parser's cache for the next blocks)."""
+    once in the file (kept, as Arrow arrays, for the next blocks)."""
+    known = parser.__dict__.get("known")
+    if known is None:
+        known = parser.__dict__["known"] = _Known(kind)
     encoded = pc.dictionary_encode(column)
-    cells = encoded.dictionary.to_pylist()
-    status, value = parser.status, parser.value
-    missing = [cell for cell in cells if cell not in status]
-    if missing and len(status) + len(missing) > CACHE_LIMIT:
-        status.clear()
-        value.clear()
-        parser.odd = 0
-        missing = cells
-    for cell in missing:
-        status[cell], value[cell] = parser.classify(cell)
-        parser.odd += status[cell] != OK
-    indices = encoded.indices
-    statuses = np.fromiter(map(status.__getitem__, cells), dtype=np.int8, count=len(cells))
-    values = to_arrow(list(map(value.__getitem__, cells)), kind).take(indices)
-    return statuses[indices.to_numpy(zero_copy_only=False)], values
+    dictionary = encoded.dictionary
+    where = pc.index_in(dictionary, value_set=known.cells)
+    if where.null_count:
+        new = dictionary.filter(where.is_null()).to_pylist()
+        if len(known.cells) + len(new) > CACHE_LIMIT:
+            new = dictionary.to_pylist()
+        known.add(parser, new)
+        where = pc.index_in(dictionary, value_set=known.cells)
+    rows = where.to_numpy(zero_copy_only=False)[encoded.indices.to_numpy(zero_copy_only=False)]
+    return known.status[rows], known.values.take(pa.array(rows))
 
 
 def parse_column(parser: ColumnParser, column: pa.Array, kind: pa.DataType) -> tuple[Any, pa.Array]:
@@ -138,20 +160,21 @@ class ArrowRows:
         taken = ~slow
         where_slow = np.flatnonzero(slow)
         numbers = np.arange(first, first + count, dtype=np.int64)
-        ids: list[Any] = []
+        ids = hashes = None
         if reader.id_index is not None:
-            ids = values["source_id"].filter(pa.array(taken)).to_pylist()
-            distinct = set(ids)
+            ids = values["source_id"].filter(pa.array(taken))
             others = cells[reader.id_index].take(pa.array(where_slow)).to_pylist()
+            texts = pa.array([v.cell_text(cell) for cell in others], type=pa.string())
+            hashes = id_hashes(ids)
             if (
-                len(distinct) != len(ids)
-                or not reader.seen_ids.keys().isdisjoint(distinct)
-                or not distinct.isdisjoint(v.cell_text(cell) for cell in others)
+                not all_distinct(ids, hashes)
+                or reader.seen_ids.overlaps(ids, hashes)
+                or pc.any(pc.is_in(texts, value_set=ids)).as_py()
             ):
                 return None
         side = self._slow_rows(first, table, where_slow, issues)
-        if ids:
-            reader.seen_ids.update(zip(ids, numbers[taken].tolist(), strict=True))
+        if ids is not None:
+            reader.seen_ids.add_block(ids, numbers[taken], hashes)
         kept_slow = np.asarray(side["_source_row"], dtype=np.int64) - first
         keep = taken.copy()
         keep[kept_slow] = True

@@ -30,6 +30,7 @@ from connectors.spreadsheets.arrow_rows import ARROW_TYPES, ArrowRows
 from connectors.spreadsheets.csv_guards import SuspectRow
 from connectors.spreadsheets.fast_rows import FastRows, gc_paused
 from connectors.spreadsheets.reading import OpenedTable, Row, open_table, table_files
+from connectors.spreadsheets.seen_ids import SeenIds
 
 ENTITIES = ("person", "engagement", "service_delivery", "outcome")
 
@@ -321,7 +322,7 @@ class EntityReader:
         self.header_labels = [normalise_label(f.header) for f in self.fields]
         self.header_lead = self.fields[0].header.lstrip()[:1].casefold() if self.fields else ""
         self.width = max((f.index for f in self.fields), default=0) + 1
-        self.seen_ids: dict[str, int] = {}
+        self.seen_ids = SeenIds()
         self.occurrences: dict[str, int] = {}
         self.consent_policy = member.sharing.consent if entity == "person" else None
         # What the sharing policy did to the answers read (for hub check): see _consent.
