@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -339,3 +340,88 @@ def test_cells_the_patterns_accept_parse_to_themselves() -> None:
         assert len(taken) > 60
         for cell in taken:
             assert parse[name](cell) == cell, cell
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_seen_ids_answer_as_a_dict_does(monkeypatch: pytest.MonkeyPatch, collide: bool) -> None:
+    """Ids registered a block and a row at a time (past the point where rows move to the
+    hashed store), checked against a plain dict; with every hash forced into four values,
+    only the exact comparison of ids can tell them apart."""
+    from connectors.spreadsheets import seen_ids
+
+    if collide:
+        real = seen_ids.id_hashes
+        monkeypatch.setattr(seen_ids, "id_hashes", lambda ids: real(ids) % 4)
+    monkeypatch.setattr(seen_ids, "_ROWS_KEPT", 50)
+    rnd = random.Random(7)
+    seen, reference = seen_ids.SeenIds(), {}
+    number = 0
+    for _ in range(40):
+        pool = [f"P{rnd.randint(0, 3000)}" for _ in range(rnd.randint(1, 60))]
+        if rnd.random() < 0.5:
+            block = list(dict.fromkeys(pool))
+            ids = pa.array(block, type=pa.string())
+            assert seen_ids.all_distinct(ids) and not seen_ids.all_distinct(
+                pa.array([*block, block[0]], type=pa.string())
+            )
+            clash = not reference.keys().isdisjoint(block)
+            assert seen.overlaps(ids) == clash
+            assert seen.isdisjoint(block) == (not clash)
+            if not clash:
+                numbers = list(range(number, number + len(block)))
+                seen.add_block(ids, np.array(numbers))
+                reference.update(zip(block, numbers, strict=True))
+                number += len(block)
+        else:
+            for key in pool:
+                assert seen.get(key) == reference.get(key)
+                if key not in reference:
+                    seen[key] = reference[key] = number
+                    number += 1
+    assert all(seen.get(key) == value for key, value in reference.items())
+    assert seen.get("nobody") is None and len(seen) == len(reference)
+
+
+def _outcome(read: Any) -> Any:
+    try:
+        return read()
+    except Exception as err:  # the same refusal (lines are "near": decoding reads ahead)
+        return type(err).__name__, str(err).split("near line")[0]
+
+
+@pytest.mark.parametrize(
+    ("late", "encoding"),
+    [
+        ('x,P9000,"Eve,Smith,01/02/1990,,M1 1AA,a@example.org,Yes', None),  # unclosed quote
+        ("x,P9000," + "a" * 3000 + ",Smith,01/02/1990,,M1 1AA,a@example.org,Yes", None),
+        ("x,P9000,Zo\udceb,Smith,01/02/1990,,M1 1AA,a@example.org,Yes", "utf-8"),  # not UTF-8
+        ("x,P9000,Eve,Smith,01/02/1990,,M1 1AA,a@example.org,Yes\rx,P9001,Eve", None),  # lone CR
+        ("x,P1,Eve,Smith,01/02/1990,,M1 1AA,a@example.org,Yes", None),  # id of block one
+        ("", None),  # an empty line
+        ("x,P9000,Eve", None),  # a short row
+    ],
+)
+def test_a_problem_far_into_a_file_reads_as_the_per_row_reader_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, late: str, encoding: str | None
+) -> None:
+    """Thousands of clean rows (Arrow blocks), then a line only the ordinary reader can
+    judge: rows, quarantine rows (with their file line numbers) or the refusal are the
+    same as when the whole file is read the ordinary way."""
+    monkeypatch.setenv("HUB_MAX_FIELD_CHARS", "2000")
+    path = tmp_path / "people.csv"
+    path.write_text("")
+    table: dict[str, Any] = {"file": str(path), "columns": PERSON_COLUMNS}
+    if encoding:
+        table["encoding"] = encoding
+    m = member(tmp_path, {"person": table}, date_order="day_first", null_values=NULLS)
+    clean = [
+        f"x,P{i},Eve,Smith,{i % 28 + 1:02d}/03/1990,,M1 1AA,p{i}@example.org,Yes"
+        for i in range(1, 4000)
+    ]
+    clean[2405] = 'x,P2406,"Eve",Smith,01/02/1990,,M1 1AA,q@example.org,Yes'  # closes a quote
+    lines = [",".join(PERSON_HEADERS), *clean[:2400], late, *clean[2400:]]
+    data = "\r\n".join(lines).encode("utf-8", "surrogateescape") + b"\r\n"
+    Path(m.connector.tables["person"].file).write_bytes(data)
+    fast = _outcome(lambda: _fast(m, "person", 500))
+    assert fast == _outcome(lambda: _exact(m, "person"))
+    assert len(fast) == 2 if encoding or "a" * 3000 in late else len(fast[0]["source_id"]) > 3990
