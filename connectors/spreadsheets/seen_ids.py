@@ -34,6 +34,19 @@ def _powers(count: int) -> np.ndarray:
     return _POWERS
 
 
+_MASK = (1 << 64) - 1
+
+
+def hash_one(key: str) -> int:
+    """``id_hashes`` of one string, in plain Python (a row's id, checked on its own)."""
+    data = key.encode("utf-8")
+    total, power, multiplier = 0, 1, int(_MULTIPLIER)
+    for byte in data:
+        total = (total + byte * power) & _MASK
+        power = (power * multiplier) & _MASK
+    return total ^ ((len(data) * int(_LENGTH_MIX)) & _MASK)
+
+
 def id_hashes(ids: pa.Array) -> np.ndarray:
     """A 64-bit hash of each string of ``ids`` (no nulls): a polynomial in its UTF-8
     bytes, mixed with its length. Equal strings always hash equal."""
@@ -76,8 +89,21 @@ class SeenIds:
             return found
         if not len(self._hashes):
             return default
-        hits = self._bulk_rows(pa.array([key], type=pa.large_string()))
-        return hits.get(0, default)
+        wanted = np.uint64(hash_one(key))
+        j = int(np.searchsorted(self._hashes, wanted))
+        while j < len(self._hashes) and self._hashes[j] == wanted:
+            store, numbers = self._stored()
+            where = int(self._where[j])
+            if store[where].as_py() == key:
+                return int(numbers[where])
+            j += 1
+        return default
+
+    def _stored(self) -> tuple[pa.Array, np.ndarray]:
+        """Every id of the hashed store in one array, and the rows that used them."""
+        if self._store is None:
+            self._store = (pa.concat_arrays(self._parts), np.concatenate(self._numbers))
+        return self._store
 
     def __setitem__(self, key: str, number: int) -> None:
         self.rows[key] = number
@@ -151,9 +177,7 @@ class SeenIds:
         candidates = candidates[equal]
         if not len(candidates):
             return {}
-        if self._store is None:
-            self._store = (pa.concat_arrays(self._parts), np.concatenate(self._numbers))
-        store, numbers = self._store
+        store, numbers = self._stored()
         found: dict[int, int] = {}
         for index in candidates.tolist():
             key = ids[index].as_py()

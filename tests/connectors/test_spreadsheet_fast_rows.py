@@ -350,8 +350,9 @@ def test_seen_ids_answer_as_a_dict_does(monkeypatch: pytest.MonkeyPatch, collide
     from connectors.spreadsheets import seen_ids
 
     if collide:
-        real = seen_ids.id_hashes
+        real, real_one = seen_ids.id_hashes, seen_ids.hash_one
         monkeypatch.setattr(seen_ids, "id_hashes", lambda ids: real(ids) % 4)
+        monkeypatch.setattr(seen_ids, "hash_one", lambda key: real_one(key) % 4)
     monkeypatch.setattr(seen_ids, "_ROWS_KEPT", 50)
     rnd = random.Random(7)
     seen, reference = seen_ids.SeenIds(), {}
@@ -379,7 +380,16 @@ def test_seen_ids_answer_as_a_dict_does(monkeypatch: pytest.MonkeyPatch, collide
                     seen[key] = reference[key] = number
                     number += 1
     assert all(seen.get(key) == value for key, value in reference.items())
+    keys = [*reference, "", "é", "x" * 40]
+    assert [seen_ids.hash_one(key) for key in keys] == _hashes(keys)  # one = many
     assert seen.get("nobody") is None and len(seen) == len(reference)
+
+
+def _hashes(keys: list[str]) -> list[int]:
+    """id_hashes of ``keys`` (as the module has it now) as Python ints."""
+    from connectors.spreadsheets import seen_ids
+
+    return seen_ids.id_hashes(pa.array(keys, type=pa.string())).tolist()
 
 
 def _outcome(read: Any) -> Any:
