@@ -94,10 +94,24 @@ def _distinct(parser: ColumnParser, column: pa.Array, kind: pa.DataType) -> tupl
         known.add(parser, new)
         where = pc.index_in(dictionary, value_set=known.cells)
     rows = where.to_numpy(zero_copy_only=False)[encoded.indices.to_numpy(zero_copy_only=False)]
-    return known.status[rows], known.values.take(pa.array(rows))
+    return known.status[rows], Values(known.values, rows)
 
 
-def parse_column(parser: ColumnParser, column: pa.Array, kind: pa.DataType) -> tuple[Any, pa.Array]:
+class Values:
+    """A column's parsed values, taken only for the rows kept: ``array`` itself, or its
+    values at ``rows`` (a field's classified cells, one per row of the block)."""
+
+    def __init__(self, array: pa.Array, rows: Any = None) -> None:
+        self.array = array
+        self.rows = rows
+
+    def at(self, index: Any) -> pa.Array:
+        """The values of the block's rows ``index`` (numpy positions, in order)."""
+        where = index if self.rows is None else self.rows[index]
+        return self.array.take(pa.array(where))
+
+
+def parse_column(parser: ColumnParser, column: pa.Array, kind: pa.DataType) -> tuple[Any, Values]:
     """``ColumnParser.column`` for an Arrow string column: statuses and parsed values."""
     if parser.accept is None:
         return _distinct(parser, column, kind)
@@ -110,10 +124,11 @@ def parse_column(parser: ColumnParser, column: pa.Array, kind: pa.DataType) -> t
     rest = np.flatnonzero(~accepted)
     status = np.zeros(len(column), dtype=np.int8)
     if not len(rest):
-        return status, column
+        return status, Values(column)
     rest_status, rest_values = _distinct(parser, column.take(pa.array(rest)), kind)
     status[rest] = rest_status
-    return status, pc.replace_with_mask(column, pa.array(~accepted), rest_values)
+    replaced = pc.replace_with_mask(column, pa.array(~accepted), rest_values.at(slice(None)))
+    return status, Values(replaced)
 
 
 def _marked(marker: _Marker, column: pa.Array) -> Any:
@@ -145,7 +160,7 @@ class ArrowRows:
         cells = [column.combine_chunks() for column in table.columns]
         slow = np.zeros(count, dtype=bool)
         blank = np.ones(count, dtype=bool)
-        values: dict[str, pa.Array] = {}
+        values: dict[str, Values] = {}
         for parser in self.fast.parsers:
             name = parser.fld.raw
             status, parsed = parse_column(
@@ -162,7 +177,7 @@ class ArrowRows:
         numbers = np.arange(first, first + count, dtype=np.int64)
         ids = hashes = None
         if reader.id_index is not None:
-            ids = values["source_id"].filter(pa.array(taken))
+            ids = values["source_id"].at(np.flatnonzero(taken))
             others = cells[reader.id_index].take(pa.array(where_slow)).to_pylist()
             texts = pa.array([v.cell_text(cell) for cell in others], type=pa.string())
             hashes = id_hashes(ids)
@@ -178,29 +193,31 @@ class ArrowRows:
         kept_slow = np.asarray(side["_source_row"], dtype=np.int64) - first
         keep = taken.copy()
         keep[kept_slow] = True
-        replace = np.zeros(count, dtype=bool)
-        replace[kept_slow] = True
-        mask = pa.array(replace) if len(kept_slow) else None
-        keep_mask = pa.array(keep)
+        rows = np.flatnonzero(keep)
+        kept = len(rows)
+        mask = None
+        if len(kept_slow):
+            replace = np.zeros(count, dtype=bool)
+            replace[kept_slow] = True
+            mask = pa.array(replace[rows])
         out: dict[str, pa.Array] = {}
         for field in self.schema:
             name = field.name
             if name.startswith("_source_"):
                 continue
             if name in values:
-                column = values[name]
+                column = values[name].at(rows)
             elif name in reader.constants:
-                column = to_arrow([reader.constants[name]] * count, field.type)
+                column = to_arrow([reader.constants[name]] * kept, field.type)
             else:
-                column = pa.nulls(count, field.type)
+                column = pa.nulls(kept, field.type)
             if name == "consent_to_share" and reader.consent_policy is not None:
-                column = self._consent(column, taken)
+                column = self._consent(column, taken[rows])
             if mask is not None:
                 column = pc.replace_with_mask(column, mask, to_arrow(side[name], field.type))
-            out[name] = column.filter(keep_mask)
-        kept = int(keep.sum())
+            out[name] = column
         out["_source_file"] = pa.repeat(reader.file_name, kept).cast(pa.string())
-        out["_source_row"] = pa.array(numbers[keep])
+        out["_source_row"] = pa.array(numbers[rows])
         if reader.id_index is None:
             names = self.fast_natural_key()
             keys = zip(*(out[name].to_pylist() for name in names), strict=True)
