@@ -20,8 +20,9 @@ import pyarrow.compute as pc
 _MULTIPLIER = np.uint64(0x100000001B3)  # FNV's 64-bit prime: odd, so no bits are lost
 _LENGTH_MIX = np.uint64(0x9E3779B97F4A7C15)
 _POWERS = np.ones(1, dtype=np.uint64)
-# Ids registered row by row are moved into the hashed store past this many.
-_ROWS_KEPT = 10_000
+# Ids registered row by row are moved into the hashed store past this many, when the next
+# block is added (0: every time, so a block's check never probes a dict of Python strings).
+_ROWS_KEPT = 0
 
 
 def _powers(count: int) -> np.ndarray:
@@ -170,7 +171,9 @@ class SeenIds:
     ) -> dict[int, int]:
         """Index in ``ids`` -> row number, for those already in the hashed store."""
         hashes = id_hashes(ids) if hashes is None else hashes
-        at = np.searchsorted(self._hashes, hashes)
+        order = np.argsort(hashes)  # sorted needles: searchsorted walks the store once
+        at = np.empty(len(hashes), dtype=np.int64)
+        at[order] = np.searchsorted(self._hashes, hashes[order])
         inside = at < len(self._hashes)
         candidates = np.flatnonzero(inside)
         equal = self._hashes[at[candidates]] == hashes[candidates]
