@@ -142,7 +142,7 @@ def _examine(block: bytes, csv_data: CsvData, pattern: str) -> _Examined:
     return _Examined(ARROW, data, text, lines)
 
 
-def _arrow(examined: _Examined, delimiter: str) -> pa.Table | None:
+def _arrow(examined: _Examined, delimiter: str, line_limit: int) -> pa.Table | None:
     """The block's cells as string columns, or None when its rows are ragged."""
     first = examined.data[: examined.data.find(b"\n") + 1 or len(examined.data)]
     width = first.count(delimiter.encode()) + 1  # an upper bound when quotes hold some
@@ -150,7 +150,9 @@ def _arrow(examined: _Examined, delimiter: str) -> pa.Table | None:
         table = pacsv.read_csv(
             pa.py_buffer(examined.data),
             read_options=pacsv.ReadOptions(
-                autogenerate_column_names=True, block_size=1 << 22, use_threads=True
+                autogenerate_column_names=True,
+                block_size=max(1 << 22, line_limit + 2),  # a row never straddles two
+                use_threads=True,
             ),
             parse_options=pacsv.ParseOptions(
                 delimiter=delimiter,
@@ -206,7 +208,9 @@ def blocks(csv_data: CsvData, chunk_rows: int) -> Iterator[ArrowBlock | RowsBloc
             examined = _examine(block, csv_data, pattern)
             if examined.kind == REST:
                 break
-            table = _arrow(examined, csv_data.delimiter) if examined.kind == ARROW else None
+            table = None
+            if examined.kind == ARROW:
+                table = _arrow(examined, csv_data.delimiter, csv_data.line_limit)
             if table is not None:
                 yield ArrowBlock(row, table)
                 count = table.num_rows
