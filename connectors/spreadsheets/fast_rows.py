@@ -289,7 +289,7 @@ class FastRows:
         if reader.id_index is not None:
             ids = run["source_id"]
             seen = reader.seen_ids
-            if len(set(ids)) != count or not seen.keys().isdisjoint(ids):
+            if len(set(ids)) != count or not seen.isdisjoint(ids):
                 for i in range(start, stop):
                     reader._row(numbers[i], rows[i], issues)
                 return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from connectors.members import (
     is_glob,
     normalise_label,
 )
+from connectors.spreadsheets.csv_blocks import FAST_CODECS, CsvData
 from connectors.spreadsheets.csv_guards import not_text, watch_quotes
 from connectors.spreadsheets.limits import Limits, file_problem, workbook_problem
 from connectors.values import cell_text
@@ -87,6 +89,8 @@ class OpenedTable:
     delimiter: str | None = None
     sheet: str | None = None
     first_column: int = 0  # 0-based sheet column of headers[0] (a workbook may start at C)
+    # A CSV file's data rows for the Arrow reader (csv_blocks), when its encoding allows.
+    csv_data: CsvData | None = None
     _rows: Iterator[tuple[int, Row]] = field(default_factory=lambda: iter(()), repr=False)
     _handle: IO[str] | None = field(default=None, repr=False)
 
@@ -445,7 +449,9 @@ def _open_csv(member: Member, entity: str, table: SpreadsheetTable, path: Path) 
     limit = Limits.from_env().field_chars
     csv.field_size_limit(limit)
     handle = path.open("r", encoding=encoding, errors="strict", newline="")
-    reader = csv.reader(_BoundedLines(handle, limit), delimiter=delimiter)
+    codec = FAST_CODECS.get(codecs.lookup(encoding).name)
+    lines = _BoundedLines(handle, limit, codec)
+    reader = csv.reader(lines, delimiter=delimiter)
     numbered = _guard_decoding(member, entity, path, encoding, reader)
     try:
         header_row, headers, columns, rest = _find_header(member, entity, table, path, numbered)
@@ -453,6 +459,36 @@ def _open_csv(member: Member, entity: str, table: SpreadsheetTable, path: Path) 
         handle.close()
         raise
     rest = watch_quotes(rest, reader, delimiter, headers)
+    lines.codec = None  # the bytes up to the header are counted; the rest need not be
+    csv_data = None
+    if codec is not None:
+        with path.open("rb") as fh:
+            bom = len(codecs.BOM_UTF8) if fh.read(3) == codecs.BOM_UTF8 else 0
+            offset = bom + lines.bytes_read
+            fh.seek(max(offset - 1, 0))
+            line_end = fh.read(1) in (b"\n", b"\r")
+    if codec is not None and line_end:
+        csv_data = CsvData(
+            path=path,
+            offset=offset,
+            codec=codec,
+            delimiter=delimiter,
+            line_limit=limit,
+            first_row=header_row + 1,
+            first_line=reader.line_num,
+            rest=lambda offset, row, line: _csv_rows_from(
+                member,
+                entity,
+                path,
+                (encoding, codec),
+                delimiter,
+                limit,
+                headers,
+                offset,
+                row,
+                line,
+            ),
+        )
     return OpenedTable(
         member=member,
         entity=entity,
@@ -463,18 +499,64 @@ def _open_csv(member: Member, entity: str, table: SpreadsheetTable, path: Path) 
         columns=columns,
         encoding=encoding,
         delimiter=delimiter,
+        csv_data=csv_data,
         _rows=rest,
         _handle=handle,
     )
+
+
+class _LinesAfter:
+    """A csv reader started part-way through a file, counting lines from the file's start
+    (for the messages and the unclosed-quote guard, which name file lines)."""
+
+    def __init__(self, reader: Any, before: int) -> None:
+        self._reader = reader
+        self._before = before
+
+    def __iter__(self) -> Any:
+        return iter(self._reader)
+
+    @property
+    def line_num(self) -> int:
+        return self._before + self._reader.line_num
+
+
+def _csv_rows_from(
+    member: Member,
+    entity: str,
+    path: Path,
+    encodings: tuple[str, str],
+    delimiter: str,
+    limit: int,
+    headers: list[str],
+    offset: int,
+    row: int,
+    line: int,
+) -> Iterator[tuple[int, Row]]:
+    """The ordinary reader (line bound, decoding and unclosed-quote guards) from byte
+    ``offset`` on, a record boundary, numbering rows from ``row`` and lines after ``line``:
+    what the Arrow reader hands over when a block is not one it can read exactly.
+    ``encodings``: the file's (for messages), and the codec for the bytes after the header."""
+    encoding, codec = encodings
+    with path.open("rb") as raw:
+        raw.seek(offset)
+        handle = io.TextIOWrapper(raw, encoding=codec, errors="strict", newline="")
+        reader = _LinesAfter(csv.reader(_BoundedLines(handle, limit), delimiter=delimiter), line)
+        numbered = _guard_decoding(member, entity, path, encoding, reader, start=row)
+        yield from watch_quotes(numbered, reader, delimiter, headers)
 
 
 class _BoundedLines:
     """The file's lines for the CSV reader, each read with a bound: a longer one is a
     ``csv.Error`` (a broken file), found before it is split into fields."""
 
-    def __init__(self, handle: Any, limit: int) -> None:
+    def __init__(self, handle: Any, limit: int, codec: str | None = None) -> None:
         self._readline = handle.readline
         self._limit = limit
+        # While set, the bytes of the lines read so far are counted (the header's end, for
+        # csv_blocks: a text file's tell() is an opaque cookie, not a byte offset).
+        self.codec = codec
+        self.bytes_read = 0
 
     def __iter__(self) -> _BoundedLines:
         return self
@@ -488,11 +570,13 @@ class _BoundedLines:
                 f"a line of over {self._limit:,} characters (HUB_MAX_FIELD_CHARS); no row of a "
                 "member's table is that long"
             )
+        if self.codec is not None:
+            self.bytes_read += len(line.encode(self.codec))
         return line
 
 
 def _guard_decoding(
-    member: Member, entity: str, path: Path, encoding: str, reader: Any
+    member: Member, entity: str, path: Path, encoding: str, reader: Any, start: int = 1
 ) -> Iterator[tuple[int, Row]]:
     """Turn a decoding or CSV error half-way through into one clear SpreadsheetError.
 
@@ -500,7 +584,7 @@ def _guard_decoding(
     reader itself only when something goes wrong.
     """
     try:
-        yield from enumerate(reader, start=1)
+        yield from enumerate(reader, start=start)
     except UnicodeDecodeError:
         raise _error(
             member,

@@ -14,18 +14,24 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from connectors import values as v
 from connectors.errors import SpreadsheetError
 from connectors.members import Member, normalise_label
 from connectors.rules import load_rule
+from connectors.spreadsheets import csv_blocks
+from connectors.spreadsheets.arrow_rows import ARROW_TYPES, ArrowRows
 from connectors.spreadsheets.csv_guards import SuspectRow
 from connectors.spreadsheets.fast_rows import FastRows, gc_paused
 from connectors.spreadsheets.reading import OpenedTable, Row, open_table, table_files
+from connectors.spreadsheets.seen_ids import SeenIds
 
 ENTITIES = ("person", "engagement", "service_delivery", "outcome")
 
@@ -147,15 +153,26 @@ class Issue:
 
 @dataclass
 class Batch:
-    """Up to ``chunk_rows`` good rows, column-wise, and the issues met while reading them."""
+    """Good rows, column-wise, and the issues met while reading them: Python lists, or an
+    Arrow table (``table``, RAW_COLUMNS' types) when they were read as Arrow columns."""
 
-    columns: dict[str, list[Any]]
+    lists: dict[str, list[Any]]
     issues: list[Issue] = field(default_factory=list)
+    table: pa.Table | None = None
+
+    @cached_property
+    def columns(self) -> dict[str, list[Any]]:
+        """The good rows as Python lists per raw column (from ``table`` when set)."""
+        if self.table is None:
+            return self.lists
+        return {name: self.table.column(name).to_pylist() for name in self.table.column_names}
 
     @property
     def row_count(self) -> int:
         """Number of good rows in the batch."""
-        return len(self.columns["_source_row"])
+        if self.table is not None:
+            return self.table.num_rows
+        return len(self.lists["_source_row"])
 
 
 Parser = Callable[[Any], Any]
@@ -308,7 +325,7 @@ class EntityReader:
         self.header_labels = [normalise_label(f.header) for f in self.fields]
         self.header_lead = self.fields[0].header.lstrip()[:1].casefold() if self.fields else ""
         self.width = max((f.index for f in self.fields), default=0) + 1
-        self.seen_ids: dict[str, int] = {}
+        self.seen_ids = SeenIds()
         self.occurrences: dict[str, int] = {}
         self.consent_policy = member.sharing.consent if entity == "person" else None
         # What the sharing policy did to the answers read (for hub check): see _consent.
@@ -318,8 +335,13 @@ class EntityReader:
         return {name: [] for name in self.raw_columns}
 
     def batches(self) -> Iterator[Batch]:
-        """Read the whole table lazily, ``chunk_rows`` file rows at a time (see fast_rows);
-        the last batch is always yielded, even empty, so every table gets an item."""
+        """Read the whole table lazily, ``chunk_rows`` file rows at a time (see fast_rows;
+        a CSV file in blocks of Arrow columns where it can, see csv_blocks); the last batch
+        is always yielded, even empty, so every table gets an item."""
+        data = self.opened.csv_data
+        if data is not None and self.fields:
+            yield from self._block_batches(data)
+            return
         fast = FastRows(self)
         source = self.opened.rows()
         while True:
@@ -335,6 +357,33 @@ class EntityReader:
                 return
             if columns["_source_row"] or issues:
                 yield Batch(columns, issues)
+
+    def _block_batches(self, data: csv_blocks.CsvData) -> Iterator[Batch]:
+        """A CSV file's rows from csv_blocks: an Arrow block's good rows stay an Arrow
+        table (arrow_rows); rows read by Python's csv reader go through fast_rows."""
+        fast = FastRows(self)
+        schema = pa.schema(
+            [pa.field(n, ARROW_TYPES[k]) for n, k in RAW_COLUMNS[self.entity].items()]
+        )
+        arrow = ArrowRows(self, fast, schema)
+        last: Batch | None = None
+        for block in csv_blocks.blocks(data, self.chunk_rows):
+            columns, issues = self._empty(), []
+            self._targets = self._bind(columns)
+            table = None
+            with gc_paused():
+                if isinstance(block, csv_blocks.ArrowBlock):
+                    table = arrow.block(block.first, block.table, issues)
+                    if table is None:
+                        fast.chunk(*block.rows(), issues)
+                else:
+                    fast.chunk(block.numbers, block.rows, issues)
+            batch = Batch(columns, issues, table)
+            if batch.row_count or issues:
+                if last is not None:
+                    yield last
+                last = batch
+        yield last if last is not None else Batch(self._empty(), [])
 
     def _bind(self, columns: dict[str, list[Any]]) -> list[tuple[str, list[Any]]]:
         """(raw column, its output list) for the value columns, looked up once per batch."""

@@ -21,6 +21,7 @@ from dlt.common.destination import AnyDestination
 
 from connectors.members import Member, is_glob
 from connectors.raw_pipeline import member_pipeline
+from connectors.spreadsheets.arrow_rows import ARROW_TYPES, to_arrow
 from connectors.spreadsheets.fingerprints import (
     FILES_KEY,
     SOURCE_NAME,
@@ -38,37 +39,21 @@ from connectors.spreadsheets.records import (
     DEFAULT_CHUNK_ROWS,
     QUARANTINE_COLUMNS,
     RAW_COLUMNS,
+    Batch,
     Issue,
     read_entity,
 )
 
-_ARROW_TYPES = {
-    "text": pa.string(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us"),
-    "bool": pa.bool_(),
-    "bigint": pa.int64(),
-    "double": pa.float64(),
-}
+
+def _column(values: list[Any] | pa.Array | pa.ChunkedArray, kind: pa.DataType) -> Any:
+    """An Arrow column of ``kind`` from a list, or an Arrow column already of that type."""
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values if values.type == kind else values.cast(kind)
+    return to_arrow(values, kind)
 
 
 def _arrow_schema(columns: dict[str, str]) -> pa.Schema:
-    return pa.schema([pa.field(name, _ARROW_TYPES[kind]) for name, kind in columns.items()])
-
-
-def _array(values: list[Any], kind: pa.DataType) -> pa.Array:
-    """An Arrow column of ``kind``. Text is converted with the type inferred, then checked:
-    pyarrow converts a list of str ~40 times slower when told ``type=pa.string()``."""
-    if kind == pa.string():
-        try:
-            inferred = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            inferred = None
-        if inferred is not None and inferred.type == kind:
-            return inferred
-        if inferred is not None and inferred.type == pa.null():
-            return inferred.cast(kind)
-    return pa.array(values, type=kind)
+    return pa.schema([pa.field(name, ARROW_TYPES[kind]) for name, kind in columns.items()])
 
 
 # Marks, in a table of several files, the row that clears one file's earlier rows.
@@ -113,10 +98,17 @@ class _Table:
             table_name=name, columns=_dlt_columns(columns, merge), **extra
         )
 
-    def item(self, data: dict[str, list[Any]]) -> Any:
-        arrays = [_array(data[c], self.schema.field(c).type) for c in self.columns]
+    def item(self, data: dict[str, list[Any] | pa.Array]) -> Any:
+        arrays = [_column(data[c], self.schema.field(c).type) for c in self.columns]
         table = pa.Table.from_arrays(arrays, schema=self.schema)
         return dlt.mark.with_hints(table, self.hints, create_table_variant=True)
+
+    def batch_item(self, batch: Batch, **extra: list[Any]) -> Any:
+        """The item of a batch's good rows (its Arrow table as it is, when it has one)."""
+        if batch.table is None:
+            return self.item({**batch.lists, **extra})
+        columns: dict[str, Any] = {n: batch.table.column(n) for n in batch.table.column_names}
+        return self.item({**columns, **extra})
 
     def empty(self) -> Any:
         return self.item({c: [] for c in self.columns})
@@ -144,7 +136,7 @@ def _entity_resource_rows(member: Member, entity: str, chunk_rows: int) -> Itera
     sent_good = sent_quarantine = False
     for batch in read_entity(member, entity, chunk_rows):
         if batch.row_count:
-            yield good.item(batch.columns)
+            yield good.batch_item(batch)
             sent_good = True
         pending.extend(batch.issues)
         if len(pending) >= chunk_rows:
@@ -201,7 +193,7 @@ def _several_files_rows(member: Member, entity: str, chunk_rows: int) -> Iterato
     sent_good = sent_quarantine = before is not None
     for batch in read_entity(member, entity, chunk_rows, files=changed):
         if batch.row_count:
-            yield good.item({**batch.columns, REPLACED: [False] * batch.row_count})
+            yield good.batch_item(batch, **{REPLACED: [False] * batch.row_count})
             sent_good = True
         if batch.issues:
             rows = [i.as_row() for i in batch.issues]
