@@ -48,7 +48,7 @@ def _file_stamps(members: MemberRegistry) -> dict[str, str]:
 
 @dg.sensor(
     target=ALL_RAW | dg.AssetSelection.assets(PERSON_LINK),
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def member_files(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.SensorResult:
@@ -120,7 +120,7 @@ def member_files(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.Se
 
 @dg.sensor(
     target=ALL_RAW,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def spreadsheet_changed(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.SensorResult:
