@@ -28,6 +28,7 @@ Run from the repository root: ``.venv/bin/python benchmarks/events.py --mode web
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -61,7 +62,7 @@ EVENTS_SECTIONS = {
         "events:\n"
         "  webhook_secret: {env: HUB_SOUTHBANK_ADVICE_WEBHOOK_SECRET}\n"
         "  outbound_message_token: {env: HUB_SOUTHBANK_ADVICE_OM_TOKEN}\n"
-        "  organization_id: 00D5g000004DEMOEAA\n"
+        "  organization_id: 00D5g000004DEMOEA4\n"
     ),
 }
 
@@ -196,13 +197,15 @@ def _start(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> subproc
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM the child (hub serve stops its own children), then its group if need be."""
-    process.send_signal(signal.SIGTERM)
-    try:
+    """SIGTERM the child's process group (hub serve stops its own children), wait, then
+    SIGKILL whatever is left in the group (the daemon's code server and run workers)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(60)
-    except subprocess.TimeoutExpired:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
+    process.wait(10)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -215,6 +218,13 @@ def run(args: argparse.Namespace) -> dict:
         dagster_home = home / "dagster"
         dagster_home.mkdir(parents=True)
         shutil.copyfile(code / "dagster.yaml", dagster_home / "dagster.yaml")
+        if args.mode == "chain":
+            # The sandboxes live in this process (they put their credentials in os.environ,
+            # which the daemon inherits); the daemon is the only child.
+            from connectors.members import load_members
+            from pipelines.lib.demo import demo_sandboxes
+
+            stack.enter_context(demo_sandboxes(load_members(members).members))
         env = {
             **os.environ,
             "HUB_HOME": str(home),
@@ -230,12 +240,6 @@ def run(args: argparse.Namespace) -> dict:
             cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--no-webserver"]
             cmd += ["--receiver-port", str(args.receiver_port)]
         else:
-            # The sandboxes live in this process; the daemon is the only child.
-            os.environ.update({k: env[k] for k in ("HUB_HOME", "HUB_MEMBERS_DIR")})
-            from connectors.members import load_members
-            from pipelines.lib.demo import demo_sandboxes
-
-            stack.enter_context(demo_sandboxes(load_members(members).members))
             cmd = [str(bindir / "dagster-daemon"), "run", "-m", "pipelines.definitions"]
         started = time.monotonic()
         service = _start(cmd, env, code, log)

@@ -49,7 +49,7 @@ SALESFORCE_DEMO = DemoOrg(
     "HUB_SOUTHBANK_ADVICE_WEBHOOK_SECRET",
 )
 SALESFORCE_OM_TOKEN_ENV = "HUB_SOUTHBANK_ADVICE_OM_TOKEN"
-SALESFORCE_ORG_ID = "00D5g000004DEMOEAA"
+SALESFORCE_ORG_ID = "00D5g000004DEMOEA4"
 """The demo org's id: its Outbound Messages carry it, and the member's
 ``events.organization_id`` must match it."""
 CIVICRM_DEMO = DemoOrg(

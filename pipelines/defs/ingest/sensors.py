@@ -10,7 +10,7 @@ import json
 import dagster as dg
 
 from connectors.members import MemberRegistry, SpreadsheetConnector
-from pipelines.defs.ingest.loads import ALL_RAW, load_request
+from pipelines.defs.ingest.loads import LOADS, load_request
 from pipelines.lib.hub import HubResource
 from pipelines.lib.members import (
     MEMBERS,
@@ -47,7 +47,7 @@ def _file_stamps(members: MemberRegistry) -> dict[str, str]:
 
 
 @dg.sensor(
-    target=ALL_RAW | dg.AssetSelection.assets(PERSON_LINK),
+    target=LOADS | dg.AssetSelection.assets(PERSON_LINK),
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
@@ -119,7 +119,7 @@ def member_files(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.Se
 
 
 @dg.sensor(
-    target=ALL_RAW,
+    target=LOADS,
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
