@@ -7,12 +7,12 @@ puts each sandbox's (non-secret) credential in the environment variable the memb
 names. Members that are not in the registry, or whose file points elsewhere, are left alone.
 
 Given the receiver's address (``hub serve``), each sandbox also tells the hub when one of its
-records changes, as the real CRM would once configured (README, "Pointing a CRM at the
-receiver"): the CiviCRM site sends a signed Standard Webhook with the hub's change body, the
-Salesforce org an Outbound Message (or, with ``salesforce_sends="cdc"``, a Change Data
-Capture event through a relay, signed the same way). The secrets they use are the ones the
-demo members' ``events:`` sections name, made up afresh for each run and put in the
-environment (``demo_event_secrets``) unless already set.
+records changes, as the real CRM would once pointed at the receiver: the CiviCRM site sends
+a signed Standard Webhook with the hub's change body, the Salesforce org an Outbound Message
+(or, with ``salesforce_sends="cdc"``, a Change Data Capture event through a relay, signed
+the same way). The secrets they use are the ones the demo members' ``events:`` sections
+name, made up afresh for each run and put in the environment (``demo_event_secrets``)
+unless already set.
 """
 
 from __future__ import annotations
