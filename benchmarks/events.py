@@ -243,11 +243,13 @@ def run(args: argparse.Namespace) -> dict:
             cmd = [str(bindir / "dagster-daemon"), "run", "-m", "pipelines.definitions"]
         started = time.monotonic()
         service = _start(cmd, env, code, log)
+        if args.log:  # kept after the temporary folder goes (registered first: runs last)
+            stack.callback(lambda: shutil.copyfile(log, args.log))
         stack.callback(_stop, service)
         first = _wait(
             "the first release",
             lambda: (home / "releases" / "LATEST").exists() and time.monotonic() - started,
-            900,
+            args.first_timeout,
         )
         # Opened once the daemon has created the instance's storage (no race on its schema).
         instance = stack.enter_context(dg.DagsterInstance.from_config(str(dagster_home)))
@@ -295,6 +297,10 @@ def main() -> None:
     parser.add_argument("--code", default=str(ROOT), help="the checkout the daemon runs")
     parser.add_argument("--receiver-port", type=int, default=8787)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--log", help="keep the service's output in this file")
+    parser.add_argument(
+        "--first-timeout", type=float, default=1800, help="seconds to wait for the first release"
+    )
     args = parser.parse_args()
     summary = run(args)
     if args.json:

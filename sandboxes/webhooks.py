@@ -284,7 +284,6 @@ class OutboundMessageSender(_Sender):
     ) -> None:
         self.organization_id = organization_id
         self.instance_url = instance_url
-        self._notification = itertools.count(1)
         super().__init__(url, **kw)
 
     def _headers(self, message: _Message) -> dict[str, str]:
@@ -304,6 +303,7 @@ class OutboundMessageSender(_Sender):
             entity,
             record_ids,
             instance_url=self.instance_url,
-            notification_ids=[f"04l{next(self._notification):015d}" for _ in record_ids],
+            # Unique across restarts: listeners drop a notification id they have seen.
+            notification_ids=[f"04l{secrets.token_hex(6).upper()}" for _ in record_ids],
         )
         return self._enqueue(body, "text/xml; charset=utf-8")
