@@ -302,6 +302,8 @@ def main() -> None:
         "--first-timeout", type=float, default=1800, help="seconds to wait for the first release"
     )
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the service is stopped and the temporary folder goes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     summary = run(args)
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1), encoding="utf-8")
