@@ -122,6 +122,7 @@ def test_civicrm_create_and_delete_through_the_api_are_sent_and_a_lost_one_is_gi
         civi.notifier = sender.change
         created = _civi_api(civi, "Contact", "create", {"values": {"last_name": "New"}})
         new_id = created.json()["values"][0]["id"]
+        assert sender.wait_idle(10)  # delivered before the listener starts failing
         listener.answers = [(500, "")] * 5  # the delete's five attempts all fail
         _civi_api(civi, "Activity", "delete", {"where": [["id", "=", 1]]})
         assert sender.wait_idle(10)
