@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint dev clean
+.PHONY: demo test lint dev serve clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Outcomes Hub needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -28,6 +28,11 @@ lint: $(STAMP)
 dev: $(STAMP)
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(BIN)/hub dagster-home
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(BIN)/dagster dev
+
+# The hub as a service: webhook receiver (:8787), Dagster daemon, Dagster webserver (:3000).
+# Ctrl-C stops all three. Set HUB_HOME / HUB_MEMBERS_DIR as for `hub run`.
+serve: $(STAMP)
+	$(BIN)/hub serve
 
 clean:
 	rm -rf $(VENV) .hub .dagster_home

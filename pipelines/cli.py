@@ -748,9 +748,10 @@ def _demo(home: Path, verbose: bool) -> None:
         f"[bold]Outcomes Hub demo[/] — members from {os.environ['HUB_MEMBERS_DIR']}, "
         f"warehouse and release under {home}"
     )
-    from pipelines.lib.demo import SandboxPortBusy, demo_sandboxes
+    from pipelines.lib.demo import SandboxPortBusy, demo_event_secrets, demo_sandboxes
     from pipelines.lib.members import registry
 
+    demo_event_secrets()  # the demo members' events: sections name them
     try:
         with demo_sandboxes(registry().members) as served:
             for org_id in served:
@@ -759,6 +760,107 @@ def _demo(home: Path, verbose: bool) -> None:
     except SandboxPortBusy as err:
         console.print(f"[red]{err}[/]")
         raise typer.Exit(1) from err
+
+
+@app.command()
+def serve(
+    receiver_port: Annotated[
+        int, typer.Option(help="port of the webhook receiver (127.0.0.1)")
+    ] = 8787,
+    webserver_port: Annotated[
+        int, typer.Option(help="port of the Dagster webserver (127.0.0.1)")
+    ] = 3000,
+    no_webserver: Annotated[
+        bool, typer.Option("--no-webserver", help="run without the Dagster webserver (UI)")
+    ] = False,
+    salesforce_sends: Annotated[
+        str,
+        typer.Option(
+            help="what the demo's Salesforce sandbox sends on a change: outbound_message or cdc"
+        ),
+    ] = "outbound_message",
+) -> None:
+    """Run the hub as a service: webhook receiver, Dagster daemon and webserver.
+
+    Each is a child process this command supervises. A child that exits is reported
+    (name and exit code) and restarted with a growing pause (1 s doubling to 60 s);
+    one that exits 5 times in a row without staying up for a minute stops the whole
+    hub (exit 1). Ctrl-C or SIGTERM stops every child (SIGTERM, up to 20 s, then
+    SIGKILL) and exits 0.
+
+    DAGSTER_HOME defaults to <HUB_HOME>/dagster and gets the project's dagster.yaml.
+    Demo members whose CRM is a local sandbox get it served here, sending their
+    changes to the receiver. One hub command per home: while it serves, `hub run`,
+    `hub demo` and `hub publish` on the same home refuse (exit 4).
+    """
+    from pipelines.lib.home_lock import HomeBusyError, hold_home
+
+    if salesforce_sends not in ("outbound_message", "cdc"):
+        console.print("[red]--salesforce-sends is outbound_message or cdc[/]")
+        raise typer.Exit(2)
+    settings = _settings()
+    try:
+        with hold_home(settings.home, command="hub serve"):
+            code = _serve(
+                settings,
+                receiver_port=receiver_port,
+                webserver_port=None if no_webserver else webserver_port,
+                salesforce_sends=salesforce_sends,
+            )
+    except HomeBusyError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(EXIT_HOME_BUSY) from err
+    if code:
+        raise typer.Exit(code)
+
+
+def _serve(
+    settings: HubSettings,
+    *,
+    receiver_port: int,
+    webserver_port: int | None,
+    salesforce_sends: str,
+) -> int:
+    """Prepare DAGSTER_HOME, serve the demo's sandboxes if configured, supervise (home held)."""
+    import sys
+
+    from pipelines.lib.demo import SandboxPortBusy, demo_event_secrets, demo_sandboxes
+    from pipelines.lib.instance import prepare_dagster_home
+    from pipelines.lib.members import registry
+    from pipelines.lib.serve import Supervisor, hub_children, install_signal_handlers
+
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.home / "dagster").resolve()
+    prepare_dagster_home(home)
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ.setdefault("HUB_HOME", str(settings.home))
+    os.environ.setdefault("HUB_MEMBERS_DIR", str(settings.members_dir))
+    receiver = f"http://127.0.0.1:{receiver_port}"
+    say = console.print
+    try:
+        with demo_sandboxes(
+            registry().members,
+            receiver_url=receiver,
+            salesforce_sends=salesforce_sends,  # type: ignore[arg-type]
+        ) as served:
+            if served:
+                demo_event_secrets()
+            for org_id in served:
+                say(f"{org_id}: its CRM is a local sandbox, sending its changes to {receiver}")
+            say(
+                f"hub serve: home {settings.home}, members {settings.members_dir}, "
+                f"DAGSTER_HOME {home}",
+                soft_wrap=True,
+            )
+            supervisor = Supervisor(
+                hub_children(receiver_port=receiver_port, webserver_port=webserver_port),
+                say=lambda line: say(line, highlight=False, soft_wrap=True),
+                output=sys.stdout,
+            )
+            install_signal_handlers(supervisor)
+            return supervisor.run()
+    except SandboxPortBusy as err:
+        console.print(f"[red]{err}[/]")
+        return 1
 
 
 REVIEW_CHOICES = {

@@ -291,6 +291,10 @@ class CiviCRMSandbox:
         # custom groups a CiviCRM ACL grants View on, for a user without CUSTOM_DATA
         self.acl_custom_groups: set[str] = set()
         self._thread: threading.Thread | None = None
+        # Told of every change made through the API or the mutation methods, as a CiviCRM
+        # extension (hook_civicrm_post) would be: ``notifier(entity, action, ids)``. The
+        # demo sets a StandardWebhookSender's ``change`` here (sandboxes/webhooks.py).
+        self.notifier: Callable[[str, str, list[int]], Any] | None = None
         if site_file is not None:
             self.load_site(Path(site_file))
             return
@@ -460,6 +464,7 @@ class CiviCRMSandbox:
                 "Email",
                 {"contact_id": cid, "is_primary": True, "email": f"person{cid}@example.org"},
             )
+            self._notify("Contact", "create", [cid])
             return cid
 
     def add_activity(self, contact_id: int, **extra: Any) -> int:
@@ -479,6 +484,7 @@ class CiviCRMSandbox:
                 "ActivityContact",
                 {"activity_id": aid, "contact_id": contact_id, "record_type_id": 3},
             )
+            self._notify("Activity", "create", [aid])
             return aid
 
     def insert(self, entity: str, **record: Any) -> int:
@@ -488,6 +494,7 @@ class CiviCRMSandbox:
                 record["modified_date"] = self.now()
             new_id = self.data.insert(entity, record)
             self._touch_owner(entity, record)
+            self._notify(entity, "create", [new_id])
             return new_id
 
     def edit(self, entity: str, record_id: int, **changes: Any) -> None:
@@ -499,6 +506,7 @@ class CiviCRMSandbox:
             if "modified_date" in row and "modified_date" not in changes:
                 row["modified_date"] = self.now()
             self._touch_owner(entity, row)
+            self._notify(entity, "update", [record_id])
 
     def set_modified(self, entity: str, ids: Iterable[int], timestamp: str) -> None:
         """Give several records the same modified_date (CiviCRM has one-second resolution)."""
@@ -516,6 +524,10 @@ class CiviCRMSandbox:
             self.data.version += 1
             row = self.data.tables[entity].pop(record_id)
             self._touch_owner(entity, row)
+            if entity in CONTACT_CHILDREN:
+                self._notify("Contact", "update", [row["contact_id"]])
+            else:
+                self._notify(entity, "delete", [record_id])
             if entity == "Contact":
                 for child in (*CONTACT_CHILDREN, "CaseContact", "ActivityContact", "Contribution"):
                     table = self.data.tables[child]
@@ -540,6 +552,18 @@ class CiviCRMSandbox:
             row = self.data.tables["Contact"][other]
             row["is_deleted"] = True
             row["modified_date"] = self.now()
+
+    def _notify(self, entity: str, action: str, ids: Iterable[int]) -> None:
+        """Tell the notifier (if any) of a change; a contact's e-mail, phone or address
+        changing is reported as its contact's update, as CiviCRM's own hooks see it."""
+        if self.notifier is None:
+            return
+        ids = list(ids)
+        if entity in CONTACT_CHILDREN:
+            owners = [self.data.tables[entity].get(i, {}).get("contact_id") for i in ids]
+            entity, action, ids = "Contact", "update", [o for o in owners if o is not None]
+        if ids:
+            self.notifier(entity, action, ids)
 
     def _touch_owner(self, entity: str, row: dict[str, Any]) -> None:
         if entity in CONTACT_CHILDREN and row.get("contact_id") in self.data.tables["Contact"]:
@@ -573,6 +597,8 @@ class CiviCRMSandbox:
                 result = self._get_fields(entity, params)
             elif action == "get":
                 result = self._get(entity, params)
+            elif action in ("create", "update", "delete"):
+                result = self._write(entity, action, params)
             else:
                 raise ApiError(500, f"Api4 {entity} {action} not supported by the sandbox")
             selected = tuple(params.get("select") or ())
@@ -862,6 +888,35 @@ class CiviCRMSandbox:
         for v, r in zip(values, rows, strict=True):
             v.setdefault("id", r["id"])
         return _envelope(entity, "get", values, matched)
+
+    def _write(self, entity: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """APIv4 ``create`` (``values``), ``update`` (``values`` for the rows ``where``
+        matches) and ``delete`` (the rows ``where`` matches), as a CiviCRM screen or an
+        integration changes records; each change goes to the notifier like a hook's."""
+        values = params.get("values") or {}
+        if not isinstance(values, dict):
+            raise ApiError(500, "values must be an object")
+        unknown = sorted(set(values) - set(self._fields(entity)) - {"id"})
+        if unknown:
+            raise ApiError(500, f"Invalid field '{unknown[0]}'")
+        if action == "create":
+            new_id = self.insert(entity, **values)
+            return _envelope(entity, action, [dict(self.data.tables[entity][new_id])], 1)
+        where = params.get("where") or []
+        if not where:
+            raise ApiError(500, f'Parameter "where" is required for {entity}.{action}')
+        self._validate_where(entity, where)
+        match = self._predicate(entity, where)
+        ids = [i for i, row in self.data.tables[entity].items() if match(row)]
+        out = []
+        for record_id in ids:
+            if action == "update":
+                self.edit(entity, record_id, **{k: v for k, v in values.items() if k != "id"})
+                out.append(dict(self.data.tables[entity][record_id]))
+            else:
+                self.hard_delete(entity, record_id)
+                out.append({"id": record_id})
+        return _envelope(entity, action, out, len(out))
 
     def _sorted_ids(self, entity: str) -> list[int]:
         """The table's ids in order, rebuilt only after an insert or a delete."""

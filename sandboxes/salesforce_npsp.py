@@ -31,6 +31,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -398,6 +399,7 @@ class SalesforceSandbox:
         with_pmm: bool = True,
         port: int = 0,
         org_file: str | Path | None = None,
+        organization_id: str = "00D000000000001EAA",
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -411,6 +413,12 @@ class SalesforceSandbox:
         self.state = SandboxState(api_max=api_max)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # The org's id, as Outbound Messages carry it (``OrganizationId``).
+        self.organization_id = organization_id
+        # Told of every record created, edited or deleted after the org is loaded, as an
+        # Outbound Message workflow rule or a Change Data Capture channel would be:
+        # ``notifier(sobject, action, ids)`` (sandboxes/webhooks.py has the senders).
+        self.notifier: Callable[[str, str, list[str]], Any] | None = None
         self._build_schema()
         if org_file is not None:
             self.load_org(Path(org_file))
@@ -503,7 +511,8 @@ class SalesforceSandbox:
                 SystemModstamp=stamp,
             )
             self.state.records[obj][record_id] = record
-            return record_id
+        self._notify(obj, "create", [record_id])
+        return record_id
 
     def _generate(self, rng: random.Random, sizes: SandboxSizes) -> None:
         base = datetime(2025, 1, 1, tzinfo=UTC)
@@ -655,6 +664,10 @@ class SalesforceSandbox:
             )
 
     # ---------------------------------------------------------------- test switches
+    def _notify(self, obj: str, action: str, ids: list[str]) -> None:
+        if self.notifier is not None and ids:
+            self.notifier(obj, action, ids)
+
     def ids(self, obj: str, include_deleted: bool = False) -> list[str]:
         """Record Ids of one object, ordered by Id."""
         with self._lock:
@@ -682,7 +695,8 @@ class SalesforceSandbox:
                 record = self.state.records[obj][record_id]
                 record.update(_blank_is_null(changes or {}))
                 record["LastModifiedDate"] = record["SystemModstamp"] = stamp
-            return stamp
+        self._notify(obj, "update", list(ids))
+        return stamp
 
     def delete_records(self, obj: str, ids: list[str], at: datetime | None = None) -> datetime:
         """Move records to the recycle bin: IsDeleted true, stamp bumped, delete log entry."""
@@ -693,7 +707,8 @@ class SalesforceSandbox:
                 record["IsDeleted"] = True
                 record["SystemModstamp"] = stamp
                 self.state.deleted_log[obj].append((record_id, stamp))
-            return stamp
+        self._notify(obj, "delete", list(ids))
+        return stamp
 
     def purge_records(self, obj: str, ids: list[str]) -> None:
         """Empty them from the recycle bin: gone from queryAll, still in the delete log."""
@@ -1416,6 +1431,8 @@ class _Handler(BaseHTTPRequestHandler):
         if rest.startswith("/jobs/query"):
             self._bulk(method, rest, params, version)
             return
+        if self._write(method, rest):
+            return
         if method != "GET":
             self._error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed")
             return
@@ -1507,6 +1524,59 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, body)
             return
         self._error(404, "NOT_FOUND", "The requested resource does not exist")
+
+    def _write(self, method: str, rest: str) -> bool:
+        """The REST record resources a user's edit goes through: POST /sobjects/{obj}
+        (create: 201 ``{id, success, errors}``), PATCH and DELETE /sobjects/{obj}/{id} (204).
+        True when the request was one of these (and answered)."""
+        sandbox = self.sandbox
+        created = re.fullmatch(r"/sobjects/(\w+)", rest)
+        record = re.fullmatch(r"/sobjects/(\w+)/(\w{15,18})", rest)
+        if not ((created and method == "POST") or (record and method in ("PATCH", "DELETE"))):
+            return False
+        match = created or record
+        assert match is not None
+        obj = match[1]
+        if obj not in sandbox.visible_objects():
+            self._error(404, "NOT_FOUND", f"The requested resource does not exist: {obj}")
+            return True
+        values: dict[str, Any] = {}
+        if method != "DELETE":
+            try:
+                values = json.loads(self.body or b"{}")
+            except ValueError:
+                self._error(400, "JSON_PARSER_ERROR", "the request body is not JSON")
+                return True
+            if not isinstance(values, dict):
+                self._error(400, "JSON_PARSER_ERROR", "the request body must be an object")
+                return True
+            schema = sandbox.state.schema[obj]
+            for name in values:
+                if name not in schema or not schema[name].get("updateable", False):
+                    self._error(
+                        400, "INVALID_FIELD_FOR_INSERT_UPDATE", f"Unable to create/update {name}"
+                    )
+                    return True
+        if created:
+            new_id = sandbox.insert(obj, values)
+            self._send(201, {"id": new_id, "success": True, "errors": []})
+            return True
+        assert record is not None
+        record_id = record[2]
+        with sandbox._lock:
+            live = sandbox.state.records[obj].get(record_id)
+            exists = live is not None and not live["IsDeleted"]
+        if not exists:
+            self._error(404, "NOT_FOUND", "The requested resource does not exist")
+            return True
+        if method == "PATCH":
+            sandbox.update_records(obj, [record_id], values)
+        else:
+            sandbox.delete_records(obj, [record_id])
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return True
 
     def _bulk(self, method: str, rest: str, params: dict[str, str], version: str) -> None:
         """Bulk API 2.0 query jobs: create, status, CSV results paged by Sforce-Locator,

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from pipelines.definitions import defs
-from pipelines.defs.ingest.loads import raw_keys
+from pipelines.defs.ingest.loads import load_keys
 from pipelines.defs.ingest.schedules import refresh_members, refresh_timing
 from pipelines.defs.ingest.sensors import member_files, spreadsheet_changed
 from pipelines.lib.hub import HubResource
@@ -123,8 +123,8 @@ def test_member_files_sensor_keeps_partitions_in_step_and_loads_new_members(
     assert tick.partitions() == ["alpha", "beta", "bridge"]
     loads = {r.partition_key: r for r in first.run_requests or []}
     assert sorted(loads) == ["alpha", "beta", "bridge"]
-    assert list(loads["bridge"].asset_selection or []) == raw_keys("civicrm")
-    assert list(loads["alpha"].asset_selection or []) == raw_keys("spreadsheet")
+    assert list(loads["bridge"].asset_selection or []) == load_keys("civicrm")
+    assert list(loads["alpha"].asset_selection or []) == load_keys("spreadsheet")
     assert loads["alpha"].tags["hub/trigger"] == "member_file"
 
     idle = tick(member_files)
@@ -186,7 +186,7 @@ def test_spreadsheet_sensor_requests_runs_only_for_changed_members(
     tick(member_files)  # adds the partitions
     third = tick(spreadsheet_changed)
     assert [r.partition_key for r in third.run_requests or []] == ["beta"]
-    assert list(third.run_requests[0].asset_selection or []) == raw_keys("spreadsheet")
+    assert list(third.run_requests[0].asset_selection or []) == load_keys("spreadsheet")
     _touch(b, "id\n2\n3\n4\n")
     fourth = tick(spreadsheet_changed)
     assert [r.partition_key for r in fourth.run_requests or []] == ["beta"]
@@ -220,8 +220,8 @@ def test_refresh_schedule_loads_every_member_with_a_partition(
     (members / "delta.yaml").write_text("name: Delta\n", encoding="utf-8")  # invalid
     requests = {r.partition_key: r for r in tick().run_requests or []}
     assert sorted(requests) == ["alpha", "bridge"]
-    assert list(requests["bridge"].asset_selection or []) == raw_keys("civicrm")
-    assert list(requests["alpha"].asset_selection or []) == raw_keys("spreadsheet")
+    assert list(requests["bridge"].asset_selection or []) == load_keys("civicrm")
+    assert list(requests["alpha"].asset_selection or []) == load_keys("spreadsheet")
     assert requests["alpha"].run_key == f"alpha:{when.isoformat()}"
     assert requests["alpha"].tags["hub/trigger"] == "schedule"
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
 
-from pipelines.defs.ingest.loads import ALL_RAW, load_request
+from pipelines.defs.ingest.loads import LOADS, load_request
 from pipelines.lib.hub import HubResource
 from pipelines.lib.members import MEMBERS, loadable_members
 
@@ -45,7 +45,7 @@ REFRESH_CRON, REFRESH_TIMEZONE = refresh_timing()
 @dg.schedule(
     cron_schedule=REFRESH_CRON,
     execution_timezone=REFRESH_TIMEZONE,
-    target=ALL_RAW,
+    target=LOADS,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Loads every member (its connector's raw assets) "
     f"at '{REFRESH_CRON}' ({REFRESH_TIMEZONE}); set HUB_REFRESH_CRON / HUB_REFRESH_TIMEZONE.",

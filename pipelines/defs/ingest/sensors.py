@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from connectors.members import SpreadsheetConnector
-from pipelines.defs.ingest.loads import ALL_RAW, load_request
+from pipelines.defs.ingest.loads import LOADS, load_request
 from pipelines.lib.hub import HubResource
 from pipelines.lib.members import (
     MEMBERS,
@@ -30,8 +30,8 @@ PERSON_LINK = dg.AssetKey(["hub", "person_link"])
 
 
 @dg.sensor(
-    target=ALL_RAW | dg.AssetSelection.assets(PERSON_LINK),
-    minimum_interval_seconds=30,
+    target=LOADS | dg.AssetSelection.assets(PERSON_LINK),
+    minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def member_files(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.SensorResult:
@@ -102,8 +102,8 @@ def member_files(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.Se
 
 
 @dg.sensor(
-    target=ALL_RAW,
-    minimum_interval_seconds=30,
+    target=LOADS,
+    minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def spreadsheet_changed(context: dg.SensorEvaluationContext, hub: HubResource) -> dg.SensorResult:

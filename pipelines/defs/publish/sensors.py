@@ -23,7 +23,7 @@ publish_release = dg.define_asset_job(
 @dg.run_failure_sensor(
     request_job=publish_release,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=5,
 )
 def republish_when_held_back(
     context: dg.RunFailureSensorContext, hub: HubResource
