@@ -612,13 +612,12 @@ def _object_rows(
             )
             for page in _batched(checked):
                 ids = _page_ids(page)
-                if hints is not merge_hints and _repeats(ids, seen):
+                if _repeats(ids, seen):
                     # A query cursor lists each record once; should one come twice (edited
                     # while read), this table's load merges after all: the newest wins.
                     hints = merge_hints
                 yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable, spec.sobject), hints)
                 count += len(page)
-                seen.update(ids)
                 # Inclusive: rows sharing this stamp on the next page are re-read next time.
                 state["cursor"] = page[-1]["SystemModstamp"]
             if held:  # a field left out of results: nothing after it, no reconciliation
@@ -730,8 +729,11 @@ def _until_absent(
 
 
 def _repeats(ids: list[str], seen: set[str]) -> bool:
-    """Whether a batch holds an id twice, or one an earlier batch of this read held."""
-    return len(set(ids)) != len(ids) or not seen.isdisjoint(ids)
+    """Whether a batch holds an id twice, or one an earlier batch of this read held; adds
+    the batch's ids to ``seen`` (one pass over them)."""
+    before = len(seen)
+    seen.update(ids)
+    return len(seen) - before != len(ids)
 
 
 def _page_ids(page: list[dict[str, Any]] | pa.Table) -> list[str]:

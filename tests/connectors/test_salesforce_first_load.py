@@ -166,6 +166,9 @@ def test_a_record_listed_twice_in_a_rest_first_load_is_merged_newest_first(
 
 
 def test_repeats_across_batches_are_seen_too() -> None:
-    assert _repeats(["a", "b"], set()) is False
-    assert _repeats(["a", "a"], set()) is True
-    assert _repeats(["c"], {"a", "c"}) is True
+    seen: set[str] = set()
+    assert _repeats(["a", "b"], seen) is False
+    assert _repeats(["c", "d", "c"], seen) is True
+    assert _repeats(["e"], seen) is False
+    assert _repeats(["f", "a"], seen) is True
+    assert seen == {"a", "b", "c", "d", "e", "f"}
