@@ -21,6 +21,10 @@ keyset order, hence the same pages:
 ActivityContact is read as the connector now reads a child entity: its own keyset pager with
 the parent's fields through the implicit join; the bare loop asks for the same fields.
 Printed: rows/s per contender and each ``hub`` figure relative to its ``bare`` one.
+
+``--before DIR`` (a ``git archive`` of an earlier commit) also runs that copy's hub child as
+``hub@before``, interleaved with the others on the same server, for before/after figures
+from one run (with each side's CPU time, steadier than wall time on a shared machine).
 """
 
 from __future__ import annotations
@@ -161,6 +165,12 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per contender, interleaved; the fastest counts"
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a copy of an earlier commit (git archive): its connector runs too, as "
+        "'hub@before', interleaved with this one on the same server",
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -206,14 +216,19 @@ def main() -> None:
         )
         for key in keys:
             runs: dict[str, list[dict[str, Any]]] = {"bare read": [], "bare": [], "hub": []}
+            if args.before is not None:
+                runs["hub@before"] = []
             with tempfile.TemporaryDirectory() as tmp:
                 for attempt in range(args.repeat):
                     for which in runs:
-                        work = Path(tmp) / f"{which.replace(' ', '_')}_{attempt}"
+                        work = Path(tmp) / f"{which.replace(' ', '_').replace('@', '_')}_{attempt}"
                         work.mkdir()
-                        mode = {"bare read": "read", "bare": "bare", "hub": "hub"}[which]
+                        mode = {"bare read": "read", "bare": "bare"}.get(which, "hub")
                         child = ["--page-size", str(args.page_size), "--child", mode, url, key]
-                        runs[which].append(run_child(__file__, [*child, str(work)], which))
+                        script = __file__
+                        if which == "hub@before":
+                            script = str(args.before / "benchmarks" / Path(__file__).name)
+                        runs[which].append(run_child(script, [*child, str(work)], which))
             results = {which: min(rs, key=lambda r: r["seconds"]) for which, rs in runs.items()}
             hub = results["hub"]
             results["hub read"] = {
@@ -225,7 +240,7 @@ def main() -> None:
                 steps = (
                     f"  extract {r['extract']:.2f}, normalise {r['normalize']:.2f}, "
                     f"load {r['load']:.2f}"
-                    if which == "hub"
+                    if which.startswith("hub") and "extract" in r
                     else ""
                 )
                 label = f"{ENTITIES[key]} {which}"
@@ -240,6 +255,15 @@ def main() -> None:
                 f"{read_ratio:.2f} reading (target >= 0.8)",
                 flush=True,
             )
+            if "hub@before" in results:
+                before = results["hub@before"]
+                print(
+                    f"{ENTITIES[key]}: hub@before / bare speed "
+                    f"{results['bare']['seconds'] / before['seconds']:.2f} end to end; CPU "
+                    f"hub {hub['cpu']:.2f} s, hub@before {before['cpu']:.2f} s, "
+                    f"bare {results['bare']['cpu']:.2f} s",
+                    flush=True,
+                )
     finally:
         server.kill()
         server.wait()

@@ -7,10 +7,15 @@ one JSON line ``{"rows", "seconds", "peak_mb", "base_mb"}`` as its last line of 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+# As production runs dlt (pipelines/__init__.py): without this, dlt's anonymous telemetry
+# sends an event per step from a background thread, inside the connectors' clocks only.
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 
 def peak_mb() -> float:

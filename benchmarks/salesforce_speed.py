@@ -84,6 +84,7 @@ def _bare_rest(url: str, work: Path, into_duckdb: bool) -> dict[str, float]:
     import pyarrow as pa
 
     con = duckdb.connect(str(work / "bare.duckdb")) if into_duckdb else None
+    cpu = time.process_time()
     start = time.perf_counter()
     rows, created = 0, False
     records: list[dict[str, object]] = []
@@ -107,9 +108,10 @@ def _bare_rest(url: str, work: Path, into_duckdb: bool) -> dict[str, float]:
                 break
             body = http.get(body["nextRecordsUrl"]).json()
     seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     if con is not None:
         con.close()
-    return {"rows": rows, "seconds": seconds, "peak_mb": peak_mb()}
+    return {"rows": rows, "seconds": seconds, "cpu": cpu, "peak_mb": peak_mb()}
 
 
 def _bare_bulk(url: str, work: Path, into_duckdb: bool) -> dict[str, float]:
@@ -118,6 +120,7 @@ def _bare_bulk(url: str, work: Path, into_duckdb: bool) -> dict[str, float]:
     from pyarrow import csv
 
     con = duckdb.connect(str(work / "bare.duckdb")) if into_duckdb else None
+    cpu = time.process_time()
     start = time.perf_counter()
     rows, created = 0, False
     with httpx.Client(base_url=url, timeout=60) as http:
@@ -149,9 +152,10 @@ def _bare_bulk(url: str, work: Path, into_duckdb: bool) -> dict[str, float]:
                 break
         http.delete(f"{API}/jobs/query/{job['id']}")
     seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     if con is not None:
         con.close()
-    return {"rows": rows, "seconds": seconds, "peak_mb": peak_mb()}
+    return {"rows": rows, "seconds": seconds, "cpu": cpu, "peak_mb": peak_mb()}
 
 
 def _connector(url: str, work: Path, bulk: bool) -> dict[str, float]:
@@ -174,14 +178,25 @@ def _connector(url: str, work: Path, bulk: bool) -> dict[str, float]:
     )
     db = work / "dlt.duckdb"
     pipeline = raw_pipeline("bench", dlt.destinations.duckdb(str(db)), work)
+    cpu = time.process_time()
     start = time.perf_counter()
     _, report = load_npsp(pipeline, settings, ClientCredentials("s"))
     seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     assert report.methods == {"pmdm__service_delivery": "bulk" if bulk else "rest"}, report
     con = duckdb.connect(str(db), read_only=True)
     rows = con.execute("SELECT count(*) FROM raw_bench.pmdm__service_delivery").fetchone()
     con.close()
-    return {"rows": rows[0] if rows else 0, "seconds": seconds, "peak_mb": peak_mb()}
+    return {
+        "rows": rows[0] if rows else 0,
+        "seconds": seconds,
+        "cpu": cpu,
+        "peak_mb": peak_mb(),
+        "steps": {
+            step.step: round((step.finished_at - step.started_at).total_seconds(), 3)
+            for step in pipeline.last_trace.steps
+        },
+    }
 
 
 def child(which: str, url: str, work: Path) -> dict[str, float]:
@@ -233,14 +248,16 @@ def main() -> None:
                     result = run_child(script, ["--child", name, server.url, tmp], which)
                 if result["rows"] != args.records:
                     sys.exit(f"{which} read {result['rows']} rows, not {args.records}")
-                print(f"  round {round_ + 1} {which}: {result['seconds']:.2f} s")
+                steps = " ".join(f"{k} {v:.2f}" for k, v in result.get("steps", {}).items())
+                cpu = f", CPU {result['cpu']:.2f} s" if "cpu" in result else ""
+                print(f"  round {round_ + 1} {which}: {result['seconds']:.2f} s{cpu} {steps}")
                 if which not in best or result["seconds"] < best[which]["seconds"]:
                     best[which] = result
-    print(f"\n{'':22} {'seconds':>8} {'records/s':>10} {'peak RSS':>9}")
+    print(f"\n{'':22} {'seconds':>8} {'records/s':>10} {'peak RSS':>9} {'CPU s':>6}")
     for which, r in best.items():
         print(
             f"{which:22} {r['seconds']:>8.2f} {r['rows'] / r['seconds']:>10,.0f} "
-            f"{r['peak_mb']:>7.0f}MB"
+            f"{r['peak_mb']:>7.0f}MB {r.get('cpu', float('nan')):>6.2f}"
         )
     for connector, bares in PAIRS.items():
         for side in (connector, f"{connector}@before"):

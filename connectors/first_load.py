@@ -5,7 +5,10 @@ matching keys from the final table and inserts from staging, de-duplicated: for 
 first load of 200,000 records that was about 0.9 s of a 3.5 s load, spent merging into
 nothing. A resource whose table is absent or empty, and whose load cannot hold one key
 twice, may instead ``append`` (``APPEND``): the same rows, types and nulls. Every later
-load merges again, as the resource's own ``write_disposition`` says.
+load merges again, as the resource's own ``write_disposition`` says. A reader that cannot
+rule a repeated key out beforehand (Salesforce REST pages) watches for one and, on seeing
+it, gives its later items ``merge`` hints: dlt then merges the whole table's load, every
+earlier item included, so the newest version wins as in any merge.
 
 The one thing a merge did that an append does not: be repeatable. dlt runs a job again
 when a process dies after the job's INSERT committed but before dlt marked it done (a

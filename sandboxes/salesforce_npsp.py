@@ -360,6 +360,8 @@ class SandboxState:
     edits_at_query: list[tuple[str, int, list[str], dict[str, Any], datetime]] = field(
         default_factory=list
     )
+    # (object, id, changes): the next query on the object lists the record twice.
+    repeats_at_query: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
     cursors: dict[str, _Cursor] = field(default_factory=dict)
     deleted_log: dict[str, list[tuple[str, datetime]]] = field(default_factory=dict)
@@ -757,6 +759,14 @@ class SalesforceSandbox:
         with self._lock:
             self.state.edits_at_query.append((obj, after_queries, ids, {}, at))
 
+    def repeat_during_read(self, obj: str, record_id: str, changes: dict[str, Any]) -> None:
+        """The next query on ``obj`` lists ``record_id`` a second time, last, with
+        ``changes`` and a newer SystemModstamp still inside the query's window: what a
+        source whose cursor is not a snapshot shows of a record edited while it is read
+        (Salesforce's query cursors are snapshots; a client must not rely on it)."""
+        with self._lock:
+            self.state.repeats_at_query.append((obj, record_id, changes))
+
     def refuse_next_replication(self, count: int = 1) -> None:
         """The next ``count`` getDeleted requests are refused with INVALID_REPLICATION_DATE
         whatever their window (an org whose clock disagrees with ours, say)."""
@@ -1034,6 +1044,15 @@ class SalesforceSandbox:
             if query.limit is not None:
                 rows = rows[: query.limit]
             snapshot = [self._render(obj, r, query.fields, version) for r in rows]
+            repeats = [e for e in self.state.repeats_at_query if e[0] == obj]
+            self.state.repeats_at_query = [e for e in self.state.repeats_at_query if e[0] != obj]
+            for _, record_id, changes in repeats:
+                again = next((dict(r) for r in rows if r["Id"] == record_id), None)
+                if again is not None and rows:
+                    again.update(changes)
+                    newest = max(r["SystemModstamp"] for r in rows)
+                    again["SystemModstamp"] = newest + timedelta(milliseconds=1)
+                    snapshot.append(self._render(obj, again, query.fields, version))
             locator = "01g" + secrets.token_hex(8)[:15]
             self.state.cursors[locator] = _Cursor(obj, snapshot, query.fields)
             return {"locator": locator, "total": len(snapshot)}

@@ -439,6 +439,8 @@ class _Reader:
     page_size: int
     max_modified: str | None = None
     seen_ids: set[int] = field(default_factory=set)
+    # The ids of the page last yielded, in page order (read once, for every caller).
+    page_ids: list[int] = field(default_factory=list)
 
     def by_id(self) -> Iterator[list[dict[str, Any]]]:
         """Keyset on id: inserts during the run land after ``last`` and are read once.
@@ -506,7 +508,8 @@ class _Reader:
                 return
 
     def _note(self, page: list[dict[str, Any]]) -> None:
-        self.seen_ids.update([int(row["id"]) for row in page])
+        self.page_ids = [int(row["id"]) for row in page]
+        self.seen_ids.update(self.page_ids)
         if "modified_date" in self.select:
             newest = max(filter(None, [row.get("modified_date") for row in page]), default=None)
             if newest and (self.max_modified is None or newest > self.max_modified):
@@ -1289,7 +1292,7 @@ def _table_rows(
                 else reader.by_modified(_shift(cursor or "", settings.lookback_seconds))
             )
             for page in pages:
-                known.extend([int(r["id"]) for r in page])
+                known.extend(reader.page_ids)
                 yield arrow.page(page, fields)
             seen = reader.seen_ids
             newest = reader.max_modified
@@ -1339,7 +1342,7 @@ def _table_rows(
                 # personal fields: a join field CiviCRM left out fails the load.
                 join.require(parent.entity, page)
                 versions, blank = join.versions(page), join.trashed(page)
-                known.extend([int(r["id"]) for r in page])
+                known.extend(children.page_ids)
                 if not full:  # (parents left childless are cleared only after a window)
                     with_children.update([int(r[fk]) for r in page])
                 top = max(filter(None, versions), default=None)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -157,6 +158,10 @@ class SalesforceClient:
         self._describes: dict[str, dict[str, Any]] = {}
         # Ids a split query read in some field groups only (see ``query_records``).
         self.unsettled_ids: set[str] = set()
+        # One request at a time, as before pages were read ahead (connectors/read_ahead.py):
+        # the helper thread fetching the next page and another object's resource, which dlt
+        # runs in turn on the main thread, share this session, its token and its counters.
+        self._lock = threading.RLock()
 
     def close(self) -> None:
         self._http.close()
@@ -228,6 +233,18 @@ class SalesforceClient:
         would cost the org more than the one request; for the same reason they may run past
         the load's deadline (each is still bounded by its own).
         """
+        with self._lock:
+            return self._send(method, path, params, headers, json_body, cleanup)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        headers: dict[str, str] | None,
+        json_body: Any,
+        cleanup: bool,
+    ) -> httpx.Response:
         load = None if cleanup else self._load
         reauthenticated = False
         attempt = 0
@@ -400,12 +417,22 @@ class SalesforceClient:
                 return int(entry.get("count", 0))
         return None
 
-    def bulk_job(self, soql: str, include_deleted: bool = False) -> str:
+    def bulk_job(
+        self,
+        soql: str,
+        include_deleted: bool = False,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> str:
         """Create a query job and poll it (with backoff) until JobComplete; returns its id.
 
         The first poll is at once and the next ones soon after, growing by half each time:
         a small job is often done within a second, and a fixed first wait of seconds was a
         large share of a whole load; each poll is an API request, hence the growth.
+
+        ``meanwhile`` runs once, in the first wait between polls (the wait is shortened by
+        the time it took, so the polls keep their schedule): work the caller needs before
+        the results, done while Salesforce runs the job instead of before or after it. It
+        does not run when the job is complete at the first poll.
 
         Raises BulkQueryRejected when Bulk refuses the query (e.g. compound fields) or the
         job fails; the job is aborted and deleted so nothing is left running in the org.
@@ -448,6 +475,11 @@ class SalesforceClient:
                         f"Bulk query job still {state} after {waited:.0f}s; the org is busy, "
                         "the run can be retried later (or raise 'bulk_timeout_seconds')"
                     )
+                if meanwhile is not None:
+                    began = time.monotonic()
+                    meanwhile()
+                    meanwhile = None
+                    delay = max(0.0, delay - (time.monotonic() - began))
                 pause(delay, self._sleep, self._load)
         finally:
             if not done:

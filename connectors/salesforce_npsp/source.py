@@ -50,6 +50,7 @@ from connectors.errors import ConnectorError, PermanentSourceError
 from connectors.first_load import first_load_hints, nothing_to_merge
 from connectors.holds import hold, lift
 from connectors.raw_pipeline import member_pipeline
+from connectors.read_ahead import read_ahead
 from connectors.salesforce_npsp.client import (
     ApiAllocationReserveReached,
     BulkQueryRejected,
@@ -567,24 +568,39 @@ def _object_rows(
             "data_type": "text",
             "nullable": True,
         }
-        hints = dlt.mark.make_hints(columns=columns)
+        hints = merge_hints = dlt.mark.make_hints(columns=columns, write_disposition="merge")
         unreadable: dict[str, list[str]] = {}
-        job = _bulk_job(client, spec, fields, where, report) if full else None
+        # A full read into a table with no row yet (asked of the destination while a Bulk job
+        # runs, as there is nothing to do meanwhile) needs no merge: nothing can have
+        # vanished, and its rows are appended, skipping the staging copy and the merge
+        # (connectors/first_load.py).
+        emptiness: list[bool] = []
+        job = (
+            _bulk_job(
+                client,
+                spec,
+                fields,
+                where,
+                report,
+                lambda: emptiness.append(nothing_to_merge(spec.resource)),
+            )
+            if full
+            else None
+        )
         report.methods[spec.resource] = "bulk" if job else "rest"
+        if full and not emptiness:
+            emptiness.append(nothing_to_merge(spec.resource))
+        empty = bool(emptiness and emptiness[0])
+        if empty:
+            hints = first_load_hints(columns)
         count = 0
         # Every id this run read: a vanished id is one Salesforce no longer lists at all.
         seen: set[str] = set()
-        # Nothing loaded yet: nothing can have vanished, and a Bulk read may skip the merge.
-        empty = False
         if job is not None:
-            # One Bulk job lists each id once, so into an empty table its rows are appended,
-            # skipping the staging copy and merge (connectors/first_load.py).
-            empty = nothing_to_merge(spec.resource)
-            if empty:
-                hints = first_load_hints(columns)
             # Bulk results are unordered (ORDER BY defeats PK chunking), so the cursor only
-            # moves when the whole window is in: a stop part-way re-reads the window.
-            for page in client.bulk_pages(job, fields):
+            # moves when the whole window is in: a stop part-way re-reads the window. The
+            # next result set is fetched and parsed while this one is typed and written.
+            for page in read_ahead(client.bulk_pages(job, fields), "salesforce-bulk"):
                 if _absent(spec, state, page, fields, report):
                     return
                 yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable, spec.sobject), hints)
@@ -594,14 +610,21 @@ def _object_rows(
         else:
             held: list[bool] = []
             checked = _until_absent(
-                client.query_records(spec.sobject, list(fields), where, include_deleted=True),
+                read_ahead(
+                    client.query_records(spec.sobject, list(fields), where, include_deleted=True),
+                    "salesforce-rest",
+                ),
                 lambda page: _absent(spec, state, page, fields, report),
                 held,
             )
             for page in _batched(checked):
+                ids = _page_ids(page)
+                if _repeats(ids, seen):
+                    # A query cursor lists each record once; should one come twice (edited
+                    # while read), this table's load merges after all: the newest wins.
+                    hints = merge_hints
                 yield dlt.mark.with_hints(arrow_page(page, kinds, unreadable, spec.sobject), hints)
                 count += len(page)
-                seen.update(_page_ids(page))
                 # Inclusive: rows sharing this stamp on the next page are re-read next time.
                 state["cursor"] = page[-1]["SystemModstamp"]
             if held:  # a field left out of results: nothing after it, no reconciliation
@@ -757,6 +780,14 @@ def _until_absent(
             stopped.append(True)
             return
         yield page
+
+
+def _repeats(ids: list[str], seen: set[str]) -> bool:
+    """Whether a batch holds an id twice, or one an earlier batch of this read held; adds
+    the batch's ids to ``seen`` (one pass over them)."""
+    before = len(seen)
+    seen.update(ids)
+    return len(seen) - before != len(ids)
 
 
 def _page_ids(page: list[dict[str, Any]] | pa.Table) -> list[str]:
@@ -934,11 +965,13 @@ def _bulk_job(
     fields: dict[str, str],
     where: str,
     report: SyncReport,
+    meanwhile: Callable[[], None] | None = None,
 ) -> str | None:
     """A completed Bulk query job for a large object's full load, or None to use REST.
 
     Bulk saves API requests on big reads (one result set per 50,000 rows instead of one
     page per 2,000). Whatever Bulk refuses or fails is read through REST instead.
+    ``meanwhile`` runs while the job runs (``SalesforceClient.bulk_job``), if it waits.
     """
     threshold = client.settings.bulk_threshold
     if threshold is None:
@@ -958,7 +991,7 @@ def _bulk_job(
         return None
     soql = f"SELECT {', '.join(fields)} FROM {spec.sobject} WHERE {where}"
     try:
-        return client.bulk_job(soql, include_deleted=True)
+        return client.bulk_job(soql, include_deleted=True, meanwhile=meanwhile)
     except BulkQueryRejected as err:
         note = f"{spec.resource}: Bulk API query not possible ({err}); read through REST instead"
         log.warning(note)

@@ -9,6 +9,7 @@ must give the same values, the same nulls and the same unreadable positions.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -276,3 +277,25 @@ def test_a_bulk_job_is_polled_at_once_then_soon() -> None:
             rows = sum(t.num_rows for t in client.bulk_pages(job, {"Id": "id"}))
     assert rows == 5
     assert sleeps == [0.2]
+
+
+def test_work_given_to_a_bulk_job_runs_in_its_first_wait_and_keeps_the_schedule() -> None:
+    """``meanwhile`` runs once while the job is InProgress; the wait after it is shortened by
+    the time it took, so the second poll comes when it would have."""
+    sleeps: list[float] = []
+    ran: list[int] = []
+    with SalesforceSandbox(sizes=SandboxSizes(contacts=5, engagements=1, deliveries=1)) as sf:
+        settings = SalesforceSettings(login_url=sf.url, client_id=sf.client_id)
+        with SalesforceClient(
+            settings, ClientCredentials(sf.client_secret), sleep=sleeps.append
+        ) as client:
+
+            def meanwhile() -> None:
+                ran.append(client.requests_made)
+                time.sleep(0.05)
+
+            job = client.bulk_job("SELECT Id, LastName FROM Contact", meanwhile=meanwhile)
+            rows = sum(t.num_rows for t in client.bulk_pages(job, {"Id": "id"}))
+    assert rows == 5
+    assert ran == [ran[0]] and ran[0] >= 2  # once, after the job was created and polled
+    assert len(sleeps) == 1 and 0.0 <= sleeps[0] <= 0.2 - 0.05

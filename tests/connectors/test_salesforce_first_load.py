@@ -15,7 +15,7 @@ import pytest
 
 from connectors.first_load import APPEND
 from connectors.salesforce_npsp.settings import ClientCredentials, SalesforceSettings
-from connectors.salesforce_npsp.source import load_npsp, raw_pipeline
+from connectors.salesforce_npsp.source import _repeats, load_npsp, raw_pipeline
 from sandboxes.salesforce_npsp import SalesforceSandbox
 from tests.connectors.test_salesforce_source import SIZES, Harness, _table_rows, clock
 
@@ -86,8 +86,9 @@ def test_an_emptied_table_is_appended_to_again(harness: Harness) -> None:
 
 
 def test_bulk_first_load_then_changes_equal_the_all_merge_rest_path(tmp_path: Path) -> None:
-    """Two members, same org: one loads through Bulk first (append), one through REST only
-    (merge throughout); after the same changes and deletions their tables are identical."""
+    """Two members, same org: one loads through Bulk first, one through REST only (both
+    append their first load, then merge); after the same changes and deletions their tables
+    are identical."""
     with SalesforceSandbox(sizes=SIZES, page_size=7) as sf:
         credentials = ClientCredentials(sf.client_secret)
         paths = {"bulk": BULK, "rest": {"bulk_threshold": None}}
@@ -130,3 +131,44 @@ def test_bulk_first_load_then_changes_equal_the_all_merge_rest_path(tmp_path: Pa
             "where table_schema = 'raw_rest' order by all"
         ).fetchall()
     assert types == rest_types
+
+
+def test_a_rest_first_load_appends_too_and_later_loads_merge(harness: Harness) -> None:
+    _, report = harness.load(bulk_threshold=None)
+    assert report.methods["npsp__contact"] == "rest"
+    assert "npsp__contact" not in _tables(harness.db, "raw_sfdemo_staging")
+    assert _disposition(harness.pipeline, "npsp__contact") == APPEND
+    assert harness.query("select count(*), count(distinct id) from npsp__contact") == [(40, 40)]
+
+    ids = harness.sf.ids("Contact")
+    harness.sf.update_records("Contact", ids[:2], {"LastName": "Changedname"})
+    _, report = harness.load(bulk_threshold=None)
+    assert _disposition(harness.pipeline, "npsp__contact") == "merge"
+    assert harness.query("select count(*), count(distinct id) from npsp__contact") == [(40, 40)]
+    changed = harness.query("select id from npsp__contact where last_name = 'Changedname'")
+    assert sorted(r[0] for r in changed) == sorted(ids[:2])
+
+
+def test_a_record_listed_twice_in_a_rest_first_load_is_merged_newest_first(
+    harness: Harness,
+) -> None:
+    """A cursor that is not a snapshot may list a record edited while read twice: the
+    first load then merges after all, so the table holds it once, as last edited."""
+    twice = harness.sf.ids("Contact")[3]
+    harness.sf.repeat_during_read("Contact", twice, {"LastName": "Editedwhileread"})
+    _, report = harness.load(bulk_threshold=None)
+    assert report.methods["npsp__contact"] == "rest"
+    assert _disposition(harness.pipeline, "npsp__contact") == "merge"
+    assert harness.query("select count(*), count(distinct id) from npsp__contact") == [(40, 40)]
+    assert harness.query(f"select last_name from npsp__contact where id = '{twice}'") == [
+        ("Editedwhileread",)
+    ]
+
+
+def test_repeats_across_batches_are_seen_too() -> None:
+    seen: set[str] = set()
+    assert _repeats(["a", "b"], seen) is False
+    assert _repeats(["c", "d", "c"], seen) is True
+    assert _repeats(["e"], seen) is False
+    assert _repeats(["f", "a"], seen) is True
+    assert seen == {"a", "b", "c", "d", "e", "f"}
