@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from events.inbox import Change, InboundEvent, open_inbox
-from pipelines.cli import app
+from pipelines.cli import app, console
 
 IDS = [f"0035g0000000{n:03d}AAA" for n in range(3)]
 
@@ -24,6 +24,8 @@ def test_hub_events_tells_each_member_what_became_of_its_events(
 ) -> None:
     monkeypatch.setenv("HUB_HOME", str(tmp_path / "hub"))
     monkeypatch.setenv("COLUMNS", "250")
+    # The console is made once, at import: another test may have fixed its width first.
+    monkeypatch.setattr(console, "width", 250)
     monkeypatch.delenv("HUB_EVENTS_INBOX", raising=False)
     assert "No events received yet" in _hub("events")
     assert not (tmp_path / "hub" / "events").exists()  # looking creates no inbox
