@@ -22,7 +22,7 @@ that contains it is measured. Two modes:
 (by the load that read it, or automation right after), and the release was written by a run
 that started after that. The latency is from the change to that release's materialisation.
 
-Run from the repository root: ``.venv/bin/python benchmarks/events.py --mode webhook``.
+Run from the repository root: ``.venv/bin/python benchmarks/events_latency.py --mode webhook``.
 """
 
 from __future__ import annotations
