@@ -15,8 +15,7 @@ The loopback CiviCRM the tests and the demo use is ``sandboxes.civicrm.CiviCRMSa
 # member model and has to start in well under a second).
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from connectors.lazy import lazy_getattr
 
 _LAZY = {
     "ApiResult": "connectors.civicrm.client",
@@ -33,12 +32,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [
