@@ -18,7 +18,7 @@ import yaml
 from dagster_dlt import DagsterDltResource
 
 from pipelines.definitions import defs
-from pipelines.defs.ingest.loads import raw_keys
+from pipelines.defs.ingest.loads import load_keys, raw_keys
 from pipelines.defs.ingest.sensors import member_files, spreadsheet_changed
 from pipelines.lib.hub import HubResource
 from tests.pipelines.test_sensor import Ticks
@@ -111,7 +111,7 @@ def test_local_files_trigger_on_content_exactly_once(
     edit = tick(spreadsheet_changed)
     assert _runs(edit) == [ORG]
     (request,) = edit.run_requests or []
-    assert list(request.asset_selection or []) == raw_keys("spreadsheet")
+    assert list(request.asset_selection or []) == load_keys("spreadsheet")
     assert (request.tags["hub/trigger"], request.tags["hub/member"]) == ("file", ORG)
     assert not tick(spreadsheet_changed).run_requests
 
