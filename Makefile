@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/hub demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 3 --dist loadfile --durations=25
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
