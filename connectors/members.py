@@ -572,6 +572,22 @@ def _secret_refs(connector: Any) -> list[tuple[str, SecretRef]]:
     return refs
 
 
+def _scope_problems(
+    section: str,
+    refs: list[tuple[str, SecretRef]],
+    member: Member,
+    other_ids: tuple[str, ...],
+) -> list[str]:
+    """Bind each secret reference of a section to the member; why any is not its own."""
+    problems: list[str] = []
+    for name, ref in refs:
+        ref.bind(member.org_id, other_ids)
+        if problem := ref.scope_problem(member.org_id):
+            kind = "env" if ref.env is not None else "file"
+            problems.append(f"key '{section}.{name}.{kind}': {problem}")
+    return problems
+
+
 def event_secret_refs(events: Events) -> list[tuple[str, SecretRef]]:
     """The member's event secrets (webhook secret, Outbound Message token) with their keys."""
     return [
@@ -588,11 +604,7 @@ def _check_events(member: Member, other_ids: tuple[str, ...]) -> list[str]:
 
     problems: list[str] = []
     events = member.events
-    for name, ref in event_secret_refs(events):
-        ref.bind(member.org_id, other_ids)
-        if problem := ref.scope_problem(member.org_id):
-            kind = "env" if ref.env is not None else "file"
-            problems.append(f"key 'events.{name}.{kind}': {problem}")
+    problems += _scope_problems("events", event_secret_refs(events), member, other_ids)
     org = events.organization_id
     if org is not None and (id15(org) is None or not org.startswith("00D")):
         problems.append(
@@ -639,11 +651,7 @@ def _check_semantics(
     """Cross-field checks pydantic cannot express: fields, taxonomy values, secrets."""
     problems: list[str] = []
     conn = member.connector
-    for name, ref in _secret_refs(conn):
-        ref.bind(member.org_id, other_ids)
-        if problem := ref.scope_problem(member.org_id):
-            kind = "env" if ref.env is not None else "file"
-            problems.append(f"key 'connector.{name}.{kind}': {problem}")
+    problems += _scope_problems("connector", _secret_refs(conn), member, other_ids)
     problems += _check_events(member, other_ids)
     if isinstance(conn, SpreadsheetConnector):
         if "person" not in conn.tables:
